@@ -1,0 +1,244 @@
+// Package progress reports the steps of long operations: a line per step
+// with its duration, a progress bar on a terminal, and quiet structured
+// lines (key=value) when the output is not a terminal.
+package progress
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Reporter receives the steps of a long operation. Implementations are
+// safe for concurrent use: steps may run in parallel.
+type Reporter interface {
+	// Step starts a named step and returns its handle.
+	Step(name string) Step
+	// Info prints a one-line message that is not a step (for example
+	// "hello:1.0.0 up to date").
+	Info(msg string)
+}
+
+// Step is one running step. Call Done exactly once.
+type Step interface {
+	// SetTotal sets the amount of work in bytes, enabling a progress bar.
+	SetTotal(n int64)
+	// Add records n more bytes of work done.
+	Add(n int64)
+	// Done ends the step; err is nil on success.
+	Done(err error)
+}
+
+// Discard returns a Reporter that prints nothing.
+func Discard() Reporter { return discard{} }
+
+type discard struct{}
+
+func (discard) Step(string) Step { return discardStep{} }
+func (discard) Info(string)      {}
+
+type discardStep struct{}
+
+func (discardStep) SetTotal(int64) {}
+func (discardStep) Add(int64)      {}
+func (discardStep) Done(error)     {}
+
+// Option configures a Reporter.
+type Option func(*writer)
+
+// WithClock sets the clock used to time steps. The default is time.Now.
+func WithClock(now func() time.Time) Option { return func(w *writer) { w.now = now } }
+
+// NewLines returns a Reporter that writes structured key=value lines, one
+// when a step starts and one when it ends, for logs and CI output.
+func NewLines(out io.Writer, opts ...Option) Reporter {
+	return newWriter(out, false, opts)
+}
+
+// NewTerminal returns a Reporter for an interactive terminal: a line per
+// finished step with its duration and live progress bars for the steps
+// that report a total.
+func NewTerminal(out io.Writer, opts ...Option) Reporter {
+	return newWriter(out, true, opts)
+}
+
+type writer struct {
+	mu      sync.Mutex
+	out     io.Writer
+	tty     bool
+	now     func() time.Time
+	active  map[*step]struct{}
+	drawn   bool
+	lastBar time.Time
+}
+
+func newWriter(out io.Writer, tty bool, opts []Option) *writer {
+	w := &writer{out: out, tty: tty, now: time.Now, active: map[*step]struct{}{}}
+	for _, o := range opts {
+		o(w)
+	}
+	return w
+}
+
+type step struct {
+	w           *writer
+	name        string
+	start       time.Time
+	total, done int64
+	finished    bool
+}
+
+func (w *writer) Step(name string) Step {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := &step{w: w, name: name, start: w.now()}
+	w.active[s] = struct{}{}
+	if !w.tty {
+		fmt.Fprintf(w.out, "step=%s status=start\n", quote(name))
+	}
+	return s
+}
+
+func (w *writer) Info(msg string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.tty {
+		w.clearBar()
+		fmt.Fprintln(w.out, msg)
+		w.drawBar(true)
+		return
+	}
+	fmt.Fprintf(w.out, "msg=%s\n", quote(msg))
+}
+
+func (s *step) SetTotal(n int64) {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	s.total = n
+	s.w.drawBar(false)
+}
+
+func (s *step) Add(n int64) {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	s.done += n
+	s.w.drawBar(false)
+}
+
+func (s *step) Done(err error) {
+	w := s.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if s.finished {
+		return
+	}
+	s.finished = true
+	delete(w.active, s)
+	d := w.now().Sub(s.start)
+	if w.tty {
+		w.clearBar()
+		mark, extra := "✓", ""
+		if err != nil {
+			mark, extra = "✗", ": "+err.Error()
+		}
+		size := ""
+		if s.total > 0 {
+			size = " (" + humanBytes(s.total) + ")"
+		}
+		fmt.Fprintf(w.out, "%s %s%s %s%s\n", mark, s.name, size, roundDuration(d), extra)
+		w.drawBar(true)
+		return
+	}
+	status := "done"
+	if err != nil {
+		status = "failed"
+	}
+	line := fmt.Sprintf("step=%s status=%s duration=%s", quote(s.name), status, roundDuration(d))
+	if s.total > 0 {
+		line += fmt.Sprintf(" bytes=%d", s.total)
+	}
+	if err != nil {
+		line += " error=" + quote(err.Error())
+	}
+	fmt.Fprintln(w.out, line)
+}
+
+// drawBar redraws the bar line for active steps with a total. It is
+// throttled to ten redraws a second unless force is set.
+func (w *writer) drawBar(force bool) {
+	if !w.tty {
+		return
+	}
+	now := w.now()
+	if !force && now.Sub(w.lastBar) < 100*time.Millisecond {
+		return
+	}
+	w.lastBar = now
+	var parts []string
+	steps := make([]*step, 0, len(w.active))
+	for s := range w.active {
+		if s.total > 0 {
+			steps = append(steps, s)
+		}
+	}
+	sort.Slice(steps, func(i, j int) bool { return steps[i].name < steps[j].name })
+	for _, s := range steps {
+		parts = append(parts, bar(s.name, s.done, s.total))
+	}
+	w.clearBar()
+	if len(parts) > 0 {
+		fmt.Fprint(w.out, strings.Join(parts, "  "))
+		w.drawn = true
+	}
+}
+
+func (w *writer) clearBar() {
+	if w.drawn {
+		fmt.Fprint(w.out, "\r\x1b[K")
+		w.drawn = false
+	}
+}
+
+func bar(name string, done, total int64) string {
+	const width = 20
+	if done > total {
+		done = total
+	}
+	filled := int(done * width / total)
+	return fmt.Sprintf("%s [%s%s] %3d%% %s/%s", name, strings.Repeat("=", filled),
+		strings.Repeat(" ", width-filled), done*100/total, humanBytes(done), humanBytes(total))
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(time.Millisecond)
+	default:
+		return d.Round(time.Microsecond)
+	}
+}
+
+func quote(s string) string {
+	if s != "" && !strings.ContainsAny(s, " \t\"=\n") {
+		return s
+	}
+	return fmt.Sprintf("%q", s)
+}
