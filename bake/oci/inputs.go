@@ -1,0 +1,447 @@
+package oci
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/bakery-sh/bakery/bake/bakekey"
+	"github.com/bakery-sh/bakery/recipes"
+)
+
+// layerFormat names how BuildLayer lays out and compresses a layer. It is
+// part of every bake key: change it whenever a change in this package,
+// or an upgrade of klauspost/pgzip or klauspost/compress, changes the
+// bytes of a layer built from the same inputs, so that keys of images
+// baked the old way stop matching.
+const layerFormat = "bakery-layer/v1 tar=pax order=bytes gzip=pgzip/default/1MiB"
+
+// inputBufSize is the read buffer of each HashInputs worker: large enough
+// that system calls cost nothing next to sha256, small enough that one
+// per core stays cheap on machines with many cores.
+const inputBufSize = 256 << 10
+
+// layerEntry is one tar entry of a layer built from a file or a folder,
+// already normalised: everything BuildLayer writes for it except the
+// content, which it reads from src.
+type layerEntry struct {
+	name     string // tar name: relative, "/"-separated; a directory ends in "/"
+	typ      byte   // tar.TypeReg, tar.TypeDir or tar.TypeSymlink
+	mode     int64  // permission bits
+	uid, gid int
+	link     string // symlink target, as found
+	size     int64  // content size of a regular file
+	src      string // file the content is read from (regular files only)
+}
+
+// layerOwner returns the uid and gid of every entry the layer owns.
+func layerOwner(l *recipes.Layer) (uid, gid int) {
+	if l.UID != nil {
+		uid = *l.UID
+	}
+	if l.GID != nil {
+		gid = *l.GID
+	}
+	return uid, gid
+}
+
+// layerFileMode is the mode of a regular file whose permission bits on
+// disk (or in a tarball) are perm: the layer's mode when set, otherwise
+// 0755 if any execute bit is set and 0644 if not, so that checkouts made
+// under different umasks give the same layer.
+func layerFileMode(l *recipes.Layer, perm int64) int64 {
+	if l.Mode != nil {
+		return int64(*l.Mode & 0o7777)
+	}
+	if perm&0o111 != 0 {
+		return 0o755
+	}
+	return 0o644
+}
+
+// layerDestination returns the layer's destination cleaned and without
+// its leading "/" ("" for the image root), and whether it was written
+// with a trailing "/".
+func layerDestination(l *recipes.Layer) (dst string, isDir bool, err error) {
+	d := l.Destination
+	if !strings.HasPrefix(d, "/") {
+		return "", false, fmt.Errorf("layer %s: destination %q is not absolute: write a path inside the image starting with \"/\", like \"/app/\"", l.Source, d)
+	}
+	isDir = strings.HasSuffix(d, "/")
+	return strings.TrimPrefix(path.Clean(d), "/"), isDir, nil
+}
+
+// layerParents returns directory entries for dir ("a/b/c", "" for the
+// root) and each of its ancestors, outermost first. The ancestors are
+// owned by root; dir itself, which the recipe names as the destination,
+// is owned by the layer's uid and gid. All have mode 0755.
+func layerParents(dir string, uid, gid int) []layerEntry {
+	if dir == "" {
+		return nil
+	}
+	var es []layerEntry
+	for i := 0; i <= len(dir); i++ {
+		if i < len(dir) && dir[i] != '/' {
+			continue
+		}
+		e := layerEntry{name: dir[:i] + "/", typ: tar.TypeDir, mode: 0o755}
+		if i == len(dir) {
+			e.uid, e.gid = uid, gid
+		}
+		es = append(es, e)
+	}
+	return es
+}
+
+// joinName joins a destination folder ("" for the root) and a relative
+// "/"-separated name.
+func joinName(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// layerEntries lists the entries of a file or folder layer in the order
+// BuildLayer writes them: sorted by tar name in byte order, which puts
+// every directory before its contents.
+func layerEntries(ctx context.Context, l *recipes.Layer) ([]layerEntry, error) {
+	dst, dstIsDir, err := layerDestination(l)
+	if err != nil {
+		return nil, err
+	}
+	uid, gid := layerOwner(l)
+	fi, err := os.Stat(l.Path)
+	if err != nil {
+		return nil, fmt.Errorf("reading layer source %s: %w; check the source path in the recipe", l.Source, err)
+	}
+	var es []layerEntry
+	switch l.Kind {
+	case recipes.SourceFile:
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("reading layer source %s: %s is %s, not a regular file; write a folder source with a trailing \"/\"", l.Source, l.Path, describeMode(fi.Mode()))
+		}
+		var name string
+		if dstIsDir {
+			// Into the destination folder, by base name.
+			name = joinName(dst, filepath.Base(l.Path))
+			es = layerParents(dst, uid, gid)
+		} else {
+			// At the destination exactly: its folders are all ancestors.
+			name = dst
+			if dir := path.Dir(dst); dir != "." {
+				es = layerParents(dir, 0, 0)
+			}
+		}
+		es = append(es, layerEntry{
+			name: name, typ: tar.TypeReg, mode: layerFileMode(l, int64(fi.Mode().Perm())),
+			uid: uid, gid: gid, size: fi.Size(), src: l.Path,
+		})
+	case recipes.SourceDir:
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("reading layer source %s: %s is not a folder; write a file source without a trailing \"/\"", l.Source, l.Path)
+		}
+		es = layerParents(dst, uid, gid)
+		walked, err := walkLayerDir(ctx, l, dst, uid, gid)
+		if err != nil {
+			return nil, err
+		}
+		es = append(es, walked...)
+	default:
+		return nil, fmt.Errorf("layer %s: kind %q has no entry list", l.Source, l.Kind)
+	}
+	slices.SortFunc(es, func(a, b layerEntry) int { return strings.Compare(a.name, b.name) })
+	return es, nil
+}
+
+// walkLayerDir lists everything under the layer's source folder, placed
+// under dst. Symlinks are not followed, except the source itself.
+func walkLayerDir(ctx context.Context, l *recipes.Layer, dst string, uid, gid int) ([]layerEntry, error) {
+	root := l.Path
+	if fi, err := os.Lstat(root); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		if root, err = filepath.EvalSymlinks(root); err != nil {
+			return nil, fmt.Errorf("reading layer source %s: %w", l.Source, err)
+		}
+	}
+	var es []layerEntry
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("reading layer source %s: %w", l.Source, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("reading layer source %s: %w", l.Source, err)
+		}
+		if p == root {
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return fmt.Errorf("reading layer source %s: %w", l.Source, err)
+		}
+		name := joinName(dst, filepath.ToSlash(rel))
+		switch t := d.Type(); {
+		case t.IsDir():
+			es = append(es, layerEntry{name: name + "/", typ: tar.TypeDir, mode: 0o755, uid: uid, gid: gid})
+		case t&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return fmt.Errorf("reading layer source %s: %w", l.Source, err)
+			}
+			es = append(es, layerEntry{name: name, typ: tar.TypeSymlink, mode: 0o777, uid: uid, gid: gid, link: filepath.ToSlash(target)})
+		case t.IsRegular():
+			fi, err := d.Info()
+			if err != nil {
+				return fmt.Errorf("reading layer source %s: %w", l.Source, err)
+			}
+			// A hard link is written as another regular file.
+			es = append(es, layerEntry{
+				name: name, typ: tar.TypeReg, mode: layerFileMode(l, int64(fi.Mode().Perm())),
+				uid: uid, gid: gid, size: fi.Size(), src: p,
+			})
+		default:
+			return fmt.Errorf("reading layer source %s: %s is %s: a layer holds only regular files, folders and symlinks; remove it from the source folder", l.Source, p, describeMode(t))
+		}
+		return nil
+	})
+	return es, err
+}
+
+// describeMode names a file type for error messages.
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a folder"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	default:
+		return "a special file"
+	}
+}
+
+// inputJob is one file to hash.
+type inputJob struct {
+	path string
+	name string // how errors name it
+	size int64  // expected size
+	sum  [sha256.Size]byte
+}
+
+// HashInputs adds to k everything that decides the bytes of the given
+// layers, so that equal keys mean equal layers: for each layer its kind,
+// destination, mode, uid and gid, then for a file or folder source each
+// entry in the order BuildLayer writes it (in-image path, type,
+// normalised mode, uid, gid, symlink target, size and the sha256 of its
+// content), and for a tarball source the size and sha256 of the archive.
+// File times, the absolute path of the source and permission bits that
+// normalisation drops do not change the key. Neither does the layer
+// epoch: callers add it themselves.
+//
+// File contents are hashed in parallel, up to runtime.GOMAXPROCS files
+// at once, and added to k in a fixed order. HashInputs reads every input
+// byte once; it is the whole cost of a bake that finds nothing to do.
+func HashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher) error {
+	return hashInputs(ctx, layers, k, runtime.GOMAXPROCS(0))
+}
+
+// hashInputs is HashInputs with workers files hashed at once.
+func hashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher, workers int) error {
+	type plan struct {
+		l       *recipes.Layer
+		entries []layerEntry
+		jobs    []int // index in jobs of each regular entry, in entry order
+		tarball int   // index in jobs of the archive, or -1
+	}
+	plans := make([]plan, len(layers))
+	var jobs []inputJob
+	for i, l := range layers {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("hashing layer inputs: %w", err)
+		}
+		p := plan{l: l, tarball: -1}
+		switch l.Kind {
+		case recipes.SourceTarball:
+			if _, _, err := layerDestination(l); err != nil {
+				return err
+			}
+			fi, err := os.Stat(l.Path)
+			if err != nil {
+				return fmt.Errorf("reading layer source %s: %w; check the source path in the recipe", l.Source, err)
+			}
+			if !fi.Mode().IsRegular() {
+				return fmt.Errorf("reading layer source %s: %s is %s, not a tar archive", l.Source, l.Path, describeMode(fi.Mode()))
+			}
+			p.tarball = len(jobs)
+			jobs = append(jobs, inputJob{path: l.Path, name: l.Source, size: fi.Size()})
+		case recipes.SourceFile, recipes.SourceDir:
+			es, err := layerEntries(ctx, l)
+			if err != nil {
+				return err
+			}
+			p.entries = es
+			for _, e := range es {
+				if e.typ == tar.TypeReg {
+					p.jobs = append(p.jobs, len(jobs))
+					jobs = append(jobs, inputJob{path: e.src, name: e.src, size: e.size})
+				}
+			}
+		default:
+			return fmt.Errorf("layer %s: unknown source kind %q: use file, dir or tarball", l.Source, l.Kind)
+		}
+		plans[i] = p
+	}
+
+	if err := hashInputJobs(ctx, jobs, workers); err != nil {
+		return err
+	}
+
+	k.AddString("oci.layer-format", layerFormat)
+	var buf []byte
+	for _, p := range plans {
+		l := p.l
+		uid, gid := layerOwner(l)
+		mode := int64(-1)
+		if l.Mode != nil {
+			mode = int64(*l.Mode)
+		}
+		buf = appendInputString(buf[:0], string(l.Kind))
+		buf = appendInputString(buf, l.Destination)
+		buf = binary.AppendVarint(buf, mode)
+		buf = binary.AppendVarint(buf, int64(uid))
+		buf = binary.AppendVarint(buf, int64(gid))
+		k.Add("oci.layer", buf)
+		if p.tarball >= 0 {
+			j := &jobs[p.tarball]
+			buf = binary.AppendVarint(buf[:0], j.size)
+			buf = append(buf, j.sum[:]...)
+			k.Add("oci.layer.tarball", buf)
+			continue
+		}
+		reg := 0
+		for _, e := range p.entries {
+			buf = appendInputString(buf[:0], e.name)
+			buf = append(buf, e.typ)
+			buf = binary.AppendVarint(buf, e.mode)
+			buf = binary.AppendVarint(buf, int64(e.uid))
+			buf = binary.AppendVarint(buf, int64(e.gid))
+			buf = appendInputString(buf, e.link)
+			buf = binary.AppendVarint(buf, e.size)
+			if e.typ == tar.TypeReg {
+				buf = append(buf, jobs[p.jobs[reg]].sum[:]...)
+				reg++
+			}
+			k.Add("oci.layer.entry", buf)
+		}
+	}
+	return nil
+}
+
+// appendInputString appends s prefixed by its length.
+func appendInputString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// hashInputJobs fills in the sum of every job, hashing up to workers
+// files at once, largest first so that one big file does not finish
+// alone at the end.
+func hashInputJobs(ctx context.Context, jobs []inputJob, workers int) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	order := make([]int, len(jobs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return jobs[order[a]].size > jobs[order[b]].size })
+	workers = max(1, min(workers, len(jobs)))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		next     atomic.Int64
+		errOnce  sync.Once
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for range workers {
+		wg.Go(func() {
+			buf := make([]byte, inputBufSize)
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(order) || ctx.Err() != nil {
+					return
+				}
+				if err := hashInputFile(ctx, &jobs[order[i]], buf); err != nil {
+					errOnce.Do(func() { firstErr = err; cancel() })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("hashing layer inputs: %w", err)
+	}
+	return nil
+}
+
+// hashInputFile computes j.sum, checking that the file still has the
+// size it had when the layer was listed.
+func hashInputFile(ctx context.Context, j *inputJob, buf []byte) error {
+	f, err := os.Open(j.path)
+	if err != nil {
+		return fmt.Errorf("hashing layer input %s: %w", j.name, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("hashing layer input %s: %w", j.name, err)
+		}
+		m, err := f.Read(buf)
+		h.Write(buf[:m])
+		n += int64(m)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("hashing layer input %s: %w", j.name, err)
+		}
+	}
+	if n != j.size {
+		return errChanged(j.name)
+	}
+	h.Sum(j.sum[:0])
+	return nil
+}
+
+// errChanged reports an input file that changed size while it was read.
+func errChanged(name string) error {
+	return fmt.Errorf("reading %s: the file changed size while bakery read it; bake again once nothing writes to the layer sources", name)
+}

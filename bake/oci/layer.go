@@ -1,0 +1,400 @@
+package oci
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/pgzip"
+
+	"github.com/bakery-sh/bakery/internal/progress"
+	"github.com/bakery-sh/bakery/recipes"
+)
+
+// layerBlockSize is the size of the blocks pgzip compresses in parallel.
+// The compressed bytes depend on it (and on nothing else about
+// concurrency), so it is part of layerFormat.
+const layerBlockSize = 1 << 20
+
+// layerBufSize is the read buffer of BuildLayer.
+const layerBufSize = 1 << 20
+
+// maxLayerConcurrency caps the default number of blocks compressed at
+// once per layer, which bounds memory (about 2.5 MiB per block) on
+// machines with many cores.
+const maxLayerConcurrency = 8
+
+// Built is a layer that BuildLayer wrote to a file, with the digests it
+// computed while writing it.
+type Built struct {
+	// Path is the gzip-compressed tar file. The caller owns it: move it
+	// into place or remove it.
+	Path string
+	// Digest is the sha256 of the compressed file: the layer's blob digest.
+	Digest v1.Hash
+	// DiffID is the sha256 of the uncompressed tar stream.
+	DiffID v1.Hash
+	// Size is the size of the compressed file in bytes.
+	Size int64
+
+	layer v1.Layer
+}
+
+// Layer returns the file as an OCI layer
+// (application/vnd.oci.image.layer.v1.tar+gzip) whose Digest, DiffID and
+// Size are the fields of b, not computed again. Its Compressed and
+// Uncompressed methods open Path, so they fail once the file has been
+// moved or removed.
+func (b *Built) Layer() v1.Layer { return b.layer }
+
+// LayerOption configures BuildLayer.
+type LayerOption func(*layerOptions)
+
+type layerOptions struct {
+	concurrency int
+}
+
+// WithLayerConcurrency sets how many 1 MiB blocks of one layer are
+// compressed at once. It changes speed and memory (about 2.5 MiB
+// per block), never the bytes of the layer. The default is
+// runtime.GOMAXPROCS(0), at most 8; n < 1 keeps the default.
+func WithLayerConcurrency(n int) LayerOption {
+	return func(o *layerOptions) {
+		if n >= 1 {
+			o.concurrency = n
+		}
+	}
+}
+
+// BuildLayer writes the layer l as a gzip-compressed tar file in dir and
+// returns it with its digests, which are computed in the same single
+// pass that reads the sources. Memory does not grow with the size of
+// the inputs.
+//
+// The tar stream is deterministic. It starts with the folders leading to
+// the destination (mode 0755; those above the destination are owned by
+// root, the destination folder itself by the layer's owner), followed by
+// the entries of a file or folder source in byte order of their names
+// (a folder before its contents), or those of a tarball source in
+// archive order. Names are relative, folders end in "/". Every time is
+// epoch (whole seconds, none before 1970); owners are l.UID and l.GID
+// (default 0) without names; there are no extended attributes. Folders
+// have mode 0755, symlinks 0777 and regular files l.Mode, or else 0755
+// when any execute bit is set and 0644 when none is. Symlinks are kept
+// as they are; hard links in a folder are written as regular files;
+// devices, sockets and named pipes are an error. The gzip stream is the
+// same whatever the concurrency.
+//
+// step receives the total number of input bytes and the progress made;
+// the caller still calls step.Done. step may be nil.
+//
+// On error or when ctx is cancelled, the file is removed. BuildLayer
+// may be called concurrently, for instance for the layers of one image.
+func BuildLayer(ctx context.Context, l *recipes.Layer, dir string, epoch time.Time, step progress.Step, opts ...LayerOption) (_ *Built, err error) {
+	o := layerOptions{concurrency: min(runtime.GOMAXPROCS(0), maxLayerConcurrency)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if step == nil {
+		step = progress.Discard().Step("")
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("building layer from %s: %w", l.Source, err)
+		}
+	}()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	var (
+		entries []layerEntry
+		archive *os.File
+		total   int64
+	)
+	switch l.Kind {
+	case recipes.SourceFile, recipes.SourceDir:
+		if entries, err = layerEntries(ctx, l); err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			total += e.size
+		}
+	case recipes.SourceTarball:
+		if archive, total, err = openTarball(l); err != nil {
+			return nil, err
+		}
+		defer archive.Close()
+	default:
+		return nil, fmt.Errorf("unknown source kind %q: use file, dir or tarball", l.Kind)
+	}
+	step.SetTotal(total)
+
+	f, err := os.CreateTemp(dir, "layer-*.tar.gz")
+	if err != nil {
+		return nil, fmt.Errorf("creating the layer file: %w; check that %s exists and is writable", err, dir)
+	}
+	w := newLayerWriter(ctx, f, epoch, step, o.concurrency)
+	defer func() {
+		if err != nil {
+			w.abort()
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+
+	if archive != nil {
+		err = w.writeTarball(l, archive)
+	} else {
+		err = w.writeEntries(entries)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	diffID, digest, size, err := w.close()
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("writing the layer file: %w", err)
+	}
+	fl := &fileLayer{path: f.Name(), digest: digest, diffID: diffID, size: size}
+	layer, err := partial.CompressedToLayer(fl)
+	if err != nil {
+		return nil, err
+	}
+	return &Built{Path: fl.path, Digest: digest, DiffID: diffID, Size: size, layer: layer}, nil
+}
+
+// layerWriter writes one layer: tar → (diffID hash, parallel gzip) →
+// (file, digest hash).
+type layerWriter struct {
+	ctx   context.Context
+	step  progress.Step
+	epoch time.Time
+	sink  *layerSink
+	gz    *pgzip.Writer
+	diff  hash.Hash
+	tw    *tar.Writer
+	buf   []byte
+}
+
+func newLayerWriter(ctx context.Context, f *os.File, epoch time.Time, step progress.Step, concurrency int) *layerWriter {
+	sink := &layerSink{f: f, h: sha256.New()}
+	gz, _ := pgzip.NewWriterLevel(sink, pgzip.DefaultCompression) // the level is valid
+	_ = gz.SetConcurrency(layerBlockSize, concurrency)            // both are valid
+	gz.ModTime = time.Unix(0, 0)                                  // the gzip header holds no time
+	diff := sha256.New()
+	sec := max(epoch.Unix(), 0)
+	return &layerWriter{
+		ctx:   ctx,
+		step:  step,
+		epoch: time.Unix(sec, 0),
+		sink:  sink,
+		gz:    gz,
+		diff:  diff,
+		tw:    tar.NewWriter(io.MultiWriter(diff, gz)),
+		buf:   make([]byte, layerBufSize),
+	}
+}
+
+// header returns the tar header of e.
+func (w *layerWriter) header(e layerEntry) *tar.Header {
+	h := &tar.Header{
+		Typeflag: e.typ,
+		Name:     e.name,
+		Linkname: e.link,
+		Mode:     e.mode,
+		Uid:      e.uid,
+		Gid:      e.gid,
+		ModTime:  w.epoch,
+		Format:   tar.FormatPAX,
+	}
+	if e.typ == tar.TypeReg {
+		h.Size = e.size
+	}
+	return h
+}
+
+// writeHeader writes the header of e.
+func (w *layerWriter) writeHeader(e layerEntry) error {
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	if err := w.tw.WriteHeader(w.header(e)); err != nil {
+		return fmt.Errorf("writing %s to the layer: %w", e.name, err)
+	}
+	return nil
+}
+
+// writeEntries writes entries listed from files and folders, reading
+// regular files from disk.
+func (w *layerWriter) writeEntries(entries []layerEntry) error {
+	for _, e := range entries {
+		if err := w.writeHeader(e); err != nil {
+			return err
+		}
+		if e.typ == tar.TypeReg {
+			if err := w.writeFile(e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writeFile writes the content of a regular file, which must still have
+// the size it was listed with.
+func (w *layerWriter) writeFile(e layerEntry) error {
+	f, err := os.Open(e.src)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", e.src, err)
+	}
+	defer f.Close()
+	err = w.copyN(&layerReader{ctx: w.ctx, r: f, step: w.step}, e.size)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return errChanged(e.src)
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", e.src, err)
+	}
+	if m, _ := f.Read(w.buf[:1]); m > 0 {
+		return errChanged(e.src)
+	}
+	return nil
+}
+
+// copyN copies exactly n bytes from r into the current tar entry, in
+// chunks of the writer's buffer. It returns io.ErrUnexpectedEOF if r
+// ends early.
+func (w *layerWriter) copyN(r io.Reader, n int64) error {
+	for n > 0 {
+		chunk := w.buf
+		if int64(len(chunk)) > n {
+			chunk = chunk[:n]
+		}
+		m, err := io.ReadFull(r, chunk)
+		if m > 0 {
+			if _, werr := w.tw.Write(chunk[:m]); werr != nil {
+				return werr
+			}
+			n -= int64(m)
+		}
+		if errors.Is(err, io.EOF) {
+			return io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// close finishes the tar and gzip streams and returns the digests.
+func (w *layerWriter) close() (diffID, digest v1.Hash, size int64, err error) {
+	if err := w.tw.Close(); err != nil {
+		return v1.Hash{}, v1.Hash{}, 0, fmt.Errorf("finishing the tar stream: %w", err)
+	}
+	if err := w.gz.Close(); err != nil {
+		return v1.Hash{}, v1.Hash{}, 0, fmt.Errorf("writing the layer file: %w", err)
+	}
+	diffID = sha256Hash(w.diff)
+	digest = sha256Hash(w.sink.h)
+	return diffID, digest, w.sink.n, nil
+}
+
+// abort stops the compressor's goroutines without writing anything more.
+func (w *layerWriter) abort() {
+	w.sink.aborted.Store(true)
+	// Reset closes the compressor's queue and waits for its goroutines.
+	w.gz.Reset(io.Discard)
+}
+
+func sha256Hash(h hash.Hash) v1.Hash {
+	var sum [sha256.Size]byte
+	return v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", h.Sum(sum[:0]))}
+}
+
+// errLayerAborted is what the compressor sees once a build has failed.
+var errLayerAborted = errors.New("layer build aborted")
+
+// layerSink receives the compressed stream: it writes it to the file,
+// hashes it and counts it. pgzip calls Write from one goroutine at a time.
+type layerSink struct {
+	f       *os.File
+	h       hash.Hash
+	n       int64
+	aborted atomic.Bool
+}
+
+func (s *layerSink) Write(p []byte) (int, error) {
+	if s.aborted.Load() {
+		return 0, errLayerAborted
+	}
+	n, err := s.f.Write(p)
+	s.h.Write(p[:n])
+	s.n += int64(n)
+	return n, err
+}
+
+// layerReader reads an input, stopping when ctx is done and reporting
+// every byte read to step.
+type layerReader struct {
+	ctx  context.Context
+	r    io.Reader
+	step progress.Step
+}
+
+func (r *layerReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.step.Add(int64(n))
+	}
+	return n, err
+}
+
+// fileLayer is a compressed layer on disk whose digests are known; it
+// implements partial.CompressedLayer and partial.WithDiffID.
+type fileLayer struct {
+	path           string
+	digest, diffID v1.Hash
+	size           int64
+}
+
+// Digest implements partial.CompressedLayer.
+func (l *fileLayer) Digest() (v1.Hash, error) { return l.digest, nil }
+
+// DiffID implements partial.WithDiffID.
+func (l *fileLayer) DiffID() (v1.Hash, error) { return l.diffID, nil }
+
+// Size implements partial.CompressedLayer.
+func (l *fileLayer) Size() (int64, error) { return l.size, nil }
+
+// MediaType implements partial.CompressedLayer.
+func (l *fileLayer) MediaType() (types.MediaType, error) { return types.OCILayer, nil }
+
+// Compressed implements partial.CompressedLayer.
+func (l *fileLayer) Compressed() (io.ReadCloser, error) {
+	f, err := os.Open(l.path)
+	if err != nil {
+		return nil, fmt.Errorf("opening layer file: %w", err)
+	}
+	return f, nil
+}
