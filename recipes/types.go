@@ -17,6 +17,9 @@ type Recipe struct {
 	Version string `json:"version"`
 	// Stages is the ordered list of promotion stages.
 	Stages []string `json:"stages"`
+	// Description is the optional free-text description. It is not part
+	// of the bake key: changing it does not cause a rebake.
+	Description string `json:"description,omitempty"`
 	// File is the absolute path of the recipe file.
 	File string `json:"-"`
 	// Dir is the absolute path of the folder holding the recipe file;
@@ -38,6 +41,16 @@ type Container struct {
 	Base string `json:"base"`
 	// BaseRange is where the base attribute's value is written.
 	BaseRange hcl.Range `json:"-"`
+	// BaseKind says which of the three forms Base takes.
+	BaseKind BaseKind `json:"-"`
+	// BaseLayoutPath is the absolute path of the OCI image layout when
+	// BaseKind is BaseLayout; empty otherwise.
+	BaseLayoutPath string `json:"-"`
+	// BaseLayoutRef is the REF of "oci:PATH:REF" or "./PATH:REF" (the text
+	// after the first ':' that follows the last '/': an image name stored
+	// in the layout's org.opencontainers.image.ref.name annotation, or a
+	// digest); empty when the layout is named without one.
+	BaseLayoutRef string `json:"-"`
 	// Repository is the registry repository to push to; empty means the
 	// local OCI layout.
 	Repository string `json:"repository,omitempty"`
@@ -55,7 +68,9 @@ type Container struct {
 	User string `json:"user,omitempty"`
 	// Labels are image config labels.
 	Labels map[string]string `json:"labels,omitempty"`
-	// ExposedPorts are ports in "PORT[/PROTO]" form, PROTO defaulting to tcp.
+	// ExposedPorts are ports in "PORT/PROTO" form. The recipe may write
+	// "PORT" or a number, PROTO defaulting to tcp; Load normalises every
+	// entry to "PORT/PROTO" (for example "8080/tcp").
 	ExposedPorts []string `json:"exposed_ports,omitempty"`
 	// Platforms selects platforms ("os/arch[/variant]") from a
 	// multi-platform base, or sets the platform of a scratch image.
@@ -101,4 +116,17 @@ const (
 	// SourceTarball is a tar archive (.tar, .tar.gz, .tgz), unpacked
 	// into the destination.
 	SourceTarball SourceKind = "tarball"
+)
+
+// BaseKind is the form of a container's base image.
+type BaseKind string
+
+const (
+	// BaseScratch is the empty base image ("scratch").
+	BaseScratch BaseKind = "scratch"
+	// BaseRegistry is an image in a registry, named by a reference such
+	// as "alpine:3.20" or "ghcr.io/org/img@sha256:...".
+	BaseRegistry BaseKind = "registry"
+	// BaseLayout is an image in an OCI image layout on disk.
+	BaseLayout BaseKind = "layout"
 )

@@ -1,0 +1,48 @@
+package recipes
+
+import (
+	"bytes"
+	"encoding/json"
+
+	"github.com/hashicorp/hcl/v2/hclwrite"
+)
+
+// Format returns src in canonical HCL layout: indentation, alignment of
+// "=" in consecutive attributes and spacing, as `packer fmt` and
+// `terraform fmt` do. Formatting formatted source changes nothing.
+// Format does not check that src is valid; invalid input is returned
+// with whatever layout fixes could be applied to its tokens.
+func Format(src []byte) []byte {
+	return hclwrite.Format(src)
+}
+
+// canonicalRecipe is what Canonical encodes.
+type canonicalRecipe struct {
+	Name      string     `json:"name"`
+	Version   string     `json:"version"`
+	Stages    []string   `json:"stages"`
+	Container *Container `json:"container,omitempty"`
+}
+
+// Canonical returns a deterministic JSON encoding of what decides the
+// bake of container c: the recipe's name, version and stages and c's
+// evaluated fields. Paths appear as written in the recipe (relative to
+// its folder), never resolved, so the bytes do not depend on where the
+// checkout lives or on the working directory. Object keys are in a fixed
+// order (struct fields in declaration order, map keys sorted). c may be
+// nil, for the recipe alone.
+func Canonical(r *Recipe, c *Container) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	stages := r.Stages
+	if stages == nil {
+		stages = []string{}
+	}
+	// Encoding these types cannot fail: they hold only strings, numbers,
+	// slices and string maps.
+	if err := enc.Encode(canonicalRecipe{Name: r.Name, Version: r.Version, Stages: stages, Container: c}); err != nil {
+		panic("recipes: encoding canonical recipe: " + err.Error())
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}

@@ -1,0 +1,339 @@
+package recipes
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// EnvVarPrefix is the prefix of environment variables that set recipe
+// variables: BAKERY_VAR_version=1.2.0 sets var.version.
+const EnvVarPrefix = "BAKERY_VAR_"
+
+// Options for Load.
+type Options struct {
+	// Vars are -var name=value assignments. A raw value is converted to
+	// the variable's declared type the way Packer does it: for a string,
+	// number, bool or untyped (any) variable the raw text is the value
+	// (then converted, so "3" becomes the number 3); for a list, map or
+	// object variable it is parsed as an HCL expression ('["a","b"]').
+	Vars map[string]string
+	// VarFiles are -var-file paths, applied in order: HCL files of
+	// "name = value" lines, or JSON objects when the name ends in ".json".
+	VarFiles []string
+	// Env is the environment in os.Environ() form. BAKERY_VAR_<name>=value
+	// entries set variables, and the env() function reads from it. Nil
+	// means an empty environment: pass os.Environ() to use the process's.
+	Env []string
+	// Now is the clock for timestamp(). Nil means time.Now.
+	Now func() time.Time
+}
+
+// Loader parses recipe files and keeps their sources (and those of any
+// var files) so that diagnostics can be printed with source snippets by
+// WriteDiagnostics. A Loader is safe for concurrent use.
+type Loader struct {
+	mu    sync.Mutex
+	files map[string]*hcl.File
+}
+
+// NewLoader returns an empty Loader.
+func NewLoader() *Loader {
+	return &Loader{files: make(map[string]*hcl.File)}
+}
+
+// Files returns the sources read so far, keyed by the file name used in
+// diagnostics (the path as it was given to Load or in Options.VarFiles).
+// The map is a copy; the files are shared and must not be modified.
+func (l *Loader) Files() map[string]*hcl.File {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]*hcl.File, len(l.files))
+	for k, v := range l.files {
+		out[k] = v
+	}
+	return out
+}
+
+func (l *Loader) addFile(name string, f *hcl.File) {
+	if f == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.files[name] = f
+}
+
+// Load reads, evaluates and validates the recipe file at path.
+//
+// Every problem found is reported as an error diagnostic whose Subject
+// points at the offending expression or block; independent problems are
+// all reported in one pass. The recipe is nil when diags has errors.
+// Diagnostics name files by the path as given; the returned Recipe
+// records absolute paths, and nothing in it that goes into Canonical
+// depends on the working directory.
+func (l *Loader) Load(path string, opts Options) (*Recipe, hcl.Diagnostics) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  fmt.Sprintf("resolving recipe path %q: %v", path, err),
+			Detail:   "Check that the current directory still exists.",
+		}}
+	}
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  fmt.Sprintf("reading recipe file: %v", err),
+			Detail:   "Check the path; recipe files are named *.bake.hcl.",
+		}}
+	}
+	file, diags := hclsyntax.ParseConfig(src, path, hcl.InitialPos)
+	if file != nil && file.Bytes == nil {
+		file.Bytes = src
+	}
+	l.addFile(path, file)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+
+	s := newState(l, path, abs, opts)
+	r, more := s.load(file)
+	diags = append(diags, more...)
+	sortInFile(diags, path)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return r, diags
+}
+
+// WriteDiagnostics prints diags for a human: each one starts with its
+// position as FILE:LINE,COL, then the severity and summary, the source
+// snippet with the offending range highlighted (in bold and underlined
+// when color is true) and the detail.
+func (l *Loader) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics, color bool) error {
+	tw := hcl.NewDiagnosticTextWriter(w, l.Files(), 0, color)
+	for _, d := range diags {
+		if d.Subject != nil {
+			if _, err := fmt.Fprintf(w, "%s:%d,%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column); err != nil {
+				return fmt.Errorf("writing diagnostics: %w", err)
+			}
+		}
+		if err := tw.WriteDiagnostic(d); err != nil {
+			return fmt.Errorf("writing diagnostics: %w", err)
+		}
+	}
+	return nil
+}
+
+// state is the working state of one Load call.
+type state struct {
+	loader *Loader
+	name   string // recipe file name as used in diagnostics
+	file   string // absolute recipe file
+	dir    string // absolute recipe folder
+	opts   Options
+	env    map[string]string
+
+	vars    []*variable
+	varByID map[string]*variable
+	ctx     *hcl.EvalContext
+
+	diags hcl.Diagnostics
+}
+
+func newState(l *Loader, name, abs string, opts Options) *state {
+	s := &state{
+		loader:  l,
+		name:    name,
+		file:    abs,
+		dir:     filepath.Dir(abs),
+		opts:    opts,
+		env:     make(map[string]string),
+		varByID: make(map[string]*variable),
+	}
+	for _, kv := range opts.Env {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok {
+			s.env[k] = v
+		}
+	}
+	if s.opts.Now == nil {
+		s.opts.Now = time.Now
+	}
+	return s
+}
+
+func (s *state) add(d ...*hcl.Diagnostic) { s.diags = append(s.diags, d...) }
+
+func (s *state) addAll(d hcl.Diagnostics) { s.diags = append(s.diags, d...) }
+
+var fileSchema = &hcl.BodySchema{
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "variable", LabelNames: []string{"name"}},
+		{Type: "locals"},
+		{Type: "recipe", LabelNames: []string{"name"}},
+		{Type: "container", LabelNames: []string{"name"}},
+	},
+}
+
+func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
+	content, diags := file.Body.Content(fileSchema)
+	s.addAll(diags)
+
+	var varBlocks, localBlocks, recipeBlocks, containerBlocks []*hcl.Block
+	for _, b := range content.Blocks {
+		switch b.Type {
+		case "variable":
+			varBlocks = append(varBlocks, b)
+		case "locals":
+			localBlocks = append(localBlocks, b)
+		case "recipe":
+			recipeBlocks = append(recipeBlocks, b)
+		case "container":
+			containerBlocks = append(containerBlocks, b)
+		}
+	}
+
+	funcs := s.functions()
+	s.declareVariables(varBlocks, funcs)
+	s.assignVariables()
+	varObj := s.variableObject(funcs)
+
+	s.ctx = &hcl.EvalContext{
+		Variables: map[string]cty.Value{"var": varObj},
+		Functions: funcs,
+	}
+	s.ctx.Variables["local"] = s.evalLocals(localBlocks)
+
+	r := &Recipe{File: s.file, Dir: s.dir}
+	switch len(recipeBlocks) {
+	case 0:
+		if hasBlock(file.Body, "recipe") {
+			break // it has the wrong labels, which Content reported
+		}
+		start := hcl.Pos{Line: 1, Column: 1, Byte: 0}
+		s.add(&hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "missing recipe block",
+			Detail:   "Every recipe file needs exactly one recipe \"NAME\" { version = \"...\" stages = [...] } block.",
+			Subject:  &hcl.Range{Filename: s.name, Start: start, End: start},
+		})
+	default:
+		for _, dup := range recipeBlocks[1:] {
+			s.add(&hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "duplicate recipe block",
+				Detail: fmt.Sprintf("A recipe file holds exactly one recipe block and the first is at %s; put each recipe in its own *.bake.hcl file.",
+					posString(recipeBlocks[0].DefRange)),
+				Subject: dup.DefRange.Ptr(),
+			})
+		}
+		s.decodeRecipe(recipeBlocks[0], r)
+	}
+
+	seen := make(map[string]*hcl.Block)
+	for _, b := range containerBlocks {
+		c := s.decodeContainer(b)
+		name := b.Labels[0]
+		if first, dup := seen[name]; dup {
+			s.add(&hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  fmt.Sprintf("duplicate container block %q", name),
+				Detail: fmt.Sprintf("Container names are unique within a recipe and %q is first declared at %s; rename or remove one of them.",
+					name, posString(first.DefRange)),
+				Subject: b.DefRange.Ptr(),
+			})
+			continue
+		}
+		seen[name] = b
+		if c != nil {
+			r.Containers = append(r.Containers, c)
+		}
+	}
+	return r, s.diags
+}
+
+// hasBlock reports whether body has a block of type typ, even one that
+// Content skipped because of a label error.
+func hasBlock(body hcl.Body, typ string) bool {
+	sb, ok := body.(*hclsyntax.Body)
+	if !ok {
+		return false
+	}
+	for _, b := range sb.Blocks {
+		if b.Type == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// sortInFile puts the diagnostics about file name in source order, in
+// the slots they already occupy: the recipe is decoded attribute by
+// attribute, not line by line, but a reader goes down the file. The others
+// (about var files and -var values) keep their places.
+func sortInFile(diags hcl.Diagnostics, name string) {
+	var slots []int
+	var inFile hcl.Diagnostics
+	for i, d := range diags {
+		if d.Subject != nil && d.Subject.Filename == name {
+			slots = append(slots, i)
+			inFile = append(inFile, d)
+		}
+	}
+	sort.SliceStable(inFile, func(i, j int) bool { return inFile[i].Subject.Start.Byte < inFile[j].Subject.Start.Byte })
+	for k, i := range slots {
+		diags[i] = inFile[k]
+	}
+}
+
+// posString renders the start of r as FILE:LINE,COL.
+func posString(r hcl.Range) string {
+	return fmt.Sprintf("%s:%d,%d", r.Filename, r.Start.Line, r.Start.Column)
+}
+
+// suggest returns the candidate closest to s when it is close enough to
+// be a likely typo, or "".
+func suggest(s string, candidates []string) string {
+	best, bestDist := "", 3
+	sorted := append([]string(nil), candidates...)
+	sort.Strings(sorted)
+	for _, c := range sorted {
+		if d := editDistance(s, c); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}
