@@ -242,3 +242,15 @@ func quote(s string) string {
 	}
 	return fmt.Sprintf("%q", s)
 }
+
+// WithPrefix returns a Reporter that puts prefix before every step name
+// and message of r, e.g. the artifact name.
+func WithPrefix(r Reporter, prefix string) Reporter { return prefixed{r, prefix} }
+
+type prefixed struct {
+	r      Reporter
+	prefix string
+}
+
+func (p prefixed) Step(name string) Step { return p.r.Step(p.prefix + name) }
+func (p prefixed) Info(msg string)       { p.r.Info(p.prefix + msg) }

@@ -1,0 +1,342 @@
+package oci
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bakery-sh/bakery/catalog"
+	catalogoci "github.com/bakery-sh/bakery/catalog/oci"
+	"github.com/bakery-sh/bakery/internal/progress"
+	"github.com/bakery-sh/bakery/internal/steps"
+)
+
+// buildState is what the build steps share.
+type buildState struct {
+	plan   *Plan
+	layout *catalogoci.Layout
+	stage  string   // staging folder for layer files
+	layers []*Built // built layers, in recipe order
+	// out is the assembled image or index.
+	out partial.Describable
+	// tx records the blobs written to the local layout, for rollback.
+	tx *catalogoci.Tx
+	// image is the result.
+	image *catalog.Image
+}
+
+// Build bakes the image of p and writes it to its target. On any error or
+// cancellation nothing is left behind: staged layers are removed and a
+// local layout is left exactly as it was.
+func (b *Baker) Build(ctx context.Context, p *Plan) (*catalog.Image, error) {
+	l, err := catalogoci.OpenLayout(b.home)
+	if err != nil {
+		return nil, err
+	}
+	st := &buildState{plan: p, layout: l}
+	list := []steps.Step[buildState]{stageStep{}, layersStep{b}, assembleStep{b}}
+	if p.Location != "" {
+		list = append(list, writeLayoutStep{b})
+	} else {
+		list = append(list, pushStep{b})
+	}
+	if err := steps.Run(ctx, steps.Runner{Progress: progress.WithPrefix(b.progress, p.container.Name+": ")}, st, list...); err != nil {
+		return nil, fmt.Errorf("baking container %s: %w", p.container.Name, err)
+	}
+	return st.image, nil
+}
+
+// stageStep makes the staging folder inside the layout (same filesystem,
+// so layers are renamed into place, never copied).
+type stageStep struct{}
+
+func (stageStep) Name() string { return "prepare staging folder" }
+
+func (stageStep) Run(_ context.Context, st *buildState, _ progress.Step) error {
+	dir, err := st.layout.TempDir()
+	if err != nil {
+		return err
+	}
+	st.stage = dir
+	return nil
+}
+
+func (stageStep) Cleanup(_ context.Context, st *buildState, _ bool) error {
+	if st.stage == "" {
+		return nil
+	}
+	return os.RemoveAll(st.stage)
+}
+
+// layersStep builds every layer concurrently.
+type layersStep struct{ b *Baker }
+
+func (s layersStep) Name() string {
+	return "build layers"
+}
+
+func (s layersStep) Run(ctx context.Context, st *buildState, _ progress.Step) error {
+	c := st.plan.container
+	st.layers = make([]*Built, len(c.Layers))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.b.jobs)
+	for i, l := range c.Layers {
+		g.Go(func() error {
+			ps := s.b.progress.Step(fmt.Sprintf("%s: layer %d/%d %s → %s", c.Name, i+1, len(c.Layers), l.Source, l.Destination))
+			built, err := BuildLayer(gctx, l, st.stage, s.b.epoch, ps)
+			ps.Done(err)
+			if err != nil {
+				return fmt.Errorf("layer %d (%s): %w", i+1, l.Source, err)
+			}
+			st.layers[i] = built
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func (layersStep) Cleanup(context.Context, *buildState, bool) error { return nil }
+
+// assembleStep puts the layers on the base and sets config and annotations.
+type assembleStep struct{ b *Baker }
+
+func (assembleStep) Name() string { return "assemble image" }
+
+func (s assembleStep) Run(_ context.Context, st *buildState, _ progress.Step) error {
+	p := st.plan
+	ann := s.b.annotations(p)
+	var imgs []v1.Image
+	for _, pi := range p.base.images {
+		img, err := s.b.image(p, pi, st.layers, ann)
+		if err != nil {
+			return err
+		}
+		imgs = append(imgs, img)
+	}
+	if !p.base.multi {
+		st.out = imgs[0]
+		return nil
+	}
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for i, img := range imgs {
+		plat := p.base.images[i].platform
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
+			Add:        img,
+			Descriptor: v1.Descriptor{MediaType: types.OCIManifestSchema1, Platform: &plat},
+		})
+	}
+	st.out = mutate.Annotations(idx, ann).(v1.ImageIndex)
+	return nil
+}
+
+func (assembleStep) Cleanup(context.Context, *buildState, bool) error { return nil }
+
+// annotations are the OCI and bakery annotations of the manifest (and index).
+func (b *Baker) annotations(p *Plan) map[string]string {
+	ann := map[string]string{
+		catalog.AnnotationVersion:  p.recipe.Version,
+		catalog.AnnotationCreated:  b.epoch.Format(time.RFC3339),
+		catalog.AnnotationRecipe:   p.recipe.Name,
+		catalog.AnnotationArtifact: p.container.Name,
+		catalog.AnnotationBakeKey:  p.Key,
+	}
+	if p.base.digest != "" {
+		ann[catalog.AnnotationBaseName] = p.base.name
+		ann[catalog.AnnotationBaseDigest] = p.base.digest
+	}
+	return ann
+}
+
+// image builds one platform's image: base + layers, config, annotations.
+func (b *Baker) image(p *Plan, pi platformImage, layers []*Built, ann map[string]string) (v1.Image, error) {
+	c := p.container
+	img := mutate.MediaType(pi.img, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	adds := make([]mutate.Addendum, len(layers))
+	for i, l := range layers {
+		adds[i] = mutate.Addendum{
+			Layer:     l.Layer(),
+			MediaType: types.OCILayer,
+			History: v1.History{
+				Created:   v1.Time{Time: b.epoch},
+				CreatedBy: fmt.Sprintf("bakery: layer %s → %s", c.Layers[i].Source, c.Layers[i].Destination),
+				Comment:   "recipe " + p.recipe.Name + " " + p.recipe.Version,
+			},
+		}
+	}
+	img, err := mutate.Append(img, adds...)
+	if err != nil {
+		return nil, fmt.Errorf("adding layers: %w", err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("reading image config: %w", err)
+	}
+	cfg = cfg.DeepCopy()
+	applyConfig(&cfg.Config, c.Env, c.Entrypoint, c.Cmd, c.Workdir, c.User, c.Labels, c.ExposedPorts)
+	cfg.Created = v1.Time{Time: b.epoch}
+	cfg.OS, cfg.Architecture, cfg.Variant = pi.platform.OS, pi.platform.Architecture, pi.platform.Variant
+	if img, err = mutate.ConfigFile(img, cfg); err != nil {
+		return nil, fmt.Errorf("writing image config: %w", err)
+	}
+	return mutate.Annotations(img, ann).(v1.Image), nil
+}
+
+// applyConfig sets the recipe's runtime settings over the base's, as a
+// Dockerfile would: env and labels merge, an entrypoint without cmd
+// clears the base cmd.
+func applyConfig(cfg *v1.Config, env map[string]string, entrypoint, cmd []string, workdir, user string, labels map[string]string, ports []string) {
+	if len(env) > 0 {
+		merged := make([]string, 0, len(cfg.Env)+len(env))
+		for _, kv := range cfg.Env {
+			k, _, _ := strings.Cut(kv, "=")
+			if _, override := env[k]; !override {
+				merged = append(merged, kv)
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(env)) {
+			merged = append(merged, k+"="+env[k])
+		}
+		cfg.Env = merged
+	}
+	if entrypoint != nil {
+		cfg.Entrypoint = entrypoint
+		if cmd == nil {
+			cfg.Cmd = nil
+		}
+	}
+	if cmd != nil {
+		cfg.Cmd = cmd
+	}
+	if workdir != "" {
+		cfg.WorkingDir = workdir
+	}
+	if user != "" {
+		cfg.User = user
+	}
+	if len(labels) > 0 {
+		if cfg.Labels == nil {
+			cfg.Labels = map[string]string{}
+		}
+		maps.Copy(cfg.Labels, labels)
+	}
+	if len(ports) > 0 {
+		if cfg.ExposedPorts == nil {
+			cfg.ExposedPorts = map[string]struct{}{}
+		}
+		for _, p := range ports {
+			if !strings.Contains(p, "/") {
+				p += "/tcp"
+			}
+			cfg.ExposedPorts[p] = struct{}{}
+		}
+	}
+}
+
+// writeLayoutStep writes the image into the local layout in one
+// transaction: blobs first, then a single atomic index.json update.
+type writeLayoutStep struct{ b *Baker }
+
+func (writeLayoutStep) Name() string { return "write to OCI layout" }
+
+func (s writeLayoutStep) Run(ctx context.Context, st *buildState, _ progress.Step) error {
+	p := st.plan
+	st.tx = st.layout.Begin()
+	for _, l := range st.layers {
+		if _, err := st.tx.AdoptBlob(l.Digest, l.Path); err != nil {
+			return err
+		}
+	}
+	var err error
+	switch out := st.out.(type) {
+	case v1.ImageIndex:
+		_, err = st.tx.WriteIndex(ctx, out)
+	case v1.Image:
+		_, err = st.tx.WriteImage(ctx, out)
+	}
+	if err != nil {
+		return err
+	}
+	desc, err := partial.Descriptor(st.out)
+	if err != nil {
+		return fmt.Errorf("describing image: %w", err)
+	}
+	if err := st.tx.Tag(p.Target, *desc); err != nil {
+		return err
+	}
+	if err := st.tx.Commit(ctx); err != nil {
+		return err
+	}
+	img, err := st.layout.Lookup(ctx, p.Target)
+	if err != nil {
+		return err
+	}
+	st.image = img
+	return nil
+}
+
+func (writeLayoutStep) Cleanup(_ context.Context, st *buildState, failed bool) error {
+	if failed && st.tx != nil {
+		return st.tx.Rollback()
+	}
+	return nil
+}
+
+// pushStep uploads the image to its registry. go-containerregistry HEADs
+// every blob first and uploads only those the registry lacks (and mounts
+// base layers from another repository of the same registry).
+type pushStep struct{ b *Baker }
+
+func (pushStep) Name() string { return "push to registry" }
+
+func (s pushStep) Run(ctx context.Context, st *buildState, ps progress.Step) error {
+	p := st.plan
+	updates := make(chan v1.Update, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var last int64
+		for u := range updates {
+			if last == 0 {
+				ps.SetTotal(u.Total)
+			}
+			ps.Add(u.Complete - last)
+			last = u.Complete
+		}
+	}()
+	opts := append(s.b.remoteOptions(ctx), remote.WithProgress(updates))
+	var err error
+	switch out := st.out.(type) {
+	case v1.ImageIndex:
+		err = remote.WriteIndex(p.tag, out, opts...)
+	case v1.Image:
+		err = remote.Write(p.tag, out, opts...)
+	}
+	<-done
+	if err != nil {
+		return fmt.Errorf("pushing %s: %w", p.Target, catalogoci.ExplainRegistryError(p.tag.Context(), err))
+	}
+	img, err := catalogoci.NewRegistry(catalogoci.WithKeychain(s.b.keychain), catalogoci.WithTransport(s.b.transport)).Lookup(ctx, p.Target)
+	if err != nil {
+		return err
+	}
+	if img == nil {
+		return fmt.Errorf("pushing %s: the registry does not show the tag after the push; try again", p.Target)
+	}
+	st.image = img
+	return nil
+}
+
+func (pushStep) Cleanup(context.Context, *buildState, bool) error { return nil }
