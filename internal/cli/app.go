@@ -1,0 +1,175 @@
+// Package cli wires bakery's verbs to the library packages with
+// urfave/cli/v2: flags, arguments, exit codes and text or JSON rendering.
+// It holds no business logic.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/bakery-sh/bakery/internal/progress"
+)
+
+// Exit codes.
+const (
+	exitOK       = 0
+	exitFailure  = 1
+	exitUsage    = 2
+	exitUnformat = 3 // fmt -check found files to format (as packer fmt -check)
+)
+
+// usageError marks errors in how bakery was called (exit code 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// exitError carries an exit code after its message was already printed.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// env is the process environment and streams the verbs use; tests pass
+// their own.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	environ        []string
+	now            func() time.Time
+}
+
+// getenv returns the value of key in the environment.
+func (e *env) getenv(key string) string {
+	for i := len(e.environ) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(e.environ[i], "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+// globals are the flags every verb shares.
+type globals struct {
+	json    bool
+	quiet   bool
+	noColor bool
+}
+
+func readGlobals(c *ucli.Context) (globals, error) {
+	g := globals{quiet: c.Bool("quiet"), noColor: c.Bool("no-color")}
+	switch o := c.String("output"); o {
+	case "text", "":
+	case "json":
+		g.json = true
+	default:
+		return g, usagef("--output must be text or json, not %q", o)
+	}
+	return g, nil
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// reporter picks the progress display: bars on a terminal, structured
+// lines elsewhere, nothing with -q.
+func (e *env) reporter(g globals) progress.Reporter {
+	switch {
+	case g.quiet:
+		return progress.Discard()
+	case isTerminal(e.stderr):
+		return progress.NewTerminal(e.stderr, progress.WithClock(e.now))
+	default:
+		return progress.NewLines(e.stderr, progress.WithClock(e.now))
+	}
+}
+
+// color reports whether diagnostics may use color.
+func (e *env) color(g globals) bool {
+	return !g.noColor && e.getenv("NO_COLOR") == "" && isTerminal(e.stderr)
+}
+
+// Version is set at build time with -ldflags "-X github.com/bakery-sh/bakery/internal/cli.Version=v1.2.3".
+var Version = "dev"
+
+// Run runs bakery with args (args[0] is the program name) and returns the
+// process exit code: 0 on success, 1 on failure, 2 on usage errors.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, environ []string) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, environ: environ, now: time.Now}
+	app := newApp(e)
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return exitOK
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "bakery: %s\nRun 'bakery --help' for usage.\n", ue.msg)
+		return exitUsage
+	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		fmt.Fprintf(stderr, "bakery: interrupted: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintf(stderr, "bakery: %v\n", err)
+	return exitFailure
+}
+
+func newApp(e *env) *ucli.App {
+	app := &ucli.App{
+		Name:      "bakery",
+		Usage:     "bake, promote, launch and retire immutable images",
+		UsageText: "bakery [global options] command [command options] [arguments...]",
+		Description: "bakery bakes versioned container images (OCI) and machine images from\n" +
+			"recipe files (recipes/*.bake.hcl), and keeps everything it knows on the\n" +
+			"images themselves. With no registry configured, images go to the local\n" +
+			"OCI layout in .bakery/ (or $BAKERY_HOME).",
+		Version:              Version,
+		Reader:               e.stdin,
+		Writer:               e.stdout,
+		ErrWriter:            e.stderr,
+		HideVersion:          true,
+		EnableBashCompletion: true,
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output format: text or json"},
+			&ucli.BoolFlag{Name: "no-color", Usage: "disable color in diagnostics (also NO_COLOR=1)"},
+			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print no progress, only results and errors"},
+		},
+		Commands: []*ucli.Command{
+			bakeCommand(e),
+			validateCommand(e),
+			fmtCommand(e),
+			versionCommand(e),
+		},
+		OnUsageError: func(_ *ucli.Context, err error, _ bool) error {
+			return usageError{err.Error()}
+		},
+		CommandNotFound: func(c *ucli.Context, name string) {
+			fmt.Fprintf(e.stderr, "bakery: unknown command %q\nRun 'bakery --help' for the list of commands.\n", name)
+		},
+		ExitErrHandler: func(*ucli.Context, error) {}, // exit codes are decided by Run
+	}
+	return app
+}
+
+// withUsageErrors makes flag errors of a command exit with code 2.
+func withUsageErrors(cmd *ucli.Command) *ucli.Command {
+	cmd.OnUsageError = func(_ *ucli.Context, err error, _ bool) error {
+		return usageError{fmt.Sprintf("%s: %v", cmd.Name, err)}
+	}
+	return cmd
+}

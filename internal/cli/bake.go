@@ -1,0 +1,148 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/bakery-sh/bakery/bake"
+	bakeoci "github.com/bakery-sh/bakery/bake/oci"
+)
+
+func bakeCommand(e *env) *ucli.Command {
+	return withUsageErrors(&ucli.Command{
+		Name:      "bake",
+		Usage:     "bake the images of one or more recipes, skipping what has not changed",
+		ArgsUsage: "RECIPE.bake.hcl|FOLDER...",
+		Description: "Bakes every artifact of each recipe. An artifact whose bake key (recipe,\n" +
+			"base image digest and input file contents) matches an existing image is\n" +
+			"reported 'up to date' and not rebuilt. A version is immutable: baking other\n" +
+			"content under an existing version is refused.\n\n" +
+			"Images without a repository go to the local OCI layout in .bakery/\n" +
+			"($BAKERY_HOME overrides). Layer timestamps come from SOURCE_DATE_EPOCH\n" +
+			"(default: the Unix epoch), so the same inputs give the same digest anywhere.",
+		Flags: append(varFlags(),
+			&ucli.BoolFlag{Name: "force", Usage: "rebake even if an image with the same bake key exists"},
+			&ucli.StringFlag{Name: "manifest", Usage: "also write the JSON result to `FILE`"},
+		),
+		Action: func(c *ucli.Context) error {
+			g, err := readGlobals(c)
+			if err != nil {
+				return err
+			}
+			rs, err := e.loadRecipes(c, g)
+			if err != nil {
+				return err
+			}
+			epoch, err := e.sourceDateEpoch()
+			if err != nil {
+				return err
+			}
+			rep := e.reporter(g)
+			baker, err := bakeoci.NewBaker(
+				bakeoci.WithHome(e.home()),
+				bakeoci.WithEpoch(epoch),
+				bakeoci.WithProgress(rep),
+			)
+			if err != nil {
+				return err
+			}
+			engine := bake.New(baker, bake.WithProgress(rep), bake.WithForce(c.Bool("force")))
+			var results []*bake.Result
+			for _, r := range rs {
+				res, err := engine.Bake(c.Context, r)
+				if err != nil {
+					return err
+				}
+				results = append(results, res)
+				if !g.json {
+					printBakeText(e.stdout, res)
+				}
+			}
+			if g.json {
+				if err := writeJSONLines(e.stdout, results); err != nil {
+					return err
+				}
+			}
+			if m := c.String("manifest"); m != "" {
+				if err := writeManifest(m, results); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	})
+}
+
+// home is the local OCI layout folder: $BAKERY_HOME or .bakery.
+func (e *env) home() string {
+	if h := e.getenv("BAKERY_HOME"); h != "" {
+		return h
+	}
+	return ".bakery"
+}
+
+// sourceDateEpoch reads SOURCE_DATE_EPOCH (reproducible-builds.org);
+// the default is the Unix epoch.
+func (e *env) sourceDateEpoch() (time.Time, error) {
+	s := e.getenv("SOURCE_DATE_EPOCH")
+	if s == "" {
+		return time.Unix(0, 0).UTC(), nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return time.Time{}, usagef("SOURCE_DATE_EPOCH=%q: expected a non-negative number of seconds since 1970", s)
+	}
+	return time.Unix(n, 0).UTC(), nil
+}
+
+func printBakeText(w io.Writer, r *bake.Result) {
+	for _, a := range r.Artifacts {
+		verb := "baked"
+		if a.Cached {
+			verb = "up to date"
+		}
+		where := a.Ref
+		if a.Location != "" {
+			where = fmt.Sprintf("%s (OCI layout %s)", a.Ref, a.Location)
+		}
+		fmt.Fprintf(w, "%s@%s %s: %s %s %s\n", r.Recipe, r.Version, a.Name, verb, where, a.Digest)
+	}
+}
+
+// writeJSONLines writes one JSON document per line.
+func writeJSONLines[T any](w io.Writer, docs []T) error {
+	enc := json.NewEncoder(w)
+	for _, d := range docs {
+		if err := enc.Encode(d); err != nil {
+			return fmt.Errorf("writing JSON output: %w", err)
+		}
+	}
+	return nil
+}
+
+// writeManifest writes the results atomically to path.
+func writeManifest(path string, results []*bake.Result) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".manifest-*")
+	if err != nil {
+		return fmt.Errorf("writing manifest %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := writeJSONLines(tmp, results); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing manifest %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("writing manifest %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("writing manifest %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/bakery-sh/bakery/recipes"
+)
+
+// varFlags are the flags that set recipe variables, shared by the verbs
+// that evaluate recipes.
+func varFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringSliceFlag{Name: "var", Usage: "set a variable: -var name=value (repeatable; overrides -var-file and BAKERY_VAR_name)"},
+		&ucli.StringSliceFlag{Name: "var-file", Usage: "read variables from an HCL or JSON file (repeatable)"},
+	}
+}
+
+// recipeOptions builds recipe load options from -var and -var-file.
+func (e *env) recipeOptions(c *ucli.Context) (recipes.Options, error) {
+	opts := recipes.Options{Vars: map[string]string{}, Env: e.environ, Now: e.now}
+	for _, kv := range c.StringSlice("var") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return opts, usagef("-var %q: expected name=value", kv)
+		}
+		opts.Vars[k] = v
+	}
+	opts.VarFiles = c.StringSlice("var-file")
+	return opts, nil
+}
+
+// recipeFiles expands the command's arguments: files as given, folders to
+// the *.bake.hcl files in them.
+func recipeFiles(args []string) ([]string, error) {
+	if len(args) == 0 {
+		return nil, usagef("name at least one recipe file, for example: bakery bake recipes/hello.bake.hcl")
+	}
+	var files []string
+	for _, a := range args {
+		st, err := os.Stat(a)
+		if err != nil {
+			return nil, fmt.Errorf("reading recipe %s: %w", a, err)
+		}
+		if !st.IsDir() {
+			files = append(files, a)
+			continue
+		}
+		found, err := filepath.Glob(filepath.Join(a, "*.bake.hcl"))
+		if err != nil {
+			return nil, fmt.Errorf("listing recipes in %s: %w", a, err)
+		}
+		if len(found) == 0 {
+			return nil, fmt.Errorf("no *.bake.hcl recipe files in folder %s", a)
+		}
+		sort.Strings(found)
+		files = append(files, found...)
+	}
+	return files, nil
+}
+
+// loadRecipes loads every recipe named by the arguments, printing all
+// diagnostics. It fails if any recipe has an error.
+func (e *env) loadRecipes(c *ucli.Context, g globals) ([]*recipes.Recipe, error) {
+	files, err := recipeFiles(c.Args().Slice())
+	if err != nil {
+		return nil, err
+	}
+	opts, err := e.recipeOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	loader := recipes.NewLoader()
+	var out []*recipes.Recipe
+	failed := 0
+	for _, f := range files {
+		r, diags := loader.Load(f, opts)
+		if len(diags) > 0 {
+			if werr := loader.WriteDiagnostics(e.stderr, diags, e.color(g)); werr != nil {
+				return nil, fmt.Errorf("printing diagnostics: %w", werr)
+			}
+		}
+		if diags.HasErrors() {
+			failed++
+			continue
+		}
+		out = append(out, r)
+	}
+	if failed > 0 {
+		fmt.Fprintf(e.stderr, "bakery: %d of %d recipe files have errors; fix them and run again\n", failed, len(files))
+		return out, exitError{exitFailure}
+	}
+	return out, nil
+}

@@ -1,0 +1,50 @@
+package cli
+
+import (
+	"fmt"
+
+	ucli "github.com/urfave/cli/v2"
+)
+
+// validation is the JSON document validate prints per recipe.
+type validation struct {
+	File      string   `json:"file"`
+	Valid     bool     `json:"valid"`
+	Recipe    string   `json:"recipe"`
+	Version   string   `json:"version"`
+	Artifacts []string `json:"artifacts"`
+}
+
+func validateCommand(e *env) *ucli.Command {
+	return withUsageErrors(&ucli.Command{
+		Name:      "validate",
+		Usage:     "check recipes offline: syntax, types, variables, input files, references",
+		ArgsUsage: "RECIPE.bake.hcl|FOLDER...",
+		Flags:     varFlags(),
+		Action: func(c *ucli.Context) error {
+			g, err := readGlobals(c)
+			if err != nil {
+				return err
+			}
+			rs, err := e.loadRecipes(c, g)
+			if err != nil {
+				return err
+			}
+			var docs []validation
+			for _, r := range rs {
+				v := validation{File: r.File, Valid: true, Recipe: r.Name, Version: r.Version, Artifacts: []string{}}
+				for _, ct := range r.Containers {
+					v.Artifacts = append(v.Artifacts, "container."+ct.Name)
+				}
+				docs = append(docs, v)
+				if !g.json {
+					fmt.Fprintf(e.stdout, "%s: valid (recipe %s %s, %d artifact(s))\n", r.File, r.Name, r.Version, len(v.Artifacts))
+				}
+			}
+			if g.json {
+				return writeJSONLines(e.stdout, docs)
+			}
+			return nil
+		},
+	})
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what bakery's tests need on a fresh Debian machine: the OCI
+# tools the interoperability tests read bakery's output with. Idempotent:
+# it installs only what is missing. Needs root (or sudo) for apt-get.
+set -euo pipefail
+
+need=()
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+command -v umoci >/dev/null 2>&1 || need+=(umoci)
+
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+      echo "deps: missing ${need[*]}: install them (apt-get install -y ${need[*]}) or run as root" >&2
+      exit 1
+    fi
+  fi
+  echo "deps: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
