@@ -206,7 +206,7 @@ func fromIndex(c *recipes.Container, name, digest string, idx v1.ImageIndex) (*b
 	if len(chosen) == 0 {
 		return nil, fmt.Errorf("container %s: base %s has no runnable platform images", c.Name, name)
 	}
-	bs := &base{name: name, digest: digest, multi: true}
+	bs := &base{name: name, digest: digest, multi: len(chosen) > 1}
 	for _, d := range chosen {
 		img, err := idx.Image(d.Digest)
 		if err != nil {

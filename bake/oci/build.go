@@ -98,7 +98,7 @@ func (s layersStep) Run(ctx context.Context, st *buildState, _ progress.Step) er
 			built, err := BuildLayer(gctx, l, st.stage, s.b.epoch, ps)
 			ps.Done(err)
 			if err != nil {
-				return fmt.Errorf("layer %d (%s): %w", i+1, l.Source, err)
+				return fmt.Errorf("layer %d (%s): %w", i+1, l.Source, catalogoci.ExplainDiskError(st.layout.Dir(), err))
 			}
 			st.layers[i] = built
 			return nil

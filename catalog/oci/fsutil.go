@@ -116,3 +116,19 @@ func syncDir(dir string) {
 	_ = d.Sync()
 	_ = d.Close()
 }
+
+// ExplainDiskError says what to do about a full-disk or permission error
+// that happened while writing under dir (for example a layer being staged
+// in the layout); any other error is returned unchanged.
+func ExplainDiskError(dir string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case isNoSpace(err):
+		return fmt.Errorf("%w: the disk holding %s is full: free space on it (or point BAKERY_HOME at a larger one) and retry", err, dir)
+	case errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("%w: %s must be writable: fix its permissions or point BAKERY_HOME elsewhere, then retry", err, dir)
+	default:
+		return err
+	}
+}

@@ -45,6 +45,8 @@ type env struct {
 	stdout, stderr io.Writer
 	environ        []string
 	now            func() time.Time
+	// unknownCommand is set when the command line named no known verb.
+	unknownCommand bool
 }
 
 // getenv returns the value of key in the environment.
@@ -109,6 +111,9 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, environ: environ, now: time.Now}
 	app := newApp(e)
 	err := app.RunContext(ctx, args)
+	if err == nil && e.unknownCommand {
+		return exitUsage
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -159,6 +164,7 @@ func newApp(e *env) *ucli.App {
 			return usageError{err.Error()}
 		},
 		CommandNotFound: func(c *ucli.Context, name string) {
+			e.unknownCommand = true
 			fmt.Fprintf(e.stderr, "bakery: unknown command %q\nRun 'bakery --help' for the list of commands.\n", name)
 		},
 		ExitErrHandler: func(*ucli.Context, error) {}, // exit codes are decided by Run

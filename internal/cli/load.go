@@ -67,11 +67,11 @@ func recipeFiles(args []string) ([]string, error) {
 // loadRecipes loads every recipe named by the arguments, printing all
 // diagnostics. It fails if any recipe has an error.
 func (e *env) loadRecipes(c *ucli.Context, g globals) ([]*recipes.Recipe, error) {
-	files, err := recipeFiles(c.Args().Slice())
+	opts, err := e.recipeOptions(c)
 	if err != nil {
 		return nil, err
 	}
-	opts, err := e.recipeOptions(c)
+	files, err := recipeFiles(c.Args().Slice())
 	if err != nil {
 		return nil, err
 	}
