@@ -7,7 +7,7 @@ recipe "hello" {
   stages  = ["dev", "staging", "prod"]
 }
 container "hello" {
-  base       = "scratch"
+  base = "scratch"
   # repository = "127.0.0.1:5000/team/hello"   # omit for the local default
   layer {
     source      = "app/"
