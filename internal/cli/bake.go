@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -54,11 +55,19 @@ func bakeCommand(e *env) *ucli.Command {
 				return err
 			}
 			engine := bake.New(baker, bake.WithProgress(rep), bake.WithForce(c.Bool("force")))
+			// A nightly job bakes many recipes: one failure does not stop
+			// the others, but makes the run fail.
 			var results []*bake.Result
+			var failed []string
 			for _, r := range rs {
 				res, err := engine.Bake(c.Context, r)
 				if err != nil {
-					return err
+					if c.Context.Err() != nil || len(rs) == 1 {
+						return err
+					}
+					fmt.Fprintf(e.stderr, "bakery: %s: %v\n", r.File, err)
+					failed = append(failed, r.Name)
+					continue
 				}
 				results = append(results, res)
 				if !g.json {
@@ -74,6 +83,9 @@ func bakeCommand(e *env) *ucli.Command {
 				if err := writeManifest(m, results); err != nil {
 					return err
 				}
+			}
+			if len(failed) > 0 {
+				return fmt.Errorf("%d of %d recipes failed (%s); see the errors above", len(failed), len(rs), strings.Join(failed, ", "))
 			}
 			return nil
 		},

@@ -297,3 +297,22 @@ container "web" {
 		t.Errorf("reported digest %s, layout has %s", res.Artifacts[0].Digest, im.Manifests[0].Digest)
 	}
 }
+
+func TestBakeFolderContinuesPastAFailingRecipe(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"a.bake.hcl": strings.Replace(helloRecipe(""), `"hello"`, `"aaa"`, 2),
+		"b.bake.hcl": strings.Replace(strings.Replace(helloRecipe(""), `"hello"`, `"bbb"`, 2), `"scratch"`, `"127.0.0.1:1/no/base:1"`, 1),
+		"c.bake.hcl": strings.Replace(helloRecipe(""), `"hello"`, `"ccc"`, 2),
+		"app/hello":  "#!/bin/sh\n",
+	})
+	home := t.TempDir()
+	r := run(t, []string{"BAKERY_HOME=" + home}, "-q", "--output", "json", "bake", dir)
+	if r.code != 1 || !strings.Contains(r.stderr, "1 of 3 recipes failed (bbb)") {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"recipe":"aaa"`) || !strings.Contains(lines[1], `"recipe":"ccc"`) {
+		t.Fatalf("stdout = %q, want the two good recipes, one JSON document per line", r.stdout)
+	}
+}
