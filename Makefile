@@ -17,9 +17,10 @@ run: build
 	$(BIN) bake recipes/hello.bake.hcl
 	$(BIN) validate recipes/hello.bake.hcl >/dev/null
 
-## deps: install the peers the tests use (skopeo, umoci)
+## deps: install the peers the tests use (skopeo, umoci; moto_server in .venv/)
 deps:
 	./scripts/deps.sh
+	./scripts/moto-venv.sh
 
 vet:
 	$(GO) vet ./...

@@ -1,0 +1,51 @@
+package awsx
+
+import (
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+)
+
+// NewEC2 returns an EC2 client for region, with cfg's credentials, retryer and
+// endpoint override. An empty region keeps cfg.Region.
+func NewEC2(cfg aws.Config, region string, optFns ...func(*ec2.Options)) *ec2.Client {
+	return ec2.NewFromConfig(cfg, append([]func(*ec2.Options){func(o *ec2.Options) {
+		o.Region = pick(region, o.Region)
+	}}, optFns...)...)
+}
+
+// NewAutoScaling returns an Auto Scaling client for region, with cfg's
+// credentials, retryer and endpoint override. An empty region keeps
+// cfg.Region.
+func NewAutoScaling(cfg aws.Config, region string, optFns ...func(*autoscaling.Options)) *autoscaling.Client {
+	return autoscaling.NewFromConfig(cfg, append([]func(*autoscaling.Options){func(o *autoscaling.Options) {
+		o.Region = pick(region, o.Region)
+	}}, optFns...)...)
+}
+
+// NewSSM returns an SSM client for region (bakery reads public parameters
+// such as the latest Amazon Linux AMI id through it), with cfg's credentials,
+// retryer and endpoint override. An empty region keeps cfg.Region.
+func NewSSM(cfg aws.Config, region string, optFns ...func(*ssm.Options)) *ssm.Client {
+	return ssm.NewFromConfig(cfg, append([]func(*ssm.Options){func(o *ssm.Options) {
+		o.Region = pick(region, o.Region)
+	}}, optFns...)...)
+}
+
+// NewSTS returns an STS client for region (for GetCallerIdentity: which
+// account the credentials belong to), with cfg's credentials, retryer and
+// endpoint override. An empty region keeps cfg.Region.
+func NewSTS(cfg aws.Config, region string, optFns ...func(*sts.Options)) *sts.Client {
+	return sts.NewFromConfig(cfg, append([]func(*sts.Options){func(o *sts.Options) {
+		o.Region = pick(region, o.Region)
+	}}, optFns...)...)
+}
+
+func pick(region, fallback string) string {
+	if region != "" {
+		return region
+	}
+	return fallback
+}
