@@ -1,15 +1,20 @@
 // Package steps runs a bake or launch as a readable list of steps, each
-// with Run and Cleanup, over typed state. It is the pattern of Packer's
-// multistep with one error path: when a step fails or the context is
-// cancelled, the Cleanup of every step that started runs in reverse order
-// on a fresh context with its own timeout, so nothing is leaked.
+// with Run and Cleanup, over typed state. It drives packer-plugin-sdk's
+// multistep.BasicRunner, so the ordering and halting rules are Packer's,
+// with two improvements: steps see a typed *S instead of pulling values out
+// of a state bag, and there is one error path: when a step fails or the
+// context is cancelled, the Cleanup of every step that started runs in
+// reverse order on a fresh context with its own timeout, so nothing leaks.
 package steps
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
+
+	"github.com/hashicorp/packer-plugin-sdk/multistep"
 
 	"github.com/bakery-sh/bakery/internal/progress"
 )
@@ -36,44 +41,97 @@ type Runner struct {
 	CleanupTimeout time.Duration
 }
 
+// run is one execution: what the adapters share.
+type run[S any] struct {
+	state   *S
+	rep     progress.Reporter
+	timeout time.Duration
+	parent  context.Context
+
+	mu        sync.Mutex
+	started   int
+	err       error   // the first step error
+	cleanErrs []error // cleanup errors
+	cctx      context.Context
+	cancel    context.CancelFunc
+}
+
+// cleanupContext is created at the first cleanup, so the timeout covers
+// the cleanups only.
+func (r *run[S]) cleanupContext() context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cctx == nil {
+		r.cctx, r.cancel = context.WithTimeout(context.WithoutCancel(r.parent), r.timeout)
+	}
+	return r.cctx
+}
+
+// adapter makes a typed Step a multistep.Step.
+type adapter[S any] struct {
+	step Step[S]
+	run  *run[S]
+}
+
+func (a *adapter[S]) Run(ctx context.Context, bag multistep.StateBag) multistep.StepAction {
+	a.run.mu.Lock()
+	a.run.started++
+	a.run.mu.Unlock()
+	ps := a.run.rep.Step(a.step.Name())
+	err := a.step.Run(ctx, a.run.state, ps)
+	ps.Done(err)
+	if err != nil {
+		a.run.mu.Lock()
+		if a.run.err == nil {
+			a.run.err = err
+		}
+		a.run.mu.Unlock()
+		bag.Put("error", err)
+		return multistep.ActionHalt
+	}
+	return multistep.ActionContinue
+}
+
+func (a *adapter[S]) Cleanup(bag multistep.StateBag) {
+	_, halted := bag.GetOk(multistep.StateHalted)
+	_, cancelled := bag.GetOk(multistep.StateCancelled)
+	if err := a.step.Cleanup(a.run.cleanupContext(), a.run.state, halted || cancelled); err != nil {
+		a.run.mu.Lock()
+		a.run.cleanErrs = append(a.run.cleanErrs, fmt.Errorf("cleaning up after %s: %w", a.step.Name(), err))
+		a.run.mu.Unlock()
+	}
+}
+
 // Run runs steps in order until one fails or ctx is done, then runs the
 // Cleanup of every started step in reverse order. It returns the first
-// step error (wrapped with the step name) joined with any cleanup errors.
-func Run[S any](ctx context.Context, r Runner, state *S, list ...Step[S]) (err error) {
-	rep := r.Progress
-	if rep == nil {
-		rep = progress.Discard()
+// step error joined with any cleanup errors; an interrupted run returns an
+// error wrapping the context's error.
+func Run[S any](ctx context.Context, r Runner, state *S, list ...Step[S]) error {
+	rn := &run[S]{state: state, rep: r.Progress, timeout: r.CleanupTimeout, parent: ctx}
+	if rn.rep == nil {
+		rn.rep = progress.Discard()
 	}
-	timeout := r.CleanupTimeout
-	if timeout == 0 {
-		timeout = 5 * time.Minute
+	if rn.timeout == 0 {
+		rn.timeout = 5 * time.Minute
 	}
-	started := make([]Step[S], 0, len(list))
-	defer func() {
-		failed := err != nil
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-		defer cancel()
-		var cerrs []error
-		for i := len(started) - 1; i >= 0; i-- {
-			if cerr := started[i].Cleanup(cctx, state, failed); cerr != nil {
-				cerrs = append(cerrs, fmt.Errorf("cleaning up after %s: %w", started[i].Name(), cerr))
-			}
-		}
-		if len(cerrs) > 0 {
-			err = errors.Join(append([]error{err}, cerrs...)...)
-		}
-	}()
-	for _, s := range list {
-		if cerr := ctx.Err(); cerr != nil {
-			return fmt.Errorf("interrupted before %s: %w", s.Name(), context.Cause(ctx))
-		}
-		started = append(started, s)
-		ps := rep.Step(s.Name())
-		rerr := s.Run(ctx, state, ps)
-		ps.Done(rerr)
-		if rerr != nil {
-			return rerr
+	ms := make([]multistep.Step, len(list))
+	for i, s := range list {
+		ms[i] = &adapter[S]{step: s, run: rn}
+	}
+	(&multistep.BasicRunner{Steps: ms}).Run(ctx, new(multistep.BasicStateBag))
+	if rn.cancel != nil {
+		rn.cancel()
+	}
+	err := rn.err
+	if err == nil && ctx.Err() != nil {
+		if rn.started < len(list) {
+			err = fmt.Errorf("interrupted before %s: %w", list[rn.started].Name(), context.Cause(ctx))
+		} else {
+			err = fmt.Errorf("interrupted during %s: %w", list[len(list)-1].Name(), context.Cause(ctx))
 		}
 	}
-	return nil
+	if len(rn.cleanErrs) > 0 {
+		return errors.Join(append([]error{err}, rn.cleanErrs...)...)
+	}
+	return err
 }
