@@ -17,7 +17,7 @@ import (
 
 // Artifact is one baked (or found up to date) image.
 type Artifact struct {
-	// Kind is "container".
+	// Kind is "container" or "ami".
 	Kind string `json:"kind"`
 	// Name is the artifact block's label.
 	Name string `json:"name"`
@@ -35,6 +35,12 @@ type Artifact struct {
 	// Location is the OCI layout folder for local images, empty for
 	// registry images.
 	Location string `json:"location,omitempty"`
+	// Region is the AWS region of an AMI artifact (one artifact per region).
+	Region string `json:"region,omitempty"`
+	// ID is the AMI id.
+	ID string `json:"id,omitempty"`
+	// Snapshots are the EBS snapshot ids behind the AMI.
+	Snapshots []string `json:"snapshots,omitempty"`
 }
 
 // Result is the outcome of baking one recipe.

@@ -26,6 +26,27 @@ const (
 	AnnotationBakeKey = "dev.bakery.bake-key"
 )
 
+// EC2 tag keys bakery writes on AMIs and their snapshots (the catalog of
+// machine images) and on the temporary resources of a bake.
+const (
+	// TagRecipe is the recipe name.
+	TagRecipe = "bakery:recipe"
+	// TagArtifact is the machine_image block name.
+	TagArtifact = "bakery:artifact"
+	// TagVersion is the recipe version.
+	TagVersion = "bakery:version"
+	// TagBakeKey is the bake key; it is written only once the AMI is
+	// complete, so an AMI without it is an unfinished bake.
+	TagBakeKey = "bakery:bake-key"
+	// TagSourceAMI is the id of the AMI the image was baked from.
+	TagSourceAMI = "bakery:source-ami"
+	// TagCreated is the bake's creation time (RFC 3339, UTC).
+	TagCreated = "bakery:created"
+	// TagBakeID identifies one bake run; every resource the run creates
+	// carries it from the moment it exists, so an orphan sweep finds them.
+	TagBakeID = "bakery:bake-id"
+)
+
 // Ref names one version of a recipe, written RECIPE@VERSION.
 type Ref struct {
 	// Recipe is the recipe name.

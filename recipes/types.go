@@ -5,6 +5,9 @@
 package recipes
 
 import (
+	"fmt"
+	"time"
+
 	"github.com/hashicorp/hcl/v2"
 )
 
@@ -27,6 +30,8 @@ type Recipe struct {
 	Dir string `json:"-"`
 	// Containers are the container blocks, in file order.
 	Containers []*Container `json:"containers,omitempty"`
+	// MachineImages are the machine_image blocks, in file order.
+	MachineImages []*MachineImage `json:"machine_images,omitempty"`
 	// DeclRange is where the recipe block starts.
 	DeclRange hcl.Range `json:"-"`
 }
@@ -130,3 +135,137 @@ const (
 	// BaseLayout is an image in an OCI image layout on disk.
 	BaseLayout BaseKind = "layout"
 )
+
+// MachineImage is an evaluated machine_image block: one AMI to bake, the
+// way Packer's amazon-ebs builder does.
+type MachineImage struct {
+	// Name is the block label.
+	Name string `json:"name"`
+	// Region is where the builder runs; empty means the AWS config's region.
+	Region string `json:"region,omitempty"`
+	// SourceAMI is an AMI id ("ami-..."); exactly one of SourceAMI,
+	// SourceAMIFilter and SourceAMISSM is set.
+	SourceAMI string `json:"source_ami,omitempty"`
+	// SourceAMIFilter selects the source AMI with DescribeImages.
+	SourceAMIFilter *AMIFilter `json:"source_ami_filter,omitempty"`
+	// SourceAMISSM is an SSM parameter path holding an AMI id
+	// ("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64").
+	SourceAMISSM string `json:"source_ami_ssm,omitempty"`
+	// InstanceType is the builder's instance type. Default "t3.micro".
+	InstanceType string `json:"instance_type"`
+	// SubnetID and VPCID place the builder; both empty means the default
+	// VPC's default subnet.
+	SubnetID string `json:"subnet_id,omitempty"`
+	VPCID    string `json:"vpc_id,omitempty"`
+	// SSHUsername is the login user. Default "ec2-user".
+	SSHUsername string `json:"ssh_username"`
+	// SSHHost overrides the address bakery connects to (default: the
+	// instance's public IP, else its private IP).
+	SSHHost string `json:"ssh_host,omitempty"`
+	// SSHPort is the SSH port. Default 22.
+	SSHPort int `json:"ssh_port"`
+	// SSHTimeout bounds waiting for SSH to answer. Default 5 minutes.
+	SSHTimeout time.Duration `json:"ssh_timeout"`
+	// SSHPrivateKeyFile, when set, is a private key (absolute path) whose
+	// public half bakery imports as the temporary key pair instead of
+	// generating one.
+	SSHPrivateKeyFile string `json:"ssh_private_key_file,omitempty"`
+	// SSHSourceCIDRs are the addresses allowed to reach SSH in the
+	// temporary security group. Default: this runner's address (/32).
+	SSHSourceCIDRs []string `json:"ssh_source_cidrs,omitempty"`
+	// UserData is the instance user data (from user_data, or the content
+	// of user_data_file).
+	UserData string `json:"user_data,omitempty"`
+	// RootVolumeSize is the root volume size in GiB; 0 keeps the source's.
+	RootVolumeSize int `json:"root_volume_size,omitempty"`
+	// RootVolumeType is the root volume type. Default "gp3".
+	RootVolumeType string `json:"root_volume_type"`
+	// Encrypted encrypts the root volume and so the AMI's snapshot.
+	// Default true.
+	Encrypted bool `json:"encrypted"`
+	// KMSKeyID is the KMS key for the build region; empty means the
+	// account's default EBS key.
+	KMSKeyID string `json:"kms_key_id,omitempty"`
+	// Regions are the other regions the AMI is copied to.
+	Regions []string `json:"regions,omitempty"`
+	// RegionKMSKeyIDs maps a copy region to its KMS key.
+	RegionKMSKeyIDs map[string]string `json:"region_kms_key_ids,omitempty"`
+	// ShareWith are account ids given launch permission (and snapshot
+	// create-volume permission).
+	ShareWith []string `json:"share_with,omitempty"`
+	// Tags are extra tags on the AMI and its snapshots.
+	Tags map[string]string `json:"tags,omitempty"`
+	// AMIName is the AMI name; empty means "RECIPE-VERSION-TIMESTAMP".
+	// It is not part of the bake key (a timestamp in it would defeat
+	// skipping).
+	AMIName string `json:"-"`
+	// Provisioners run over SSH on the builder, in order.
+	Provisioners []*Provisioner `json:"provisioners,omitempty"`
+	// DeclRange is where the machine_image block starts.
+	DeclRange hcl.Range `json:"-"`
+	// Ranges maps each attribute or nested block name that was written
+	// ("regions", "instance_type", "source_ami_filter", ...) to where its
+	// value is, so errors found later (by AWS) can name the recipe line.
+	Ranges map[string]hcl.Range `json:"-"`
+}
+
+// Pos returns "file:line:col" of attribute attr, or of the block when
+// attr was not written.
+func (m *MachineImage) Pos(attr string) string { return pos(m.Ranges, attr, m.DeclRange) }
+
+// AMIFilter selects a source AMI, as Packer's source_ami_filter.
+type AMIFilter struct {
+	// Name is an AMI name pattern (DescribeImages "name" filter, * wildcards).
+	Name string `json:"name,omitempty"`
+	// Owners are account ids or aliases ("amazon", "self"). Required.
+	Owners []string `json:"owners"`
+	// Architecture is "x86_64" or "arm64"; empty means any.
+	Architecture string `json:"architecture,omitempty"`
+	// MostRecent picks the newest match; without it more than one match
+	// is an error.
+	MostRecent bool `json:"most_recent"`
+	// Filters are further DescribeImages filters (name → value).
+	Filters map[string]string `json:"filters,omitempty"`
+}
+
+// Provisioner is one provision block.
+type Provisioner struct {
+	// Type is "file" or "shell".
+	Type string `json:"type"`
+	// Source is a file provisioner's source as written; a trailing "/"
+	// means a directory whose contents are uploaded.
+	Source string `json:"source,omitempty"`
+	// SourcePath is Source resolved to an absolute path (no trailing "/").
+	SourcePath string `json:"-"`
+	// SourceIsDir is true when Source names a directory.
+	SourceIsDir bool `json:"source_is_dir,omitempty"`
+	// Destination is the path on the builder (file provisioner).
+	Destination string `json:"destination,omitempty"`
+	// Inline are shell commands run in order with /bin/sh -e.
+	Inline []string `json:"inline,omitempty"`
+	// Script is a local script as written; ScriptPath is its absolute path.
+	Script     string `json:"script,omitempty"`
+	ScriptPath string `json:"-"`
+	// Env are environment variables for the shell commands.
+	Env map[string]string `json:"env,omitempty"`
+	// ExpectDisconnect lets the connection drop (a reboot) without failing.
+	ExpectDisconnect bool `json:"expect_disconnect,omitempty"`
+	// PauseBefore waits this long before the provisioner runs.
+	PauseBefore time.Duration `json:"pause_before,omitempty"`
+	// DeclRange is where the provision block starts.
+	DeclRange hcl.Range `json:"-"`
+	// Ranges maps each written attribute name to where its value is.
+	Ranges map[string]hcl.Range `json:"-"`
+}
+
+// Pos returns "file:line:col" of attribute attr, or of the block when
+// attr was not written.
+func (p *Provisioner) Pos(attr string) string { return pos(p.Ranges, attr, p.DeclRange) }
+
+func pos(ranges map[string]hcl.Range, attr string, block hcl.Range) string {
+	r, ok := ranges[attr]
+	if !ok {
+		r = block
+	}
+	return fmt.Sprintf("%s:%d:%d", r.Filename, r.Start.Line, r.Start.Column)
+}
