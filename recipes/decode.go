@@ -384,39 +384,70 @@ func (s *state) checkSource(l *Layer, attr *hcl.Attribute) {
 		s.attrError(attr, "empty layer source", `Name a file, a directory ending in "/" or a tarball, relative to the recipe's folder.`)
 		return
 	}
-	wantDir := strings.HasSuffix(src, "/")
-	p := s.resolve(src)
-	fi, err := os.Stat(p)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		s.attrError(attr, fmt.Sprintf("no such file or directory %q", src),
-			fmt.Sprintf("Layer sources are read from disk; paths are relative to %s (the recipe's folder).", s.dir))
-		return
-	case err != nil:
-		s.attrError(attr, fmt.Sprintf("reading layer source %q: %v", src, err), "Check the path and its permissions.")
-		return
-	case fi.IsDir() && !wantDir:
-		s.attrError(attr, fmt.Sprintf("directory source %q must end with \"/\"", src),
-			fmt.Sprintf("%q is a directory; write source = %q to copy its contents.", src, src+"/"))
-		return
-	case !fi.IsDir() && wantDir:
-		s.attrError(attr, fmt.Sprintf("layer source %q is not a directory", src),
-			fmt.Sprintf("A trailing \"/\" means a directory; write source = %q to add the file.", strings.TrimRight(src, "/")))
-		return
-	case !fi.IsDir() && !fi.Mode().IsRegular():
-		s.attrError(attr, fmt.Sprintf("layer source %q is not a regular file", src), "A layer source is a regular file, a directory or a tarball.")
+	p, isDir, ok := s.localPath(attr, src, "layer source", true)
+	if !ok {
 		return
 	}
 	l.Path = p
 	lower := strings.ToLower(src)
 	switch {
-	case fi.IsDir():
+	case isDir:
 		l.Kind = SourceDir
 	case strings.HasSuffix(lower, ".tar"), strings.HasSuffix(lower, ".tar.gz"), strings.HasSuffix(lower, ".tgz"):
 		l.Kind = SourceTarball
 	default:
 		l.Kind = SourceFile
 	}
+}
+
+// localPath checks that src, the non-empty value of attr, names a regular
+// file on disk or, when dirs is true, a directory written with a trailing
+// "/" (a directory without it, or a file with it, is reported). Relative
+// paths resolve against the recipe's folder. what names the argument in
+// messages ("layer source", "script"). It returns the absolute path,
+// without a trailing "/", and whether it is a directory; ok is false when
+// a problem was reported.
+func (s *state) localPath(attr *hcl.Attribute, src, what string, dirs bool) (abs string, isDir, ok bool) {
+	wantDir := strings.HasSuffix(src, "/")
+	p := s.resolve(src)
+	fi, err := os.Stat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && dirs:
+		s.attrError(attr, fmt.Sprintf("no such file or directory %q", src),
+			fmt.Sprintf("The %s is read from disk; paths are relative to %s (the recipe's folder).", what, s.dir))
+		return "", false, false
+	case errors.Is(err, fs.ErrNotExist):
+		s.attrError(attr, fmt.Sprintf("no such file %q", src),
+			fmt.Sprintf("The %s is read from disk; paths are relative to %s (the recipe's folder).", what, s.dir))
+		return "", false, false
+	case err != nil:
+		s.attrError(attr, fmt.Sprintf("reading %s %q: %v", what, src, err), "Check the path and its permissions.")
+		return "", false, false
+	case fi.IsDir() && !dirs:
+		s.attrError(attr, fmt.Sprintf("%s %q is a directory", what, src),
+			fmt.Sprintf("The %s is a single file; name the file, such as %q.", what, strings.TrimRight(src, "/")+"/FILE"))
+		return "", false, false
+	case fi.IsDir() && !wantDir:
+		s.attrError(attr, fmt.Sprintf("directory source %q must end with \"/\"", src),
+			fmt.Sprintf("%q is a directory; write %s = %q to copy its contents.", src, attr.Name, src+"/"))
+		return "", false, false
+	case !fi.IsDir() && wantDir && !dirs:
+		s.attrError(attr, fmt.Sprintf("%s %q ends with \"/\"", what, src),
+			fmt.Sprintf("The %s is a file; write %s = %q.", what, attr.Name, strings.TrimRight(src, "/")))
+		return "", false, false
+	case !fi.IsDir() && wantDir:
+		s.attrError(attr, fmt.Sprintf("%s %q is not a directory", what, src),
+			fmt.Sprintf("A trailing \"/\" means a directory; write %s = %q to name the file.", attr.Name, strings.TrimRight(src, "/")))
+		return "", false, false
+	case !fi.IsDir() && !fi.Mode().IsRegular():
+		detail := "Name a regular file."
+		if dirs {
+			detail = "Name a regular file, or a directory ending in \"/\"."
+		}
+		s.attrError(attr, fmt.Sprintf("%s %q is not a regular file", what, src), detail)
+		return "", false, false
+	}
+	return p, fi.IsDir(), true
 }
 
 // mode reads a permission mode: an octal string ("0755", "755", "0o755")

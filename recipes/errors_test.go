@@ -13,6 +13,14 @@ const okRecipe = `recipe "r" {
 }
 `
 
+// okImage is a valid machine_image block that needs no input files.
+// Cases about the recipe block, variables and locals end with it, after
+// their own lines so that positions hold: a recipe must bake something.
+const okImage = `machine_image "m" {
+  source_ami = "ami-0123456789abcdef0"
+}
+`
+
 // container returns a container block starting at line 5 (after
 // okRecipe) whose line 6 is base = "scratch" and whose lines from 7 on are
 // the given lines followed by a valid layer block (unless noLayer).
@@ -31,6 +39,25 @@ func layer(lines ...string) string {
 	return okRecipe + "container \"c\" {\n  base = \"scratch\"\n  layer {\n" + join(lines) + "  }\n}\n"
 }
 
+// image returns okRecipe plus a machine_image block "m" (line 5) whose
+// line 6 is source_ami = "ami-0123456789abcdef0" and whose lines from 7
+// on are the given lines.
+func image(lines ...string) string {
+	return imageBody(append([]string{`  source_ami = "ami-0123456789abcdef0"`}, lines...)...)
+}
+
+// imageBody returns okRecipe plus a machine_image block "m" (line 5)
+// whose lines from 6 on are the given lines.
+func imageBody(lines ...string) string {
+	return okRecipe + "machine_image \"m\" {\n" + join(lines) + "}\n"
+}
+
+// provision returns image() with a provision "typ" block at line 7 whose
+// lines from 8 on are the given lines.
+func provision(typ string, lines ...string) string {
+	return image(append(append([]string{`  provision "` + typ + `" {`}, lines...), "  }")...)
+}
+
 func join(lines []string) string {
 	if len(lines) == 0 {
 		return ""
@@ -39,8 +66,10 @@ func join(lines []string) string {
 }
 
 func TestLoadErrors(t *testing.T) {
-	// Every case's directory holds app/hello (so "app/" is a directory)
-	// besides the recipe r.bake.hcl and the case's own files.
+	// Every case's directory holds app/hello (so "app/" is a directory),
+	// the machine_image inputs files/app.conf (so "files/" is a directory)
+	// and scripts/setup.sh, besides the recipe r.bake.hcl and the case's
+	// own files.
 	type tc struct {
 		name  string
 		src   string
@@ -61,9 +90,9 @@ func TestLoadErrors(t *testing.T) {
 		// Syntax and schema.
 		{name: "malformed HCL", src: "recipe \"r\" {\n  version = \"1.0.0\"\n  stages  = [\"dev\"\n}\n",
 			summary: "Missing item separator", line: 4, col: 1, count: 1},
-		{name: "unknown block", src: okRecipe + "builder \"docker\" {}\n",
+		{name: "unknown block", src: okRecipe + "builder \"docker\" {}\n" + okImage,
 			summary: "Unsupported block type", line: 5, col: 1, count: 1},
-		{name: "unknown attribute", src: "recipe \"r\" {\n  version = \"1.0.0\"\n  stages  = [\"dev\"]\n  owner   = \"me\"\n}\n",
+		{name: "unknown attribute", src: "recipe \"r\" {\n  version = \"1.0.0\"\n  stages  = [\"dev\"]\n  owner   = \"me\"\n}\n" + okImage,
 			summary: "Unsupported argument", line: 4, col: 3, count: 1},
 		{name: "unknown attribute in layer", src: layer(`    source      = "app/"`, `    destination = "/app/"`, `    owner       = "me"`),
 			summary: "Unsupported argument", line: 10, col: 5, count: 1},
@@ -71,29 +100,29 @@ func TestLoadErrors(t *testing.T) {
 			summary: "missing recipe block", line: 1, col: 1, count: 1},
 		{name: "recipe block without a name", src: "recipe {\n  version = \"1.0.0\"\n  stages  = [\"dev\"]\n}\n",
 			summary: "Missing name for recipe", line: 1, col: 8, count: 1},
-		{name: "two recipe blocks", src: okRecipe + strings.Replace(okRecipe, `"r"`, `"s"`, 1),
+		{name: "two recipe blocks", src: okRecipe + strings.Replace(okRecipe, `"r"`, `"s"`, 1) + okImage,
 			summary: "duplicate recipe block", detail: "r.bake.hcl:1,1", line: 5, col: 1, count: 1},
 
 		// The recipe block.
-		{name: "missing version", src: "recipe \"r\" {\n  stages = [\"dev\"]\n}\n",
+		{name: "missing version", src: "recipe \"r\" {\n  stages = [\"dev\"]\n}\n" + okImage,
 			summary: `missing required argument "version"`, line: 1, col: 1, count: 1},
-		{name: "missing stages", src: "recipe \"r\" {\n  version = \"1.0.0\"\n}\n",
+		{name: "missing stages", src: "recipe \"r\" {\n  version = \"1.0.0\"\n}\n" + okImage,
 			summary: `missing required argument "stages"`, line: 1, col: 1, count: 1},
-		{name: "version not a string", src: "recipe \"r\" {\n  version = 1.10\n  stages  = [\"dev\"]\n}\n",
+		{name: "version not a string", src: "recipe \"r\" {\n  version = 1.10\n  stages  = [\"dev\"]\n}\n" + okImage,
 			summary: `invalid type for "version"`, detail: `quote it`, line: 2, col: 13, count: 1},
-		{name: "empty version", src: "recipe \"r\" {\n  version = \"\"\n  stages  = [\"dev\"]\n}\n",
+		{name: "empty version", src: "recipe \"r\" {\n  version = \"\"\n  stages  = [\"dev\"]\n}\n" + okImage,
 			summary: "empty version", line: 2, col: 13, count: 1},
-		{name: "version not a tag", src: "recipe \"r\" {\n  version = \"1.0 beta\"\n  stages  = [\"dev\"]\n}\n",
+		{name: "version not a tag", src: "recipe \"r\" {\n  version = \"1.0 beta\"\n  stages  = [\"dev\"]\n}\n" + okImage,
 			summary: "invalid version", line: 2, col: 13, count: 1},
-		{name: "invalid recipe name", src: "recipe \"Web@1\" {\n  version = \"1.0.0\"\n  stages  = [\"dev\"]\n}\n",
+		{name: "invalid recipe name", src: "recipe \"Web@1\" {\n  version = \"1.0.0\"\n  stages  = [\"dev\"]\n}\n" + okImage,
 			summary: "invalid recipe name", line: 1, col: 8, count: 1},
-		{name: "empty stages", src: "recipe \"r\" {\n  version = \"1.0.0\"\n  stages  = []\n}\n",
+		{name: "empty stages", src: "recipe \"r\" {\n  version = \"1.0.0\"\n  stages  = []\n}\n" + okImage,
 			summary: "empty stages", line: 3, col: 13, count: 1},
-		{name: "stages not a list", src: "recipe \"r\" {\n  version = \"1.0.0\"\n  stages  = \"dev\"\n}\n",
+		{name: "stages not a list", src: "recipe \"r\" {\n  version = \"1.0.0\"\n  stages  = \"dev\"\n}\n" + okImage,
 			summary: `invalid type for "stages"`, detail: "Expected a list of strings", line: 3, col: 13, count: 1},
-		{name: "duplicate stage", src: "recipe \"r\" {\n  version = \"1.0.0\"\n  stages  = [\"dev\", \"prod\", \"dev\"]\n}\n",
+		{name: "duplicate stage", src: "recipe \"r\" {\n  version = \"1.0.0\"\n  stages  = [\"dev\", \"prod\", \"dev\"]\n}\n" + okImage,
 			summary: `duplicate stage "dev"`, detail: "r.bake.hcl:3,14", line: 3, col: 29, count: 1},
-		{name: "invalid stage name", src: "recipe \"r\" {\n  version = \"1.0.0\"\n  stages  = [\"dev\", \"Prod\"]\n}\n",
+		{name: "invalid stage name", src: "recipe \"r\" {\n  version = \"1.0.0\"\n  stages  = [\"dev\", \"Prod\"]\n}\n" + okImage,
 			summary: `invalid stage name "Prod"`, line: 3, col: 21, count: 1},
 
 		// The container block.
@@ -158,40 +187,168 @@ func TestLoadErrors(t *testing.T) {
 		{name: "fractional gid", src: layer(`    source      = "app/"`, `    destination = "/app/"`, `    gid         = 1.5`),
 			summary: "invalid gid", line: 10, col: 19, count: 1},
 
+		// The machine_image block.
+		{name: "recipe without an artifact block", src: okRecipe,
+			summary: "a recipe needs at least one container or machine_image block", detail: "machine_image", line: 1, col: 1, count: 1},
+		{name: "duplicate machine_image label", src: image() + "machine_image \"m\" {\n  source_ami = \"ami-0123456789abcdef0\"\n}\n",
+			summary: `duplicate machine_image block "m"`, detail: "r.bake.hcl:5,1", line: 8, col: 1, count: 1},
+		{name: "invalid machine_image name", src: strings.Replace(image(), `machine_image "m"`, `machine_image "Web_"`, 1),
+			summary: `invalid machine_image name "Web_"`, line: 5, col: 15, count: 1},
+		{name: "unknown attribute in machine_image", src: image(`  ssh_user = "admin"`),
+			summary: "Unsupported argument", line: 7, col: 3, count: 1},
+		{name: "two source forms at once", src: imageBody(`  source_ami     = "ami-0123456789abcdef0"`, `  source_ami_ssm = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"`),
+			summary: "source_ami_ssm conflicts with source_ami", detail: "r.bake.hcl:6,20", line: 7, col: 20, count: 1},
+		{name: "source_ami_filter with source_ami", src: imageBody(`  source_ami = "ami-0123456789abcdef0"`, `  source_ami_filter {`, `    owners = ["amazon"]`, `  }`),
+			summary: "source_ami_filter conflicts with source_ami", detail: "exactly one of source_ami, source_ami_filter and source_ami_ssm", line: 7, col: 3, count: 1},
+		{name: "two source_ami_filter blocks", src: imageBody(`  source_ami_filter {`, `    owners = ["amazon"]`, `  }`, `  source_ami_filter {`, `    owners = ["self"]`, `  }`),
+			summary: "duplicate source_ami_filter block", detail: "r.bake.hcl:6,3", line: 9, col: 3, count: 1},
+		{name: "no source form", src: imageBody(`  instance_type = "t3.micro"`),
+			summary: "missing source AMI", detail: "source_ami_filter", line: 5, col: 1, count: 1},
+		{name: "bad ami id", src: imageBody(`  source_ami = "ami-12345"`),
+			summary: `invalid AMI id "ami-12345"`, detail: "8 or 17 hexadecimal digits", line: 6, col: 16, count: 1},
+		{name: "bad SSM parameter path", src: imageBody(`  source_ami_ssm = "aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"`),
+			summary: "invalid SSM parameter path", detail: `starting with "/"`, line: 6, col: 20, count: 1},
+		{name: "filter without owners", src: imageBody(`  source_ami_filter {`, `    name = "al2023-ami-*-x86_64"`, `  }`),
+			summary: `missing required argument "owners"`, detail: `owners = ["amazon"]`, line: 6, col: 3, count: 1},
+		{name: "filter with empty owners", src: imageBody(`  source_ami_filter {`, `    owners = []`, `  }`),
+			summary: "empty owners", line: 7, col: 14, count: 1},
+		{name: "bad architecture", src: imageBody(`  source_ami_filter {`, `    owners       = ["amazon"]`, `    architecture = "amd64"`, `  }`),
+			summary: `invalid architecture "amd64"`, detail: `Did you mean "arm64"? Use one of "x86_64", "arm64", "i386", "x86_64_mac", "arm64_mac".`, line: 8, col: 20, count: 1},
+		{name: "most_recent not a bool", src: imageBody(`  source_ami_filter {`, `    owners      = ["amazon"]`, `    most_recent = "yes"`, `  }`),
+			summary: `invalid type for "most_recent"`, detail: "Expected true or false", line: 8, col: 19, count: 1},
+		{name: "unknown attribute in source_ami_filter", src: imageBody(`  source_ami_filter {`, `    owners = ["amazon"]`, `    owner  = "amazon"`, `  }`),
+			summary: "Unsupported argument", line: 8, col: 5, count: 1},
+		{name: "bad region", src: image(`  region = "us-east"`),
+			summary: `invalid region "us-east"`, detail: `"us-east-1"`, line: 7, col: 12, count: 1},
+		{name: "bad copy region", src: image(`  regions = ["eu-west-1", "EU-WEST-2"]`),
+			summary: `invalid region "EU-WEST-2"`, line: 7, col: 27, count: 1},
+		{name: "duplicate region", src: image(`  regions = ["eu-west-1", "us-west-2", "eu-west-1"]`),
+			summary: `duplicate region "eu-west-1"`, detail: "r.bake.hcl:7,14", line: 7, col: 40, count: 1},
+		{name: "regions lists the build region", src: image(`  region  = "us-east-1"`, `  regions = ["eu-west-1", "us-east-1"]`),
+			summary: `regions lists the build region "us-east-1"`, detail: "r.bake.hcl:7,13", line: 8, col: 27, count: 1},
+		{name: "region_kms_key_ids for an unlisted region", src: image(`  regions            = ["eu-west-1"]`, `  region_kms_key_ids = { "eu-west-1" = "alias/a", "us-west-2" = "alias/b" }`),
+			summary: `region "us-west-2" is not listed in regions`, detail: `add "us-west-2" to regions`, line: 8, col: 51, count: 1},
+		{name: "bad account id", src: image(`  share_with = ["111122223333", "11112222333"]`),
+			summary: `invalid account id "11112222333"`, detail: "12 digits", line: 7, col: 33, count: 1},
+		{name: "account id written as a number", src: image(`  share_with = [1111222233]`),
+			summary: `invalid account id "1111222233"`, line: 7, col: 17, count: 1},
+		{name: "reserved tag key", src: image(`  tags = { team = "web", "bakery:recipe" = "x" }`),
+			summary: `reserved tag key "bakery:recipe"`, detail: "written by bakery", line: 7, col: 26, count: 1},
+		{name: "tag key reserved by AWS", src: image(`  tags = { "aws:cloudformation:stack-name" = "x" }`),
+			summary: `reserved tag key "aws:cloudformation:stack-name"`, detail: "reserved by AWS", line: 7, col: 12, count: 1},
+		{name: "bad instance type", src: image(`  instance_type = "t3micro"`),
+			summary: `invalid instance type "t3micro"`, detail: `"t3.micro"`, line: 7, col: 19, count: 1},
+		{name: "bad subnet id", src: image(`  subnet_id = "sn-0123abcd"`),
+			summary: `invalid subnet id "sn-0123abcd"`, line: 7, col: 15, count: 1},
+		{name: "bad ssh_port", src: image(`  ssh_port = 70000`),
+			summary: "invalid ssh_port 70000", detail: "from 1 to 65535", line: 7, col: 14, count: 1},
+		{name: "ssh_port of wrong type", src: image(`  ssh_port = "ssh"`),
+			summary: `invalid type for "ssh_port"`, detail: "whole number", line: 7, col: 14, count: 1},
+		{name: "bad duration", src: image(`  ssh_timeout = "5 minutes"`),
+			summary: `invalid duration "5 minutes"`, detail: `"1h30m"`, line: 7, col: 17, count: 1},
+		{name: "zero ssh_timeout", src: image(`  ssh_timeout = "0s"`),
+			summary: `invalid duration "0s"`, detail: "more than zero", line: 7, col: 17, count: 1},
+		{name: "duration as a number", src: image(`  ssh_timeout = 300`),
+			summary: `invalid type for "ssh_timeout"`, detail: `ssh_timeout = "5m"`, line: 7, col: 17, count: 1},
+		{name: "empty ssh_username", src: image(`  ssh_username = ""`),
+			summary: "empty ssh_username", line: 7, col: 18, count: 1},
+		{name: "missing ssh_private_key_file", src: image(`  ssh_private_key_file = "keys/id_ed25519"`),
+			summary: `no such file "keys/id_ed25519"`, detail: "paths are relative to", line: 7, col: 26, count: 1},
+		{name: "ssh_private_key_file that is a directory", src: image(`  ssh_private_key_file = "files"`),
+			summary: `private key file "files" is a directory`, line: 7, col: 26, count: 1},
+		{name: "bad CIDR", src: image(`  ssh_source_cidrs = ["203.0.113.7"]`),
+			summary: `invalid CIDR "203.0.113.7"`, detail: `"203.0.113.7/32"`, line: 7, col: 23, count: 1},
+		{name: "user_data and user_data_file together", src: image(`  user_data      = "#!/bin/sh"`, `  user_data_file = "files/app.conf"`),
+			summary: "user_data_file conflicts with user_data", detail: "r.bake.hcl:7,20", line: 8, col: 20, count: 1},
+		{name: "missing user_data_file", src: image(`  user_data_file = "cloud-init.yaml"`),
+			summary: `no such file "cloud-init.yaml"`, line: 7, col: 20, count: 1},
+		{name: "user data too large", src: image(`  user_data = join("", [for i in range(17) : format("%1024s", "")])`),
+			summary: "user data too large (17408 bytes)", detail: "at most 16384 bytes", line: 7, col: 15, count: 1},
+		{name: "bad volume type", src: image(`  root_volume_type = "gp4"`),
+			summary: `invalid root_volume_type "gp4"`, detail: `"gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"`, line: 7, col: 22, count: 1},
+		{name: "bad volume size", src: image(`  root_volume_size = 0`),
+			summary: "invalid root_volume_size 0", detail: "from 1 to 16384", line: 7, col: 22, count: 1},
+		{name: "encrypted not a bool", src: image(`  encrypted = "no"`),
+			summary: `invalid type for "encrypted"`, line: 7, col: 15, count: 1},
+		{name: "kms_key_id without encryption", src: image(`  encrypted  = false`, `  kms_key_id = "alias/x"`),
+			summary: "kms_key_id needs encrypted = true", line: 8, col: 16, count: 1},
+		{name: "region_kms_key_ids without encryption", src: image(`  encrypted          = false`, `  regions            = ["eu-west-1"]`, `  region_kms_key_ids = { "eu-west-1" = "alias/x" }`),
+			summary: "region_kms_key_ids needs encrypted = true", line: 9, col: 24, count: 1},
+		{name: "bad ami_name", src: image(`  ami_name = "web:1.0"`),
+			summary: `invalid ami_name "web:1.0"`, detail: "formatdate", line: 7, col: 14, count: 1},
+		{name: "ami_name too short", src: image(`  ami_name = "w"`),
+			summary: `invalid ami_name "w"`, detail: "3 to 128", line: 7, col: 14, count: 1},
+
+		// The provision blocks.
+		{name: "unknown provision type", src: image(`  provision "ansible" {`, `  }`),
+			summary: `unknown provisioner type "ansible"`, detail: `provision "file" (uploads a file or a directory) or provision "shell" (runs commands)`, line: 7, col: 13, count: 1},
+		{name: "misspelt provision type", src: image(`  provision "shel" {`, `    inline = ["true"]`, `  }`),
+			summary: `unknown provisioner type "shel"`, detail: `Did you mean "shell"?`, line: 7, col: 13, count: 1},
+		{name: "provision without a type", src: image(`  provision {`, `  }`),
+			summary: "Missing type for provision", line: 7, col: 13, count: 1},
+		{name: "shell with both inline and script", src: provision("shell", `    inline = ["echo hi"]`, `    script = "scripts/setup.sh"`),
+			summary: "script conflicts with inline", detail: "r.bake.hcl:8,14", line: 9, col: 14, count: 1},
+		{name: "shell with neither inline nor script", src: provision("shell", `    env = { A = "b" }`),
+			summary: "missing inline or script", detail: `inline = ["command", ...]`, line: 7, col: 3, count: 1},
+		{name: "shell with empty inline", src: provision("shell", `    inline = []`),
+			summary: "empty inline", line: 8, col: 14, count: 1},
+		{name: "missing script", src: provision("shell", `    script = "scripts/nope.sh"`),
+			summary: `no such file "scripts/nope.sh"`, detail: "paths are relative to", line: 8, col: 14, count: 1},
+		{name: "bad env name", src: provision("shell", `    inline = ["env"]`, `    env    = { APP_ENV = "prod", "APP-MODE" = "x" }`),
+			summary: `invalid environment variable name "APP-MODE"`, detail: `"APP_ENV"`, line: 9, col: 34, count: 1},
+		{name: "expect_disconnect not a bool", src: provision("shell", `    inline            = ["sudo reboot"]`, `    expect_disconnect = "maybe"`),
+			summary: `invalid type for "expect_disconnect"`, line: 9, col: 25, count: 1},
+		{name: "negative pause_before", src: provision("shell", `    inline       = ["true"]`, `    pause_before = "-1s"`),
+			summary: `invalid duration "-1s"`, detail: "not negative", line: 9, col: 20, count: 1},
+		{name: "file provisioner missing source", src: provision("file", `    destination = "/tmp/x"`),
+			summary: `missing required argument "source"`, line: 7, col: 3, count: 1},
+		{name: "file provisioner missing destination", src: provision("file", `    source = "files/app.conf"`),
+			summary: `missing required argument "destination"`, line: 7, col: 3, count: 1},
+		{name: "file provisioner source that does not exist", src: provision("file", `    source      = "files/nope.conf"`, `    destination = "/tmp/"`),
+			summary: `no such file or directory "files/nope.conf"`, line: 8, col: 19, count: 1},
+		{name: "directory source without slash", src: provision("file", `    source      = "files"`, `    destination = "/tmp/files"`),
+			summary: `directory source "files" must end with "/"`, detail: `write source = "files/"`, line: 8, col: 19, count: 1},
+		{name: "file source with slash", src: provision("file", `    source      = "files/app.conf/"`, `    destination = "/tmp/"`),
+			summary: `provisioner source "files/app.conf/" is not a directory`, line: 8, col: 19, count: 1},
+		{name: "relative destination", src: provision("file", `    source      = "files/app.conf"`, `    destination = "tmp/app.conf"`),
+			summary: "destination must be an absolute path", detail: `such as "/tmp/app.conf"`, line: 9, col: 19, count: 1},
+		{name: "shell argument in a file provisioner", src: provision("file", `    source      = "files/app.conf"`, `    destination = "/tmp/app.conf"`, `    inline      = ["true"]`),
+			summary: "Unsupported argument", line: 10, col: 5, count: 1},
+
 		// Variables.
-		{name: "undeclared -var", src: okRecipe,
+		{name: "undeclared -var", src: okRecipe + okImage,
 			opts:    func(string) Options { return Options{Vars: map[string]string{"verison": "1"}} },
 			summary: `undeclared variable "verison"`, file: "<-var verison>", line: 1, col: 1, count: 1},
 		{name: "-var-file with undeclared variable",
-			src:     "variable \"version\" {\n  default = \"1.0.0\"\n}\n" + strings.Replace(okRecipe, `"1.0.0"`, "var.version", 1),
+			src:     "variable \"version\" {\n  default = \"1.0.0\"\n}\n" + strings.Replace(okRecipe, `"1.0.0"`, "var.version", 1) + okImage,
 			files:   map[string]string{"prod.vars.hcl": "# production\nversion = \"2.0.0\"\nverison = \"2.0.1\"\n"},
 			opts:    func(dir string) Options { return Options{VarFiles: []string{filepath.Join(dir, "prod.vars.hcl")}} },
 			summary: `undeclared variable "verison"`, detail: `did you mean "version"?`, file: "prod.vars.hcl", line: 3, col: 1, count: 1},
-		{name: "JSON -var-file with undeclared variable", src: okRecipe,
+		{name: "JSON -var-file with undeclared variable", src: okRecipe + okImage,
 			files:   map[string]string{"prod.vars.json": "{\n  \"nope\": 1\n}\n"},
 			opts:    func(dir string) Options { return Options{VarFiles: []string{filepath.Join(dir, "prod.vars.json")}} },
 			summary: `undeclared variable "nope"`, file: "prod.vars.json", line: 2, col: 3, count: 1},
-		{name: "missing -var-file", src: okRecipe,
+		{name: "missing -var-file", src: okRecipe + okImage,
 			opts:    func(dir string) Options { return Options{VarFiles: []string{filepath.Join(dir, "nope.vars.hcl")}} },
 			summary: "reading var file", count: 1},
 		{name: "variable with no value",
-			src:     "variable \"region\" {\n  type = string\n}\n" + strings.Replace(okRecipe, `"1.0.0"`, "var.region", 1),
+			src:     "variable \"region\" {\n  type = string\n}\n" + strings.Replace(okRecipe, `"1.0.0"`, "var.region", 1) + okImage,
 			summary: `no value for required variable "region"`, detail: "BAKERY_VAR_region", line: 1, col: 1, count: 1},
 		{name: "variable type mismatch from -var",
-			src:     "variable \"count\" {\n  type    = number\n  default = 1\n}\n" + okRecipe,
+			src:     "variable \"count\" {\n  type    = number\n  default = 1\n}\n" + okRecipe + okImage,
 			opts:    func(string) Options { return Options{Vars: map[string]string{"count": "abc"}} },
 			summary: `invalid value for variable "count"`, detail: "a number is required", file: "<-var count>", line: 1, col: 1, count: 1},
 		{name: "variable type mismatch from the environment",
-			src:     "variable \"count\" {\n  type    = number\n  default = 1\n}\n" + okRecipe,
+			src:     "variable \"count\" {\n  type    = number\n  default = 1\n}\n" + okRecipe + okImage,
 			opts:    func(string) Options { return Options{Env: []string{"BAKERY_VAR_count=abc"}} },
 			summary: `invalid value for variable "count"`, file: "<env BAKERY_VAR_count>", line: 1, col: 1, count: 1},
 		{name: "variable type mismatch from a var file",
-			src:     "variable \"count\" {\n  type    = number\n  default = 1\n}\n" + okRecipe,
+			src:     "variable \"count\" {\n  type    = number\n  default = 1\n}\n" + okRecipe + okImage,
 			files:   map[string]string{"x.vars.hcl": "count = \"abc\"\n"},
 			opts:    func(dir string) Options { return Options{VarFiles: []string{filepath.Join(dir, "x.vars.hcl")}} },
 			summary: `invalid value for variable "count"`, file: "x.vars.hcl", line: 1, col: 9, count: 1},
 		{name: "list element of the wrong type in a var file",
-			src:     "variable \"ports\" {\n  type    = list(number)\n  default = []\n}\n" + okRecipe,
+			src:     "variable \"ports\" {\n  type    = list(number)\n  default = []\n}\n" + okRecipe + okImage,
 			files:   map[string]string{"x.vars.hcl": "ports = [80, \"http\"]\n"},
 			opts:    func(dir string) Options { return Options{VarFiles: []string{filepath.Join(dir, "x.vars.hcl")}} },
 			summary: `invalid value for variable "ports"`, detail: "does not conform: a number is required (at [1])", file: "x.vars.hcl", line: 1, col: 9, count: 1},
@@ -200,13 +357,13 @@ func TestLoadErrors(t *testing.T) {
 			opts:    func(string) Options { return Options{Vars: map[string]string{"stages": `["dev", `}} },
 			summary: "", detail: "read as an HCL expression", file: "<-var stages>", line: 1, col: 9},
 		{name: "default of the wrong type",
-			src:     "variable \"count\" {\n  type    = number\n  default = \"many\"\n}\n" + okRecipe,
+			src:     "variable \"count\" {\n  type    = number\n  default = \"many\"\n}\n" + okRecipe + okImage,
 			summary: `invalid default value for variable "count"`, line: 3, col: 13, count: 1},
 		{name: "invalid type constraint",
-			src:     "variable \"count\" {\n  type = integer\n}\n" + okRecipe,
+			src:     "variable \"count\" {\n  type = integer\n}\n" + okRecipe + okImage,
 			summary: "Invalid type specification", line: 2, col: 10, count: 1},
 		{name: "duplicate variable",
-			src:     "variable \"v\" {\n  default = 1\n}\nvariable \"v\" {\n  default = 2\n}\n" + okRecipe,
+			src:     "variable \"v\" {\n  default = 1\n}\nvariable \"v\" {\n  default = 2\n}\n" + okRecipe + okImage,
 			summary: `duplicate variable block "v"`, detail: "r.bake.hcl:1,1", line: 4, col: 1, count: 1},
 		{name: "validation block failing on the default", src: `variable "version" {
   type    = string
@@ -216,7 +373,7 @@ func TestLoadErrors(t *testing.T) {
     error_message = "The version must be numeric, like 1.2.3."
   }
 }
-` + strings.Replace(okRecipe, `"1.0.0"`, "var.version", 1),
+` + strings.Replace(okRecipe, `"1.0.0"`, "var.version", 1) + okImage,
 			summary: `invalid value for variable "version"`, detail: "must be numeric", line: 3, col: 13, count: 1},
 		{name: "validation block failing on a -var", src: `variable "version" {
   type    = string
@@ -226,7 +383,7 @@ func TestLoadErrors(t *testing.T) {
     error_message = "The version must be numeric, like 1.2.3."
   }
 }
-` + strings.Replace(okRecipe, `"1.0.0"`, "var.version", 1),
+` + strings.Replace(okRecipe, `"1.0.0"`, "var.version", 1) + okImage,
 			opts:    func(string) Options { return Options{Vars: map[string]string{"version": "latest"}} },
 			summary: `invalid value for variable "version"`, detail: "r.bake.hcl:5,21", file: "<-var version>", line: 1, col: 1, count: 1},
 		{name: "validation block without error_message", src: `variable "v" {
@@ -235,28 +392,33 @@ func TestLoadErrors(t *testing.T) {
     condition = var.v != ""
   }
 }
-` + okRecipe,
+` + okRecipe + okImage,
 			summary: `missing required argument "error_message"`, line: 3, col: 3, count: 1},
 
 		// Locals and expressions.
-		{name: "locals cycle", src: "locals {\n  a = local.b\n  b = local.c\n  c = local.a\n}\n" + strings.Replace(okRecipe, `"1.0.0"`, "local.a", 1),
+		{name: "locals cycle", src: "locals {\n  a = local.b\n  b = local.c\n  c = local.a\n}\n" + strings.Replace(okRecipe, `"1.0.0"`, "local.a", 1) + okImage,
 			summary: "cycle", detail: "local.a → local.b → local.c → local.a", line: 2, col: 3, count: 1},
-		{name: "local referring to itself", src: "locals {\n  a = \"${local.a}x\"\n}\n" + okRecipe,
+		{name: "local referring to itself", src: "locals {\n  a = \"${local.a}x\"\n}\n" + okRecipe + okImage,
 			summary: "cycle", detail: "local.a → local.a", line: 2, col: 3, count: 1},
-		{name: "duplicate local", src: "locals {\n  a = 1\n}\nlocals {\n  a = 2\n}\n" + okRecipe,
+		{name: "duplicate local", src: "locals {\n  a = 1\n}\nlocals {\n  a = 2\n}\n" + okRecipe + okImage,
 			summary: `duplicate local value "a"`, line: 5, col: 3, count: 1},
-		{name: "reference to an undeclared local", src: "locals {\n  a = 1\n}\n" + strings.Replace(okRecipe, `"1.0.0"`, "local.b", 1),
+		{name: "reference to an undeclared local", src: "locals {\n  a = 1\n}\n" + strings.Replace(okRecipe, `"1.0.0"`, "local.b", 1) + okImage,
 			summary: "Unsupported attribute", line: 5, col: 18, count: 1},
-		{name: "reference to an undeclared variable", src: strings.Replace(okRecipe, `"1.0.0"`, "var.version", 1),
+		{name: "reference to an undeclared variable", src: strings.Replace(okRecipe, `"1.0.0"`, "var.version", 1) + okImage,
 			summary: "Unsupported attribute", line: 2, col: 16, count: 1},
-		{name: "unknown function", src: strings.Replace(okRecipe, `"1.0.0"`, "uuidv4()", 1),
+		{name: "unknown function", src: strings.Replace(okRecipe, `"1.0.0"`, "uuidv4()", 1) + okImage,
 			summary: "Call to unknown function", line: 2, col: 13, count: 1},
-		{name: "file() of a missing file", src: "recipe \"r\" {\n  version     = \"1.0.0\"\n  stages      = [\"dev\"]\n  description = file(\"nope.txt\")\n}\n",
+		{name: "file() of a missing file", src: "recipe \"r\" {\n  version     = \"1.0.0\"\n  stages      = [\"dev\"]\n  description = file(\"nope.txt\")\n}\n" + okImage,
 			summary: "Error in function call", detail: `no such file "nope.txt"; paths are relative to`, line: 4, col: 17, count: 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			files := map[string]string{"app/hello": "#!/bin/sh\necho hello\n", "r.bake.hcl": c.src}
+			files := map[string]string{
+				"app/hello":        "#!/bin/sh\necho hello\n",
+				"files/app.conf":   "listen 8080\n",
+				"scripts/setup.sh": "#!/bin/sh\necho setup\n",
+				"r.bake.hcl":       c.src,
+			}
 			for k, v := range c.files {
 				files[k] = v
 			}
@@ -339,6 +501,61 @@ container "d" {
 		"10,19: destination must be an absolute path",
 		`16,19: directory source "app" must end with "/"`,
 		"18,19: invalid mode",
+	}
+	got := make(map[string]bool)
+	for _, d := range diags {
+		got[strings.TrimPrefix(posString(*d.Subject), filepath.Join(dir, "r.bake.hcl")+":")+": "+d.Summary] = true
+	}
+	for _, w := range want {
+		if !got[w] {
+			t.Errorf("missing %q", w)
+		}
+	}
+	if len(diags) != len(want) {
+		t.Errorf("got %d diagnostics, want %d:\n%s", len(diags), len(want), diagText(diags))
+	}
+}
+
+// TestMachineImageCollectsIndependentErrors: one pass reports every
+// independent problem of a machine_image block, and nothing twice.
+func TestMachineImageCollectsIndependentErrors(t *testing.T) {
+	src := `recipe "r" {
+  version = "1.0.0"
+  stages  = ["dev"]
+}
+machine_image "m" {
+  source_ami    = "ami-nope"
+  instance_type = "huge"
+  regions       = ["eu-west-1", "eu-west-1"]
+  tags          = { "bakery:stage" = "prod" }
+  provision "ansible" {
+    playbook = "site.yml"
+  }
+  provision "file" {
+    source      = "missing.conf"
+    destination = "etc/app.conf"
+  }
+  provision "shell" {
+    pause_before = "soon"
+  }
+}
+machine_image "m" {
+  source_ami_ssm = "/aws/service/x"
+}
+`
+	dir := writeTree(t, map[string]string{"r.bake.hcl": src})
+	_, diags := NewLoader().Load(filepath.Join(dir, "r.bake.hcl"), Options{})
+	want := []string{
+		`6,19: invalid AMI id "ami-nope"`,
+		`7,19: invalid instance type "huge"`,
+		`8,33: duplicate region "eu-west-1"`,
+		`9,21: reserved tag key "bakery:stage"`,
+		`10,13: unknown provisioner type "ansible"`,
+		`14,19: no such file or directory "missing.conf"`,
+		"15,19: destination must be an absolute path",
+		"17,3: missing inline or script",
+		`18,20: invalid duration "soon"`,
+		`21,1: duplicate machine_image block "m"`,
 	}
 	got := make(map[string]bool)
 	for _, d := range diags {

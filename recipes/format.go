@@ -46,3 +46,39 @@ func Canonical(r *Recipe, c *Container) []byte {
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
+
+// canonicalMachineImageRecipe is what CanonicalMachineImage encodes.
+type canonicalMachineImageRecipe struct {
+	Name         string        `json:"name"`
+	Version      string        `json:"version"`
+	Stages       []string      `json:"stages"`
+	MachineImage *MachineImage `json:"machine_image"`
+}
+
+// CanonicalMachineImage returns a deterministic JSON encoding of what
+// decides the bake of machine image m, for its bake key: the recipe's
+// name, version and stages and m's evaluated fields, its provisioners
+// included. As in Canonical, paths appear as written in the recipe
+// (provisioner sources and scripts, relative to its folder) and never
+// resolved, and object keys are in a fixed order. Left out are AMIName
+// (a timestamp in it would defeat skipping) and SSHPrivateKeyFile (an
+// absolute path, and only how bakery logs in, not what it bakes). The
+// content of user_data_file is included, as UserData; the content of the
+// other input files is not, and the bake key hashes it separately.
+func CanonicalMachineImage(r *Recipe, m *MachineImage) []byte {
+	c := *m
+	c.SSHPrivateKeyFile = ""
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	stages := r.Stages
+	if stages == nil {
+		stages = []string{}
+	}
+	// Encoding these types cannot fail: they hold only strings, numbers,
+	// bools, slices and string maps.
+	if err := enc.Encode(canonicalMachineImageRecipe{Name: r.Name, Version: r.Version, Stages: stages, MachineImage: &c}); err != nil {
+		panic("recipes: encoding canonical machine image: " + err.Error())
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}

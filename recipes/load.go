@@ -184,6 +184,7 @@ var fileSchema = &hcl.BodySchema{
 		{Type: "locals"},
 		{Type: "recipe", LabelNames: []string{"name"}},
 		{Type: "container", LabelNames: []string{"name"}},
+		{Type: "machine_image", LabelNames: []string{"name"}},
 	},
 }
 
@@ -191,7 +192,7 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 	content, diags := file.Body.Content(fileSchema)
 	s.addAll(diags)
 
-	var varBlocks, localBlocks, recipeBlocks, containerBlocks []*hcl.Block
+	var varBlocks, localBlocks, recipeBlocks, containerBlocks, imageBlocks []*hcl.Block
 	for _, b := range content.Blocks {
 		switch b.Type {
 		case "variable":
@@ -202,6 +203,8 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 			recipeBlocks = append(recipeBlocks, b)
 		case "container":
 			containerBlocks = append(containerBlocks, b)
+		case "machine_image":
+			imageBlocks = append(imageBlocks, b)
 		}
 	}
 
@@ -260,6 +263,35 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 		if c != nil {
 			r.Containers = append(r.Containers, c)
 		}
+	}
+
+	seen = make(map[string]*hcl.Block)
+	for _, b := range imageBlocks {
+		m := s.decodeMachineImage(b)
+		name := b.Labels[0]
+		if first, dup := seen[name]; dup {
+			s.add(&hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  fmt.Sprintf("duplicate machine_image block %q", name),
+				Detail: fmt.Sprintf("machine_image names are unique within a recipe and %q is first declared at %s; rename or remove one of them.",
+					name, posString(first.DefRange)),
+				Subject: b.DefRange.Ptr(),
+			})
+			continue
+		}
+		seen[name] = b
+		r.MachineImages = append(r.MachineImages, m)
+	}
+
+	// A recipe bakes something. Blocks that Content skipped for a label
+	// error count: they were reported already.
+	if len(recipeBlocks) > 0 && !hasBlock(file.Body, "container") && !hasBlock(file.Body, "machine_image") {
+		s.add(&hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "a recipe needs at least one container or machine_image block",
+			Detail:   `Add what the recipe bakes: a container "NAME" { base = "..." layer { ... } } block for an OCI image, or a machine_image "NAME" { source_ami_filter { ... } provision "shell" { ... } } block for an AMI.`,
+			Subject:  recipeBlocks[0].DefRange.Ptr(),
+		})
 	}
 	return r, s.diags
 }

@@ -122,7 +122,7 @@ recipe "r" {
   version = var.v
   stages  = ["dev"]
 }
-`
+` + okImage
 	dir := writeTree(t, map[string]string{
 		"r.bake.hcl":  src,
 		"a.vars.hcl":  `v = "file-a"`,
@@ -184,7 +184,7 @@ recipe "r" {
   stages      = var.stages
   description = format("%s-%d-%s-%s-%d-%s", var.anything, var.n, var.on ? "on" : "off", lookup(var.tags, "t", "none"), var.svc.port, var.svc.name)
 }
-`
+` + okImage
 	dir := writeTree(t, map[string]string{"r.bake.hcl": src})
 	r := mustLoad(t, filepath.Join(dir, "r.bake.hcl"), Options{
 		Vars: map[string]string{

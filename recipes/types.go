@@ -168,13 +168,15 @@ type MachineImage struct {
 	SSHTimeout time.Duration `json:"ssh_timeout"`
 	// SSHPrivateKeyFile, when set, is a private key (absolute path) whose
 	// public half bakery imports as the temporary key pair instead of
-	// generating one.
+	// generating one. The recipe writes it relative to its folder; Load
+	// checks that the file exists. It is not part of the bake key.
 	SSHPrivateKeyFile string `json:"ssh_private_key_file,omitempty"`
 	// SSHSourceCIDRs are the addresses allowed to reach SSH in the
 	// temporary security group. Default: this runner's address (/32).
 	SSHSourceCIDRs []string `json:"ssh_source_cidrs,omitempty"`
 	// UserData is the instance user data (from user_data, or the content
-	// of user_data_file).
+	// of user_data_file, read relative to the recipe's folder by Load);
+	// at most 16 KiB.
 	UserData string `json:"user_data,omitempty"`
 	// RootVolumeSize is the root volume size in GiB; 0 keeps the source's.
 	RootVolumeSize int `json:"root_volume_size,omitempty"`
@@ -186,7 +188,9 @@ type MachineImage struct {
 	// KMSKeyID is the KMS key for the build region; empty means the
 	// account's default EBS key.
 	KMSKeyID string `json:"kms_key_id,omitempty"`
-	// Regions are the other regions the AMI is copied to.
+	// Regions are the other regions the AMI is copied to. Load rejects a
+	// list that names Region; when Region is empty (the AWS config's
+	// region) the builder has to check that itself.
 	Regions []string `json:"regions,omitempty"`
 	// RegionKMSKeyIDs maps a copy region to its KMS key.
 	RegionKMSKeyIDs map[string]string `json:"region_kms_key_ids,omitempty"`
@@ -206,6 +210,10 @@ type MachineImage struct {
 	// Ranges maps each attribute or nested block name that was written
 	// ("regions", "instance_type", "source_ami_filter", ...) to where its
 	// value is, so errors found later (by AWS) can name the recipe line.
+	// A nested block maps to its header ("provision" to the first one;
+	// each Provisioner has its own DeclRange), and the attributes of
+	// source_ami_filter to their values under "source_ami_filter.NAME"
+	// ("source_ami_filter.owners").
 	Ranges map[string]hcl.Range `json:"-"`
 }
 
@@ -219,7 +227,8 @@ type AMIFilter struct {
 	Name string `json:"name,omitempty"`
 	// Owners are account ids or aliases ("amazon", "self"). Required.
 	Owners []string `json:"owners"`
-	// Architecture is "x86_64" or "arm64"; empty means any.
+	// Architecture is "x86_64", "arm64", "i386", "x86_64_mac" or
+	// "arm64_mac"; empty means any.
 	Architecture string `json:"architecture,omitempty"`
 	// MostRecent picks the newest match; without it more than one match
 	// is an error.
@@ -239,7 +248,7 @@ type Provisioner struct {
 	SourcePath string `json:"-"`
 	// SourceIsDir is true when Source names a directory.
 	SourceIsDir bool `json:"source_is_dir,omitempty"`
-	// Destination is the path on the builder (file provisioner).
+	// Destination is the absolute path on the builder (file provisioner).
 	Destination string `json:"destination,omitempty"`
 	// Inline are shell commands run in order with /bin/sh -e.
 	Inline []string `json:"inline,omitempty"`
