@@ -66,9 +66,45 @@ type globals struct {
 	noColor bool
 }
 
+// globalFlags are accepted both before and after the command name
+// ("bakery -q bake ..." and "bakery bake -q ..."); each call returns new
+// flag values so the app and every command keep their own.
+func globalFlags() []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output format: text or json"},
+		&ucli.BoolFlag{Name: "no-color", Usage: "disable color in diagnostics (also NO_COLOR=1)"},
+		&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print no progress, only results and errors"},
+	}
+}
+
+// setFlag returns the context nearest the command where name was given,
+// so a flag after the command name wins over one before it.
+func setFlag(c *ucli.Context, name string) *ucli.Context {
+	for _, lc := range c.Lineage() {
+		if lc.Command != nil && lc.Command.Name != "" && !hasFlag(lc.Command.Flags, name) {
+			continue
+		}
+		if lc.IsSet(name) {
+			return lc
+		}
+	}
+	return c
+}
+
+func hasFlag(flags []ucli.Flag, name string) bool {
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func readGlobals(c *ucli.Context) (globals, error) {
-	g := globals{quiet: c.Bool("quiet"), noColor: c.Bool("no-color")}
-	switch o := c.String("output"); o {
+	g := globals{quiet: setFlag(c, "quiet").Bool("quiet"), noColor: setFlag(c, "no-color").Bool("no-color")}
+	switch o := setFlag(c, "output").String("output"); o {
 	case "text", "":
 	case "json":
 		g.json = true
@@ -149,11 +185,7 @@ func newApp(e *env) *ucli.App {
 		ErrWriter:            e.stderr,
 		HideVersion:          true,
 		EnableBashCompletion: true,
-		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output format: text or json"},
-			&ucli.BoolFlag{Name: "no-color", Usage: "disable color in diagnostics (also NO_COLOR=1)"},
-			&ucli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print no progress, only results and errors"},
-		},
+		Flags:                globalFlags(),
 		Commands: []*ucli.Command{
 			bakeCommand(e),
 			validateCommand(e),
@@ -172,8 +204,10 @@ func newApp(e *env) *ucli.App {
 	return app
 }
 
-// withUsageErrors makes flag errors of a command exit with code 2.
+// withUsageErrors makes flag errors of a command exit with code 2, and
+// adds the global flags so they may also follow the command name.
 func withUsageErrors(cmd *ucli.Command) *ucli.Command {
+	cmd.Flags = append(cmd.Flags, globalFlags()...)
 	cmd.OnUsageError = func(_ *ucli.Context, err error, _ bool) error {
 		return usageError{fmt.Sprintf("%s: %v", cmd.Name, err)}
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,8 +13,14 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/bakery-sh/bakery/bake"
+	bakeami "github.com/bakery-sh/bakery/bake/ami"
 	bakeoci "github.com/bakery-sh/bakery/bake/oci"
+	"github.com/bakery-sh/bakery/internal/awsx"
+	"github.com/bakery-sh/bakery/internal/progress"
+	"github.com/bakery-sh/bakery/recipes"
 )
 
 func bakeCommand(e *env) *ucli.Command {
@@ -31,6 +38,7 @@ func bakeCommand(e *env) *ucli.Command {
 		Flags: append(varFlags(),
 			&ucli.BoolFlag{Name: "force", Usage: "rebake even if an image with the same bake key exists"},
 			&ucli.StringFlag{Name: "manifest", Usage: "also write the JSON result to `FILE`"},
+			&ucli.StringFlag{Name: "on-error", Value: "cleanup", Usage: "when a machine-image bake fails: cleanup (remove everything it created) or abort (keep it for debugging and list it)"},
 		),
 		Action: func(c *ucli.Context) error {
 			g, err := readGlobals(c)
@@ -54,7 +62,13 @@ func bakeCommand(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			engine := bake.New(baker, bake.WithProgress(rep), bake.WithForce(c.Bool("force")))
+			opts := []bake.Option{bake.WithProgress(rep), bake.WithForce(c.Bool("force"))}
+			if amiBaker, err := e.machineImageBaker(c, g, rs, rep); err != nil {
+				return err
+			} else if amiBaker != nil {
+				opts = append(opts, bake.WithMachineImages(amiBaker))
+			}
+			engine := bake.New(baker, opts...)
 			// A nightly job bakes many recipes: one failure does not stop
 			// the others, but makes the run fail.
 			var results []*bake.Result
@@ -120,12 +134,70 @@ func printBakeText(w io.Writer, r *bake.Result) {
 		if a.Cached {
 			verb = "up to date"
 		}
-		where := a.Ref
-		if a.Location != "" {
-			where = fmt.Sprintf("%s (OCI layout %s)", a.Ref, a.Location)
+		switch {
+		case a.Kind == "ami":
+			fmt.Fprintf(w, "%s@%s %s: %s %s in %s (snapshots %s)\n", r.Recipe, r.Version, a.Name, verb, a.ID, a.Region, strings.Join(a.Snapshots, ", "))
+		case a.Location != "":
+			fmt.Fprintf(w, "%s@%s %s: %s %s (OCI layout %s) %s\n", r.Recipe, r.Version, a.Name, verb, a.Ref, a.Location, a.Digest)
+		default:
+			fmt.Fprintf(w, "%s@%s %s: %s %s %s\n", r.Recipe, r.Version, a.Name, verb, a.Ref, a.Digest)
 		}
-		fmt.Fprintf(w, "%s@%s %s: %s %s %s\n", r.Recipe, r.Version, a.Name, verb, where, a.Digest)
 	}
+}
+
+// machineImageBaker returns the AMI baker when any recipe has a
+// machine_image block; AWS configuration is loaded only then.
+func (e *env) machineImageBaker(c *ucli.Context, g globals, rs []*recipes.Recipe, rep progress.Reporter) (*bakeami.Baker, error) {
+	var onError bakeami.OnError
+	switch v := c.String("on-error"); v {
+	case "cleanup":
+		onError = bakeami.OnErrorCleanup
+	case "abort":
+		onError = bakeami.OnErrorAbort
+	default:
+		return nil, usagef("--on-error must be cleanup or abort, not %q", v)
+	}
+	region := ""
+	need := false
+	for _, r := range rs {
+		for _, m := range r.MachineImages {
+			need = true
+			if region == "" {
+				region = m.Region
+			}
+		}
+	}
+	if !need {
+		return nil, nil
+	}
+	cfg, err := e.awsConfig(c, region)
+	if err != nil {
+		return nil, err
+	}
+	out := io.Writer(e.stderr)
+	if g.quiet {
+		out = io.Discard
+	}
+	return bakeami.NewBaker(cfg,
+		bakeami.WithProgress(rep),
+		bakeami.WithOutput(out),
+		bakeami.WithOnError(onError),
+		bakeami.WithClock(e.now),
+	)
+}
+
+// awsConfig loads the AWS configuration (credentials chain, region,
+// BAKERY_AWS_ENDPOINT); fallbackRegion, when set, is used if the chain
+// names no region.
+func (e *env) awsConfig(c *ucli.Context, fallbackRegion string) (aws.Config, error) {
+	cfg, err := awsx.Load(c.Context, awsx.WithGetenv(e.getenv))
+	if errors.Is(err, awsx.ErrNoRegion) && fallbackRegion != "" {
+		cfg, err = awsx.Load(c.Context, awsx.WithGetenv(e.getenv), awsx.WithRegion(fallbackRegion))
+	}
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	return cfg, nil
 }
 
 // writeJSONLines writes one JSON document per line.

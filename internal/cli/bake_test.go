@@ -316,3 +316,17 @@ func TestBakeFolderContinuesPastAFailingRecipe(t *testing.T) {
 		t.Fatalf("stdout = %q, want the two good recipes, one JSON document per line", r.stdout)
 	}
 }
+
+func TestGlobalFlagsAfterTheCommand(t *testing.T) {
+	recipe := helloProject(t, "")
+	env := []string{"BAKERY_HOME=" + t.TempDir()}
+	r := mustRun(t, env, "bake", "-q", "--output", "json", recipe)
+	if !strings.HasPrefix(r.stdout, `{"recipe":"hello"`) || r.stderr != "" {
+		t.Fatalf("bake -q --output json: stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+	// The flag nearest the command wins.
+	r = mustRun(t, env, "--output", "json", "bake", "--output", "text", recipe)
+	if !strings.Contains(r.stdout, "up to date") || strings.HasPrefix(r.stdout, "{") {
+		t.Fatalf("--output json bake --output text: stdout %q", r.stdout)
+	}
+}

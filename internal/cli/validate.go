@@ -36,6 +36,9 @@ func validateCommand(e *env) *ucli.Command {
 				for _, ct := range r.Containers {
 					v.Artifacts = append(v.Artifacts, "container."+ct.Name)
 				}
+				for _, m := range r.MachineImages {
+					v.Artifacts = append(v.Artifacts, "machine_image."+m.Name)
+				}
 				docs = append(docs, v)
 				if !g.json {
 					fmt.Fprintf(e.stdout, "%s: valid (recipe %s %s, %d artifact(s))\n", r.File, r.Name, r.Version, len(v.Artifacts))
