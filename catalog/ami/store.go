@@ -1,0 +1,300 @@
+// Package ami reads machine images from the catalog that lives on the
+// AMIs themselves (principle 1): every AMI bakery bakes carries its
+// recipe, artifact, version, bake key, source AMI and creation time as EC2
+// tags (see the catalog.Tag* keys), and so do its snapshots. A Store finds
+// those AMIs in any number of regions with one paginated DescribeImages
+// per region, the regions queried in parallel.
+package ami
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bakery-sh/bakery/catalog"
+	"github.com/bakery-sh/bakery/internal/awsx"
+)
+
+// Kind is the catalog.Image Kind of an AMI.
+const Kind = "ami"
+
+// DefaultConcurrency is how many regions a Store queries at once unless
+// WithConcurrency says otherwise.
+const DefaultConcurrency = 8
+
+// EC2 is the part of the EC2 API a Store calls (IAM: ec2:DescribeImages).
+// *ec2.Client implements it.
+type EC2 interface {
+	DescribeImages(ctx context.Context, in *ec2.DescribeImagesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeImagesOutput, error)
+}
+
+// Image is one AMI in one region, as the catalog sees it.
+type Image struct {
+	// Image holds the catalog fields read from the bakery:* tags: Recipe,
+	// Version, Artifact, BakeKey (empty for an unfinished bake) and
+	// Created (the bakery:created tag, else the AMI's creation date).
+	// Kind is "ami", Reference is the AMI id and BaseName is the source
+	// AMI id (bakery:source-ami).
+	catalog.Image
+	// Region is the AWS region the AMI lives in.
+	Region string
+	// ImageID is the AMI id.
+	ImageID string
+	// Name is the AMI name.
+	Name string
+	// State is the AMI state: "available", "pending", "failed", ...
+	State string
+	// Snapshots are the EBS snapshot ids of the AMI's block devices, in
+	// device order.
+	Snapshots []string
+	// BakeID is the bake run that created the AMI (bakery:bake-id).
+	BakeID string
+	// CreationDate is when EC2 registered the AMI.
+	CreationDate time.Time
+	// Tags are all the AMI's tags.
+	Tags map[string]string
+}
+
+// Complete reports whether the bake that made the AMI finished: only
+// then does it carry a bake key.
+func (i Image) Complete() bool { return i.BakeKey != "" }
+
+// Query selects AMIs by their bakery tags. Empty fields match anything;
+// at least one of Recipe, BakeKey and BakeID must be set.
+type Query struct {
+	// Recipe, Artifact and Version match bakery:recipe,
+	// bakery:artifact and bakery:version.
+	Recipe, Artifact, Version string
+	// BakeKey matches bakery:bake-key.
+	BakeKey string
+	// BakeID matches bakery:bake-id.
+	BakeID string
+	// Unfinished includes AMIs without a bake key (bakes that did not
+	// complete). Default false: only complete AMIs.
+	Unfinished bool
+}
+
+// String describes q for error messages.
+func (q Query) String() string {
+	var parts []string
+	add := func(k, v string) {
+		if v != "" {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	add("recipe", q.Recipe)
+	add("artifact", q.Artifact)
+	add("version", q.Version)
+	add("bake-key", q.BakeKey)
+	add("bake-id", q.BakeID)
+	return strings.Join(parts, " ")
+}
+
+// filters returns the DescribeImages filters for q.
+func (q Query) filters() []ec2types.Filter {
+	var fs []ec2types.Filter
+	add := func(key, value string) {
+		if value != "" {
+			fs = append(fs, ec2types.Filter{Name: aws.String("tag:" + key), Values: []string{value}})
+		}
+	}
+	add(catalog.TagRecipe, q.Recipe)
+	add(catalog.TagArtifact, q.Artifact)
+	add(catalog.TagVersion, q.Version)
+	add(catalog.TagBakeKey, q.BakeKey)
+	add(catalog.TagBakeID, q.BakeID)
+	if q.BakeKey == "" && !q.Unfinished {
+		fs = append(fs, ec2types.Filter{Name: aws.String("tag-key"), Values: []string{catalog.TagBakeKey}})
+	}
+	return fs
+}
+
+// Store reads AMIs from EC2 tags. It is safe for concurrent use.
+type Store struct {
+	client      func(region string) EC2
+	concurrency int
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithConcurrency bounds how many regions are queried at once. Default:
+// DefaultConcurrency. Values below 1 mean 1.
+func WithConcurrency(n int) Option { return func(s *Store) { s.concurrency = max(1, n) } }
+
+// NewStore returns a Store that calls EC2 in a region through the client
+// that client(region) returns. client is called from several goroutines.
+func NewStore(client func(region string) EC2, opts ...Option) *Store {
+	s := &Store{client: client, concurrency: DefaultConcurrency}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// NewStoreFromConfig returns a Store whose EC2 clients come from cfg
+// (awsx.NewEC2), one per region, created on first use.
+func NewStoreFromConfig(cfg aws.Config, opts ...Option) *Store {
+	var mu sync.Mutex
+	clients := map[string]*ec2.Client{}
+	return NewStore(func(region string) EC2 {
+		mu.Lock()
+		defer mu.Unlock()
+		c, ok := clients[region]
+		if !ok {
+			c = awsx.NewEC2(cfg, region)
+			clients[region] = c
+		}
+		return c
+	}, opts...)
+}
+
+// Find returns the AMIs owned by this account that match q in each of
+// regions, ordered by region (in the order given), newest first within a
+// region. It makes one paginated DescribeImages call per region, up to
+// the Store's concurrency at once.
+func (s *Store) Find(ctx context.Context, regions []string, q Query) ([]Image, error) {
+	if q.Recipe == "" && q.BakeKey == "" && q.BakeID == "" {
+		return nil, fmt.Errorf("finding AMIs: the query names no recipe, bake key or bake id")
+	}
+	regions = dedupe(regions)
+	found := make([][]Image, len(regions))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.concurrency)
+	for i, region := range regions {
+		g.Go(func() error {
+			imgs, err := s.findIn(gctx, region, q)
+			if err != nil {
+				return fmt.Errorf("finding AMIs with %s in %s: %w", q, region, awsx.ExplainError(err))
+			}
+			found[i] = imgs
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var out []Image
+	for _, imgs := range found {
+		out = append(out, imgs...)
+	}
+	return out, nil
+}
+
+func (s *Store) findIn(ctx context.Context, region string, q Query) ([]Image, error) {
+	p := ec2.NewDescribeImagesPaginator(s.client(region), &ec2.DescribeImagesInput{
+		Owners:  []string{"self"},
+		Filters: q.filters(),
+	})
+	var imgs []Image
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, img := range page.Images {
+			imgs = append(imgs, FromEC2(region, img))
+		}
+	}
+	sort.SliceStable(imgs, func(a, b int) bool {
+		if !imgs[a].Created.Equal(imgs[b].Created) {
+			return imgs[a].Created.After(imgs[b].Created)
+		}
+		return imgs[a].ImageID < imgs[b].ImageID
+	})
+	return imgs, nil
+}
+
+// ByBakeKey returns, for each of regions holding one, the newest complete
+// AMI whose bake key is key.
+func (s *Store) ByBakeKey(ctx context.Context, key string, regions []string) (map[string]Image, error) {
+	if key == "" {
+		return nil, fmt.Errorf("finding AMIs by bake key: the key is empty")
+	}
+	imgs, err := s.Find(ctx, regions, Query{BakeKey: key})
+	if err != nil {
+		return nil, err
+	}
+	return newestPerRegion(imgs), nil
+}
+
+// ByVersion returns, for each of regions holding one, the newest complete
+// AMI of recipe's artifact at version.
+func (s *Store) ByVersion(ctx context.Context, recipe, artifact, version string, regions []string) (map[string]Image, error) {
+	if recipe == "" || artifact == "" || version == "" {
+		return nil, fmt.Errorf("finding AMIs by version: recipe, artifact and version must all be set (got %q, %q, %q)", recipe, artifact, version)
+	}
+	imgs, err := s.Find(ctx, regions, Query{Recipe: recipe, Artifact: artifact, Version: version})
+	if err != nil {
+		return nil, err
+	}
+	return newestPerRegion(imgs), nil
+}
+
+// newestPerRegion keeps the first (newest) image of each region.
+func newestPerRegion(imgs []Image) map[string]Image {
+	out := map[string]Image{}
+	for _, img := range imgs {
+		if _, ok := out[img.Region]; !ok {
+			out[img.Region] = img
+		}
+	}
+	return out
+}
+
+// FromEC2 reads the catalog fields of img, an AMI in region.
+func FromEC2(region string, img ec2types.Image) Image {
+	tags := make(map[string]string, len(img.Tags))
+	for _, t := range img.Tags {
+		tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	out := Image{
+		Image: catalog.Image{
+			Ref:       catalog.Ref{Recipe: tags[catalog.TagRecipe], Version: tags[catalog.TagVersion]},
+			Artifact:  tags[catalog.TagArtifact],
+			Kind:      Kind,
+			BakeKey:   tags[catalog.TagBakeKey],
+			Reference: aws.ToString(img.ImageId),
+			BaseName:  tags[catalog.TagSourceAMI],
+		},
+		Region:  region,
+		ImageID: aws.ToString(img.ImageId),
+		Name:    aws.ToString(img.Name),
+		State:   string(img.State),
+		BakeID:  tags[catalog.TagBakeID],
+		Tags:    tags,
+	}
+	if t, err := time.Parse(time.RFC3339, aws.ToString(img.CreationDate)); err == nil {
+		out.CreationDate = t.UTC()
+	}
+	out.Created = out.CreationDate
+	if t, err := time.Parse(time.RFC3339, tags[catalog.TagCreated]); err == nil {
+		out.Created = t.UTC()
+	}
+	for _, bdm := range img.BlockDeviceMappings {
+		if bdm.Ebs != nil && aws.ToString(bdm.Ebs.SnapshotId) != "" {
+			out.Snapshots = append(out.Snapshots, aws.ToString(bdm.Ebs.SnapshotId))
+		}
+	}
+	return out
+}
+
+// dedupe drops empty and repeated regions, keeping the first occurrence.
+func dedupe(regions []string) []string {
+	out := make([]string, 0, len(regions))
+	for _, r := range regions {
+		if r != "" && !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
