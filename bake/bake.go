@@ -21,13 +21,13 @@ type Artifact struct {
 	Kind string `json:"kind"`
 	// Name is the artifact block's label.
 	Name string `json:"name"`
-	// Ref is where the image is: "repo:tag" in a registry, or
-	// "NAME:TAG" in the local OCI layout (see Location).
+	// Ref is where the image is: "repo:tag" in a registry, "NAME:TAG" in
+	// the local OCI layout (see Location), or the AMI id.
 	Ref string `json:"ref"`
-	// Digest is the manifest (or index) digest.
-	Digest string `json:"digest"`
-	// Size is the image size in bytes: manifest, config and layers.
-	Size int64 `json:"size"`
+	// Digest is the manifest (or index) digest of a container image.
+	Digest string `json:"digest,omitempty"`
+	// Size is a container image's size in bytes: manifest, config and layers.
+	Size int64 `json:"size,omitempty"`
 	// BakeKey is this artifact's bake key.
 	BakeKey string `json:"bake_key"`
 	// Cached is true when the image already existed and nothing was baked.
@@ -68,6 +68,7 @@ type ContainerBaker interface {
 // Engine bakes recipes.
 type Engine struct {
 	containers ContainerBaker
+	machines   MachineImageBaker
 	progress   progress.Reporter
 	force      bool
 }
@@ -95,8 +96,8 @@ func New(containers ContainerBaker, opts ...Option) *Engine {
 // Bake bakes every artifact of r that is not up to date.
 func (e *Engine) Bake(ctx context.Context, r *recipes.Recipe) (*Result, error) {
 	res := &Result{Recipe: r.Name, Version: r.Version, Cached: true}
-	if len(r.Containers) == 0 {
-		return nil, fmt.Errorf("baking %s: the recipe has no container block; add one (see README, \"Recipe reference\")", r.Name)
+	if len(r.Containers)+len(r.MachineImages) == 0 {
+		return nil, fmt.Errorf("baking %s: the recipe has no container or machine_image block; add one (see README, \"Recipe reference\")", r.Name)
 	}
 	for _, c := range r.Containers {
 		a, err := e.bakeContainer(ctx, r, c)
@@ -106,17 +107,38 @@ func (e *Engine) Bake(ctx context.Context, r *recipes.Recipe) (*Result, error) {
 		res.Cached = res.Cached && a.Cached
 		res.Artifacts = append(res.Artifacts, *a)
 	}
+	for _, m := range r.MachineImages {
+		arts, err := e.bakeMachineImage(ctx, r, m)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range arts {
+			res.Cached = res.Cached && a.Cached
+		}
+		res.Artifacts = append(res.Artifacts, arts...)
+	}
 	res.BakeKey = recipeKey(res.Artifacts)
 	return res, nil
 }
 
+// recipeKey is the artifact's key when the recipe bakes one artifact
+// (in one or several regions), else a key over every artifact's key.
 func recipeKey(arts []Artifact) string {
-	if len(arts) == 1 {
-		return arts[0].BakeKey
+	keys := map[string]string{}
+	var order []string
+	for _, a := range arts {
+		id := a.Kind + "/" + a.Name
+		if _, ok := keys[id]; !ok {
+			order = append(order, id)
+		}
+		keys[id] = a.BakeKey
+	}
+	if len(order) == 1 {
+		return keys[order[0]]
 	}
 	k := bakekey.New("recipe/v1")
-	for _, a := range arts {
-		k.AddString(a.Kind+"/"+a.Name, a.BakeKey)
+	for _, id := range order {
+		k.AddString(id, keys[id])
 	}
 	return k.Sum()
 }

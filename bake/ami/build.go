@@ -1,0 +1,431 @@
+package ami
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+
+	"github.com/bakery-sh/bakery/catalog"
+	"github.com/bakery-sh/bakery/internal/progress"
+	"github.com/bakery-sh/bakery/internal/steps"
+	"github.com/bakery-sh/bakery/recipes"
+)
+
+// Result is a finished bake: one AMI per plan region.
+type Result struct {
+	// BakeID names the bake run (the bakery:bake-id tag).
+	BakeID string `json:"bake_id"`
+	// Images are the AMIs, build region first, then the copies in the
+	// plan's order.
+	Images []RegionImage `json:"images"`
+}
+
+// bakeState is what the build steps share. Every resource is recorded the
+// moment AWS returns its id.
+type bakeState struct {
+	b       *Baker
+	plan    *Plan
+	m       *recipes.MachineImage
+	rep     progress.Reporter
+	bakeID  string
+	created time.Time
+	amiName string
+
+	vpcID, subnetID string
+
+	key     *SSHKey
+	keyName string // set before ImportKeyPair: the name is ours alone
+	sgID    string
+
+	instanceID string
+	publicIP   string
+	privateIP  string
+	comm       packersdk.Communicator
+
+	mu     sync.Mutex
+	images map[string]*RegionImage // by region: the build region's AMI and the copies
+}
+
+// image returns the AMI recorded for region, or nil.
+func (st *bakeState) image(region string) *RegionImage {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.images[region]
+}
+
+// setImage records AMI id in region.
+func (st *bakeState) setImage(region, id string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.images[region] = &RegionImage{Region: region, ImageID: id}
+}
+
+// setSnapshots records the snapshots of the AMI in region.
+func (st *bakeState) setSnapshots(region string, ids []string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if img := st.images[region]; img != nil {
+		img.Snapshots = appendNew(img.Snapshots, ids...)
+	}
+}
+
+// baseTags are the tags every resource of the bake carries from birth.
+func (st *bakeState) baseTags() map[string]string {
+	return map[string]string{
+		catalog.TagBakeID:  st.bakeID,
+		catalog.TagCreated: st.created.Format(time.RFC3339),
+	}
+}
+
+// catalogTags are the tags of a finished AMI and its snapshots, except the
+// bake key: the recipe's extra tags, then bakery's metadata (which wins).
+func (st *bakeState) catalogTags() map[string]string {
+	tags := map[string]string{}
+	for k, v := range st.m.Tags {
+		tags[k] = v
+	}
+	for k, v := range st.baseTags() {
+		tags[k] = v
+	}
+	tags[catalog.TagRecipe] = st.plan.Recipe
+	tags[catalog.TagArtifact] = st.plan.Artifact
+	tags[catalog.TagVersion] = st.plan.Version
+	tags[catalog.TagSourceAMI] = st.plan.SourceAMI
+	return tags
+}
+
+// description is the AMI description; it names the bake run so that an
+// AMI whose CreateImage or CopyImage answer was lost is still found.
+func (st *bakeState) description() string {
+	return fmt.Sprintf("bakery %s %s (%s), bake %s", st.plan.Recipe, st.plan.Version, st.plan.Artifact, st.bakeID)
+}
+
+// keep reports whether a failed bake keeps what it made.
+func (st *bakeState) keep(failed bool) bool { return failed && st.b.onError == OnErrorAbort }
+
+// Build bakes p: builder, provisioning, AMI, copies, sharing and catalog
+// tags, as steps with Run and Cleanup. On success the builder, key pair
+// and security group are gone and every AMI and snapshot carries the
+// catalog tags, bake key last. On failure or cancellation the cleanups
+// remove everything the bake created, in every region, on a fresh context
+// bounded by the cleanup timeout; with OnErrorAbort they keep it and the
+// error is an *AbortedError naming each resource.
+func (b *Baker) Build(ctx context.Context, p *Plan) (*Result, error) {
+	if p == nil || p.machine == nil {
+		return nil, errors.New("building AMI: the plan was not made by Prepare")
+	}
+	m := p.machine
+	st := &bakeState{
+		b:       b,
+		plan:    p,
+		m:       m,
+		rep:     progress.WithPrefix(b.progress, m.Name+": "),
+		bakeID:  b.bakeID(),
+		created: b.now().UTC().Truncate(time.Second),
+		images:  map[string]*RegionImage{},
+	}
+	st.amiName = m.AMIName
+	if st.amiName == "" {
+		st.amiName = amiName(p.Recipe, p.Version, st.created)
+	}
+
+	list := []steps.Step[bakeState]{networkStep{}}
+	if len(m.Provisioners) > 0 {
+		list = append(list, keyPairStep{}, securityGroupStep{})
+	}
+	list = append(list, launchStep{})
+	if len(m.Provisioners) > 0 {
+		list = append(list, provisionStep{})
+	}
+	list = append(list, stopStep{}, createImageStep{}, tagImageStep{})
+	if len(p.CopyRegions()) > 0 {
+		list = append(list, copyStep{})
+	}
+	if len(m.ShareWith) > 0 {
+		list = append(list, shareStep{})
+	}
+	list = append(list, completeStep{})
+
+	err := steps.Run(ctx, steps.Runner{Progress: st.rep, CleanupTimeout: b.cleanupTimeout}, st, list...)
+	if err != nil {
+		err = fmt.Errorf("baking AMI %s (bake %s): %w", m.Name, st.bakeID, err)
+		if b.onError == OnErrorAbort {
+			return nil, b.aborted(ctx, st, err)
+		}
+		return nil, err
+	}
+	res := &Result{BakeID: st.bakeID}
+	for _, r := range p.Regions {
+		if img := st.image(r); img != nil {
+			res.Images = append(res.Images, *img)
+		}
+	}
+	return res, nil
+}
+
+// AbortedError is a failed bake's error under OnErrorAbort: the
+// resources it kept for debugging are listed in Kept.
+type AbortedError struct {
+	// Err is the bake's error.
+	Err error
+	// BakeID is the bake run.
+	BakeID string
+	// Kept are the resources left in place.
+	Kept []Resource
+}
+
+// Error names the error and every kept resource.
+func (e *AbortedError) Error() string {
+	if len(e.Kept) == 0 {
+		return e.Err.Error() + "; on_error=abort kept nothing: the bake had created no resource"
+	}
+	var b strings.Builder
+	b.WriteString(e.Err.Error())
+	fmt.Fprintf(&b, "; on_error=abort kept %d resources for debugging: ", len(e.Kept))
+	for i, r := range e.Kept {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(r.String())
+	}
+	fmt.Fprintf(&b, "; remove them once done, by hand or with `bakery sweep --yes` once they are older than its --older-than (they all carry tag %s=%s)", catalog.TagBakeID, e.BakeID)
+	return b.String()
+}
+
+// Unwrap returns the bake's error.
+func (e *AbortedError) Unwrap() error { return e.Err }
+
+// aborted lists what the failed bake of st left behind, looking both at
+// what it recorded and at what carries its bake id.
+func (b *Baker) aborted(ctx context.Context, st *bakeState, err error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cleanupTimeout)
+	defer cancel()
+	kept, lerr := b.bakeResources(ctx, st.bakeID, st.amiName, st.plan.Regions)
+	seen := map[string]bool{}
+	for _, r := range kept {
+		seen[r.Region+"/"+r.ID] = true
+	}
+	add := func(r Resource) {
+		if r.ID != "" && !seen[r.Region+"/"+r.ID] {
+			seen[r.Region+"/"+r.ID] = true
+			kept = append(kept, r)
+		}
+	}
+	br := st.plan.BuildRegion
+	add(Resource{Kind: KindInstance, ID: st.instanceID, Region: br, BakeID: st.bakeID})
+	add(Resource{Kind: KindSecurityGroup, ID: st.sgID, Region: br, BakeID: st.bakeID})
+	st.mu.Lock()
+	for _, img := range st.images {
+		add(Resource{Kind: KindImage, ID: img.ImageID, Region: img.Region, BakeID: st.bakeID})
+		for _, s := range img.Snapshots {
+			add(Resource{Kind: KindSnapshot, ID: s, Region: img.Region, BakeID: st.bakeID, Image: img.ImageID})
+		}
+	}
+	st.mu.Unlock()
+	sortResources(kept, st.plan.Regions)
+	if lerr != nil {
+		err = errors.Join(err, fmt.Errorf("listing the kept resources: %w", lerr))
+	}
+	return &AbortedError{Err: err, BakeID: st.bakeID, Kept: kept}
+}
+
+// bakeResources finds, in regions, every live resource of bake bakeID: by
+// its tag, and AMIs also by name and description (a copy whose CopyImage
+// answer was lost may not carry its tags yet).
+func (b *Baker) bakeResources(ctx context.Context, bakeID, amiName string, regions []string) ([]Resource, error) {
+	var (
+		mu   sync.Mutex
+		out  []Resource
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for _, region := range regions {
+		wg.Go(func() {
+			rs, err := b.bakeResourcesIn(ctx, bakeID, amiName, region)
+			mu.Lock()
+			defer mu.Unlock()
+			out = append(out, rs...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		})
+	}
+	wg.Wait()
+	sortResources(out, regions)
+	return out, errors.Join(errs...)
+}
+
+func (b *Baker) bakeResourcesIn(ctx context.Context, bakeID, amiName, region string) ([]Resource, error) {
+	byTag := tagFilter(catalog.TagBakeID, bakeID)
+	var out []Resource
+	var errs []error
+	collect := func(rs []Resource, err error) {
+		out = append(out, rs...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	collect(b.listInstances(ctx, region, byTag))
+	collect(b.listSecurityGroups(ctx, region, byTag))
+	collect(b.listKeyPairs(ctx, region, byTag))
+	imgs, snaps, err := b.bakeImages(ctx, bakeID, amiName, region)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, img := range imgs {
+		out = append(out, img.Resource)
+	}
+	out = append(out, snaps...)
+	return out, errors.Join(errs...)
+}
+
+// bakeImages finds the AMIs of bake bakeID in region and their snapshots:
+// the AMIs tagged with the bake id or named amiName with the bake id in
+// their description; the snapshots of those AMIs, those tagged with the
+// bake id, and those whose description names one of the AMIs (EC2 writes
+// "Created by CreateImage(i-...) for ami-..." and "Copied for
+// DestinationAmi ami-..."), which finds a pending copy's snapshot before
+// its id is known.
+func (b *Baker) bakeImages(ctx context.Context, bakeID, amiName, region string, known ...string) ([]ownImage, []Resource, error) {
+	var errs []error
+	tagged, err := b.listImages(ctx, region, tagFilter(catalog.TagBakeID, bakeID))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	imgs := tagged
+	if len(known) > 0 {
+		recorded, err := b.listImages(ctx, region, filter("image-id", known...))
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, img := range recorded {
+			if !containsImage(imgs, img.ID) {
+				imgs = append(imgs, img)
+			}
+		}
+	}
+	if amiName != "" {
+		named, err := b.listImages(ctx, region, filter("name", amiName))
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, img := range named {
+			if img.BakeID != bakeID && strings.HasSuffix(img.desc, " bake "+bakeID) && !containsImage(imgs, img.ID) {
+				img.BakeID = bakeID
+				imgs = append(imgs, img)
+			}
+		}
+	}
+	seen := map[string]bool{}
+	var snaps []Resource
+	add := func(id, image string) {
+		if !seen[id] {
+			seen[id] = true
+			snaps = append(snaps, Resource{Kind: KindSnapshot, ID: id, Region: region, BakeID: bakeID, Image: image})
+		}
+	}
+	for _, img := range imgs {
+		for _, s := range img.snapshots {
+			add(s, img.ID)
+		}
+	}
+	taggedSnaps, err := b.listSnapshots(ctx, region, tagFilter(catalog.TagBakeID, bakeID))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, s := range taggedSnaps {
+		add(s.ID, "")
+	}
+	ids := slices.Clone(known)
+	for _, img := range imgs {
+		ids = appendNew(ids, img.ID)
+	}
+	for _, id := range ids {
+		described, err := b.listSnapshots(ctx, region, filter("description", "*"+id+"*"))
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, s := range described {
+			add(s.ID, id)
+		}
+	}
+	return imgs, snaps, errors.Join(errs...)
+}
+
+func containsImage(imgs []ownImage, id string) bool {
+	for _, img := range imgs {
+		if img.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// kindOrder is the order resources are listed and removed in.
+var kindOrder = map[Kind]int{KindInstance: 0, KindSecurityGroup: 1, KindKeyPair: 2, KindImage: 3, KindSnapshot: 4}
+
+// sortResources orders rs by region (in the order of regions), kind and id.
+func sortResources(rs []Resource, regions []string) {
+	idx := map[string]int{}
+	for i, r := range regions {
+		if _, ok := idx[r]; !ok {
+			idx[r] = i
+		}
+	}
+	sort.SliceStable(rs, func(i, j int) bool {
+		a, b := rs[i], rs[j]
+		ai, aok := idx[a.Region]
+		bi, bok := idx[b.Region]
+		switch {
+		case aok && bok && ai != bi:
+			return ai < bi
+		case aok != bok:
+			return aok
+		case a.Region != b.Region:
+			return a.Region < b.Region
+		case kindOrder[a.Kind] != kindOrder[b.Kind]:
+			return kindOrder[a.Kind] < kindOrder[b.Kind]
+		}
+		return a.ID < b.ID
+	})
+}
+
+// amiNameInvalid matches what an AMI name may not contain.
+var amiNameInvalid = regexp.MustCompile(`[^a-zA-Z0-9()\[\] ./\-'@_]`)
+
+// amiName is the default AMI name: RECIPE-VERSION-YYYYMMDDhhmmss, with
+// characters EC2 refuses replaced by "-".
+func amiName(recipe, version string, t time.Time) string {
+	n := amiNameInvalid.ReplaceAllString(recipe+"-"+version, "-") + "-" + t.UTC().Format("20060102150405")
+	if len(n) > 128 {
+		n = n[len(n)-128:]
+	}
+	return n
+}
+
+// sortedKeys returns the keys of m in order.
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// closeComm closes the SSH connection when the communicator can.
+func closeComm(c packersdk.Communicator) error {
+	if cl, ok := c.(io.Closer); ok {
+		return cl.Close()
+	}
+	return nil
+}

@@ -1,0 +1,131 @@
+package ami
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/bakery-sh/bakery/catalog"
+	"github.com/bakery-sh/bakery/internal/awsx"
+	"github.com/bakery-sh/bakery/internal/progress"
+	"github.com/bakery-sh/bakery/recipes"
+)
+
+// launchStep runs the builder instance from the source AMI and waits until
+// it is running. IMDSv2 is required; the root volume takes the recipe's
+// size, type and encryption.
+type launchStep struct{}
+
+func (launchStep) Name() string { return "launch builder" }
+
+func (launchStep) Run(ctx context.Context, st *bakeState, _ progress.Step) error {
+	m, p, region := st.m, st.plan, st.plan.BuildRegion
+	tags := st.baseTags()
+	tags["Name"] = fmt.Sprintf("bakery builder %s %s", p.Recipe, p.Version)
+	in := &ec2.RunInstancesInput{
+		ImageId:      aws.String(p.SourceAMI),
+		InstanceType: ec2types.InstanceType(instanceType(m)),
+		MinCount:     aws.Int32(1),
+		MaxCount:     aws.Int32(1),
+		SubnetId:     aws.String(st.subnetID),
+		MetadataOptions: &ec2types.InstanceMetadataOptionsRequest{
+			HttpTokens:   ec2types.HttpTokensStateRequired,
+			HttpEndpoint: ec2types.InstanceMetadataEndpointStateEnabled,
+		},
+		BlockDeviceMappings: []ec2types.BlockDeviceMapping{rootVolume(m, p.source)},
+		TagSpecifications:   tagSpecs(tags, ec2types.ResourceTypeInstance, ec2types.ResourceTypeVolume),
+	}
+	if st.sgID != "" {
+		in.SecurityGroupIds = []string{st.sgID}
+	}
+	if st.keyName != "" {
+		in.KeyName = aws.String(st.keyName)
+	}
+	if m.UserData != "" {
+		in.UserData = aws.String(base64.StdEncoding.EncodeToString([]byte(m.UserData)))
+	}
+	c := st.b.clients.EC2(region)
+	out, err := c.RunInstances(ctx, in)
+	if err != nil {
+		return fmt.Errorf("launching the builder (%s from %s) in %s: %w", instanceType(m), p.SourceAMI, region, awsx.ExplainError(err))
+	}
+	if len(out.Instances) == 0 {
+		return fmt.Errorf("launching the builder in %s: RunInstances returned no instance", region)
+	}
+	st.instanceID = aws.ToString(out.Instances[0].InstanceId)
+
+	if err := st.b.waitInstances(ctx, region, []string{st.instanceID}, ec2types.InstanceStateNameRunning); err != nil {
+		return err
+	}
+	d, err := c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{st.instanceID}})
+	if err != nil {
+		return fmt.Errorf("reading the builder's addresses in %s: %w", region, awsx.ExplainError(err))
+	}
+	for _, r := range d.Reservations {
+		for _, i := range r.Instances {
+			st.publicIP, st.privateIP = aws.ToString(i.PublicIpAddress), aws.ToString(i.PrivateIpAddress)
+		}
+	}
+	return nil
+}
+
+// Cleanup terminates the builder (after success too) and waits until it
+// is terminated. After a failure it also terminates any instance tagged
+// with the bake id whose RunInstances answer was lost.
+func (launchStep) Cleanup(ctx context.Context, st *bakeState, failed bool) error {
+	if st.keep(failed) {
+		return nil
+	}
+	region := st.plan.BuildRegion
+	ids := appendNew(nil, st.instanceID)
+	var errs []error
+	if failed {
+		found, err := st.b.listInstances(ctx, region, tagFilter(catalog.TagBakeID, st.bakeID))
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, in := range found {
+			ids = appendNew(ids, in.ID)
+		}
+	}
+	if err := st.b.terminate(ctx, region, ids); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// rootVolume is the builder's root volume, on the source AMI's root device.
+func rootVolume(m *recipes.MachineImage, src sourceImage) ec2types.BlockDeviceMapping {
+	device := src.rootDevice
+	if device == "" {
+		device = "/dev/xvda"
+	}
+	vt := m.RootVolumeType
+	if vt == "" {
+		vt = defaultVolumeType
+	}
+	ebs := &ec2types.EbsBlockDevice{
+		VolumeType:          ec2types.VolumeType(vt),
+		Encrypted:           aws.Bool(m.Encrypted),
+		DeleteOnTermination: aws.Bool(true),
+	}
+	// Without root_volume_size the volume keeps the source's size. EC2
+	// would take it from the AMI when VolumeSize is left out, but moto
+	// 5.2.5 refuses a mapping with neither size nor snapshot
+	// (MissingParameter), so it is written out.
+	switch {
+	case m.RootVolumeSize > 0:
+		ebs.VolumeSize = aws.Int32(int32(m.RootVolumeSize))
+	case src.rootSize > 0:
+		ebs.VolumeSize = aws.Int32(src.rootSize)
+	}
+	if m.Encrypted && m.KMSKeyID != "" {
+		ebs.KmsKeyId = aws.String(m.KMSKeyID)
+	}
+	return ec2types.BlockDeviceMapping{DeviceName: aws.String(device), Ebs: ebs}
+}

@@ -1,0 +1,79 @@
+package ami
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/bakery-sh/bakery/internal/progress"
+	"github.com/bakery-sh/bakery/recipes"
+)
+
+// provisionStep connects to the builder over SSH and runs every
+// provisioner in order, streaming their output to the Baker's output.
+type provisionStep struct{}
+
+func (provisionStep) Name() string { return "provision" }
+
+func (provisionStep) Run(ctx context.Context, st *bakeState, _ progress.Step) error {
+	m := st.m
+	host := m.SSHHost
+	if host == "" {
+		host = st.publicIP
+	}
+	if host == "" {
+		host = st.privateIP
+	}
+	if host == "" {
+		return fmt.Errorf("%s: builder %s has no IP address to connect to: set ssh_host, or use a subnet that assigns addresses", m.Pos("ssh_host"), st.instanceID)
+	}
+	timeout := m.SSHTimeout
+	if timeout <= 0 {
+		timeout = defaultSSHTimeout
+	}
+	user := m.SSHUsername
+	if user == "" {
+		user = defaultSSHUsername
+	}
+	comm, err := ConnectSSH(ctx, SSHTarget{Host: host, Port: sshPort(m), User: user, Key: st.key, Timeout: timeout}, st.b.out)
+	if err != nil {
+		return fmt.Errorf("%s: connecting to the builder %s at %s:%d as %s: %w", m.Pos("ssh_host"), st.instanceID, host, sshPort(m), user, err)
+	}
+	st.comm = comm
+	for i, p := range m.Provisioners {
+		ps := st.rep.Step(fmt.Sprintf("provision %d/%d %s", i+1, len(m.Provisioners), describeProvisioner(p)))
+		err := Provision(ctx, comm, p, st.b.out)
+		ps.Done(err)
+		if err != nil {
+			return fmt.Errorf("provisioner %d (%s): %w", i+1, p.Pos(""), err)
+		}
+	}
+	return nil
+}
+
+func (provisionStep) Cleanup(_ context.Context, st *bakeState, _ bool) error {
+	if st.comm == nil {
+		return nil
+	}
+	err := closeComm(st.comm)
+	st.comm = nil
+	return err
+}
+
+// describeProvisioner names p in a step line.
+func describeProvisioner(p *recipes.Provisioner) string {
+	switch {
+	case p.Type == "file":
+		return "file " + p.Source + " → " + p.Destination
+	case p.Script != "":
+		return "shell " + p.Script
+	}
+	return "shell"
+}
+
+// sshPort is the SSH port of the builder.
+func sshPort(m *recipes.MachineImage) int {
+	if m.SSHPort == 0 {
+		return defaultSSHPort
+	}
+	return m.SSHPort
+}

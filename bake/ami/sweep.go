@@ -1,0 +1,283 @@
+package ami
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bakery-sh/bakery/catalog"
+)
+
+// SweepItem is a resource Sweep removes, and why.
+type SweepItem struct {
+	Resource
+	// Reason says why it is an orphan.
+	Reason string `json:"reason"`
+}
+
+// SweepPlan is what Sweep found and, when applied, removed.
+type SweepPlan struct {
+	// Now is the time the plan was made at (the Baker's clock).
+	Now time.Time `json:"now"`
+	// OlderThan is the minimum age of a swept resource.
+	OlderThan time.Duration `json:"older_than"`
+	// Regions are the regions searched.
+	Regions []string `json:"regions"`
+	// Remove are the orphans: resources of unfinished bakes older than
+	// OlderThan, in removal order within each region.
+	Remove []SweepItem `json:"remove"`
+	// Applied is true when Sweep was asked to remove them.
+	Applied bool `json:"applied"`
+	// Removed are the resources actually removed.
+	Removed []Resource `json:"removed,omitempty"`
+}
+
+// String prints the plan as a table, one resource a line.
+func (p *SweepPlan) String() string {
+	var b strings.Builder
+	verb := "would remove"
+	if p.Applied {
+		verb = "removed"
+	}
+	if len(p.Remove) == 0 {
+		fmt.Fprintf(&b, "no orphaned bake resources older than %s in %s\n", p.OlderThan, strings.Join(p.Regions, ", "))
+		return b.String()
+	}
+	n := len(p.Remove)
+	if p.Applied {
+		n = len(p.Removed)
+	}
+	fmt.Fprintf(&b, "%s %d orphaned bake resources older than %s in %s:\n", verb, n, p.OlderThan, strings.Join(p.Regions, ", "))
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REGION\tKIND\tID\tBAKE\tCREATED\tREASON\tSTATUS")
+	for _, it := range p.Remove {
+		created := "-"
+		if !it.Created.IsZero() {
+			created = it.Created.UTC().Format(time.RFC3339)
+		}
+		status := "planned"
+		if p.Applied {
+			status = "kept (error)"
+			if slices.ContainsFunc(p.Removed, func(r Resource) bool { return r.Region == it.Region && r.ID == it.ID }) {
+				status = "removed"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", it.Region, it.Kind, it.ID, it.BakeID, created, it.Reason, status)
+	}
+	tw.Flush()
+	return b.String()
+}
+
+// Sweep finds, in regions, what bakes that never finished left behind
+// (killed processes, OnErrorAbort): resources tagged bakery:bake-id and
+// older than olderThan by the Baker's clock: builder instances that are not
+// terminated (aged by launch time), key pairs and security groups (aged by
+// their bakery:created tag), and AMIs that have a bake id but no bake key,
+// with their snapshots. A complete AMI (one with a bake key) and its
+// snapshots are never touched. With apply it removes them, instances
+// first (waiting until they are terminated), then security groups, key
+// pairs, AMIs and snapshots, and records each in Removed; it goes on
+// after an error and returns them all. Pick olderThan longer than any bake
+// runs, or Sweep removes the resources of a bake still in progress.
+func (b *Baker) Sweep(ctx context.Context, regions []string, olderThan time.Duration, apply bool) (*SweepPlan, error) {
+	regions = dedupe(regions)
+	if len(regions) == 0 {
+		return nil, errors.New("sweeping bake resources: no region given: name the regions to sweep")
+	}
+	now := b.now().UTC()
+	plan := &SweepPlan{Now: now, OlderThan: olderThan, Regions: regions, Applied: apply}
+	found := make([][]SweepItem, len(regions))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(b.copyConcurrency)
+	for i, region := range regions {
+		g.Go(func() error {
+			items, err := b.orphans(gctx, region, now.Add(-olderThan))
+			found[i] = items
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("sweeping bake resources: %w", err)
+	}
+	for _, items := range found {
+		plan.Remove = append(plan.Remove, items...)
+	}
+	if !apply {
+		return plan, nil
+	}
+
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for i, region := range regions {
+		wg.Go(func() {
+			removed, err := b.removeOrphans(ctx, region, found[i])
+			mu.Lock()
+			defer mu.Unlock()
+			plan.Removed = append(plan.Removed, removed...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		})
+	}
+	wg.Wait()
+	rs := make([]Resource, len(plan.Removed))
+	copy(rs, plan.Removed)
+	sortResources(rs, regions)
+	plan.Removed = rs
+	if err := errors.Join(errs...); err != nil {
+		return plan, fmt.Errorf("sweeping bake resources: %w", err)
+	}
+	return plan, nil
+}
+
+// orphans lists the orphaned resources of region created at or before cutoff.
+func (b *Baker) orphans(ctx context.Context, region string, cutoff time.Time) ([]SweepItem, error) {
+	tagged := filter("tag-key", catalog.TagBakeID)
+	old := func(t time.Time) bool { return !t.IsZero() && !t.After(cutoff) }
+	var items []SweepItem
+
+	instances, err := b.listInstances(ctx, region, tagged)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range instances {
+		if old(r.Created) {
+			items = append(items, SweepItem{r, "builder instance of bake " + r.BakeID + " still running"})
+		}
+	}
+	groups, err := b.listSecurityGroups(ctx, region, tagged)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range groups {
+		if old(r.Created) {
+			items = append(items, SweepItem{r, "temporary security group of bake " + r.BakeID})
+		}
+	}
+	keys, err := b.listKeyPairs(ctx, region, tagged)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range keys {
+		if old(r.Created) {
+			items = append(items, SweepItem{r, "temporary key pair of bake " + r.BakeID})
+		}
+	}
+
+	imgs, err := b.listImages(ctx, region, tagged)
+	if err != nil {
+		return nil, err
+	}
+	// Snapshots of any bakery AMI still registered (complete or not) are
+	// never swept on their own: those of an unfinished AMI go with it.
+	inUse := map[string]bool{}
+	for _, img := range imgs {
+		for _, s := range img.snapshots {
+			inUse[s] = true
+		}
+	}
+	var snaps []SweepItem
+	seen := map[string]bool{}
+	for _, img := range imgs {
+		if img.complete || !old(img.Created) {
+			continue
+		}
+		items = append(items, SweepItem{img.Resource, "unfinished AMI of bake " + img.BakeID + " (no bake key)"})
+		for _, s := range img.snapshots {
+			seen[s] = true
+			snaps = append(snaps, SweepItem{
+				Resource: Resource{Kind: KindSnapshot, ID: s, Region: region, BakeID: img.BakeID, Created: img.Created, Image: img.ID},
+				Reason:   "snapshot of unfinished AMI " + img.ID,
+			})
+		}
+	}
+	tsnaps, err := b.listSnapshots(ctx, region, tagged)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range tsnaps {
+		if s.complete || inUse[s.ID] || seen[s.ID] || !old(s.Created) {
+			continue
+		}
+		snaps = append(snaps, SweepItem{s.Resource, "snapshot of bake " + s.BakeID + " whose AMI is gone"})
+	}
+	items = append(items, snaps...)
+	return items, nil
+}
+
+// removeOrphans removes items, all in region, in kind order, and returns
+// what it removed.
+func (b *Baker) removeOrphans(ctx context.Context, region string, items []SweepItem) ([]Resource, error) {
+	var removed []Resource
+	var errs []error
+	byKind := map[Kind][]Resource{}
+	for _, it := range items {
+		byKind[it.Kind] = append(byKind[it.Kind], it.Resource)
+	}
+	if insts := byKind[KindInstance]; len(insts) > 0 {
+		ids := make([]string, len(insts))
+		for i, r := range insts {
+			ids[i] = r.ID
+		}
+		if err := b.terminate(ctx, region, ids); err != nil {
+			errs = append(errs, err)
+		} else {
+			removed = append(removed, insts...)
+		}
+	}
+	for _, r := range byKind[KindSecurityGroup] {
+		if err := b.deleteSecurityGroup(ctx, region, r.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, r)
+	}
+	for _, r := range byKind[KindKeyPair] {
+		if err := b.deleteKeyPair(ctx, region, r.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, r)
+	}
+	stillRegistered := map[string]bool{}
+	for _, r := range byKind[KindImage] {
+		if err := b.deregister(ctx, region, r.ID); err != nil {
+			errs = append(errs, err)
+			stillRegistered[r.ID] = true
+			continue
+		}
+		removed = append(removed, r)
+	}
+	for _, r := range byKind[KindSnapshot] {
+		if stillRegistered[r.Image] {
+			continue // in use until its AMI goes
+		}
+		if err := b.deleteSnapshot(ctx, region, r.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, r)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// dedupe drops empty and repeated regions, keeping the first occurrence.
+func dedupe(regions []string) []string {
+	out := make([]string, 0, len(regions))
+	for _, r := range regions {
+		if r != "" && !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}

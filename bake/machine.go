@@ -1,0 +1,75 @@
+package bake
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	bakeami "github.com/bakery-sh/bakery/bake/ami"
+	"github.com/bakery-sh/bakery/recipes"
+)
+
+// MachineImageBaker bakes AMIs; *bakeami.Baker implements it.
+type MachineImageBaker interface {
+	Prepare(ctx context.Context, r *recipes.Recipe, m *recipes.MachineImage) (*bakeami.Plan, error)
+	Existing(ctx context.Context, p *bakeami.Plan) (*bakeami.Existing, error)
+	Build(ctx context.Context, p *bakeami.Plan) (*bakeami.Result, error)
+}
+
+// WithMachineImages sets the AMI baker. Default: none, and a recipe with a
+// machine_image block fails with a message saying AWS is not configured.
+func WithMachineImages(b MachineImageBaker) Option { return func(e *Engine) { e.machines = b } }
+
+// bakeMachineImage bakes one machine_image block, or reports the AMIs that
+// already carry its bake key in every region.
+func (e *Engine) bakeMachineImage(ctx context.Context, r *recipes.Recipe, m *recipes.MachineImage) ([]Artifact, error) {
+	if e.machines == nil {
+		return nil, fmt.Errorf("machine image %s at %s: no AWS configuration; set AWS credentials and a region (AWS_REGION, a profile, or region in the block)", m.Name, m.Pos("region"))
+	}
+	plan, err := e.machines.Prepare(ctx, r, m)
+	if err != nil {
+		return nil, err
+	}
+	existing, err := e.machines.Existing(ctx, plan)
+	if err != nil {
+		return nil, err
+	}
+	if existing != nil && existing.BakeKey != plan.Key {
+		return nil, fmt.Errorf("machine image %s: version %s already exists as %s with other content (bake key %s, this bake %s); a version is immutable: bump the recipe version (for example -var version=...) to bake a new one",
+			m.Name, r.Version, amiList(existing.Images), shortKey(existing.BakeKey), shortKey(plan.Key))
+	}
+	if existing != nil && len(existing.Missing(plan)) == 0 && !e.force {
+		e.progress.Info(fmt.Sprintf("%s up to date (%s)", m.Name, amiList(existing.Images)))
+		return amiArtifacts(m.Name, plan.Key, existing.Images, true), nil
+	}
+	res, err := e.machines.Build(ctx, plan)
+	if err != nil {
+		return nil, err
+	}
+	return amiArtifacts(m.Name, plan.Key, res.Images, false), nil
+}
+
+func amiArtifacts(name, key string, imgs []bakeami.RegionImage, cached bool) []Artifact {
+	out := make([]Artifact, 0, len(imgs))
+	for _, img := range imgs {
+		out = append(out, Artifact{
+			Kind:      "ami",
+			Name:      name,
+			Ref:       img.ImageID,
+			Region:    img.Region,
+			ID:        img.ImageID,
+			Snapshots: img.Snapshots,
+			BakeKey:   key,
+			Cached:    cached,
+		})
+	}
+	return out
+}
+
+func amiList(imgs []bakeami.RegionImage) string {
+	parts := make([]string, len(imgs))
+	for i, img := range imgs {
+		parts[i] = img.Region + ":" + img.ImageID
+	}
+	return strings.Join(parts, ", ")
+}
