@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"strings"
 	"time"
@@ -145,6 +146,13 @@ var Version = "dev"
 // process exit code: 0 on success, 1 on failure, 2 on usage errors.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, environ []string) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, environ: environ, now: time.Now}
+	// packer-plugin-sdk logs [DEBUG] lines through the standard logger;
+	// they are shown only with BAKERY_DEBUG=1.
+	if e.getenv("BAKERY_DEBUG") != "" {
+		log.SetOutput(stderr)
+	} else {
+		log.SetOutput(io.Discard)
+	}
 	app := newApp(e)
 	err := app.RunContext(ctx, args)
 	if err == nil && e.unknownCommand {
@@ -188,6 +196,7 @@ func newApp(e *env) *ucli.App {
 		Flags:                globalFlags(),
 		Commands: []*ucli.Command{
 			bakeCommand(e),
+			sweepCommand(e),
 			validateCommand(e),
 			fmtCommand(e),
 			versionCommand(e),
