@@ -483,6 +483,12 @@ func (s *state) decodeDistribution(m *MachineImage, attrs hcl.Attributes) {
 				}
 			}
 			m.ShareWith = accounts
+			// AWS cannot share a snapshot encrypted with the account's
+			// default aws/ebs key: the other accounts could never use it.
+			if len(accounts) > 0 && m.Encrypted && m.KMSKeyID == "" {
+				s.attrError(attr, "sharing an encrypted AMI needs a customer-managed KMS key",
+					"AMIs encrypted with the default aws/ebs key cannot be shared. Set kms_key_id (and region_kms_key_ids for copies) to a customer-managed key whose policy grants these accounts kms:Decrypt and kms:CreateGrant, or set encrypted = false.")
+			}
 		}
 	}
 	if attr := attrs["tags"]; attr != nil {

@@ -67,6 +67,8 @@ func TestBakeCopiesSharesAndTagsInEveryRegion(t *testing.T) {
   source_ami_ssm = "`+bakeAL2023SSM+`"
   regions        = ["eu-west-1", "us-west-2"]
   share_with     = ["`+other+`"]
+  kms_key_id     = "alias/bakery-shared"
+  region_kms_key_ids = { "eu-west-1" = "alias/bakery-shared", "us-west-2" = "alias/bakery-shared" }
   tags           = { team = "web" }
   user_data      = "#cloud-config\n"
   root_volume_size = 20`)

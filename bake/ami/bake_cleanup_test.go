@@ -71,7 +71,8 @@ func TestBakeLeavesNothingWhenInterrupted(t *testing.T) {
 			b := e.baker(ami.WithProgress(rep), ami.WithCopyConcurrency(max(1, tc.copies)), fixedID("bk-"+strings.ReplaceAll(tc.name, " ", "-")))
 			body := `
   regions    = ["eu-west-1", "us-west-2"]
-  share_with = ["` + e.srv.NewAccount() + `"]`
+  share_with = ["` + e.srv.NewAccount() + `"]
+  kms_key_id = "alias/bakery-shared"`
 			if tc.provision {
 				body += sshRecipeBody(t, srv, keyFile, t.TempDir())
 			} else {

@@ -271,3 +271,40 @@ func TestSIGINTDuringAMIBakeLeaksNothing(t *testing.T) {
 		}
 	}
 }
+
+func TestOnErrorAbortKeepsResourcesAndSweepRemovesThem(t *testing.T) {
+	moto := mototest.Start(t)
+	sshd := sshtest.Start(t)
+	env := awsEnv(t, moto)
+	recipe, _ := amiProject(t, sshd, "echo failing; exit 7")
+	before := baseline(t, moto, "us-east-1", "eu-west-1")
+
+	r := run(t, env, "bake", "--on-error", "abort", recipe)
+	if r.code != 1 || !strings.Contains(r.stderr, "exit status 7") || !strings.Contains(r.stderr, "instance") {
+		t.Fatalf("failing bake with --on-error abort: exit %d\n%s", r.code, r.stderr)
+	}
+	kept := leftovers(t, moto, "us-east-1", before)
+	if len(kept) == 0 {
+		t.Fatal("--on-error abort kept nothing")
+	}
+
+	// A young orphan is left alone by default (it may be a running bake).
+	plan := mustRun(t, env, "sweep")
+	if !strings.Contains(plan.stdout, "no orphaned bake resources older than 1h0m0s") {
+		t.Errorf("sweep of young orphans = %q", plan.stdout)
+	}
+	plan = mustRun(t, env, "sweep", "--older-than", "0s")
+	if !strings.Contains(plan.stdout, "would remove") || !strings.Contains(plan.stdout, "run again with --yes") {
+		t.Errorf("sweep plan = %q", plan.stdout)
+	}
+	if got := leftovers(t, moto, "us-east-1", before); len(got) != len(kept) {
+		t.Fatalf("a sweep without --yes changed something: %v → %v", kept, got)
+	}
+	done := mustRun(t, env, "sweep", "--older-than", "0s", "--yes")
+	if !strings.Contains(done.stdout, "removed") {
+		t.Errorf("sweep --yes = %q", done.stdout)
+	}
+	if got := leftovers(t, moto, "us-east-1", before); len(got) != 0 {
+		t.Fatalf("after sweep --yes left: %v", got)
+	}
+}
