@@ -5,7 +5,7 @@ BIN     := bin/bakery
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/bakery-sh/bakery/internal/cli.Version=$(VERSION)
 
-.PHONY: all build run test deps vet fmt-check bench clean
+.PHONY: all build run test deps vet bench demo clean
 
 all: build
 
@@ -29,6 +29,10 @@ vet:
 ## test: everything, on a fresh machine
 test: deps vet
 	$(GO) test -count=1 -timeout 15m ./...
+
+## demo: bake an AMI against a local moto server (no AWS account needed)
+demo: build
+	./scripts/demo.sh
 
 ## bench: bakery vs crane on a generated 200 MB tree (ratios, sizes, peak RSS)
 bench:

@@ -1,0 +1,33 @@
+# The company base image: Amazon Linux 2023, re-encrypted with our key,
+# copied to every region we run in and shared with the workload accounts.
+# No provision blocks, so the bake needs no SSH: launch, stop, image.
+variable "version" {
+  type    = string
+  default = "1.0.0"
+}
+
+variable "kms_key" {
+  type        = string
+  default     = "alias/bakery-base"
+  description = "customer-managed KMS key (must grant the shared accounts)"
+}
+
+recipe "base" {
+  version     = var.version
+  stages      = ["dev", "staging", "prod"]
+  description = "encrypted Amazon Linux 2023 base image"
+}
+
+machine_image "base" {
+  region             = "us-east-1"
+  source_ami_ssm     = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+  instance_type      = "t3.micro"
+  root_volume_size   = 16
+  kms_key_id         = var.kms_key
+  regions            = ["eu-west-1"]
+  region_kms_key_ids = { "eu-west-1" = var.kms_key }
+  share_with         = ["111122223333"]
+  tags = {
+    team = "platform"
+  }
+}
