@@ -308,3 +308,27 @@ func TestOnErrorAbortKeepsResourcesAndSweepRemovesThem(t *testing.T) {
 		t.Fatalf("after sweep --yes left: %v", got)
 	}
 }
+
+func TestUnreachableSSHHostTimesOutAndLeavesNothing(t *testing.T) {
+	moto := mototest.Start(t)
+	sshd := sshtest.Start(t)
+	env := awsEnv(t, moto)
+	recipe, _ := amiProject(t, sshd, "true")
+	// Point SSH at a port nothing listens on, with a short timeout.
+	src, _ := os.ReadFile(recipe)
+	closed := strings.Replace(string(src), fmt.Sprintf("ssh_port             = %d", sshd.Port), "ssh_port             = 1", 1)
+	closed = strings.Replace(closed, `ssh_timeout          = "10s"`, `ssh_timeout          = "2s"`, 1)
+	if err := os.WriteFile(recipe, []byte(closed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := baseline(t, moto, "us-east-1", "eu-west-1")
+	r := run(t, env, "bake", recipe)
+	if r.code != 1 || !strings.Contains(r.stderr, "timed out after 2s") || !strings.Contains(r.stderr, "web.bake.hcl:") {
+		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	for _, region := range []string{"us-east-1", "eu-west-1"} {
+		if l := leftovers(t, moto, region, before); len(l) > 0 {
+			t.Errorf("%s: left %v", region, l)
+		}
+	}
+}
