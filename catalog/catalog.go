@@ -4,7 +4,10 @@
 // catalog/ami.
 package catalog
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // OCI annotation keys bakery writes on every image manifest it bakes.
 const (
@@ -79,4 +82,116 @@ type Image struct {
 	BaseName, BaseDigest string
 	// Created is the bake's creation time.
 	Created time.Time
+}
+
+// Actions recorded in an image's history.
+const (
+	// ActionBake is the bake that made the image.
+	ActionBake = "bake"
+	// ActionPromote is the image entering a stage.
+	ActionPromote = "promote"
+	// ActionDemote is the image leaving a stage because another version
+	// entered it.
+	ActionDemote = "demote"
+	// ActionRevoke marks the image unusable: it leaves every stage.
+	ActionRevoke = "revoke"
+	// ActionUnrevoke lifts a revocation (the image enters no stage).
+	ActionUnrevoke = "unrevoke"
+)
+
+// Event is one entry of an image's history. Events are stored on the
+// image itself (EC2 tags on AMIs; OCI referrer artifacts in registries and
+// layouts), never in a separate database.
+type Event struct {
+	// Time is when it happened (UTC).
+	Time time.Time `json:"time"`
+	// Action is one of the Action constants.
+	Action string `json:"action"`
+	// Recipe, Version and Artifact name the image.
+	Recipe   string `json:"recipe"`
+	Version  string `json:"version"`
+	Artifact string `json:"artifact"`
+	// Kind is "container" or "ami".
+	Kind string `json:"kind"`
+	// Stage is the stage entered or left (promote, demote).
+	Stage string `json:"stage,omitempty"`
+	// Actor is who did it: the AWS caller identity, the registry user or $USER.
+	Actor string `json:"actor"`
+	// Reason is the reason given (--reason), if any.
+	Reason string `json:"reason,omitempty"`
+	// Forced is true when gates or stage order were overridden (--force).
+	Forced bool `json:"forced,omitempty"`
+	// ApprovedBy is who approved a gated promotion (--approved-by).
+	ApprovedBy string `json:"approved_by,omitempty"`
+}
+
+// StageEntry says since when, and by whom, an image has been in a stage.
+type StageEntry struct {
+	// Since is when the image entered the stage.
+	Since time.Time `json:"since"`
+	// By is who promoted it.
+	By string `json:"by"`
+}
+
+// Location is one place an image is: an AWS region and AMI id, or a
+// repository (or local layout) and manifest digest.
+type Location struct {
+	// Where is the region or repository.
+	Where string `json:"where"`
+	// ID is the AMI id or the digest.
+	ID string `json:"id"`
+}
+
+// Lifecycle is what the catalog knows of an image beyond its bake: the
+// stages it is in, its revocation, where it is, and its history.
+type Lifecycle struct {
+	// Stages maps each stage the image is in to when and by whom it entered.
+	Stages map[string]StageEntry `json:"stages"`
+	// Revoked is true when the image was revoked and not unrevoked since.
+	Revoked bool `json:"revoked"`
+	// RevokeReason is the reason of the revocation.
+	RevokeReason string `json:"revoke_reason,omitempty"`
+	// Locations are the places the image is.
+	Locations []Location `json:"locations"`
+	// Events is the image's history, oldest first.
+	Events []Event `json:"events"`
+}
+
+// StageSpec is what a stage requires of an image entering it.
+type StageSpec struct {
+	// Name is the stage name.
+	Name string
+	// Accounts are AWS accounts an AMI in this stage is shared with.
+	Accounts []string
+	// Regions are AWS regions an AMI in this stage must be in.
+	Regions []string
+	// Repository is where a container image of this stage is copied (and
+	// the stage tag set); empty means the image's own repository.
+	Repository string
+}
+
+// Entry is an image with its lifecycle: one row of the catalog.
+type Entry struct {
+	Image
+	Lifecycle
+}
+
+// Store reads and changes the lifecycle of one artifact's images (all
+// versions of one container block or machine_image block of a recipe).
+// catalog/oci and catalog/ami implement it.
+type Store interface {
+	// Entries returns every version of the artifact with its lifecycle,
+	// oldest version first. It does not issue a call per image where the
+	// backend can list (AMIs: one paginated call per region).
+	Entries(ctx context.Context) ([]Entry, error)
+	// Promote puts e into the stage: it makes the image meet spec
+	// (shares, copies, repository), marks it as in the stage, takes the
+	// stage away from every other version (recording their demotion) and
+	// records ev. It is idempotent and resumable: running it again after
+	// a crash finishes the job.
+	Promote(ctx context.Context, e Entry, spec StageSpec, ev Event) error
+	// Revoke takes e out of every stage and marks it revoked, recording ev.
+	Revoke(ctx context.Context, e Entry, ev Event) error
+	// Unrevoke lifts e's revocation, recording ev.
+	Unrevoke(ctx context.Context, e Entry, ev Event) error
 }
