@@ -1,0 +1,217 @@
+package promote
+
+import (
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/bakery-sh/bakery/catalog"
+)
+
+// ArtifactState is one artifact of a version in a status report.
+type ArtifactState struct {
+	// Kind is "container" or "ami"; Name is the block label.
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	// Reference is the image (registry ref, layout ref or build-region AMI id).
+	Reference string `json:"reference"`
+	// Digest is the container image digest.
+	Digest string `json:"digest,omitempty"`
+	// Locations are where it is (region → AMI id, repository → digest).
+	Locations []catalog.Location `json:"locations"`
+}
+
+// VersionStatus is one version of a recipe: the row of a status table.
+type VersionStatus struct {
+	// Version is the recipe version.
+	Version string `json:"version"`
+	// BakeKey is the bake key (of the first artifact).
+	BakeKey string `json:"bake_key"`
+	// Created is when it was baked.
+	Created time.Time `json:"created"`
+	// Stages are the stages every artifact of the version is in.
+	Stages map[string]catalog.StageEntry `json:"stages"`
+	// Revoked and RevokeReason report a revocation.
+	Revoked      bool   `json:"revoked"`
+	RevokeReason string `json:"revoke_reason,omitempty"`
+	// TaintedBy names revoked images this version was baked from
+	// ("recipe@version"); a tainted image should be rebaked.
+	TaintedBy []string `json:"tainted_by,omitempty"`
+	// Artifacts are the version's images.
+	Artifacts []ArtifactState `json:"artifacts"`
+}
+
+// RecipeStatus is the versions × stages view of one recipe.
+type RecipeStatus struct {
+	// Recipe is the recipe name; Stages its ordered stages.
+	Recipe string   `json:"recipe"`
+	Stages []string `json:"stages"`
+	// Versions are newest first.
+	Versions []VersionStatus `json:"versions"`
+}
+
+// Status builds the status of a recipe from its artifacts' entries.
+// revoked lists every revoked image known (from all recipes loaded), so
+// images baked from one of them are reported as tainted.
+func Status(recipe string, stages []string, arts []*Artifact, revoked []RevokedImage) RecipeStatus {
+	rs := RecipeStatus{Recipe: recipe, Stages: stages, Versions: []VersionStatus{}}
+	type held struct {
+		a *Artifact
+		e catalog.Entry
+	}
+	byVersion := map[string][]held{}
+	var order []string
+	for _, a := range arts {
+		for _, e := range a.Entries {
+			if _, ok := byVersion[e.Version]; !ok {
+				order = append(order, e.Version)
+			}
+			byVersion[e.Version] = append(byVersion[e.Version], held{a, e})
+		}
+	}
+	for _, ver := range order {
+		hs := byVersion[ver]
+		es := make([]catalog.Entry, len(hs))
+		for i, h := range hs {
+			es[i] = h.e
+		}
+		v := VersionStatus{Version: ver, BakeKey: es[0].BakeKey, Stages: map[string]catalog.StageEntry{}}
+		// A version is in a stage when every artifact is; it is entered
+		// when the last artifact entered.
+		if len(es) == len(arts) {
+			for s, se := range es[0].Stages {
+				v.Stages[s] = se
+			}
+			for _, e := range es[1:] {
+				for s, se := range v.Stages {
+					other, in := e.Stages[s]
+					switch {
+					case !in:
+						delete(v.Stages, s)
+					case other.Since.After(se.Since):
+						v.Stages[s] = other
+					}
+				}
+			}
+		}
+		for i, e := range es {
+			a := hs[i].a
+			if e.Created.After(v.Created) {
+				v.Created = e.Created
+			}
+			if e.Revoked {
+				v.Revoked, v.RevokeReason = true, e.RevokeReason
+			}
+			for _, r := range revoked {
+				if r.baseOf(e) && !slices.Contains(v.TaintedBy, r.Name) {
+					v.TaintedBy = append(v.TaintedBy, r.Name)
+				}
+			}
+			v.Artifacts = append(v.Artifacts, ArtifactState{Kind: a.Kind, Name: a.Name, Reference: e.Reference, Digest: e.Digest, Locations: e.Locations})
+		}
+		rs.Versions = append(rs.Versions, v)
+	}
+	sort.SliceStable(rs.Versions, func(i, j int) bool {
+		a, b := rs.Versions[i], rs.Versions[j]
+		if c := compareVersions(a.Version, b.Version); c != 0 {
+			return c > 0
+		}
+		return a.Created.After(b.Created)
+	})
+	return rs
+}
+
+// RevokedImage is a revoked image other images may have been baked from.
+type RevokedImage struct {
+	// Name is "recipe@version".
+	Name string
+	// IDs are its digests and AMI ids (every location).
+	IDs []string
+}
+
+// baseOf reports whether e was baked from r.
+func (r RevokedImage) baseOf(e catalog.Entry) bool {
+	return e.BaseDigest != "" && slices.Contains(r.IDs, e.BaseDigest) ||
+		e.BaseName != "" && slices.Contains(r.IDs, e.BaseName)
+}
+
+// Revoked lists the revoked images among arts, for Status.
+func Revoked(recipe string, arts []*Artifact) []RevokedImage {
+	var out []RevokedImage
+	for _, a := range arts {
+		for _, e := range a.Entries {
+			if !e.Revoked {
+				continue
+			}
+			r := RevokedImage{Name: recipe + "@" + e.Version}
+			if e.Digest != "" {
+				r.IDs = append(r.IDs, e.Digest)
+			}
+			for _, l := range e.Locations {
+				r.IDs = append(r.IDs, l.ID)
+			}
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// History merges every artifact's events, newest first.
+func History(arts []*Artifact) []catalog.Event {
+	var evs []catalog.Event
+	for _, a := range arts {
+		for _, e := range a.Entries {
+			for _, ev := range e.Events {
+				if ev.Artifact == "" {
+					ev.Artifact = a.Name
+				}
+				if ev.Kind == "" {
+					ev.Kind = a.Kind
+				}
+				if ev.Version == "" {
+					ev.Version = e.Version
+				}
+				evs = append(evs, ev)
+			}
+		}
+	}
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Time.After(evs[j].Time) })
+	return evs
+}
+
+// compareVersions orders dotted versions numerically where both parts
+// are numbers ("1.10.0" > "1.9.2"), textually otherwise.
+func compareVersions(a, b string) int {
+	pa, pb := strings.FieldsFunc(a, isSep), strings.FieldsFunc(b, isSep)
+	for i := 0; i < len(pa) && i < len(pb); i++ {
+		na, aok := number(pa[i])
+		nb, bok := number(pb[i])
+		switch {
+		case aok && bok && na != nb:
+			if na < nb {
+				return -1
+			}
+			return 1
+		case !(aok && bok) && pa[i] != pb[i]:
+			return strings.Compare(pa[i], pb[i])
+		}
+	}
+	return len(pa) - len(pb)
+}
+
+func isSep(r rune) bool { return r == '.' || r == '-' || r == '_' }
+
+func number(s string) (int, bool) {
+	if s == "" || len(s) > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
