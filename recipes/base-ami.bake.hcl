@@ -31,3 +31,13 @@ machine_image "base" {
     team = "platform"
   }
 }
+
+# Production is shared with the production workload account as well (the
+# key's policy must grant it too) and needs an approver:
+# bakery promote base@1.0.0 --to prod --approved-by NAME.
+stage "prod" {
+  accounts = ["111122223333", "444455556666"]
+  gate {
+    require_approval = true
+  }
+}

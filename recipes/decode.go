@@ -121,7 +121,7 @@ func (s *state) decodeRecipe(b *hcl.Block, r *Recipe) {
 					seen[st] = ranges[i]
 				}
 			}
-			r.Stages = stages
+			r.Stages, r.stageRanges, s.stagesRange = stages, seen, attr.Expr.Range()
 		}
 	}
 	if attr := content.Attributes["description"]; attr != nil {

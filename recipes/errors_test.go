@@ -58,6 +58,34 @@ func provision(typ string, lines ...string) string {
 	return image(append(append([]string{`  provision "` + typ + `" {`}, lines...), "  }")...)
 }
 
+// stagedRecipe is a valid recipe block with three stages, lines 1-4.
+const stagedRecipe = `recipe "r" {
+  version = "1.0.0"
+  stages  = ["dev", "staging", "prod"]
+}
+`
+
+// stagedImage is a valid machine_image block (lines 5-8 after
+// stagedRecipe) encrypted with a customer-managed key, so that stages may
+// share it.
+const stagedImage = `machine_image "m" {
+  source_ami = "ami-0123456789abcdef0"
+  kms_key_id = "alias/k"
+}
+`
+
+// stage returns stagedRecipe and stagedImage plus a stage "name" block at
+// line 9 whose lines from 10 on are the given lines.
+func stage(name string, lines ...string) string {
+	return stagedRecipe + stagedImage + "stage \"" + name + "\" {\n" + join(lines) + "}\n"
+}
+
+// gate returns stage(name) holding a gate block at line 10 whose lines
+// from 11 on are the given lines.
+func gate(name string, lines ...string) string {
+	return stage(name, append(append([]string{"  gate {"}, lines...), "  }")...)
+}
+
 func join(lines []string) string {
 	if len(lines) == 0 {
 		return ""
@@ -316,6 +344,58 @@ func TestLoadErrors(t *testing.T) {
 			summary: "destination must be an absolute path", detail: `such as "/tmp/app.conf"`, line: 9, col: 19, count: 1},
 		{name: "shell argument in a file provisioner", src: provision("file", `    source      = "files/app.conf"`, `    destination = "/tmp/app.conf"`, `    inline      = ["true"]`),
 			summary: "Unsupported argument", line: 10, col: 5, count: 1},
+
+		// Stage blocks.
+		{name: "stage not in stages, with a suggestion", src: stage("stagin"),
+			summary: `unknown stage "stagin"`, detail: `Did you mean "staging"? A stage block configures one of the recipe's stages, "dev", "staging", "prod"`, line: 9, col: 7, count: 1},
+		{name: "stage not in stages", src: stage("qa", `  regions = ["eu-west-1"]`),
+			summary: `unknown stage "qa"`, detail: `r.bake.hcl:3,13); rename the block, or add "qa" to stages`, line: 9, col: 7, count: 1},
+		{name: "stage block before the recipe block", src: "stage \"prd\" {\n}\n" + stagedRecipe + stagedImage,
+			summary: `unknown stage "prd"`, detail: `Did you mean "prod"?`, line: 1, col: 7, count: 1},
+		{name: "stage blocks do not cascade when stages is missing", src: "recipe \"r\" {\n  version = \"1.0.0\"\n}\n" + okImage + "stage \"prod\" {\n}\n",
+			summary: `missing required argument "stages"`, line: 1, col: 1, count: 1},
+		{name: "stage without a name", src: stagedRecipe + stagedImage + "stage {\n}\n",
+			summary: "Missing name for stage", line: 9, col: 7, count: 1},
+		{name: "duplicate stage block", src: stage("prod", `  regions = ["eu-west-1"]`) + "stage \"prod\" {\n  accounts = [\"111122223333\"]\n}\n",
+			summary: `duplicate stage block "prod"`, detail: `r.bake.hcl:9,1; merge the two blocks`, line: 12, col: 1, count: 1},
+		{name: "unknown attribute in stage", src: stage("prod", `  account = ["111122223333"]`),
+			summary: "Unsupported argument", line: 10, col: 3, count: 1},
+		{name: "unknown block in stage", src: stage("prod", `  gates {`, `  }`),
+			summary: "Unsupported block type", line: 10, col: 3, count: 1},
+		{name: "two gate blocks", src: stage("prod", `  gate {`, `    min_soak = "1h"`, `  }`, `  gate {`, `    require_approval = true`, `  }`),
+			summary: "duplicate gate block", detail: "r.bake.hcl:10,3, so remove one of them", line: 13, col: 3, count: 1},
+		{name: "unknown attribute in gate", src: gate("prod", `    min_soke = "1h"`),
+			summary: "Unsupported argument", line: 11, col: 5, count: 1},
+		{name: "bad min_soak", src: gate("staging", `    min_soak = "1 day"`),
+			summary: `invalid duration "1 day"`, detail: `"1d"`, line: 11, col: 16, count: 1},
+		{name: "min_soak with an unknown unit", src: gate("staging", `    min_soak = "2w"`),
+			summary: `invalid duration "2w"`, detail: "units ns, us, ms, s, m, h, and d for 24 hours", line: 11, col: 16, count: 1},
+		{name: "negative min_soak", src: gate("staging", `    min_soak = "-1h"`),
+			summary: `invalid duration "-1h"`, detail: "not negative", line: 11, col: 16, count: 1},
+		{name: "negative min_soak in days", src: gate("prod", `    min_soak = "-2d"`),
+			summary: `invalid duration "-2d"`, detail: "not negative", line: 11, col: 16, count: 1},
+		{name: "min_soak as a number", src: gate("staging", `    min_soak = 24`),
+			summary: `invalid type for "min_soak"`, detail: `min_soak = "24h"`, line: 11, col: 16, count: 1},
+		{name: "min_soak on the first stage", src: gate("dev", `    min_soak = "1d"`),
+			summary: `min_soak on the first stage "dev"`, detail: `no previous stage to soak in. Remove min_soak, or set it on a later stage: min_soak in stage "staging" is how long an image stays in "dev"`, line: 11, col: 16, count: 1},
+		{name: "require_approval not a bool", src: gate("prod", `    require_approval = "yes"`),
+			summary: `invalid type for "require_approval"`, detail: "Expected true or false", line: 11, col: 24, count: 1},
+		{name: "bad stage account id", src: stage("prod", `  accounts = ["111122223333", "12345678901a"]`),
+			summary: `invalid account id "12345678901a"`, detail: "12 digits", line: 10, col: 31, count: 1},
+		{name: "duplicate stage account id", src: stage("prod", `  accounts = ["111122223333", "111122223333"]`),
+			summary: `duplicate account id "111122223333"`, line: 10, col: 31, count: 1},
+		{name: "stage accounts not a list", src: stage("prod", `  accounts = "111122223333"`),
+			summary: `invalid type for "accounts"`, detail: "Expected a list of strings", line: 10, col: 14, count: 1},
+		{name: "stage sharing an AMI encrypted with the default key", src: stagedRecipe + okImage + "stage \"prod\" {\n  accounts = [\"111122223333\"]\n}\n",
+			summary: "sharing an encrypted AMI needs a customer-managed KMS key", detail: `r.bake.hcl:5,1) with these accounts, but it is encrypted with the default aws/ebs key`, line: 9, col: 14, count: 1},
+		{name: "bad stage region", src: stage("prod", `  regions = ["eu-west-1", "eu-west"]`),
+			summary: `invalid region "eu-west"`, detail: `"us-east-1"`, line: 10, col: 27, count: 1},
+		{name: "duplicate stage region", src: stage("prod", `  regions = ["eu-west-1", "us-west-2", "eu-west-1"]`),
+			summary: `duplicate region "eu-west-1"`, detail: "r.bake.hcl:10,14.", line: 10, col: 40, count: 1},
+		{name: "bad stage repository", src: stage("prod", `  repository = "127.0.0.1:5000/Team/web"`),
+			summary: `invalid repository "127.0.0.1:5000/Team/web"`, detail: `"ghcr.io/org/web" (no tag)`, line: 10, col: 16, count: 1},
+		{name: "stage repository with a tag", src: stage("prod", `  repository = "ghcr.io/org/web:prod"`),
+			summary: `invalid repository "ghcr.io/org/web:prod"`, line: 10, col: 16, count: 1},
 
 		// Variables.
 		{name: "undeclared -var", src: okRecipe + okImage,

@@ -149,6 +149,10 @@ type state struct {
 	varByID map[string]*variable
 	ctx     *hcl.EvalContext
 
+	// stagesRange is where the recipe's stages list is written, once it
+	// has been read.
+	stagesRange hcl.Range
+
 	diags hcl.Diagnostics
 }
 
@@ -185,6 +189,7 @@ var fileSchema = &hcl.BodySchema{
 		{Type: "recipe", LabelNames: []string{"name"}},
 		{Type: "container", LabelNames: []string{"name"}},
 		{Type: "machine_image", LabelNames: []string{"name"}},
+		{Type: "stage", LabelNames: []string{"name"}},
 	},
 }
 
@@ -192,7 +197,7 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 	content, diags := file.Body.Content(fileSchema)
 	s.addAll(diags)
 
-	var varBlocks, localBlocks, recipeBlocks, containerBlocks, imageBlocks []*hcl.Block
+	var varBlocks, localBlocks, recipeBlocks, containerBlocks, imageBlocks, stageBlocks []*hcl.Block
 	for _, b := range content.Blocks {
 		switch b.Type {
 		case "variable":
@@ -205,6 +210,8 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 			containerBlocks = append(containerBlocks, b)
 		case "machine_image":
 			imageBlocks = append(imageBlocks, b)
+		case "stage":
+			stageBlocks = append(stageBlocks, b)
 		}
 	}
 
@@ -282,6 +289,10 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 		seen[name] = b
 		r.MachineImages = append(r.MachineImages, m)
 	}
+
+	// Stage blocks may be written before the recipe block; they are read
+	// after it and the artifacts, which they are checked against.
+	s.decodeStages(stageBlocks, r)
 
 	// A recipe bakes something. Blocks that Content skipped for a label
 	// error count: they were reported already.

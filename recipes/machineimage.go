@@ -461,27 +461,7 @@ func (s *state) decodeDistribution(m *MachineImage, attrs hcl.Attributes) {
 	}
 	if attr := attrs["share_with"]; attr != nil {
 		if accounts, ranges, ok := s.stringList(attr); ok {
-			seen := make(map[string]bool)
-			for i, a := range accounts {
-				switch {
-				case !accountIDRE.MatchString(a):
-					s.add(&hcl.Diagnostic{
-						Severity: hcl.DiagError,
-						Summary:  fmt.Sprintf("invalid account id %q", a),
-						Detail:   `An AWS account id is 12 digits, written as a string to keep leading zeros, such as "111122223333".`,
-						Subject:  ranges[i].Ptr(),
-					})
-				case seen[a]:
-					s.add(&hcl.Diagnostic{
-						Severity: hcl.DiagError,
-						Summary:  fmt.Sprintf("duplicate account id %q", a),
-						Detail:   "List each account once.",
-						Subject:  ranges[i].Ptr(),
-					})
-				default:
-					seen[a] = true
-				}
-			}
+			s.checkAccounts(accounts, ranges)
 			m.ShareWith = accounts
 			// AWS cannot share a snapshot encrypted with the account's
 			// default aws/ebs key: the other accounts could never use it.
@@ -532,6 +512,32 @@ func (s *state) decodeDistribution(m *MachineImage, attrs hcl.Attributes) {
 				}
 			}
 			m.Tags = tags
+		}
+	}
+}
+
+// checkAccounts reports each of accounts, written at the matching
+// ranges, that is not an AWS account id or is listed twice.
+func (s *state) checkAccounts(accounts []string, ranges []hcl.Range) {
+	seen := make(map[string]bool)
+	for i, a := range accounts {
+		switch {
+		case !accountIDRE.MatchString(a):
+			s.add(&hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  fmt.Sprintf("invalid account id %q", a),
+				Detail:   `An AWS account id is 12 digits, written as a string to keep leading zeros, such as "111122223333".`,
+				Subject:  ranges[i].Ptr(),
+			})
+		case seen[a]:
+			s.add(&hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  fmt.Sprintf("duplicate account id %q", a),
+				Detail:   "List each account once.",
+				Subject:  ranges[i].Ptr(),
+			})
+		default:
+			seen[a] = true
 		}
 	}
 }

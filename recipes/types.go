@@ -1,11 +1,12 @@
 // Package recipes implements bakery's recipe language: HCL2 files named
-// *.bake.hcl with variable, locals, recipe and artifact blocks. It parses,
-// evaluates and validates recipes and reports every problem as an HCL
-// diagnostic that points at file:line:col.
+// *.bake.hcl with variable, locals, recipe, artifact and stage blocks. It
+// parses, evaluates and validates recipes and reports every problem as an
+// HCL diagnostic that points at file:line:col.
 package recipes
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -32,8 +33,86 @@ type Recipe struct {
 	Containers []*Container `json:"containers,omitempty"`
 	// MachineImages are the machine_image blocks, in file order.
 	MachineImages []*MachineImage `json:"machine_images,omitempty"`
+	// StageSpecs maps the name of each stage that has a stage block to
+	// what the block asks of that stage. Stages without a block are not
+	// in it; Stage returns their default spec. Stage specs say how an
+	// image is promoted, not what is baked: they are not part of the bake
+	// key (Canonical and CanonicalMachineImage leave them out), so
+	// changing them causes no rebake.
+	StageSpecs map[string]*Stage `json:"stage_specs,omitempty"`
 	// DeclRange is where the recipe block starts.
 	DeclRange hcl.Range `json:"-"`
+
+	// stageRanges maps each stage to where it is written in the stages
+	// list, for the DeclRange of a stage without a block.
+	stageRanges map[string]hcl.Range
+}
+
+// StageIndex returns the position of stage name in Stages (0 for the
+// first stage), or -1 when name is not one of the recipe's stages.
+func (r *Recipe) StageIndex(name string) int { return slices.Index(r.Stages, name) }
+
+// Stage returns the spec of stage name: its stage block, or, for a stage
+// of Stages without a block, a default spec that has only Name set (no
+// accounts, regions or repository and an empty gate) and whose DeclRange
+// is where the stage is listed in stages. It returns nil when name is not
+// one of the recipe's stages. The spec of a block is shared with
+// StageSpecs; a default spec is new on every call.
+func (r *Recipe) Stage(name string) *Stage {
+	if r.StageIndex(name) < 0 {
+		return nil
+	}
+	if st := r.StageSpecs[name]; st != nil {
+		return st
+	}
+	rng, ok := r.stageRanges[name]
+	if !ok {
+		rng = r.DeclRange
+	}
+	return &Stage{Name: name, DeclRange: rng, Ranges: map[string]hcl.Range{}}
+}
+
+// Stage is an evaluated stage block: what an image needs to be in one
+// promotion stage, and the gate it passes to enter it.
+type Stage struct {
+	// Name is the block label, one of the recipe's stages.
+	Name string `json:"name"`
+	// Accounts are the AWS account ids (12 digits) an AMI in this stage
+	// is shared with.
+	Accounts []string `json:"accounts,omitempty"`
+	// Regions are the AWS regions an AMI in this stage must be in, each
+	// listed once.
+	Regions []string `json:"regions,omitempty"`
+	// Repository is the registry repository container images of this
+	// stage are copied to; empty means the image's own repository.
+	Repository string `json:"repository,omitempty"`
+	// Gate is what promotion into this stage requires.
+	Gate Gate `json:"gate"`
+	// DeclRange is where the stage block starts (for a default spec,
+	// where the stage is listed in the recipe's stages).
+	DeclRange hcl.Range `json:"-"`
+	// Ranges maps each attribute or nested block name that was written
+	// ("accounts", "regions", "repository", "gate") to where its value is
+	// (for the gate block, its header), and the attributes of the gate to
+	// their values under "gate.NAME" ("gate.min_soak").
+	Ranges map[string]hcl.Range `json:"-"`
+}
+
+// Pos returns "file:line:col" of attribute attr, or of the block when
+// attr was not written.
+func (st *Stage) Pos(attr string) string { return pos(st.Ranges, attr, st.DeclRange) }
+
+// Gate is what promotion into a stage requires. The zero Gate requires
+// nothing.
+type Gate struct {
+	// MinSoak is how long an image must have been in the previous stage
+	// before it may enter this one; 0 means no minimum. The recipe writes
+	// a Go duration ("24h", "90m") or days ("1d", "7d", "1d12h"); the
+	// first stage has no previous stage, so its MinSoak is always 0.
+	MinSoak time.Duration `json:"min_soak,omitempty"`
+	// RequireApproval makes promotion into this stage name who approved
+	// it (bakery promote --approved-by).
+	RequireApproval bool `json:"require_approval,omitempty"`
 }
 
 // Container is an evaluated container block: one OCI image to bake.

@@ -12,6 +12,23 @@ recipe "web" {
   stages  = ["dev", "staging", "prod"]
 }
 
+# What each stage asks of an image; dev has no block, so no gate. An image
+# spends at least an hour in dev before it may enter staging. Entering prod
+# needs an approver (bakery promote web@1.0.0 --to prod --approved-by NAME)
+# and puts the AMI in both regions the web tier serves from.
+stage "staging" {
+  gate {
+    min_soak = "1h"
+  }
+}
+
+stage "prod" {
+  regions = ["eu-west-1", "us-west-2"]
+  gate {
+    require_approval = true
+  }
+}
+
 machine_image "web" {
   region = "us-east-1"
 

@@ -1,0 +1,252 @@
+package recipes
+
+import (
+	"errors"
+	"fmt"
+	"math/big"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/hashicorp/hcl/v2"
+)
+
+var stageSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "accounts"},
+		{Name: "regions"},
+		{Name: "repository"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{{Type: "gate"}},
+}
+
+var gateSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "min_soak"},
+		{Name: "require_approval"},
+	},
+}
+
+// daysRE is a number of days in a duration: "1d", "1.5d", ".5d".
+var daysRE = regexp.MustCompile(`([0-9]+(?:\.[0-9]*)?|\.[0-9]+)d`)
+
+// decodeStages reads the stage blocks, in file order, into r.StageSpecs.
+// It runs after the recipe block and the artifact blocks are read: a
+// stage block names one of the recipe's stages and its accounts are
+// checked against the machine images.
+func (s *state) decodeStages(blocks []*hcl.Block, r *Recipe) {
+	seen := make(map[string]*hcl.Block)
+	for _, b := range blocks {
+		st := s.decodeStage(b, r)
+		stageName := b.Labels[0]
+		if !s.checkStageLabel(b, r) {
+			continue
+		}
+		if first, dup := seen[stageName]; dup {
+			s.add(&hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  fmt.Sprintf("duplicate stage block %q", stageName),
+				Detail: fmt.Sprintf("Each stage has at most one stage block and %q is first configured at %s; merge the two blocks into one.",
+					stageName, posString(first.DefRange)),
+				Subject: b.DefRange.Ptr(),
+			})
+			continue
+		}
+		seen[stageName] = b
+		if r.StageSpecs == nil {
+			r.StageSpecs = make(map[string]*Stage)
+		}
+		r.StageSpecs[stageName] = st
+		s.checkStageSharing(st, r)
+	}
+}
+
+// checkStageLabel reports the label of stage block b unless it names one
+// of the recipe's stages. When the stages are not known (the recipe block
+// or its stages list is missing or wrong, which is reported already) it
+// reports nothing.
+func (s *state) checkStageLabel(b *hcl.Block, r *Recipe) bool {
+	stageName := b.Labels[0]
+	if len(r.Stages) == 0 || r.StageIndex(stageName) >= 0 {
+		return true
+	}
+	quoted := make([]string, len(r.Stages))
+	for i, st := range r.Stages {
+		quoted[i] = fmt.Sprintf("%q", st)
+	}
+	detail := fmt.Sprintf("A stage block configures one of the recipe's stages, %s (stages at %s); rename the block, or add %q to stages.",
+		strings.Join(quoted, ", "), posString(s.stagesRange), stageName)
+	if sug := suggest(stageName, r.Stages); sug != "" {
+		detail = fmt.Sprintf("Did you mean %q? ", sug) + detail
+	}
+	s.add(&hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("unknown stage %q", stageName),
+		Detail:   detail,
+		Subject:  b.LabelRanges[0].Ptr(),
+	})
+	return false
+}
+
+func (s *state) decodeStage(b *hcl.Block, r *Recipe) *Stage {
+	st := &Stage{Name: b.Labels[0], DeclRange: b.DefRange, Ranges: make(map[string]hcl.Range)}
+	content, diags := b.Body.Content(stageSchema)
+	s.addAll(diags)
+	attrs := content.Attributes
+	for attrName, attr := range attrs {
+		st.Ranges[attrName] = attr.Expr.Range()
+	}
+
+	if attr := attrs["accounts"]; attr != nil {
+		if accounts, ranges, ok := s.stringList(attr); ok {
+			s.checkAccounts(accounts, ranges)
+			st.Accounts = accounts
+		}
+	}
+	if attr := attrs["regions"]; attr != nil {
+		if regions, ranges, ok := s.stringList(attr); ok {
+			seen := make(map[string]hcl.Range)
+			for i, rg := range regions {
+				if !s.checkRegion(attr, ranges[i], rg) {
+					continue
+				}
+				if first, dup := seen[rg]; dup {
+					s.add(&hcl.Diagnostic{
+						Severity: hcl.DiagError,
+						Summary:  fmt.Sprintf("duplicate region %q", rg),
+						Detail:   fmt.Sprintf("List each region once; %q is first listed at %s.", rg, posString(first)),
+						Subject:  ranges[i].Ptr(),
+					})
+					continue
+				}
+				seen[rg] = ranges[i]
+			}
+			st.Regions = regions
+		}
+	}
+	if attr := attrs["repository"]; attr != nil {
+		if v, ok := s.stringValue(attr, false, ""); ok && v != "" {
+			if _, err := name.NewRepository(v); err != nil {
+				s.attrError(attr, fmt.Sprintf("invalid repository %q", v),
+					fmt.Sprintf("Write a repository such as \"127.0.0.1:5000/team/web\" or \"ghcr.io/org/web\" (no tag), or leave it out to keep the stage's images in the repository they were baked into (%v).", err))
+			} else {
+				st.Repository = v
+			}
+		}
+	}
+
+	var gates []written
+	for _, gb := range content.Blocks {
+		gates = append(gates, written{gb.Type, gb.DefRange})
+		if len(gates) == 1 {
+			st.Ranges[gb.Type] = gb.DefRange
+		}
+		g := s.decodeGate(gb, st, r)
+		if len(gates) == 1 {
+			st.Gate = g
+		}
+	}
+	s.conflicts(gates, "A stage block holds at most one gate block")
+	return st
+}
+
+func (s *state) decodeGate(b *hcl.Block, st *Stage, r *Recipe) Gate {
+	var g Gate
+	content, diags := b.Body.Content(gateSchema)
+	s.addAll(diags)
+	attrs := content.Attributes
+	for attrName, attr := range attrs {
+		if _, ok := st.Ranges[b.Type+"."+attrName]; !ok {
+			st.Ranges[b.Type+"."+attrName] = attr.Expr.Range()
+		}
+	}
+
+	if attr := attrs["min_soak"]; attr != nil {
+		if d, ok := s.soak(attr); ok {
+			if d > 0 && r.StageIndex(st.Name) == 0 {
+				detail := fmt.Sprintf("%q is the first of the recipe's stages (at %s): an image enters it from its bake, so there is no previous stage to soak in. Remove min_soak", st.Name, posString(s.stagesRange))
+				if len(r.Stages) > 1 {
+					detail += fmt.Sprintf(", or set it on a later stage: min_soak in stage %q is how long an image stays in %q before it may enter %q", r.Stages[1], st.Name, r.Stages[1])
+				}
+				s.attrError(attr, fmt.Sprintf("min_soak on the first stage %q", st.Name), detail+".")
+			} else {
+				g.MinSoak = d
+			}
+		}
+	}
+	if attr := attrs["require_approval"]; attr != nil {
+		if v, ok := s.boolValue(attr); ok {
+			g.RequireApproval = v
+		}
+	}
+	return g
+}
+
+// soak evaluates attr as a duration that is not negative: a Go duration
+// ("24h", "90m") in which "d" counts days of 24 hours ("7d", "1d12h").
+func (s *state) soak(attr *hcl.Attribute) (time.Duration, bool) {
+	v, ok := s.stringValue(attr, true, fmt.Sprintf(`quote a duration, as in %s = "24h"`, attr.Name))
+	if !ok {
+		return 0, false
+	}
+	d, err := parseDays(v)
+	switch {
+	case err != nil:
+		s.attrError(attr, fmt.Sprintf("invalid duration %q", v),
+			fmt.Sprintf(`%s is a duration such as "30m", "24h", "1d" or "1d12h" (units ns, us, ms, s, m, h, and d for 24 hours).`, attr.Name))
+		return 0, false
+	case d < 0:
+		s.attrError(attr, fmt.Sprintf("invalid duration %q", v),
+			fmt.Sprintf(`%s must be not negative, such as "24h"; "0s" means no minimum.`, attr.Name))
+		return 0, false
+	}
+	return d, true
+}
+
+// parseDays parses a Go duration string in which "d" is also a unit, of
+// 24 hours: "7d", "1.5d", "-1d12h". Every number of days is turned into
+// the exact number of hours before time.ParseDuration reads the string
+// (no other unit contains a "d").
+func parseDays(v string) (time.Duration, error) {
+	var bad error
+	hours := daysRE.ReplaceAllStringFunc(v, func(m string) string {
+		num := strings.TrimSuffix(m, "d")
+		days, ok := new(big.Rat).SetString(num)
+		if !ok {
+			bad = errors.New("invalid number of days")
+			return m
+		}
+		decimals := 0
+		if _, frac, found := strings.Cut(num, "."); found {
+			decimals = len(frac)
+		}
+		return days.Mul(days, big.NewRat(24, 1)).FloatString(decimals) + "h"
+	})
+	if bad != nil {
+		return 0, bad
+	}
+	return time.ParseDuration(hours)
+}
+
+// checkStageSharing reports a stage that shares the recipe's machine
+// images with other accounts while one of them is encrypted with the
+// account's default aws/ebs key, which AWS cannot share: promotion into
+// the stage would fail, so it is refused before anything is baked.
+func (s *state) checkStageSharing(st *Stage, r *Recipe) {
+	if len(st.Accounts) == 0 {
+		return
+	}
+	for _, m := range r.MachineImages {
+		if !m.Encrypted || m.KMSKeyID != "" {
+			continue
+		}
+		s.add(&hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "sharing an encrypted AMI needs a customer-managed KMS key",
+			Detail: fmt.Sprintf("Stage %q shares the AMI of machine_image %q (at %s) with these accounts, but it is encrypted with the default aws/ebs key, which cannot be shared. Set kms_key_id (and region_kms_key_ids for copies) in the machine_image block to a customer-managed key whose policy grants these accounts kms:Decrypt and kms:CreateGrant, or set encrypted = false there.",
+				st.Name, m.Name, posString(m.DeclRange)),
+			Subject: st.Ranges["accounts"].Ptr(),
+		})
+	}
+}
