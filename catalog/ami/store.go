@@ -4,6 +4,14 @@
 // tags (see the catalog.Tag* keys), and so do its snapshots. A Store finds
 // those AMIs in any number of regions with one paginated DescribeImages
 // per region, the regions queried in parallel.
+//
+// A LifecycleStore is the catalog.Store of one machine_image artifact:
+// it lists its versions and promotes, demotes, revokes and unrevokes
+// them by tagging, sharing and copying the AMIs, never rebuilding them
+// (principle 2). Stage marks, revocations and the history live in tags on
+// the AMIs and snapshots too (TagStagePrefix, TagRevoked,
+// TagEventPrefix), so a second machine with the same credentials sees
+// the same state.
 package ami
 
 import (
@@ -51,6 +59,15 @@ type Image struct {
 	ImageID string
 	// Name is the AMI name.
 	Name string
+	// Description is the AMI description.
+	Description string
+	// SourceInstanceID is the instance an AMI made by CreateImage was
+	// made from (empty for a copy).
+	SourceInstanceID string
+	// SourceImageID and SourceImageRegion name the AMI this one was
+	// copied from, as EC2 reports it for a copy (empty for an original,
+	// and under moto, which does not report them).
+	SourceImageID, SourceImageRegion string
 	// State is the AMI state: "available", "pending", "failed", ...
 	State string
 	// Snapshots are the EBS snapshot ids of the AMI's block devices, in
@@ -81,6 +98,9 @@ type Query struct {
 	// Unfinished includes AMIs without a bake key (bakes that did not
 	// complete). Default false: only complete AMIs.
 	Unfinished bool
+	// Tagged keeps only AMIs that carry every one of these tag keys, with
+	// any value (such as StageTag("prod")).
+	Tagged []string
 }
 
 // String describes q for error messages.
@@ -96,6 +116,9 @@ func (q Query) String() string {
 	add("version", q.Version)
 	add("bake-key", q.BakeKey)
 	add("bake-id", q.BakeID)
+	for _, k := range q.Tagged {
+		add("tagged", k)
+	}
 	return strings.Join(parts, " ")
 }
 
@@ -112,6 +135,11 @@ func (q Query) filters() []ec2types.Filter {
 	add(catalog.TagVersion, q.Version)
 	add(catalog.TagBakeKey, q.BakeKey)
 	add(catalog.TagBakeID, q.BakeID)
+	for _, k := range q.Tagged {
+		// tag:KEY=* rather than tag-key=KEY: a second tag-key filter
+		// would have to be ORed into the one below.
+		add(k, "*")
+	}
 	if q.BakeKey == "" && !q.Unfinished {
 		fs = append(fs, ec2types.Filter{Name: aws.String("tag-key"), Values: []string{catalog.TagBakeKey}})
 	}
@@ -124,38 +152,89 @@ type Store struct {
 	concurrency int
 }
 
-// Option configures a Store.
-type Option func(*Store)
+// DefaultPollInterval is how often a LifecycleStore asks EC2 whether an
+// AMI copy is available unless WithPollInterval says otherwise.
+const DefaultPollInterval = 2 * time.Second
 
-// WithConcurrency bounds how many regions are queried at once. Default:
-// DefaultConcurrency. Values below 1 mean 1.
-func WithConcurrency(n int) Option { return func(s *Store) { s.concurrency = max(1, n) } }
+// options are what Option sets, for a Store and a LifecycleStore alike.
+type options struct {
+	concurrency int
+	now         func() time.Time
+	poll        time.Duration
+}
+
+func newOptions(opts []Option) options {
+	o := options{concurrency: DefaultConcurrency, now: time.Now, poll: DefaultPollInterval}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// Option configures a Store or a LifecycleStore.
+type Option func(*options)
+
+// WithConcurrency bounds how many regions are queried (and, by a
+// LifecycleStore, changed) at once. Default: DefaultConcurrency. Values
+// below 1 mean 1.
+func WithConcurrency(n int) Option { return func(o *options) { o.concurrency = max(1, n) } }
+
+// WithClock sets the clock a LifecycleStore reads the time of an event
+// from when the event has none. Default: time.Now. A nil clock keeps the
+// default. A Store reads no clock.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) {
+		if now != nil {
+			o.now = now
+		}
+	}
+}
+
+// WithPollInterval sets how often a LifecycleStore polls EC2 while it
+// waits for an AMI copy to become available. Default:
+// DefaultPollInterval. Values of zero or less keep the default. A Store
+// does not poll.
+func WithPollInterval(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.poll = d
+		}
+	}
+}
 
 // NewStore returns a Store that calls EC2 in a region through the client
 // that client(region) returns. client is called from several goroutines.
 func NewStore(client func(region string) EC2, opts ...Option) *Store {
-	s := &Store{client: client, concurrency: DefaultConcurrency}
-	for _, o := range opts {
-		o(s)
-	}
-	return s
+	return &Store{client: client, concurrency: newOptions(opts).concurrency}
 }
 
 // NewStoreFromConfig returns a Store whose EC2 clients come from cfg
 // (awsx.NewEC2), one per region, created on first use.
 func NewStoreFromConfig(cfg aws.Config, opts ...Option) *Store {
-	var mu sync.Mutex
-	clients := map[string]*ec2.Client{}
-	return NewStore(func(region string) EC2 {
-		mu.Lock()
-		defer mu.Unlock()
-		c, ok := clients[region]
-		if !ok {
-			c = awsx.NewEC2(cfg, region)
-			clients[region] = c
-		}
-		return c
-	}, opts...)
+	clients := newClientCache(cfg)
+	return NewStore(func(region string) EC2 { return clients.get(region) }, opts...)
+}
+
+// clientCache hands out one EC2 client per region, created on first use.
+type clientCache struct {
+	cfg     aws.Config
+	mu      sync.Mutex
+	clients map[string]*ec2.Client
+}
+
+func newClientCache(cfg aws.Config) *clientCache {
+	return &clientCache{cfg: cfg, clients: map[string]*ec2.Client{}}
+}
+
+func (c *clientCache) get(region string) *ec2.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cl, ok := c.clients[region]
+	if !ok {
+		cl = awsx.NewEC2(c.cfg, region)
+		c.clients[region] = cl
+	}
+	return cl
 }
 
 // Find returns the AMIs owned by this account that match q in each of
@@ -266,12 +345,16 @@ func FromEC2(region string, img ec2types.Image) Image {
 			Reference: aws.ToString(img.ImageId),
 			BaseName:  tags[catalog.TagSourceAMI],
 		},
-		Region:  region,
-		ImageID: aws.ToString(img.ImageId),
-		Name:    aws.ToString(img.Name),
-		State:   string(img.State),
-		BakeID:  tags[catalog.TagBakeID],
-		Tags:    tags,
+		Region:            region,
+		ImageID:           aws.ToString(img.ImageId),
+		Name:              aws.ToString(img.Name),
+		Description:       aws.ToString(img.Description),
+		SourceInstanceID:  aws.ToString(img.SourceInstanceId),
+		SourceImageID:     aws.ToString(img.SourceImageId),
+		SourceImageRegion: aws.ToString(img.SourceImageRegion),
+		State:             string(img.State),
+		BakeID:            tags[catalog.TagBakeID],
+		Tags:              tags,
 	}
 	if t, err := time.Parse(time.RFC3339, aws.ToString(img.CreationDate)); err == nil {
 		out.CreationDate = t.UTC()
