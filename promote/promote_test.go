@@ -165,7 +165,7 @@ func TestCompareVersions(t *testing.T) {
 		a, b string
 		want int
 	}{{"1.10.0", "1.9.2", 1}, {"1.0.0", "1.0.0", 0}, {"1.0", "1.0.1", -1}, {"2.0.0-rc1", "2.0.0-rc2", -1}} {
-		if got := compareVersions(c.a, c.b); (got > 0) != (c.want > 0) || (got < 0) != (c.want < 0) {
+		if got := catalog.CompareVersions(c.a, c.b); (got > 0) != (c.want > 0) || (got < 0) != (c.want < 0) {
 			t.Errorf("compare(%s, %s) = %d, want sign of %d", c.a, c.b, got, c.want)
 		}
 	}

@@ -3,7 +3,6 @@ package promote
 import (
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/bakery-sh/bakery/catalog"
@@ -114,7 +113,7 @@ func Status(recipe string, stages []string, arts []*Artifact, revoked []RevokedI
 	}
 	sort.SliceStable(rs.Versions, func(i, j int) bool {
 		a, b := rs.Versions[i], rs.Versions[j]
-		if c := compareVersions(a.Version, b.Version); c != 0 {
+		if c := catalog.CompareVersions(a.Version, b.Version); c != 0 {
 			return c > 0
 		}
 		return a.Created.After(b.Created)
@@ -178,40 +177,4 @@ func History(arts []*Artifact) []catalog.Event {
 	}
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Time.After(evs[j].Time) })
 	return evs
-}
-
-// compareVersions orders dotted versions numerically where both parts
-// are numbers ("1.10.0" > "1.9.2"), textually otherwise.
-func compareVersions(a, b string) int {
-	pa, pb := strings.FieldsFunc(a, isSep), strings.FieldsFunc(b, isSep)
-	for i := 0; i < len(pa) && i < len(pb); i++ {
-		na, aok := number(pa[i])
-		nb, bok := number(pb[i])
-		switch {
-		case aok && bok && na != nb:
-			if na < nb {
-				return -1
-			}
-			return 1
-		case !(aok && bok) && pa[i] != pb[i]:
-			return strings.Compare(pa[i], pb[i])
-		}
-	}
-	return len(pa) - len(pb)
-}
-
-func isSep(r rune) bool { return r == '.' || r == '-' || r == '_' }
-
-func number(s string) (int, bool) {
-	if s == "" || len(s) > 9 {
-		return 0, false
-	}
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n, true
 }

@@ -216,3 +216,13 @@ func fromIndex(c *recipes.Container, name, digest string, idx v1.ImageIndex) (*b
 	}
 	return bs, nil
 }
+
+// ResolveBase returns c's base image name and the digest it has now
+// (empty for scratch), with one manifest request for a registry base.
+func (b *Baker) ResolveBase(ctx context.Context, c *recipes.Container) (name, digest string, err error) {
+	bs, err := b.resolveBase(ctx, c)
+	if err != nil {
+		return "", "", err
+	}
+	return bs.name, bs.digest, nil
+}
