@@ -23,7 +23,7 @@ func CompareVersions(a, b string) int {
 	return len(pa) - len(pb)
 }
 
-func isSep(r rune) bool { return r == '.' || r == '-' || r == '_' }
+func isSep(r rune) bool { return r == '.' || r == '-' || r == '_' || r == '+' }
 
 func number(s string) (int, bool) {
 	if s == "" || len(s) > 9 {

@@ -4,6 +4,13 @@
 // the artifacts themselves, as manifest annotations and layout ref names, and
 // both answer [Store.Lookup] with a [catalog.Image].
 //
+// [RegistryStore] and [LayoutStore] are the catalog.Store of one container
+// artifact: versions are version tags, a stage is a tag named after it on
+// the version's digest, and the history is OCI 1.1 referrer artifacts (see
+// [EventArtifactType]) attached to each image. Neither keeps state of its
+// own, so every process with access to the registry or the directory sees
+// the same catalog.
+//
 // Writes to a [Layout] are safe against interruption and against concurrent
 // bakery processes: blobs only ever appear complete under their final name,
 // and index.json, the only file that makes anything visible, is replaced

@@ -17,11 +17,16 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
+// DefaultConcurrency is how many registry requests a [RegistryStore]
+// issues at once unless [WithConcurrency] says otherwise.
+const DefaultConcurrency = 8
+
 // Registry reads baked images from OCI registries.
 type Registry struct {
 	keychain  authn.Keychain
 	transport http.RoundTripper
 	userAgent string
+	jobs      int
 }
 
 // Compile-time check that Registry is a Store.
@@ -48,9 +53,17 @@ func WithUserAgent(ua string) Option {
 	return func(r *Registry) { r.userAgent = ua }
 }
 
+// WithConcurrency bounds how many requests a [RegistryStore] issues at once
+// when it reads one manifest and one referrers list per version. The
+// default is [DefaultConcurrency]; values below 1 mean 1. Lookup is not
+// affected.
+func WithConcurrency(n int) Option {
+	return func(r *Registry) { r.jobs = max(1, n) }
+}
+
 // NewRegistry returns a Registry configured by opts.
 func NewRegistry(opts ...Option) *Registry {
-	r := &Registry{keychain: authn.DefaultKeychain, transport: remote.DefaultTransport}
+	r := &Registry{keychain: authn.DefaultKeychain, transport: remote.DefaultTransport, jobs: DefaultConcurrency}
 	for _, o := range opts {
 		o(r)
 	}

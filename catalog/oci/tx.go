@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,7 +36,7 @@ const (
 )
 
 // change is one staged index.json edit: tag refName with desc, or untag it
-// when desc is nil.
+// when desc is nil; with refName empty, attach desc (see Tx.attach).
 type change struct {
 	refName string
 	desc    *v1.Descriptor
@@ -201,6 +202,29 @@ func (tx *Tx) Untag(refName string) error {
 	return nil
 }
 
+// attach stages adding desc to index.json without a ref name, so that
+// tools looking images up by name ignore it (bakery's event artifacts). A
+// descriptor without ref name and with the same digest already there is
+// kept as it is instead.
+func (tx *Tx) attach(desc v1.Descriptor) error {
+	action := "attaching " + desc.Digest.String()
+	if err := checkHash(desc.Digest); err != nil {
+		return fmt.Errorf("%s: %w", action, err)
+	}
+	if _, named := desc.Annotations[catalog.AnnotationRefName]; named || desc.MediaType == "" || desc.Size <= 0 {
+		return fmt.Errorf("%s: the descriptor needs a media type, a size and no ref name", action)
+	}
+	d := desc
+	d.Annotations = maps.Clone(desc.Annotations)
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if err := tx.checkOpenLocked(action); err != nil {
+		return err
+	}
+	tx.changes = append(tx.changes, change{desc: &d})
+	return nil
+}
+
 // Commit makes the staged tags visible. Holding the layout lock, it checks
 // that every blob the tagged descriptors reference is present, re-reads
 // index.json (another process may have committed meanwhile), applies the
@@ -208,23 +232,36 @@ func (tx *Tx) Untag(refName string) error {
 // replaces index.json atomically. If Commit fails, the layout is unchanged
 // and the transaction stays open: Rollback it.
 func (tx *Tx) Commit(ctx context.Context) error {
+	return tx.commit(ctx, false)
+}
+
+// commitLocked is Commit for a caller that already holds the layout lock
+// (see Layout.Lock), so that what it read under the lock and the changes
+// it staged are one atomic step.
+func (tx *Tx) commitLocked(ctx context.Context) error {
+	return tx.commit(ctx, true)
+}
+
+func (tx *Tx) commit(ctx context.Context, locked bool) error {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	if err := tx.checkOpenLocked("committing to layout " + tx.l.dir); err != nil {
 		return err
 	}
 	if len(tx.changes) > 0 {
-		unlock, err := tx.l.Lock(ctx)
-		if err != nil {
-			return fmt.Errorf("committing to layout: %w", err)
+		if !locked {
+			unlock, err := tx.l.Lock(ctx)
+			if err != nil {
+				return fmt.Errorf("committing to layout: %w", err)
+			}
+			defer unlock()
 		}
-		defer unlock()
 		for _, c := range tx.changes {
 			if c.desc == nil {
 				continue
 			}
 			if err := tx.l.checkComplete(ctx, *c.desc); err != nil {
-				return fmt.Errorf("committing %s to layout %s: %w", c.refName, tx.l.dir, err)
+				return fmt.Errorf("committing %s to layout %s: %w", cmp.Or(c.refName, c.desc.Digest.String()), tx.l.dir, err)
 			}
 		}
 		path := tx.l.path(indexFile)
@@ -356,7 +393,7 @@ func applyChanges(raw []byte, changes []change) ([]byte, error) {
 		if c.desc != nil {
 			b, err := json.Marshal(c.desc)
 			if err != nil {
-				return nil, fmt.Errorf("encoding descriptor for %s: %w", c.refName, err)
+				return nil, fmt.Errorf("encoding descriptor for %s: %w", cmp.Or(c.refName, c.desc.Digest.String()), err)
 			}
 			entry = b
 		}
@@ -364,12 +401,22 @@ func applyChanges(raw []byte, changes []change) ([]byte, error) {
 		placed := false
 		for _, m := range manifests {
 			var d struct {
+				Digest      string            `json:"digest"`
 				Annotations map[string]string `json:"annotations"`
 			}
 			if err := json.Unmarshal(m, &d); err != nil {
 				return nil, fmt.Errorf("parsing a descriptor of the index: %w", err)
 			}
-			if d.Annotations[catalog.AnnotationRefName] != c.refName {
+			name, named := d.Annotations[catalog.AnnotationRefName]
+			if c.refName == "" {
+				// attach: keep an unnamed descriptor of the same digest.
+				if !named && d.Digest == c.desc.Digest.String() {
+					placed = true
+				}
+				out = append(out, m)
+				continue
+			}
+			if name != c.refName {
 				out = append(out, m)
 				continue
 			}
