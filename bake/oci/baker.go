@@ -31,6 +31,8 @@ type Baker struct {
 	transport http.RoundTripper
 	progress  progress.Reporter
 	jobs      int
+	now       func() time.Time
+	actor     string
 }
 
 // Option configures a Baker.
@@ -58,6 +60,13 @@ func WithProgress(r progress.Reporter) Option { return func(b *Baker) { b.progre
 // GOMAXPROCS.
 func WithJobs(n int) Option { return func(b *Baker) { b.jobs = n } }
 
+// WithClock sets the clock of the bake event recorded in the image's
+// history (the image itself carries the epoch). Default: time.Now.
+func WithClock(now func() time.Time) Option { return func(b *Baker) { b.now = now } }
+
+// WithActor sets who bakes, for the history. Default: "" (unknown).
+func WithActor(actor string) Option { return func(b *Baker) { b.actor = actor } }
+
 // NewBaker returns a Baker.
 func NewBaker(opts ...Option) (*Baker, error) {
 	b := &Baker{
@@ -67,6 +76,7 @@ func NewBaker(opts ...Option) (*Baker, error) {
 		transport: remote.DefaultTransport,
 		progress:  progress.Discard(),
 		jobs:      runtime.GOMAXPROCS(0),
+		now:       time.Now,
 	}
 	for _, o := range opts {
 		o(b)

@@ -55,7 +55,30 @@ func (b *Baker) Build(ctx context.Context, p *Plan) (*catalog.Image, error) {
 	if err := steps.Run(ctx, steps.Runner{Progress: progress.WithPrefix(b.progress, p.container.Name+": ")}, st, list...); err != nil {
 		return nil, fmt.Errorf("baking container %s: %w", p.container.Name, err)
 	}
+	b.recordBake(ctx, p, l)
 	return st.image, nil
+}
+
+// recordBake adds the bake, with its real time and actor, to the image's
+// history. The image is complete without it, so a failure is reported but
+// does not fail the bake (history then shows the image's created time).
+func (b *Baker) recordBake(ctx context.Context, p *Plan, l *catalogoci.Layout) {
+	ev := catalog.Event{Time: b.now().UTC(), Action: catalog.ActionBake, Recipe: p.recipe.Name, Version: p.recipe.Version,
+		Artifact: p.container.Name, Kind: "container", Actor: b.actor}
+	var err error
+	if p.Location != "" {
+		err = l.Store(p.container.Name, p.recipe.Name, p.container.Name).RecordBake(ctx, p.recipe.Version, ev)
+	} else {
+		var rs *catalogoci.RegistryStore
+		rs, err = catalogoci.NewRegistryStore(p.container.Repository, p.recipe.Name, p.container.Name,
+			catalogoci.WithKeychain(b.keychain), catalogoci.WithTransport(b.transport))
+		if err == nil {
+			err = rs.RecordBake(ctx, p.recipe.Version, ev)
+		}
+	}
+	if err != nil {
+		b.progress.Info(fmt.Sprintf("warning: %s: %v", p.Target, err))
+	}
 }
 
 // stageStep makes the staging folder inside the layout (same filesystem,

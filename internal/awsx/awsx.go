@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/smithy-go/logging"
 )
 
 // EndpointEnv names the environment variable that, when set, overrides the
@@ -114,6 +115,9 @@ func Load(ctx context.Context, opts ...Option) (aws.Config, error) {
 
 	maxAttempts := o.maxAttempts
 	loadOpts := []func(*config.LoadOptions) error{
+		// The SDK's own warnings (IMDS fallbacks) would interleave with
+		// bakery's output; its errors reach the caller anyway.
+		config.WithLogger(logging.Nop{}),
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(so *retry.StandardOptions) {
 				so.MaxAttempts = maxAttempts
@@ -146,8 +150,17 @@ func Load(ctx context.Context, opts ...Option) (aws.Config, error) {
 	if endpoint != "" {
 		cfg.BaseEndpoint = aws.String(endpoint)
 	}
+	// Fail once, clearly, rather than on every call with the SDK's chain
+	// of provider errors.
+	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
+		return aws.Config{}, fmt.Errorf("%w: %w", ErrNoCredentials, err)
+	}
 	return cfg, nil
 }
+
+// ErrNoCredentials is returned by Load when the credential chain finds
+// no credentials.
+var ErrNoCredentials = errors.New("no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or log in with aws sso login")
 
 // checkEndpoint reports whether endpoint is an absolute http(s) URL.
 func checkEndpoint(endpoint string) error {

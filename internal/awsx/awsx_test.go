@@ -282,3 +282,16 @@ func TestExplainErrorOnARealMotoError(t *testing.T) {
 		t.Errorf("explaining twice = %q, want %q", again, msg)
 	}
 }
+
+func TestLoadWithoutCredentialsSaysWhatToSet(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	_, err := awsx.Load(context.Background(), awsx.WithRegion("us-east-1"))
+	if !errors.Is(err, awsx.ErrNoCredentials) || !strings.Contains(err.Error(), "set AWS_PROFILE") {
+		t.Fatalf("err = %v, want awsx.ErrNoCredentials", err)
+	}
+}

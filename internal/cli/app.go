@@ -154,7 +154,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		log.SetOutput(io.Discard)
 	}
 	app := newApp(e)
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, interspersed(app, args))
 	if err == nil && e.unknownCommand {
 		return exitUsage
 	}
@@ -196,6 +196,12 @@ func newApp(e *env) *ucli.App {
 		Flags:                globalFlags(),
 		Commands: []*ucli.Command{
 			bakeCommand(e),
+			promoteCommand(e),
+			statusCommand(e),
+			historyCommand(e),
+			revokeCommand(e, true),
+			revokeCommand(e, false),
+			outdatedCommand(e),
 			sweepCommand(e),
 			validateCommand(e),
 			fmtCommand(e),

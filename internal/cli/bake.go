@@ -58,6 +58,8 @@ func bakeCommand(e *env) *ucli.Command {
 				bakeoci.WithHome(e.home()),
 				bakeoci.WithEpoch(epoch),
 				bakeoci.WithProgress(rep),
+				bakeoci.WithClock(e.now),
+				bakeoci.WithActor(e.localActor()),
 			)
 			if err != nil {
 				return err
@@ -186,6 +188,11 @@ func (e *env) machineImageBaker(c *ucli.Context, g globals, rs []*recipes.Recipe
 	)
 }
 
+// newAMIBaker is an AMI baker for reads (outdated): no progress, no output.
+func newAMIBaker(cfg aws.Config, e *env) (*bakeami.Baker, error) {
+	return bakeami.NewBaker(cfg, bakeami.WithClock(e.now))
+}
+
 // awsConfig loads the AWS configuration (credentials chain, region,
 // BAKERY_AWS_ENDPOINT); fallbackRegion, when set, is used if the chain
 // names no region.
@@ -229,4 +236,13 @@ func writeManifest(path string, results []*bake.Result) error {
 		return fmt.Errorf("writing manifest %s: %w", path, err)
 	}
 	return nil
+}
+
+// localActor is who acts when no cloud identity is known: $BAKERY_ACTOR,
+// else $USER.
+func (e *env) localActor() string {
+	if a := e.getenv("BAKERY_ACTOR"); a != "" {
+		return a
+	}
+	return e.getenv("USER")
 }

@@ -67,11 +67,19 @@ func recipeFiles(args []string) ([]string, error) {
 // loadRecipes loads every recipe named by the arguments, printing all
 // diagnostics. It fails if any recipe has an error.
 func (e *env) loadRecipes(c *ucli.Context, g globals) ([]*recipes.Recipe, error) {
-	opts, err := e.recipeOptions(c)
-	if err != nil {
+	if _, err := e.recipeOptions(c); err != nil {
 		return nil, err
 	}
 	files, err := recipeFiles(c.Args().Slice())
+	if err != nil {
+		return nil, err
+	}
+	return e.loadRecipeFiles(c, g, files)
+}
+
+// loadRecipeFiles loads the given recipe files, printing all diagnostics.
+func (e *env) loadRecipeFiles(c *ucli.Context, g globals, files []string) ([]*recipes.Recipe, error) {
+	opts, err := e.recipeOptions(c)
 	if err != nil {
 		return nil, err
 	}

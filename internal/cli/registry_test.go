@@ -175,7 +175,7 @@ container "multi` + map[bool]string{true: "one", false: "all"}[platforms != ""] 
 
 	lidx := mustIndex(t, home)
 	im, _ := lidx.IndexManifest()
-	for _, d := range im.Manifests {
+	for _, d := range refNamed(im.Manifests) {
 		switch d.Annotations[catalog.AnnotationRefName] {
 		case "multiall:1.0.0":
 			if !d.MediaType.IsIndex() || d.Digest.String() != all.Artifacts[0].Digest {

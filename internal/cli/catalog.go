@@ -1,0 +1,194 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/bakery-sh/bakery/catalog"
+	catalogami "github.com/bakery-sh/bakery/catalog/ami"
+	catalogoci "github.com/bakery-sh/bakery/catalog/oci"
+	"github.com/bakery-sh/bakery/internal/awsx"
+	"github.com/bakery-sh/bakery/promote"
+	"github.com/bakery-sh/bakery/recipes"
+)
+
+// recipeFlags are the flags of the verbs that find a recipe by name.
+func recipeFlags() []ucli.Flag {
+	return append(varFlags(),
+		&ucli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "the recipe `FILE` (default: find the recipe by name in ./recipes/*.bake.hcl)"},
+	)
+}
+
+// parseRef splits "RECIPE@VERSION".
+func parseRef(s string) (recipe, version string, err error) {
+	recipe, version, ok := strings.Cut(s, "@")
+	if !ok || recipe == "" || version == "" {
+		return "", "", usagef("%q: name an image as RECIPE@VERSION, for example web@1.4.2", s)
+	}
+	return recipe, version, nil
+}
+
+// findRecipes loads the recipe named name (every recipe when name is
+// empty) from -f FILE or ./recipes/*.bake.hcl.
+func (e *env) findRecipes(c *ucli.Context, g globals, name string) ([]*recipes.Recipe, error) {
+	opts, err := e.recipeOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	files := []string{c.String("file")}
+	if files[0] == "" {
+		files, err = filepath.Glob(filepath.Join("recipes", "*.bake.hcl"))
+		if err != nil {
+			return nil, fmt.Errorf("listing ./recipes: %w", err)
+		}
+		sort.Strings(files)
+		if len(files) == 0 {
+			return nil, fmt.Errorf("no recipe files in ./recipes: run bakery from your project folder or name the recipe file with -f")
+		}
+	}
+	loader := recipes.NewLoader()
+	var out []*recipes.Recipe
+	var names []string
+	for _, f := range files {
+		r, diags := loader.Load(f, opts)
+		if diags.HasErrors() {
+			// A broken recipe matters only when it is the one asked for.
+			if c.String("file") != "" || name == "" || strings.Contains(string(mustRead(f)), `recipe "`+name+`"`) {
+				if werr := loader.WriteDiagnostics(e.stderr, diags, e.color(g)); werr != nil {
+					return nil, werr
+				}
+				return nil, exitError{exitFailure}
+			}
+			continue
+		}
+		names = append(names, r.Name)
+		if name == "" || r.Name == name {
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		if c.String("file") != "" {
+			return nil, fmt.Errorf("%s defines recipe %q, not %q", c.String("file"), strings.Join(names, ", "), name)
+		}
+		return nil, fmt.Errorf("unknown recipe %q; ./recipes has: %s (or name the file with -f)", name, strings.Join(names, ", "))
+	}
+	return out, nil
+}
+
+func mustRead(path string) []byte {
+	b, _ := os.ReadFile(path)
+	return b
+}
+
+// session holds what the catalog verbs share: AWS configuration, loaded
+// only when a recipe has machine images.
+type session struct {
+	e   *env
+	c   *ucli.Context
+	aws *aws.Config
+}
+
+// awsFor loads the AWS configuration once.
+func (s *session) awsFor(r *recipes.Recipe) (aws.Config, error) {
+	if s.aws != nil {
+		return *s.aws, nil
+	}
+	region := ""
+	for _, m := range r.MachineImages {
+		if m.Region != "" {
+			region = m.Region
+			break
+		}
+	}
+	cfg, err := s.e.awsConfig(s.c, region)
+	if err != nil {
+		return aws.Config{}, err
+	}
+	s.aws = &cfg
+	return cfg, nil
+}
+
+// artifacts opens the catalog of every artifact of r.
+func (s *session) artifacts(r *recipes.Recipe) ([]*promote.Artifact, error) {
+	var arts []*promote.Artifact
+	for _, ct := range r.Containers {
+		var store catalog.Store
+		if ct.Repository == "" {
+			l, err := catalogoci.OpenLayout(s.e.home())
+			if err != nil {
+				return nil, err
+			}
+			store = l.Store(ct.Name, r.Name, ct.Name)
+		} else {
+			rs, err := catalogoci.NewRegistryStore(ct.Repository, r.Name, ct.Name)
+			if err != nil {
+				return nil, err
+			}
+			store = rs
+		}
+		arts = append(arts, &promote.Artifact{Kind: "container", Name: ct.Name, Store: store})
+	}
+	for _, m := range r.MachineImages {
+		cfg, err := s.awsFor(r)
+		if err != nil {
+			return nil, err
+		}
+		arts = append(arts, &promote.Artifact{Kind: "ami", Name: m.Name,
+			Store: catalogami.NewLifecycleStore(cfg, r.Name, m.Name, amiRegions(r, m, cfg.Region), catalogami.WithClock(s.e.now))})
+	}
+	return arts, nil
+}
+
+// amiRegions are the regions an artifact's AMIs may be in: the build
+// region, the copies, and every stage's regions.
+func amiRegions(r *recipes.Recipe, m *recipes.MachineImage, defaultRegion string) []string {
+	regions := []string{m.Region}
+	if m.Region == "" {
+		regions[0] = defaultRegion
+	}
+	regions = append(regions, m.Regions...)
+	for _, st := range r.Stages {
+		regions = append(regions, r.Stage(st).Regions...)
+	}
+	slices.Sort(regions)
+	return slices.Compact(regions)
+}
+
+// stages returns the recipe's stage specs and gates for promote.
+func stages(r *recipes.Recipe) map[string]promote.Stage {
+	out := map[string]promote.Stage{}
+	for _, name := range r.Stages {
+		st := r.Stage(name)
+		out[name] = promote.Stage{
+			Spec: catalog.StageSpec{Name: name, Accounts: st.Accounts, Regions: st.Regions, Repository: st.Repository},
+			Gate: promote.Gate{MinSoak: st.Gate.MinSoak, RequireApproval: st.Gate.RequireApproval},
+		}
+	}
+	return out
+}
+
+// actor is who acts: $BAKERY_ACTOR, else the AWS caller identity when AWS
+// is in use, else $USER.
+func (s *session) actor() string {
+	if a := s.e.getenv("BAKERY_ACTOR"); a != "" {
+		return a
+	}
+	if s.aws != nil {
+		out, err := awsx.NewSTS(*s.aws, "").GetCallerIdentity(s.c.Context, &sts.GetCallerIdentityInput{})
+		if err == nil && out.Arn != nil {
+			return *out.Arn
+		}
+	}
+	if u := s.e.getenv("USER"); u != "" {
+		return u
+	}
+	return "unknown"
+}

@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/bakery-sh/bakery/bake"
+	bakeoci "github.com/bakery-sh/bakery/bake/oci"
+	"github.com/bakery-sh/bakery/catalog"
+	"github.com/bakery-sh/bakery/recipes"
+)
+
+// exitOutdated is outdated's exit code when some recipe needs a rebake.
+const exitOutdated = 3
+
+func outdatedCommand(e *env) *ucli.Command {
+	return withUsageErrors(&ucli.Command{
+		Name:      "outdated",
+		Usage:     "list recipes whose base image has moved on since their newest bake (exit 3 if any)",
+		ArgsUsage: "[RECIPE|FILE...]",
+		Description: "For each container, resolves its base tag again and compares the digest with\n" +
+			"the one the newest bake recorded; for each machine image, resolves the source\n" +
+			"AMI (id, filter or SSM parameter) again. Recipes never baked are listed too.\n" +
+			"Exit code 3 when anything is outdated, so a nightly job can rebake exactly\n" +
+			"those: bakery bake $(bakery -q outdated --files)",
+		Flags: append(varFlags(),
+			&ucli.BoolFlag{Name: "files", Usage: "print only the recipe files that need a rebake, one per line"},
+		),
+		Action: func(c *ucli.Context) error {
+			g, err := readGlobals(c)
+			if err != nil {
+				return err
+			}
+			rs, err := e.outdatedRecipes(c, g)
+			if err != nil {
+				return err
+			}
+			s := &session{e: e, c: c}
+			baker, err := bakeoci.NewBaker(bakeoci.WithHome(e.home()))
+			if err != nil {
+				return err
+			}
+			var stale []bake.Stale
+			for _, r := range rs {
+				arts, err := s.loadCatalog([]*recipes.Recipe{r})
+				if err != nil {
+					return err
+				}
+				entries := map[string][]catalog.Entry{}
+				for _, a := range arts[0] {
+					entries[a.Name] = a.Entries
+				}
+				var opts []bake.Option
+				if len(r.MachineImages) > 0 {
+					cfg, err := s.awsFor(r)
+					if err != nil {
+						return err
+					}
+					mb, err := newAMIBaker(cfg, e)
+					if err != nil {
+						return err
+					}
+					opts = append(opts, bake.WithMachineImages(mb))
+				}
+				found, err := bake.New(baker, opts...).Outdated(c.Context, baker, r, entries)
+				if err != nil {
+					return err
+				}
+				stale = append(stale, found...)
+			}
+			switch {
+			case g.json:
+				if stale == nil {
+					stale = []bake.Stale{}
+				}
+				if err := json.NewEncoder(e.stdout).Encode(map[string]any{"outdated": stale}); err != nil {
+					return err
+				}
+			case c.Bool("files"):
+				seen := map[string]bool{}
+				for _, s := range stale {
+					if !seen[s.File] {
+						seen[s.File] = true
+						fmt.Fprintln(e.stdout, s.File)
+					}
+				}
+			case len(stale) == 0:
+				if !g.quiet {
+					fmt.Fprintf(e.stdout, "all %d recipe(s) are up to date with their bases\n", len(rs))
+				}
+			default:
+				for _, s := range stale {
+					fmt.Fprintf(e.stdout, "%s: %s %s: %s\n", s.Recipe, s.Kind, s.Artifact, s.Reason)
+				}
+			}
+			if len(stale) > 0 {
+				return exitError{exitOutdated}
+			}
+			return nil
+		},
+	})
+}
+
+// outdatedRecipes loads the recipes named by the arguments (names or
+// files), or every recipe in ./recipes.
+func (e *env) outdatedRecipes(c *ucli.Context, g globals) ([]*recipes.Recipe, error) {
+	args := c.Args().Slice()
+	if len(args) == 0 {
+		return e.findRecipes(c, g, "")
+	}
+	var out []*recipes.Recipe
+	var files []string
+	for _, a := range args {
+		if _, err := os.Stat(a); err == nil || strings.HasSuffix(a, ".hcl") {
+			files = append(files, a)
+			continue
+		}
+		rs, err := e.findRecipes(c, g, a)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
+	if len(files) > 0 {
+		rs, err := e.loadRecipeFiles(c, g, files)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
+}

@@ -1,0 +1,220 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/bakery-sh/bakery/catalog"
+	"github.com/bakery-sh/bakery/promote"
+	"github.com/bakery-sh/bakery/recipes"
+)
+
+// loadCatalog opens and reads the catalogs of rs.
+func (s *session) loadCatalog(rs []*recipes.Recipe) ([][]*promote.Artifact, error) {
+	all := make([][]*promote.Artifact, len(rs))
+	for i, r := range rs {
+		arts, err := s.artifacts(r)
+		if err != nil {
+			return nil, err
+		}
+		if err := promote.Load(s.c.Context, arts); err != nil {
+			return nil, err
+		}
+		all[i] = arts
+	}
+	return all, nil
+}
+
+func statusCommand(e *env) *ucli.Command {
+	return withUsageErrors(&ucli.Command{
+		Name:      "status",
+		Usage:     "show which version is in which stage, since when and where",
+		ArgsUsage: "[RECIPE]",
+		Description: "A versions × stages table per recipe (every recipe in ./recipes without\n" +
+			"RECIPE), read from the images themselves: no local state is needed.\n" +
+			"Revoked versions and versions baked from a revoked image (tainted) are marked.",
+		Flags: recipeFlags(),
+		Action: func(c *ucli.Context) error {
+			g, err := readGlobals(c)
+			if err != nil {
+				return err
+			}
+			if c.NArg() > 1 {
+				return usagef("status takes at most one RECIPE")
+			}
+			rs, err := e.findRecipes(c, g, c.Args().First())
+			if err != nil {
+				return err
+			}
+			s := &session{e: e, c: c}
+			// With every recipe, one that cannot be read (no AWS
+			// credentials, registry down) does not hide the others.
+			var read []*recipes.Recipe
+			var all [][]*promote.Artifact
+			var failed []string
+			for _, r := range rs {
+				arts, err := s.loadCatalog([]*recipes.Recipe{r})
+				if err != nil {
+					if len(rs) == 1 || c.Context.Err() != nil {
+						return err
+					}
+					fmt.Fprintf(e.stderr, "bakery: %s: %v\n", r.Name, err)
+					failed = append(failed, r.Name)
+					continue
+				}
+				read = append(read, r)
+				all = append(all, arts[0])
+			}
+			var revoked []promote.RevokedImage
+			for i, r := range read {
+				revoked = append(revoked, promote.Revoked(r.Name, all[i])...)
+			}
+			var docs []promote.RecipeStatus
+			for i, r := range read {
+				docs = append(docs, promote.Status(r.Name, r.Stages, all[i], revoked))
+			}
+			if len(failed) > 0 {
+				defer fmt.Fprintf(e.stderr, "bakery: could not read %d of %d recipes (%s); see above\n", len(failed), len(rs), strings.Join(failed, ", "))
+			}
+			if g.json {
+				if err := writeJSONLines(e.stdout, docs); err != nil {
+					return err
+				}
+			} else {
+				for i, d := range docs {
+					if i > 0 {
+						fmt.Fprintln(e.stdout)
+					}
+					printStatus(e.stdout, d)
+				}
+			}
+			if len(failed) > 0 {
+				return exitError{exitFailure}
+			}
+			return nil
+		},
+	})
+}
+
+func printStatus(w io.Writer, d promote.RecipeStatus) {
+	fmt.Fprintf(w, "%s  (%s)\n", d.Recipe, strings.Join(d.Stages, " → "))
+	if len(d.Versions) == 0 {
+		fmt.Fprintln(w, "  no versions baked yet")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprint(tw, "VERSION")
+	for _, s := range d.Stages {
+		fmt.Fprint(tw, "\t"+strings.ToUpper(s))
+	}
+	fmt.Fprintln(tw, "\tWHERE\tNOTES")
+	for _, v := range d.Versions {
+		fmt.Fprint(tw, v.Version)
+		for _, s := range d.Stages {
+			cell := "-"
+			if se, ok := v.Stages[s]; ok {
+				cell = se.Since.UTC().Format("2006-01-02 15:04") + " " + shortActor(se.By)
+			}
+			fmt.Fprint(tw, "\t"+cell)
+		}
+		var notes []string
+		if v.Revoked {
+			notes = append(notes, "REVOKED: "+v.RevokeReason)
+		}
+		if len(v.TaintedBy) > 0 {
+			notes = append(notes, "TAINTED: baked from revoked "+strings.Join(v.TaintedBy, ", "))
+		}
+		fmt.Fprintf(tw, "\t%s\t%s\n", where(v.Artifacts), strings.Join(notes, "; "))
+	}
+	tw.Flush()
+}
+
+// where summarises an artifact's locations in one cell.
+func where(arts []promote.ArtifactState) string {
+	var parts []string
+	for _, a := range arts {
+		for _, l := range a.Locations {
+			id := l.ID
+			if strings.HasPrefix(id, "sha256:") && len(id) > 19 {
+				id = id[:19]
+			}
+			parts = append(parts, l.Where+" "+id)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// shortActor keeps the last part of an ARN ("user/ann" → "ann").
+func shortActor(a string) string {
+	if i := strings.LastIndex(a, "/"); i >= 0 && strings.HasPrefix(a, "arn:") {
+		return a[i+1:]
+	}
+	return a
+}
+
+// historyDoc is the JSON document history prints.
+type historyDoc struct {
+	Recipe string          `json:"recipe"`
+	Events []catalog.Event `json:"events"`
+}
+
+func historyCommand(e *env) *ucli.Command {
+	return withUsageErrors(&ucli.Command{
+		Name:      "history",
+		Usage:     "list every bake, promotion, demotion and revocation of a recipe, newest first",
+		ArgsUsage: "RECIPE",
+		Flags:     recipeFlags(),
+		Action: func(c *ucli.Context) error {
+			g, err := readGlobals(c)
+			if err != nil {
+				return err
+			}
+			if c.NArg() != 1 {
+				return usagef("history takes one RECIPE, for example: bakery history web")
+			}
+			rs, err := e.findRecipes(c, g, c.Args().First())
+			if err != nil {
+				return err
+			}
+			s := &session{e: e, c: c}
+			all, err := s.loadCatalog(rs[:1])
+			if err != nil {
+				return err
+			}
+			doc := historyDoc{Recipe: rs[0].Name, Events: promote.History(all[0])}
+			if doc.Events == nil {
+				doc.Events = []catalog.Event{}
+			}
+			if g.json {
+				return json.NewEncoder(e.stdout).Encode(doc)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIME\tACTION\tVERSION\tSTAGE\tARTIFACT\tACTOR\tREASON")
+			for _, ev := range doc.Events {
+				reason := ev.Reason
+				if ev.Forced {
+					reason = "FORCED: " + reason
+				}
+				if ev.ApprovedBy != "" {
+					reason = strings.TrimSpace(reason + " (approved by " + ev.ApprovedBy + ")")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s %s\t%s\t%s\n", ev.Time.UTC().Format(time.RFC3339), ev.Action, ev.Version,
+					orDash(ev.Stage), ev.Kind, ev.Artifact, shortActor(ev.Actor), reason)
+			}
+			return tw.Flush()
+		},
+	})
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
