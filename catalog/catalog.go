@@ -6,6 +6,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -195,3 +196,9 @@ type Store interface {
 	// Unrevoke lifts e's revocation, recording ev.
 	Unrevoke(ctx context.Context, e Entry, ev Event) error
 }
+
+// ErrSuperseded is returned, wrapped, by a Store's Promote when another
+// version's newer promotion into the same stage won a concurrent race:
+// the promotion is recorded in the history, but the other version holds
+// the stage.
+var ErrSuperseded = errors.New("a newer promotion holds the stage")

@@ -212,6 +212,10 @@ func Apply(ctx context.Context, p *Plan) error {
 		ev := p.Event
 		ev.Artifact, ev.Kind = m.Artifact.Name, m.Artifact.Kind
 		if err := m.Artifact.Store.Promote(ctx, m.Entry, p.Spec, ev); err != nil {
+			if errors.Is(err, catalog.ErrSuperseded) {
+				// Running it again would only take the stage back: say who won.
+				return fmt.Errorf("promoting %s@%s to %s: a concurrent promotion won the race: %w; check bakery status before promoting again", p.Request.Recipe, p.Request.Version, p.Request.To, err)
+			}
 			msg := fmt.Sprintf("promoting %s@%s %s %s to %s: %%w", p.Request.Recipe, p.Request.Version, m.Artifact.Kind, m.Artifact.Name, p.Request.To)
 			if len(done) > 0 {
 				msg += fmt.Sprintf("; %s already moved: run the same command again to finish", strings.Join(done, ", "))

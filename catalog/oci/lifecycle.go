@@ -54,7 +54,7 @@ const emptyJSON = "{}"
 // ErrSuperseded is returned, wrapped, by Promote when the promotion was
 // recorded but another version's newer promotion into the same stage holds
 // the stage: the newest promotion wins.
-var ErrSuperseded = errors.New("a newer promotion holds the stage")
+var ErrSuperseded = catalog.ErrSuperseded
 
 // stageRE is what a stage name must look like to be a tag; "sha256-" tags
 // are the referrers fallback scheme's.

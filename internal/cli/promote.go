@@ -34,7 +34,7 @@ func promoteCommand(e *env) *ucli.Command {
 			"stage leaves it. Promoting what is already there changes nothing; after a\n" +
 			"failure, running the same command again finishes the job.",
 		Flags: append(recipeFlags(),
-			&ucli.StringFlag{Name: "to", Usage: "the target `STAGE`", Required: true},
+			&ucli.StringFlag{Name: "to", Usage: "the target `STAGE` (required)"},
 			&ucli.BoolFlag{Name: "force", Usage: "override stage order and gates (needs --reason; never a revocation)"},
 			&ucli.StringFlag{Name: "reason", Usage: "why; recorded in the history"},
 			&ucli.StringFlag{Name: "approved-by", Usage: "who approved (satisfies require_approval)"},
@@ -50,6 +50,9 @@ func promoteCommand(e *env) *ucli.Command {
 			name, version, err := parseRef(c.Args().First())
 			if err != nil {
 				return err
+			}
+			if c.String("to") == "" {
+				return usagef("promote needs the target stage: --to STAGE")
 			}
 			rs, err := e.findRecipes(c, g, name)
 			if err != nil {
