@@ -204,15 +204,7 @@ func (s *RegistryStore) Revoke(ctx context.Context, e catalog.Entry, ev catalog.
 	if err != nil {
 		return fail(err)
 	}
-	ss, err := s.session(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	st, err := ss.read()
-	if err != nil {
-		return fail(err)
-	}
-	v, err := st.find(e, s.repo.Name())
+	ss, st, v, err := s.open(ctx, e)
 	if err != nil {
 		return fail(err)
 	}
@@ -260,15 +252,7 @@ func (s *RegistryStore) Unrevoke(ctx context.Context, e catalog.Entry, ev catalo
 	if err != nil {
 		return fail(err)
 	}
-	ss, err := s.session(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	st, err := ss.read()
-	if err != nil {
-		return fail(err)
-	}
-	v, err := st.find(e, s.repo.Name())
+	ss, _, v, err := s.open(ctx, e)
 	if err != nil {
 		return fail(err)
 	}
@@ -278,6 +262,23 @@ func (s *RegistryStore) Unrevoke(ctx context.Context, e catalog.Entry, ev catalo
 		}
 	}
 	return nil
+}
+
+// open starts a session, reads the repository and finds e's version in it.
+func (s *RegistryStore) open(ctx context.Context, e catalog.Entry) (*regSession, *regState, *version, error) {
+	ss, err := s.session(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := ss.read()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	v, err := st.find(e, s.repo.Name())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return ss, st, v, nil
 }
 
 // regSession is one store call: remote options sharing one puller and one

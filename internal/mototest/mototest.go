@@ -33,7 +33,6 @@
 package mototest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -53,6 +52,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/bakery-sh/bakery/internal/tail"
 )
 
 // DefaultAccountID is the account moto answers for when a request names no
@@ -83,7 +84,7 @@ type Server struct {
 
 	cmd      *exec.Cmd
 	exited   chan struct{} // closed when the process has exited
-	log      *tailBuffer
+	log      *tail.Buffer
 	stopOnce sync.Once
 	accounts atomic.Uint64
 	startup  time.Duration
@@ -302,7 +303,7 @@ func startOnce(bin string) (*Server, error) {
 	began := time.Now()
 	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	cmd.Env = serverEnv(os.Environ())
-	log := &tailBuffer{max: 16 << 10}
+	log := &tail.Buffer{Max: 16 << 10}
 	cmd.Stdout, cmd.Stderr = log, log
 	setProcessGroup(cmd)
 	if err := cmd.Start(); err != nil {
@@ -388,28 +389,4 @@ func serverEnv(env []string) []string {
 		}
 	}
 	return out
-}
-
-// tailBuffer keeps the last max bytes written to it: moto logs every request,
-// and only the end matters when it fails.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf bytes.Buffer
-}
-
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Write(p)
-	if over := b.buf.Len() - b.max; over > 0 {
-		b.buf.Next(over)
-	}
-	return len(p), nil
-}
-
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

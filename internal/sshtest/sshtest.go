@@ -18,7 +18,6 @@ package sshtest
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
@@ -38,6 +37,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/bakery-sh/bakery/internal/tail"
 )
 
 // StartTimeout bounds how long Start waits for sshd to answer with its
@@ -65,7 +66,7 @@ type Server struct {
 	token          string
 	cmd            *exec.Cmd
 	exited         chan struct{}
-	log            *sshLogBuffer
+	log            *tail.Buffer
 	mu             sync.Mutex // serializes writes to authorizedKeys
 	stopOnce       sync.Once
 }
@@ -190,7 +191,7 @@ func (s *Server) startOnce(bin, hostKey, logLevel string, penalties bool) error 
 	if err := os.WriteFile(config, []byte(s.config(port, hostKey, logLevel, penalties)), 0o600); err != nil {
 		return fmt.Errorf("writing sshd_config: %w", err)
 	}
-	log := &sshLogBuffer{max: 64 << 10}
+	log := &tail.Buffer{Max: 64 << 10}
 	// -D: stay in the foreground; -e: log to stderr.
 	cmd := exec.Command(bin, "-D", "-e", "-f", config)
 	cmd.Stdout, cmd.Stderr = log, log
@@ -367,26 +368,3 @@ func randomHex(n int) string {
 
 // quoteConfig double-quotes a path for sshd_config.
 func quoteConfig(s string) string { return `"` + s + `"` }
-
-// sshLogBuffer keeps the last max bytes written to it.
-type sshLogBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf bytes.Buffer
-}
-
-func (b *sshLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Write(p)
-	if over := b.buf.Len() - b.max; over > 0 {
-		b.buf.Next(over)
-	}
-	return len(p), nil
-}
-
-func (b *sshLogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
