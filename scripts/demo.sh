@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: bake an AMI against a local moto server, so a newcomer can
-# watch a machine-image bake (and its skip on the second run) without an
-# AWS account. Everything runs on 127.0.0.1 and is gone when it ends.
+# watch a machine-image bake (and its skip on the second run), then its
+# promotion to prod, without an AWS account. Everything runs on 127.0.0.1
+# and is gone when it ends.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -24,10 +25,33 @@ export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 export BAKERY_AWS_ENDPOINT="http://127.0.0.1:$port" BAKERY_HOME="$home"
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+# step shows a command (arguments with spaces quoted, as you would type them),
+# then runs it.
+step() {
+  local shown="" a
+  for a in "$@"; do
+    case "$a" in *" "*) a="\"$a\"" ;; esac
+    shown="$shown${shown:+ }$a"
+  done
+  printf '\n\033[1m$ %s\033[0m\n' "$shown"
+  "$@"
+}
 echo "moto_server on 127.0.0.1:$port (a local AWS emulator: no account, no cost)"
 step "$bakery" validate recipes/base-ami.bake.hcl
 step "$bakery" bake recipes/base-ami.bake.hcl
 step "$bakery" bake recipes/base-ami.bake.hcl
 step "$bakery" -q --output json bake -var version=1.1.0 recipes/base-ami.bake.hcl
 step "$bakery" sweep --region us-east-1 --region eu-west-1
+
+# Promotion moves the same AMI through the stages (dev → staging → prod):
+# it tags, copies and shares; it never rebakes. The verbs find the recipe by
+# name in ./recipes.
+step "$bakery" promote base@1.0.0 --to dev
+# Refused on purpose: 1.1.0 was never in staging, and prod needs an approver.
+# `|| true` keeps `set -e` from ending the demo on the expected refusal.
+step "$bakery" promote base@1.1.0 --to prod || true
+step "$bakery" promote base@1.0.0 --to staging
+step "$bakery" promote base@1.0.0 --to prod --approved-by "release manager"
+step "$bakery" promote base@1.0.0 --to prod --approved-by "release manager"
+step "$bakery" status base
+step "$bakery" history base
