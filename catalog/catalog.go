@@ -46,6 +46,8 @@ const (
 	TagSourceAMI = "bakery:source-ami"
 	// TagCreated is the bake's creation time (RFC 3339, UTC).
 	TagCreated = "bakery:created"
+	// TagCreatedBy is who baked it (the AWS caller identity or $USER).
+	TagCreatedBy = "bakery:created-by"
 	// TagBakeID identifies one bake run; every resource the run creates
 	// carries it from the moment it exists, so an orphan sweep finds them.
 	TagBakeID = "bakery:bake-id"

@@ -170,3 +170,13 @@ func TestCompareVersions(t *testing.T) {
 		}
 	}
 }
+
+func TestHistoryBreaksTiesByVersion(t *testing.T) {
+	a, b := entry("1.0.0", nil), entry("1.1.0", nil)
+	a.Events = []catalog.Event{{Time: t0, Action: "bake"}}
+	b.Events = []catalog.Event{{Time: t0, Action: "bake"}}
+	h := History([]*Artifact{art("web", a, b)})
+	if h[0].Version != "1.1.0" {
+		t.Fatalf("history = %+v: the newer version's bake at the same second comes first", h)
+	}
+}

@@ -175,6 +175,12 @@ func History(arts []*Artifact) []catalog.Event {
 			}
 		}
 	}
-	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Time.After(evs[j].Time) })
+	sort.SliceStable(evs, func(i, j int) bool {
+		if !evs[i].Time.Equal(evs[j].Time) {
+			return evs[i].Time.After(evs[j].Time)
+		}
+		// Same instant (AMI tags keep whole seconds): newer version first.
+		return catalog.CompareVersions(evs[i].Version, evs[j].Version) > 0
+	})
 	return evs
 }

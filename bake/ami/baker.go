@@ -47,6 +47,7 @@ const (
 
 // Baker bakes AMIs. It is safe for concurrent use by several bakes.
 type Baker struct {
+	actor           string
 	cfg             aws.Config
 	clients         *clients
 	store           *catalogami.Store
@@ -91,6 +92,10 @@ func WithCopyConcurrency(n int) Option { return func(b *Baker) { b.copyConcurren
 // WithPollInterval sets how often the baker asks EC2 whether an instance
 // or AMI reached the state it waits for. Default: DefaultPollInterval (2s).
 func WithPollInterval(d time.Duration) Option { return func(b *Baker) { b.pollInterval = d } }
+
+// WithActor sets who bakes, recorded as the bakery:created-by tag.
+// Default: "" (not recorded).
+func WithActor(actor string) Option { return func(b *Baker) { b.actor = actor } }
 
 // WithBakeID sets the function that names each bake run; the name is the
 // bakery:bake-id tag on everything the run creates and part of the

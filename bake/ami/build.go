@@ -100,6 +100,9 @@ func (st *bakeState) catalogTags() map[string]string {
 	tags[catalog.TagArtifact] = st.plan.Artifact
 	tags[catalog.TagVersion] = st.plan.Version
 	tags[catalog.TagSourceAMI] = st.plan.SourceAMI
+	if st.b.actor != "" {
+		tags[catalog.TagCreatedBy] = truncateTag(st.b.actor)
+	}
 	return tags
 }
 
@@ -428,4 +431,12 @@ func closeComm(c packersdk.Communicator) error {
 		return cl.Close()
 	}
 	return nil
+}
+
+// truncateTag cuts a tag value to EC2's 256 characters.
+func truncateTag(v string) string {
+	if r := []rune(v); len(r) > 256 {
+		return string(r[:255]) + "…"
+	}
+	return v
 }

@@ -150,7 +150,7 @@ func (s *LifecycleStore) entry(imgs []Image) catalog.Entry {
 	for _, img := range imgs {
 		e.Locations = append(e.Locations, catalog.Location{Where: img.Region, ID: img.ImageID})
 	}
-	e.Events = []catalog.Event{{Time: build.Created, Action: catalog.ActionBake}}
+	e.Events = []catalog.Event{{Time: build.Created, Action: catalog.ActionBake, Actor: build.Tags[catalog.TagCreatedBy]}}
 	for _, se := range historyOf(imgs) {
 		e.Events = append(e.Events, se.ev)
 	}
@@ -469,8 +469,12 @@ func (s *LifecycleStore) Promote(ctx context.Context, e catalog.Entry, spec cata
 	if err := s.ensureEvent(ctx, v.list(), ev, same); err != nil {
 		return resumable(err)
 	}
-	if err := s.converge(ctx, stage, regions); err != nil {
+	winner, err := s.converge(ctx, stage, regions)
+	if err != nil {
 		return resumable(err)
+	}
+	if winner != e.Version {
+		return fmt.Errorf("%s: %s holds the stage after a concurrent promotion: %w", what, s.ref(winner), catalog.ErrSuperseded)
 	}
 	return nil
 }
@@ -519,13 +523,14 @@ func maxID(imgs []Image) string {
 	return id
 }
 
-// converge leaves stage to one version (see Promote).
-func (s *LifecycleStore) converge(ctx context.Context, stage string, regions []string) error {
+// converge leaves stage to one version (see Promote) and returns it ("" if
+// no version holds the stage).
+func (s *LifecycleStore) converge(ctx context.Context, stage string, regions []string) (string, error) {
 	key := StageTag(stage)
 	for range MaxConvergeRounds {
 		imgs, err := s.find.Find(ctx, regions, Query{Recipe: s.recipe, Artifact: s.artifact, Tagged: []string{key}})
 		if err != nil {
-			return fmt.Errorf("reading the holders of stage %s: %w", stage, err)
+			return "", fmt.Errorf("reading the holders of stage %s: %w", stage, err)
 		}
 		byVersion := map[string]*holder{}
 		var holders []*holder
@@ -542,8 +547,11 @@ func (s *LifecycleStore) converge(ctx context.Context, stage string, regions []s
 			h.mark = stagesOf(h.imgs)[stage]
 			_, h.revoked = revokedOf(h.imgs)
 		}
-		if len(holders) == 0 || (len(holders) == 1 && !holders[0].revoked) {
-			return nil
+		switch {
+		case len(holders) == 0:
+			return "", nil
+		case len(holders) == 1 && !holders[0].revoked:
+			return holders[0].version, nil
 		}
 		slices.SortFunc(holders, func(a, b *holder) int {
 			switch {
@@ -561,11 +569,11 @@ func (s *LifecycleStore) converge(ctx context.Context, stage string, regions []s
 		}
 		for _, h := range losers {
 			if err := s.demote(ctx, stage, h, winner); err != nil {
-				return err
+				return "", err
 			}
 		}
 	}
-	return fmt.Errorf("stage %s is still held by more than one version of %s/%s after %d rounds: another promotion may be running; check with bakery status and promote again", stage, s.recipe, s.artifact, MaxConvergeRounds)
+	return "", fmt.Errorf("stage %s is still held by more than one version of %s/%s after %d rounds: another promotion may be running; check with bakery status and promote again", stage, s.recipe, s.artifact, MaxConvergeRounds)
 }
 
 // demote takes stage away from h, which lost it to winner: it records the

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bakery-sh/bakery/bake"
@@ -209,6 +210,11 @@ func TestBakeAMIProvisionsOverSSHThenUpToDate(t *testing.T) {
 		}
 		if tags[catalog.TagBakeKey] != res.BakeKey || tags[catalog.TagRecipe] != "web" || tags[catalog.TagVersion] != "1.0.0" {
 			t.Errorf("%s tags = %v", region, tags)
+		}
+		// Who baked it: the AWS caller identity.
+		id, err := sts.NewFromConfig(moto.Config(t, region)).GetCallerIdentity(context.Background(), &sts.GetCallerIdentityInput{})
+		if err != nil || tags[catalog.TagCreatedBy] != aws.ToString(id.Arn) {
+			t.Errorf("%s: %s = %q, want the caller %v (%v)", region, catalog.TagCreatedBy, tags[catalog.TagCreatedBy], id, err)
 		}
 	}
 	// Nothing temporary is left: builder terminated, key pair and group gone.

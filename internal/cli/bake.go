@@ -181,6 +181,7 @@ func (e *env) machineImageBaker(c *ucli.Context, g globals, rs []*recipes.Recipe
 		out = io.Discard
 	}
 	return bakeami.NewBaker(cfg,
+		bakeami.WithActor(e.actor(c.Context, &cfg)),
 		bakeami.WithProgress(rep),
 		bakeami.WithOutput(out),
 		bakeami.WithOnError(onError),

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -56,7 +57,7 @@ func (e *env) findRecipes(c *ucli.Context, g globals, name string) ([]*recipes.R
 	}
 	loader := recipes.NewLoader()
 	var out []*recipes.Recipe
-	var names []string
+	var names, loaded []string
 	for _, f := range files {
 		r, diags := loader.Load(f, opts)
 		if diags.HasErrors() {
@@ -69,7 +70,11 @@ func (e *env) findRecipes(c *ucli.Context, g globals, name string) ([]*recipes.R
 			}
 			continue
 		}
+		if i := slices.Index(names, r.Name); i >= 0 {
+			return nil, fmt.Errorf("recipe %q is defined twice, in %s and %s: rename one (bakery would not know which stages to use)", r.Name, loaded[i], f)
+		}
 		names = append(names, r.Name)
+		loaded = append(loaded, f)
 		if name == "" || r.Name == name {
 			out = append(out, r)
 		}
@@ -177,17 +182,21 @@ func stages(r *recipes.Recipe) map[string]promote.Stage {
 
 // actor is who acts: $BAKERY_ACTOR, else the AWS caller identity when AWS
 // is in use, else $USER.
-func (s *session) actor() string {
-	if a := s.e.getenv("BAKERY_ACTOR"); a != "" {
+func (s *session) actor() string { return s.e.actor(s.c.Context, s.aws) }
+
+// actor is who acts: $BAKERY_ACTOR, else the AWS caller identity of cfg
+// (when not nil), else $USER.
+func (e *env) actor(ctx context.Context, cfg *aws.Config) string {
+	if a := e.getenv("BAKERY_ACTOR"); a != "" {
 		return a
 	}
-	if s.aws != nil {
-		out, err := awsx.NewSTS(*s.aws, "").GetCallerIdentity(s.c.Context, &sts.GetCallerIdentityInput{})
+	if cfg != nil {
+		out, err := awsx.NewSTS(*cfg, "").GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 		if err == nil && out.Arn != nil {
 			return *out.Arn
 		}
 	}
-	if u := s.e.getenv("USER"); u != "" {
+	if u := e.getenv("USER"); u != "" {
 		return u
 	}
 	return "unknown"

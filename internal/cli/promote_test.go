@@ -340,3 +340,17 @@ func TestOutdatedContainerBase(t *testing.T) {
 		t.Fatalf("outdated --files: exit %d %q", r.code, r.stdout)
 	}
 }
+
+func TestDuplicateRecipeNamesAreRefused(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"recipes/a.bake.hcl": helloRecipe(""),
+		"recipes/b.bake.hcl": helloRecipe(""),
+		"recipes/app/hello":  "#!/bin/sh\n",
+	})
+	t.Chdir(dir)
+	r := run(t, []string{"BAKERY_HOME=" + t.TempDir()}, "status", "hello")
+	if r.code != 1 || !strings.Contains(r.stderr, `recipe "hello" is defined twice, in recipes/a.bake.hcl and recipes/b.bake.hcl`) {
+		t.Fatalf("exit %d, %q", r.code, r.stderr)
+	}
+}
