@@ -249,17 +249,17 @@ func setRevoked(ctx context.Context, arts []*Artifact, recipe, version, reason, 
 	if revoke && strings.TrimSpace(reason) == "" {
 		return fmt.Errorf("%s %s: give a --reason (it is recorded and shown by status)", verb, ref)
 	}
-	var todo []Move
+	var pending []Move
 	for _, a := range arts {
 		e, ok := find(a.Entries, version)
 		if !ok {
 			return fmt.Errorf("%s %s: %s %s has no version %s; known versions: %s", verb, ref, a.Kind, a.Name, version, versions(a.Entries))
 		}
 		if e.Revoked != revoke {
-			todo = append(todo, Move{Artifact: a, Entry: e})
+			pending = append(pending, Move{Artifact: a, Entry: e})
 		}
 	}
-	for _, m := range todo {
+	for _, m := range pending {
 		ev := catalog.Event{Time: now.UTC(), Action: action, Recipe: recipe, Version: version,
 			Artifact: m.Artifact.Name, Kind: m.Artifact.Kind, Actor: actor, Reason: reason}
 		var err error

@@ -636,6 +636,26 @@ func (s *LifecycleStore) ensureEvent(ctx context.Context, ls []*located, ev cata
 	return s.each(ctx, ls, func(ctx context.Context, l *located) error { return s.tagImage(ctx, l, add) })
 }
 
+// open checks e and ev (filling in ev's action) and loads e's complete
+// AMIs in every region of the store; it fails when there are none.
+func (s *LifecycleStore) open(ctx context.Context, e catalog.Entry, ev catalog.Event, action string) (catalog.Event, *version, error) {
+	if err := s.checkEntry(e); err != nil {
+		return ev, nil, err
+	}
+	ev, err := s.fill(ev, e.Version, action, "")
+	if err != nil {
+		return ev, nil, err
+	}
+	v, err := s.load(ctx, e.Version, s.regions)
+	if err != nil {
+		return ev, nil, err
+	}
+	if len(v.amis) == 0 {
+		return ev, nil, fmt.Errorf("no complete AMI of it in %s: check the version and the recipe's regions", strings.Join(s.regions, ", "))
+	}
+	return ev, v, nil
+}
+
 // Revoke takes e out of every stage and marks it revoked, on the AMI of
 // every region of the store and on its snapshots: it writes TagRevoked
 // ("<time> <actor> <reason>" of ev), records ev at that time, then deletes
@@ -643,19 +663,9 @@ func (s *LifecycleStore) ensureEvent(ctx context.Context, ls []*located, ev cata
 // (mark and reason); Revoke then only finishes what a crash left undone.
 func (s *LifecycleStore) Revoke(ctx context.Context, e catalog.Entry, ev catalog.Event) error {
 	what := "revoking " + s.ref(e.Version)
-	if err := s.checkEntry(e); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	ev, err := s.fill(ev, e.Version, catalog.ActionRevoke, "")
+	ev, v, err := s.open(ctx, e, ev, catalog.ActionRevoke)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
-	}
-	v, err := s.load(ctx, e.Version, s.regions)
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	if len(v.amis) == 0 {
-		return fmt.Errorf("%s: no complete AMI of it in %s: check the version and the recipe's regions", what, strings.Join(s.regions, ", "))
 	}
 	m, revoked := revokedOf(v.images())
 	if !revoked || m.Time.IsZero() {
@@ -699,19 +709,9 @@ func (s *LifecycleStore) Revoke(ctx context.Context, e catalog.Entry, ev catalog
 // nothing.
 func (s *LifecycleStore) Unrevoke(ctx context.Context, e catalog.Entry, ev catalog.Event) error {
 	what := "lifting the revocation of " + s.ref(e.Version)
-	if err := s.checkEntry(e); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	ev, err := s.fill(ev, e.Version, catalog.ActionUnrevoke, "")
+	ev, v, err := s.open(ctx, e, ev, catalog.ActionUnrevoke)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
-	}
-	v, err := s.load(ctx, e.Version, s.regions)
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	if len(v.amis) == 0 {
-		return fmt.Errorf("%s: no complete AMI of it in %s: check the version and the recipe's regions", what, strings.Join(s.regions, ", "))
 	}
 	m, revoked := revokedOf(v.images())
 	if !revoked {

@@ -9,7 +9,7 @@ import (
 	"runtime"
 )
 
-// tryLock is not implemented outside unix: bakery's layout lock relies on
+// tryLock returns an error outside unix: bakery's layout lock relies on
 // flock(2).
 func tryLock(path string) (f *os.File, busy bool, err error) {
 	return nil, false, fmt.Errorf("file locking is not supported on %s: %w", runtime.GOOS, errors.ErrUnsupported)
