@@ -12,8 +12,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/stream"
@@ -69,11 +71,34 @@ func (l *Layout) TempDir() (string, error) {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return "", fileError("creating staging directory in", parent, err)
 	}
+	removeStale(parent, time.Now().Add(-StaleAfter))
 	d, err := os.MkdirTemp(parent, "stage-")
 	if err != nil {
 		return "", fileError("creating staging directory in", parent, err)
 	}
 	return d, nil
+}
+
+// StaleAfter is the age after which a staging directory is taken to be
+// left by a killed bakery (SIGKILL, power loss: no cleanup could run).
+// Every bake removes such directories when it starts staging.
+const StaleAfter = 24 * time.Hour
+
+// removeStale removes staging directories under parent last modified
+// before cutoff. It is best effort: what cannot be removed stays.
+func removeStale(parent string, cutoff time.Time) {
+	ents, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "stage-") {
+			continue
+		}
+		if info, err := e.Info(); err == nil && info.ModTime().Before(cutoff) {
+			_ = os.RemoveAll(filepath.Join(parent, e.Name()))
+		}
+	}
 }
 
 // WriteBlob stores the content of r as the blob with digest h. If the blob

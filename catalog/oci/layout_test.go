@@ -854,3 +854,34 @@ func TestImageFromAnnotations(t *testing.T) {
 		t.Errorf("bad created = %v, want an RFC 3339 error", err)
 	}
 }
+
+func TestTempDirRemovesStaleStagingLeftByAKilledBake(t *testing.T) {
+	l, err := OpenLayout(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := l.TempDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(old, "layer-1.tar.gz"), []byte("half a layer"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	young, err := l.TempDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := time.Now().Add(-StaleAfter - time.Hour)
+	if err := os.Chtimes(old, long, long); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.TempDir(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("stale staging directory %s survived: %v", old, err)
+	}
+	if _, err := os.Stat(young); err != nil {
+		t.Errorf("a running bake's staging directory was removed: %v", err)
+	}
+}
