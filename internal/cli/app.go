@@ -181,7 +181,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func newApp(e *env) *ucli.App {
 	app := &ucli.App{
 		Name:      "bakery",
-		Usage:     "bake, promote, launch and retire immutable images",
+		Usage:     "bake immutable images and promote them through stages",
 		UsageText: "bakery [global options] command [command options] [arguments...]",
 		Description: "bakery bakes versioned container images (OCI) and machine images from\n" +
 			"recipe files (recipes/*.bake.hcl), and keeps everything it knows on the\n" +
