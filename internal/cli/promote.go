@@ -101,7 +101,7 @@ func promoteCommand(e *env) *ucli.Command {
 }
 
 func revokeCommand(e *env, revoke bool) *ucli.Command {
-	name, usage := "revoke", "take an image out of every stage and forbid promoting or launching it"
+	name, usage := "revoke", "take an image out of every stage and forbid promoting it"
 	if !revoke {
 		name, usage = "unrevoke", "lift a revocation (the image enters no stage)"
 	}
