@@ -293,6 +293,9 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 	// Stage blocks may be written before the recipe block; they are read
 	// after it and the artifacts, which they are checked against.
 	s.decodeStages(stageBlocks, r)
+	for _, m := range r.MachineImages {
+		s.warnSelfSource(r, m)
+	}
 
 	// A recipe bakes something. Blocks that Content skipped for a label
 	// error count: they were reported already.

@@ -790,3 +790,34 @@ func (s *state) duration(attr *hcl.Attribute, positive bool) (time.Duration, boo
 	}
 	return d, true
 }
+
+// warnSelfSource warns when a source_ami_filter owned by "self" matches
+// the names of the AMIs the recipe itself bakes: every bake would start
+// from the previous one and `bakery outdated` would list it forever.
+func (s *state) warnSelfSource(r *Recipe, m *MachineImage) {
+	if m == nil || r.Name == "" {
+		return
+	}
+	f := m.SourceAMIFilter
+	if f == nil || f.Name == "" || !slices.Contains(f.Owners, "self") {
+		return
+	}
+	own := m.AMIName
+	if own == "" {
+		own = r.Name + "-" + r.Version + "-20060102150405" // the default: RECIPE-VERSION-TIMESTAMP
+	}
+	if ok, _ := path.Match(f.Name, own); !ok {
+		return
+	}
+	rng, ok := m.Ranges["source_ami_filter.name"]
+	if !ok {
+		rng = m.Ranges["source_ami_filter"]
+	}
+	s.add(&hcl.Diagnostic{
+		Severity: hcl.DiagWarning,
+		Summary:  "source_ami_filter matches the AMIs this recipe bakes",
+		Detail: fmt.Sprintf("The name pattern %q also matches %q, the name of this recipe's own AMIs, so each bake would start from the previous one and outdated would always list the recipe. Narrow the pattern, or set ami_name so the names differ.",
+			f.Name, own),
+		Subject: rng.Ptr(),
+	})
+}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/hcl/v2"
 )
 
 const amiDir = "../testdata/recipes/ami"
@@ -331,5 +333,40 @@ func TestWebAMIExample(t *testing.T) {
 	}
 	if b := CanonicalMachineImage(r, m); bytes.Contains(b, []byte(dir)) {
 		t.Errorf("CanonicalMachineImage names an absolute path: %s", b)
+	}
+}
+
+func TestSelfOwnedFilterMatchingOwnAMIsWarns(t *testing.T) {
+	for _, c := range []struct {
+		name, filter string
+		warn         bool
+	}{
+		{"matches the default name", `name = "r-*"`, true},
+		{"another family", `name = "golden-*"`, false},
+		{"not owned by self", `name = "r-*"`, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			owners := `["self"]`
+			if c.name == "not owned by self" {
+				owners = `["amazon"]`
+			}
+			src := okRecipe + `machine_image "m" {
+  source_ami_filter {
+    owners = ` + owners + `
+    ` + c.filter + `
+  }
+}
+`
+			dir := writeTree(t, map[string]string{"r.bake.hcl": src})
+			r, diags := NewLoader().Load(filepath.Join(dir, "r.bake.hcl"), Options{})
+			if r == nil || diags.HasErrors() {
+				t.Fatalf("load: %v", diags)
+			}
+			warned := len(diags) == 1 && diags[0].Severity == hcl.DiagWarning &&
+				strings.Contains(diags[0].Summary, "matches the AMIs this recipe bakes") && diags[0].Subject.Start.Line == 8
+			if warned != c.warn || (!c.warn && len(diags) != 0) {
+				t.Errorf("diagnostics = %v, want a warning at line 8: %v", diags, c.warn)
+			}
+		})
 	}
 }
