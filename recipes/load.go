@@ -256,17 +256,9 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 	for _, b := range containerBlocks {
 		c := s.decodeContainer(b)
 		name := b.Labels[0]
-		if first, dup := seen[name]; dup {
-			s.add(&hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  fmt.Sprintf("duplicate container block %q", name),
-				Detail: fmt.Sprintf("Container names are unique within a recipe and %q is first declared at %s; rename or remove one of them.",
-					name, posString(first.DefRange)),
-				Subject: b.DefRange.Ptr(),
-			})
+		if s.duplicate(seen, b, "container", fmt.Sprintf("Container names are unique within a recipe and %q is first declared at %%s; rename or remove one of them.", name)) {
 			continue
 		}
-		seen[name] = b
 		if c != nil {
 			r.Containers = append(r.Containers, c)
 		}
@@ -276,17 +268,9 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 	for _, b := range imageBlocks {
 		m := s.decodeMachineImage(b)
 		name := b.Labels[0]
-		if first, dup := seen[name]; dup {
-			s.add(&hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  fmt.Sprintf("duplicate machine_image block %q", name),
-				Detail: fmt.Sprintf("machine_image names are unique within a recipe and %q is first declared at %s; rename or remove one of them.",
-					name, posString(first.DefRange)),
-				Subject: b.DefRange.Ptr(),
-			})
+		if s.duplicate(seen, b, "machine_image", fmt.Sprintf("machine_image names are unique within a recipe and %q is first declared at %%s; rename or remove one of them.", name)) {
 			continue
 		}
-		seen[name] = b
 		r.MachineImages = append(r.MachineImages, m)
 	}
 
@@ -308,6 +292,25 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 		})
 	}
 	return r, s.diags
+}
+
+// duplicate reports whether block b's label was seen before in seen (and
+// reports it, detail's %s naming where the first is); otherwise it
+// records b.
+func (s *state) duplicate(seen map[string]*hcl.Block, b *hcl.Block, typ, detail string) bool {
+	name := b.Labels[0]
+	first, dup := seen[name]
+	if !dup {
+		seen[name] = b
+		return false
+	}
+	s.add(&hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("duplicate %s block %q", typ, name),
+		Detail:   fmt.Sprintf(detail, posString(first.DefRange)),
+		Subject:  b.DefRange.Ptr(),
+	})
+	return true
 }
 
 // hasBlock reports whether body has a block of type typ, even one that

@@ -43,17 +43,9 @@ func (s *state) decodeStages(blocks []*hcl.Block, r *Recipe) {
 		if !s.checkStageLabel(b, r) {
 			continue
 		}
-		if first, dup := seen[stageName]; dup {
-			s.add(&hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  fmt.Sprintf("duplicate stage block %q", stageName),
-				Detail: fmt.Sprintf("Each stage has at most one stage block and %q is first configured at %s; merge the two blocks into one.",
-					stageName, posString(first.DefRange)),
-				Subject: b.DefRange.Ptr(),
-			})
+		if s.duplicate(seen, b, "stage", fmt.Sprintf("Each stage has at most one stage block and %q is first configured at %%s; merge the two blocks into one.", stageName)) {
 			continue
 		}
-		seen[stageName] = b
 		if r.StageSpecs == nil {
 			r.StageSpecs = make(map[string]*Stage)
 		}
