@@ -584,18 +584,7 @@ container "d" {
 		`16,19: directory source "app" must end with "/"`,
 		"18,19: invalid mode",
 	}
-	got := make(map[string]bool)
-	for _, d := range diags {
-		got[strings.TrimPrefix(posString(*d.Subject), filepath.Join(dir, "r.bake.hcl")+":")+": "+d.Summary] = true
-	}
-	for _, w := range want {
-		if !got[w] {
-			t.Errorf("missing %q", w)
-		}
-	}
-	if len(diags) != len(want) {
-		t.Errorf("got %d diagnostics, want %d:\n%s", len(diags), len(want), diagText(diags))
-	}
+	wantDiags(t, diags, filepath.Join(dir, "r.bake.hcl"), want)
 }
 
 // TestMachineImageCollectsIndependentErrors: one pass reports every
@@ -639,16 +628,5 @@ machine_image "m" {
 		`18,20: invalid duration "soon"`,
 		`21,1: duplicate machine_image block "m"`,
 	}
-	got := make(map[string]bool)
-	for _, d := range diags {
-		got[strings.TrimPrefix(posString(*d.Subject), filepath.Join(dir, "r.bake.hcl")+":")+": "+d.Summary] = true
-	}
-	for _, w := range want {
-		if !got[w] {
-			t.Errorf("missing %q", w)
-		}
-	}
-	if len(diags) != len(want) {
-		t.Errorf("got %d diagnostics, want %d:\n%s", len(diags), len(want), diagText(diags))
-	}
+	wantDiags(t, diags, filepath.Join(dir, "r.bake.hcl"), want)
 }

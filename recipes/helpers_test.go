@@ -73,3 +73,21 @@ func sha256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
 }
+
+// wantDiags checks that diags are exactly want, each written
+// "LINE,COL: summary" for a diagnostic about file.
+func wantDiags(t *testing.T, diags hcl.Diagnostics, file string, want []string) {
+	t.Helper()
+	got := make(map[string]bool)
+	for _, d := range diags {
+		got[strings.TrimPrefix(posString(*d.Subject), file+":")+": "+d.Summary] = true
+	}
+	for _, w := range want {
+		if !got[w] {
+			t.Errorf("missing %q", w)
+		}
+	}
+	if len(diags) != len(want) {
+		t.Errorf("got %d diagnostics, want %d:\n%s", len(diags), len(want), diagText(diags))
+	}
+}

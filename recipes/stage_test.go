@@ -333,16 +333,5 @@ stage "prod" {
 		`23,1: duplicate stage block "prod"`,
 		`24,27: duplicate region "eu-west-1"`,
 	}
-	got := make(map[string]bool)
-	for _, d := range diags {
-		got[strings.TrimPrefix(posString(*d.Subject), filepath.Join(dir, "r.bake.hcl")+":")+": "+d.Summary] = true
-	}
-	for _, w := range want {
-		if !got[w] {
-			t.Errorf("missing %q", w)
-		}
-	}
-	if len(diags) != len(want) {
-		t.Errorf("got %d diagnostics, want %d:\n%s", len(diags), len(want), diagText(diags))
-	}
+	wantDiags(t, diags, filepath.Join(dir, "r.bake.hcl"), want)
 }
