@@ -17,8 +17,8 @@ import (
 
 // Artifact is one baked (or found up to date) image.
 type Artifact struct {
-	// Kind is "container" or "ami".
-	Kind string `json:"kind"`
+	// Kind is the kind of image.
+	Kind catalog.Kind `json:"kind"`
 	// Name is the artifact block's label.
 	Name string `json:"name"`
 	// Ref is where the image is: "repo:tag" in a registry, "NAME:TAG" in
@@ -127,7 +127,7 @@ func recipeKey(arts []Artifact) string {
 	keys := map[string]string{}
 	var order []string
 	for _, a := range arts {
-		id := a.Kind + "/" + a.Name
+		id := string(a.Kind) + "/" + a.Name
 		if _, ok := keys[id]; !ok {
 			order = append(order, id)
 		}
@@ -173,7 +173,7 @@ func (e *Engine) bakeContainer(ctx context.Context, r *recipes.Recipe, c *recipe
 
 func artifact(c *recipes.Container, p *bakeoci.Plan, img *catalog.Image, cached bool) *Artifact {
 	return &Artifact{
-		Kind:     "container",
+		Kind:     catalog.KindContainer,
 		Name:     c.Name,
 		Ref:      p.Target,
 		Digest:   img.Digest,

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	bakeami "github.com/bakery-sh/bakery/bake/ami"
+	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/recipes"
 )
 
@@ -53,7 +54,7 @@ func amiArtifacts(name, key string, imgs []bakeami.RegionImage, cached bool) []A
 	out := make([]Artifact, 0, len(imgs))
 	for _, img := range imgs {
 		out = append(out, Artifact{
-			Kind:      "ami",
+			Kind:      catalog.KindAMI,
 			Name:      name,
 			Ref:       img.ImageID,
 			Region:    img.Region,

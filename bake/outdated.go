@@ -13,11 +13,11 @@ import (
 // tag (or the source AMI filter) now names another image, or it was never
 // baked.
 type Stale struct {
-	// Recipe, File and Artifact name it; Kind is "container" or "ami".
-	Recipe   string `json:"recipe"`
-	File     string `json:"file"`
-	Artifact string `json:"artifact"`
-	Kind     string `json:"kind"`
+	// Recipe, File and Artifact name it; Kind is the kind of image.
+	Recipe   string       `json:"recipe"`
+	File     string       `json:"file"`
+	Artifact string       `json:"artifact"`
+	Kind     catalog.Kind `json:"kind"`
 	// Version is the newest baked version ("" if never baked).
 	Version string `json:"version,omitempty"`
 	// Base is the base image name (container) or source description.
@@ -41,7 +41,7 @@ type BaseResolver interface {
 func (e *Engine) Outdated(ctx context.Context, bases BaseResolver, r *recipes.Recipe, entries map[string][]catalog.Entry) ([]Stale, error) {
 	var out []Stale
 	for _, c := range r.Containers {
-		s := Stale{Recipe: r.Name, File: r.File, Artifact: c.Name, Kind: "container"}
+		s := Stale{Recipe: r.Name, File: r.File, Artifact: c.Name, Kind: catalog.KindContainer}
 		latest, ok := newest(entries[c.Name])
 		if !ok {
 			s.Reason = "never baked"
@@ -60,7 +60,7 @@ func (e *Engine) Outdated(ctx context.Context, bases BaseResolver, r *recipes.Re
 		}
 	}
 	for _, m := range r.MachineImages {
-		s := Stale{Recipe: r.Name, File: r.File, Artifact: m.Name, Kind: "ami"}
+		s := Stale{Recipe: r.Name, File: r.File, Artifact: m.Name, Kind: catalog.KindAMI}
 		latest, ok := newest(entries[m.Name])
 		if !ok {
 			s.Reason = "never baked"

@@ -53,6 +53,17 @@ const (
 	TagBakeID = "bakery:bake-id"
 )
 
+// Kind is what kind of image an artifact bakes.
+type Kind string
+
+// The kinds of images bakery bakes.
+const (
+	// KindContainer is an OCI container image (a container block).
+	KindContainer Kind = "container"
+	// KindAMI is an AWS machine image (a machine_image block).
+	KindAMI Kind = "ami"
+)
+
 // Ref names one version of a recipe, written RECIPE@VERSION.
 type Ref struct {
 	// Recipe is the recipe name.
@@ -71,8 +82,8 @@ type Image struct {
 	Ref
 	// Artifact is the artifact block name within the recipe.
 	Artifact string
-	// Kind is "container" or "ami".
-	Kind string
+	// Kind is KindContainer or KindAMI.
+	Kind Kind
 	// BakeKey is the bake key stored on the image.
 	BakeKey string
 	// Reference is where the image lives (registry ref, layout ref name or AMI id).
@@ -114,8 +125,8 @@ type Event struct {
 	Recipe   string `json:"recipe"`
 	Version  string `json:"version"`
 	Artifact string `json:"artifact"`
-	// Kind is "container" or "ami".
-	Kind string `json:"kind"`
+	// Kind is KindContainer or KindAMI.
+	Kind Kind `json:"kind"`
 	// Stage is the stage entered or left (promote, demote).
 	Stage string `json:"stage,omitempty"`
 	// Actor is who did it: the AWS caller identity, the registry user or $USER.
@@ -158,6 +169,10 @@ type Lifecycle struct {
 	Locations []Location `json:"locations"`
 	// Events is the image's history, oldest first.
 	Events []Event `json:"events"`
+	// Pruned is how many older events the image itself no longer holds
+	// (an AMI keeps its most recent events in tags, at most 50 in all);
+	// the ledger, when one is configured, has them all.
+	Pruned int `json:"pruned,omitempty"`
 }
 
 // StageSpec is what a stage requires of an image entering it.

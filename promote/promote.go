@@ -37,8 +37,9 @@ type Stage struct {
 // Artifact is one artifact of a recipe (a container block or a
 // machine_image block) with its catalog.
 type Artifact struct {
-	// Kind is "container" or "ami"; Name is the block label.
-	Kind, Name string
+	// Kind is the kind of image; Name is the block label.
+	Kind catalog.Kind
+	Name string
 	// Store reads and changes the artifact's images.
 	Store catalog.Store
 	// Entries are the artifact's images as observed; Load fills them.
@@ -224,7 +225,7 @@ func Apply(ctx context.Context, p *Plan) error {
 			}
 			return fmt.Errorf(msg, err)
 		}
-		done = append(done, m.Artifact.Kind+" "+m.Artifact.Name)
+		done = append(done, string(m.Artifact.Kind)+" "+m.Artifact.Name)
 	}
 	return nil
 }

@@ -10,8 +10,8 @@ import (
 
 // ArtifactState is one artifact of a version in a status report.
 type ArtifactState struct {
-	// Kind is "container" or "ami"; Name is the block label.
-	Kind string `json:"kind"`
+	// Kind is the kind of image; Name is the block label.
+	Kind catalog.Kind `json:"kind"`
 	Name string `json:"name"`
 	// Reference is the image (registry ref, layout ref or build-region AMI id).
 	Reference string `json:"reference"`

@@ -64,7 +64,7 @@ func (b *Baker) Build(ctx context.Context, p *Plan) (*catalog.Image, error) {
 // does not fail the bake (history then shows the image's created time).
 func (b *Baker) recordBake(ctx context.Context, p *Plan, l *catalogoci.Layout) {
 	ev := catalog.Event{Time: b.now().UTC(), Action: catalog.ActionBake, Recipe: p.recipe.Name, Version: p.recipe.Version,
-		Artifact: p.container.Name, Kind: "container", Actor: b.actor}
+		Artifact: p.container.Name, Kind: catalog.KindContainer, Actor: b.actor}
 	var err error
 	if p.Location != "" {
 		err = l.Store(p.container.Name, p.recipe.Name, p.container.Name).RecordBake(ctx, p.recipe.Version, ev)

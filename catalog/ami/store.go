@@ -33,7 +33,7 @@ import (
 )
 
 // Kind is the catalog.Image Kind of an AMI.
-const Kind = "ami"
+const Kind = catalog.KindAMI
 
 // DefaultConcurrency is how many regions a Store queries at once unless
 // WithConcurrency says otherwise.

@@ -11,7 +11,7 @@ import (
 )
 
 // KindContainer is the catalog.Image Kind of OCI images.
-const KindContainer = "container"
+const KindContainer = catalog.KindContainer
 
 // Store finds baked images by reference.
 type Store interface {

@@ -1,6 +1,8 @@
 package awsx
 
 import (
+	"sync"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -48,4 +50,29 @@ func pick(region, fallback string) string {
 		return region
 	}
 	return fallback
+}
+
+// Regional hands out one client per region, created on first use by the
+// function given to NewRegional. It is safe for concurrent use.
+type Regional[T any] struct {
+	newClient func(region string) T
+	mu        sync.Mutex
+	clients   map[string]T
+}
+
+// NewRegional returns a cache of the clients newClient makes.
+func NewRegional[T any](newClient func(region string) T) *Regional[T] {
+	return &Regional[T]{newClient: newClient, clients: map[string]T{}}
+}
+
+// Get returns region's client, creating it on first use.
+func (r *Regional[T]) Get(region string) T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.clients[region]
+	if !ok {
+		c = r.newClient(region)
+		r.clients[region] = c
+	}
+	return c
 }

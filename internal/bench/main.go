@@ -28,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/bakery-sh/bakery/catalog"
 )
 
 // options are the command-line flags.
@@ -377,7 +379,7 @@ func parseBake(out []byte) (bakeOutput, error) {
 	switch {
 	case b.Cached == nil:
 		return b, fmt.Errorf("bakery's JSON has no \"cached\" field: %s", line)
-	case len(b.Artifacts) != 1 || b.Artifacts[0].Kind != "container" || b.Artifacts[0].Digest == "":
+	case len(b.Artifacts) != 1 || b.Artifacts[0].Kind != string(catalog.KindContainer) || b.Artifacts[0].Digest == "":
 		return b, fmt.Errorf("expected one container artifact with a digest in bakery's JSON: %s", line)
 	}
 	return b, nil

@@ -18,6 +18,7 @@ import (
 	"github.com/bakery-sh/bakery/bake"
 	bakeami "github.com/bakery-sh/bakery/bake/ami"
 	bakeoci "github.com/bakery-sh/bakery/bake/oci"
+	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/progress"
 	"github.com/bakery-sh/bakery/recipes"
@@ -137,7 +138,7 @@ func printBakeText(w io.Writer, r *bake.Result) {
 			verb = "up to date"
 		}
 		switch {
-		case a.Kind == "ami":
+		case a.Kind == catalog.KindAMI:
 			fmt.Fprintf(w, "%s@%s %s: %s %s in %s (snapshots %s)\n", r.Recipe, r.Version, a.Name, verb, a.ID, a.Region, strings.Join(a.Snapshots, ", "))
 		case a.Location != "":
 			fmt.Fprintf(w, "%s@%s %s: %s %s (OCI layout %s) %s\n", r.Recipe, r.Version, a.Name, verb, a.Ref, a.Location, a.Digest)

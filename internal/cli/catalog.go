@@ -139,14 +139,14 @@ func (s *session) artifacts(r *recipes.Recipe) ([]*promote.Artifact, error) {
 			}
 			store = rs
 		}
-		arts = append(arts, &promote.Artifact{Kind: "container", Name: ct.Name, Store: store})
+		arts = append(arts, &promote.Artifact{Kind: catalog.KindContainer, Name: ct.Name, Store: store})
 	}
 	for _, m := range r.MachineImages {
 		cfg, err := s.awsFor(r)
 		if err != nil {
 			return nil, err
 		}
-		arts = append(arts, &promote.Artifact{Kind: "ami", Name: m.Name,
+		arts = append(arts, &promote.Artifact{Kind: catalog.KindAMI, Name: m.Name,
 			Store: catalogami.NewLifecycleStore(cfg, r.Name, m.Name, amiRegions(r, m, cfg.Region), catalogami.WithClock(s.e.now))})
 	}
 	return arts, nil

@@ -80,7 +80,7 @@ func promoteCommand(e *env) *ucli.Command {
 				}
 				for _, m := range plan.Moves {
 					if !m.NoOp {
-						doc.Moved = append(doc.Moved, m.Artifact.Kind+" "+m.Artifact.Name)
+						doc.Moved = append(doc.Moved, string(m.Artifact.Kind)+" "+m.Artifact.Name)
 					}
 				}
 			}
