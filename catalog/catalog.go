@@ -219,3 +219,15 @@ type Store interface {
 // the promotion is recorded in the history, but the other version holds
 // the stage.
 var ErrSuperseded = errors.New("a newer promotion holds the stage")
+
+// Journal keeps the full history of a recipe's images where the images
+// themselves cannot hold it all (an AMI has at most 50 tags): the
+// append-only ledger on S3 (catalog/ledger). Stores that prune events
+// append every event to it before they record it on the image.
+type Journal interface {
+	// Append records ev once: appending the same event again (a retry)
+	// changes nothing.
+	Append(ctx context.Context, ev Event) error
+	// Events returns every event of recipe's images, oldest first.
+	Events(ctx context.Context, recipe string) ([]Event, error)
+}

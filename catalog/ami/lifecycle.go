@@ -632,6 +632,19 @@ func (s *LifecycleStore) ensureEvent(ctx context.Context, ls []*located, ev cata
 			return fmt.Errorf("recording a %s event at %s: %d other events hold its time; try again", ev.Action, ev.Time.Format(time.RFC3339Nano), maxEventBump)
 		}
 	}
+	if j := s.o.journal; j != nil {
+		stored, err := decodeEvent(key, value)
+		if err != nil {
+			return fmt.Errorf("recording a %s event: %w", ev.Action, err)
+		}
+		stored.Recipe, stored.Version, stored.Artifact, stored.Kind = s.recipe, ev.Version, s.artifact, Kind
+		if stored.Version == "" && len(ls) > 0 {
+			stored.Version = ls[0].Version
+		}
+		if err := j.Append(ctx, stored); err != nil {
+			return fmt.Errorf("recording a %s event in the ledger: %w", ev.Action, err)
+		}
+	}
 	add := map[string]string{key: value}
 	return s.each(ctx, ls, func(ctx context.Context, l *located) error { return s.tagImage(ctx, l, add) })
 }

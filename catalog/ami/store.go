@@ -161,6 +161,7 @@ type options struct {
 	concurrency int
 	now         func() time.Time
 	poll        time.Duration
+	journal     catalog.Journal
 }
 
 func newOptions(opts []Option) options {
@@ -201,6 +202,12 @@ func WithPollInterval(d time.Duration) Option {
 		}
 	}
 }
+
+// WithJournal makes a LifecycleStore append every event it records to j
+// (the S3 ledger) before it writes the event on the AMIs, where older
+// events are pruned to stay under EC2's tag limit. Default: none; history
+// is then what the tags hold. A Store records no events.
+func WithJournal(j catalog.Journal) Option { return func(o *options) { o.journal = j } }
 
 // NewStore returns a Store that calls EC2 in a region through the client
 // that client(region) returns. client is called from several goroutines.
