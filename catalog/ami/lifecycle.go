@@ -633,15 +633,17 @@ func (s *LifecycleStore) ensureEvent(ctx context.Context, ls []*located, ev cata
 		}
 	}
 	if j := s.o.journal; j != nil {
-		stored, err := decodeEvent(key, value)
-		if err != nil {
-			return fmt.Errorf("recording a %s event: %w", ev.Action, err)
+		// The ledger gets the whole event (a tag cuts long reasons), at
+		// the time its tag key says, so that a retry appends the same one.
+		full := ev
+		if n, ok := eventNanos(key); ok {
+			full.Time = time.Unix(0, n).UTC()
 		}
-		stored.Recipe, stored.Version, stored.Artifact, stored.Kind = s.recipe, ev.Version, s.artifact, Kind
-		if stored.Version == "" && len(ls) > 0 {
-			stored.Version = ls[0].Version
+		full.Recipe, full.Artifact, full.Kind = s.recipe, s.artifact, Kind
+		if len(ls) > 0 {
+			full.Version = ls[0].Version
 		}
-		if err := j.Append(ctx, stored); err != nil {
+		if err := j.Append(ctx, full); err != nil {
 			return fmt.Errorf("recording a %s event in the ledger: %w", ev.Action, err)
 		}
 	}
