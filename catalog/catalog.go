@@ -51,6 +51,10 @@ const (
 	// TagBakeID identifies one bake run; every resource the run creates
 	// carries it from the moment it exists, so an orphan sweep finds them.
 	TagBakeID = "bakery:bake-id"
+	// TagHeartbeat is the last sign of life of a running bake (RFC 3339,
+	// UTC): the bake refreshes it on its resources while it runs, so a
+	// sweep judges their age by it and never removes a live bake's work.
+	TagHeartbeat = "bakery:heartbeat"
 )
 
 // Kind is what kind of image an artifact bakes.
@@ -186,6 +190,9 @@ type StageSpec struct {
 	// Repository is where a container image of this stage is copied (and
 	// the stage tag set); empty means the image's own repository.
 	Repository string
+	// KMSKeyIDs maps a region to the KMS key an AMI copied there for
+	// this stage is encrypted with.
+	KMSKeyIDs map[string]string
 }
 
 // Entry is an image with its lifecycle: one row of the catalog.

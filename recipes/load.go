@@ -278,6 +278,9 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 	// after it and the artifacts, which they are checked against.
 	s.decodeStages(stageBlocks, r)
 	for _, m := range r.MachineImages {
+		s.checkCopyKeys(r, m)
+	}
+	for _, m := range r.MachineImages {
 		s.warnSelfSource(r, m)
 	}
 

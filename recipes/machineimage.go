@@ -72,6 +72,15 @@ var machineImageSchema = &hcl.BodySchema{
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "source_ami_filter"},
 		{Type: "provision", LabelNames: []string{"type"}},
+		{Type: "timeouts"},
+	},
+}
+
+var timeoutsSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "instance"},
+		{Name: "image"},
+		{Name: "copy"},
 	},
 }
 
@@ -181,6 +190,16 @@ func (s *state) decodeMachineImage(b *hcl.Block) *MachineImage {
 			}
 		}
 	}
+	var timeouts []written
+	for _, tb := range content.Blocks {
+		if tb.Type == "timeouts" {
+			timeouts = append(timeouts, written{tb.Type, tb.DefRange})
+			if len(timeouts) == 1 {
+				m.Timeouts = s.decodeTimeouts(tb, m)
+			}
+		}
+	}
+	s.conflicts(timeouts, "A machine_image block holds at most one timeouts block")
 	for _, pb := range content.Blocks {
 		if pb.Type != "provision" {
 			continue
@@ -190,6 +209,29 @@ func (s *state) decodeMachineImage(b *hcl.Block) *MachineImage {
 		}
 	}
 	return m
+}
+
+// decodeTimeouts reads a timeouts block: positive durations.
+func (s *state) decodeTimeouts(b *hcl.Block, m *MachineImage) Timeouts {
+	var t Timeouts
+	content, diags := b.Body.Content(timeoutsSchema)
+	s.addAll(diags)
+	for name, attr := range content.Attributes {
+		m.Ranges["timeouts."+name] = attr.Expr.Range()
+		d, ok := s.duration(attr, true)
+		if !ok {
+			continue
+		}
+		switch name {
+		case "instance":
+			t.Instance = d
+		case "image":
+			t.Image = d
+		case "copy":
+			t.Copy = d
+		}
+	}
+	return t
 }
 
 // decodeSourceAMI reads the one of source_ami, source_ami_filter and

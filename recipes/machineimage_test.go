@@ -61,7 +61,8 @@ func TestMachineImageFixture(t *testing.T) {
 		Encrypted:         true,
 		KMSKeyID:          "alias/bakery",
 		Regions:           []string{"eu-west-1", "us-gov-west-1"},
-		RegionKMSKeyIDs:   map[string]string{"eu-west-1": "alias/bakery-eu"},
+		RegionKMSKeyIDs:   map[string]string{"eu-west-1": "alias/bakery-eu", "us-gov-west-1": "alias/bakery-gov"},
+		Timeouts:          Timeouts{Instance: 15 * time.Minute, Copy: 3 * time.Hour},
 		ShareWith:         []string{"111122223333"},
 		Tags:              map[string]string{"team": "web", "cost-center": "42"},
 		AMIName:           "web-2.1.0",
@@ -111,7 +112,7 @@ func TestMachineImageRanges(t *testing.T) {
 		"source_ami_filter.architecture", "source_ami_filter.most_recent", "source_ami_filter.filters",
 		"instance_type", "subnet_id", "vpc_id", "ssh_username", "ssh_host", "ssh_port", "ssh_timeout",
 		"ssh_private_key_file", "ssh_source_cidrs", "user_data_file", "root_volume_size", "root_volume_type",
-		"encrypted", "kms_key_id", "regions", "region_kms_key_ids", "share_with", "tags", "ami_name", "provision"}
+		"encrypted", "kms_key_id", "regions", "region_kms_key_ids", "share_with", "tags", "ami_name", "provision", "timeouts", "timeouts.instance", "timeouts.copy"}
 	for _, k := range written {
 		if _, ok := m.Ranges[k]; !ok {
 			t.Errorf("Ranges lacks %q", k)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ var stageSchema = &hcl.BodySchema{
 		{Name: "accounts"},
 		{Name: "regions"},
 		{Name: "repository"},
+		{Name: "region_kms_key_ids"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{{Type: "gate"}},
 }
@@ -128,6 +130,21 @@ func (s *state) decodeStage(b *hcl.Block, r *Recipe) *Stage {
 		}
 	}
 
+	if attr := attrs["region_kms_key_ids"]; attr != nil {
+		if keys, ok := s.stringMap(attr); ok {
+			for _, rg := range sortedKeys(keys) {
+				if !slices.Contains(st.Regions, rg) {
+					s.add(&hcl.Diagnostic{
+						Severity: hcl.DiagError,
+						Summary:  fmt.Sprintf("region %q is not listed in the stage's regions", rg),
+						Detail:   fmt.Sprintf("region_kms_key_ids names the KMS key of each region the stage copies its AMIs to; add %q to the stage's regions, or remove its key.", rg),
+						Subject:  s.keyRange(attr, rg).Ptr(),
+					})
+				}
+			}
+			st.RegionKMSKeyIDs = keys
+		}
+	}
 	var gates []written
 	for _, gb := range content.Blocks {
 		gates = append(gates, written{gb.Type, gb.DefRange})
@@ -240,5 +257,55 @@ func (s *state) checkStageSharing(st *Stage, r *Recipe) {
 				st.Name, m.Name, posString(m.DeclRange)),
 			Subject: st.Ranges["accounts"].Ptr(),
 		})
+	}
+}
+
+// checkCopyKeys reports each region an AMI of m is copied to (m's regions
+// and every stage's) that has no customer-managed KMS key while the AMI
+// is encrypted and shared (share_with, or a stage's accounts): a copy
+// there would be encrypted with the region's default aws/ebs key, which
+// AWS cannot share, so promotion or sharing would fail on a real account.
+// Packer refuses the same.
+func (s *state) checkCopyKeys(r *Recipe, m *MachineImage) {
+	if !m.Encrypted {
+		return
+	}
+	shared := len(m.ShareWith) > 0
+	for _, name := range r.Stages {
+		if st := r.StageSpecs[name]; st != nil && len(st.Accounts) > 0 {
+			shared = true
+		}
+	}
+	if !shared {
+		return
+	}
+	for _, rg := range m.Regions {
+		if m.RegionKMSKeyIDs[rg] == "" {
+			s.add(&hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  fmt.Sprintf("copy region %q has no KMS key", rg),
+				Detail: fmt.Sprintf("machine_image %q is encrypted and shared with other accounts, so its copy in %s must be encrypted with a customer-managed key they may use (the default aws/ebs key cannot be shared). Add %q = \"arn:aws:kms:%s:...\" to region_kms_key_ids.",
+					m.Name, rg, rg, rg),
+				Subject: m.Ranges["regions"].Ptr(),
+			})
+		}
+	}
+	for _, name := range r.Stages {
+		st := r.StageSpecs[name]
+		if st == nil {
+			continue
+		}
+		for _, rg := range st.Regions {
+			if rg == m.Region || st.RegionKMSKeyIDs[rg] != "" || m.RegionKMSKeyIDs[rg] != "" {
+				continue
+			}
+			s.add(&hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  fmt.Sprintf("stage %q copies to %q without a KMS key", name, rg),
+				Detail: fmt.Sprintf("machine_image %q (at %s) is encrypted and shared with other accounts, so its copy in %s must be encrypted with a customer-managed key they may use (the default aws/ebs key cannot be shared). Add %q = \"arn:aws:kms:%s:...\" to region_kms_key_ids in stage %q or in the machine_image block.",
+					m.Name, posString(m.DeclRange), rg, rg, rg, name),
+				Subject: st.Ranges["regions"].Ptr(),
+			})
+		}
 	}
 }

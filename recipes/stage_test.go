@@ -20,9 +20,10 @@ func TestStages(t *testing.T) {
   default = "2d"
 }
 stage "staging" {
-  accounts   = ["111122223333", "444455556666"]
-  regions    = ["eu-west-1"]
-  repository = "127.0.0.1:5000/team/web"
+  accounts           = ["111122223333", "444455556666"]
+  regions            = ["eu-west-1"]
+  region_kms_key_ids = { "eu-west-1" = "alias/web-eu" }
+  repository         = "127.0.0.1:5000/team/web"
   gate {
     min_soak         = var.soak
     require_approval = false
@@ -43,7 +44,8 @@ machine_image "m" {
   kms_key_id = "alias/web"
 }
 stage "prod" {
-  regions = ["eu-west-1", "us-west-2"]
+  regions            = ["eu-west-1", "us-west-2"]
+  region_kms_key_ids = { "eu-west-1" = "alias/web-eu", "us-west-2" = "alias/web-us" }
   gate {
     min_soak         = "1d12h"
     require_approval = true
@@ -57,8 +59,10 @@ stage "prod" {
 	want := map[string]Stage{
 		"dev": {Name: "dev", Gate: Gate{RequireApproval: true}},
 		"staging": {Name: "staging", Accounts: []string{"111122223333", "444455556666"}, Regions: []string{"eu-west-1"},
-			Repository: "127.0.0.1:5000/team/web", Gate: Gate{MinSoak: 48 * time.Hour}},
-		"prod": {Name: "prod", Regions: []string{"eu-west-1", "us-west-2"}, Gate: Gate{MinSoak: 36 * time.Hour, RequireApproval: true}},
+			RegionKMSKeyIDs: map[string]string{"eu-west-1": "alias/web-eu"},
+			Repository:      "127.0.0.1:5000/team/web", Gate: Gate{MinSoak: 48 * time.Hour}},
+		"prod": {Name: "prod", Regions: []string{"eu-west-1", "us-west-2"}, Gate: Gate{MinSoak: 36 * time.Hour, RequireApproval: true},
+			RegionKMSKeyIDs: map[string]string{"eu-west-1": "alias/web-eu", "us-west-2": "alias/web-us"}},
 	}
 	if len(r.StageSpecs) != len(want) {
 		t.Errorf("StageSpecs has %d stages, want %d: %v", len(r.StageSpecs), len(want), r.StageSpecs)
@@ -83,12 +87,13 @@ stage "prod" {
 	staging := r.StageSpecs["staging"]
 	for attr, want := range map[string]string{
 		"":                      "4:1",
-		"accounts":              "5:16",
-		"regions":               "6:16",
-		"repository":            "7:16",
-		"gate":                  "8:3",
-		"gate.min_soak":         "9:24",
-		"gate.require_approval": "10:24",
+		"accounts":              "5:24",
+		"regions":               "6:24",
+		"region_kms_key_ids":    "7:24",
+		"repository":            "8:24",
+		"gate":                  "9:3",
+		"gate.min_soak":         "10:24",
+		"gate.require_approval": "11:24",
 		"not_written":           "4:1",
 	} {
 		if got := staging.Pos(attr); got != p+":"+want {
@@ -109,7 +114,7 @@ stage "prod" {
 	if qa.Name != "qa" || qa.Accounts != nil || qa.Regions != nil || qa.Repository != "" || qa.Gate != (Gate{}) {
 		t.Errorf(`Stage("qa") = %+v, want only the name set`, *qa)
 	}
-	if got, want := qa.Pos("regions"), p+":15:21"; got != want {
+	if got, want := qa.Pos("regions"), p+":16:21"; got != want {
 		t.Errorf(`Stage("qa").Pos = %s, want %s (where "qa" is listed in stages)`, got, want)
 	}
 	if _, ok := r.StageSpecs["qa"]; ok {
@@ -195,9 +200,10 @@ func TestParseDays(t *testing.T) {
 func TestStagesAreNotInTheBakeKey(t *testing.T) {
 	const stages = `
 stage "prod" {
-  accounts   = ["111122223333"]
-  regions    = ["eu-west-1", "us-west-2"]
-  repository = "127.0.0.1:5000/team/web-prod"
+  accounts           = ["111122223333"]
+  regions            = ["eu-west-1", "us-west-2"]
+  region_kms_key_ids = { "eu-west-1" = "alias/web-eu", "us-west-2" = "alias/web-us" }
+  repository         = "127.0.0.1:5000/team/web-prod"
   gate {
     min_soak         = "1d"
     require_approval = true

@@ -86,6 +86,10 @@ type Stage struct {
 	// Repository is the registry repository container images of this
 	// stage are copied to; empty means the image's own repository.
 	Repository string `json:"repository,omitempty"`
+	// RegionKMSKeyIDs maps a region to the KMS key an AMI copied there
+	// for this stage is encrypted with; it wins over the machine_image's
+	// region_kms_key_ids.
+	RegionKMSKeyIDs map[string]string `json:"region_kms_key_ids,omitempty"`
 	// Gate is what promotion into this stage requires.
 	Gate Gate `json:"gate"`
 	// DeclRange is where the stage block starts (for a default spec,
@@ -284,6 +288,9 @@ type MachineImage struct {
 	AMIName string `json:"-"`
 	// Provisioners run over SSH on the builder, in order.
 	Provisioners []*Provisioner `json:"provisioners,omitempty"`
+	// Timeouts bound the bake's waits (the timeouts block). They say how
+	// long to wait, not what is baked: not part of the bake key.
+	Timeouts Timeouts `json:"-"`
 	// DeclRange is where the machine_image block starts.
 	DeclRange hcl.Range `json:"-"`
 	// Ranges maps each attribute or nested block name that was written
@@ -299,6 +306,19 @@ type MachineImage struct {
 // Pos returns "file:line:col" of attribute attr, or of the block when
 // attr was not written.
 func (m *MachineImage) Pos(attr string) string { return pos(m.Ranges, attr, m.DeclRange) }
+
+// Timeouts bound the waits of an AMI bake. Zero means the builder's
+// default (10 minutes for the instance, 60 for the AMI, 120 for a copy,
+// as Packer's).
+type Timeouts struct {
+	// Instance bounds each wait for the builder to be running, stopped
+	// or terminated.
+	Instance time.Duration `json:"instance,omitempty"`
+	// Image bounds the wait for the new AMI to be available.
+	Image time.Duration `json:"image,omitempty"`
+	// Copy bounds the wait for each region's copy to be available.
+	Copy time.Duration `json:"copy,omitempty"`
+}
 
 // AMIFilter selects a source AMI, as Packer's source_ami_filter.
 type AMIFilter struct {

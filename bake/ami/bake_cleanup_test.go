@@ -72,7 +72,8 @@ func TestBakeLeavesNothingWhenInterrupted(t *testing.T) {
 			body := `
   regions    = ["eu-west-1", "us-west-2"]
   share_with = ["` + e.srv.NewAccount() + `"]
-  kms_key_id = "alias/bakery-shared"`
+  kms_key_id = "alias/bakery-shared"
+  region_kms_key_ids = { "eu-west-1" = "alias/bakery-shared-eu", "us-west-2" = "alias/bakery-shared-us" }`
 			if tc.provision {
 				body += sshRecipeBody(t, srv, keyFile, t.TempDir())
 			} else {

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	catalogami "github.com/bakery-sh/bakery/catalog/ami"
+	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/progress"
 	"github.com/bakery-sh/bakery/recipes"
 )
@@ -38,11 +39,19 @@ func (o OnError) String() string {
 	return "cleanup"
 }
 
-// Defaults of the options.
+// Defaults of the options and of the recipe's timeouts block.
 const (
 	DefaultCleanupTimeout  = 10 * time.Minute
 	DefaultCopyConcurrency = 4
-	DefaultPollInterval    = 2 * time.Second
+	// DefaultPollInterval is how often a wait asks EC2, as Packer does.
+	DefaultPollInterval = catalogami.DefaultPoll
+	// DefaultInstanceTimeout bounds a wait for the builder to be running,
+	// stopped or terminated.
+	DefaultInstanceTimeout = 10 * time.Minute
+	// DefaultImageTimeout bounds the wait for the new AMI.
+	DefaultImageTimeout = catalogami.DefaultImageTimeout
+	// DefaultCopyTimeout bounds the wait for each region's copy.
+	DefaultCopyTimeout = catalogami.DefaultCopyTimeout
 )
 
 // Baker bakes AMIs. It is safe for concurrent use by several bakes.
@@ -58,7 +67,11 @@ type Baker struct {
 	cleanupTimeout  time.Duration
 	copyConcurrency int
 	pollInterval    time.Duration
+	maxWait         time.Duration
+	heartbeatEvery  time.Duration
+	clock           awsx.Clock
 	bakeID          func() string
+	ops             *catalogami.Ops
 }
 
 // Option configures a Baker.
@@ -90,8 +103,33 @@ func WithCleanupTimeout(d time.Duration) Option { return func(b *Baker) { b.clea
 func WithCopyConcurrency(n int) Option { return func(b *Baker) { b.copyConcurrency = max(1, n) } }
 
 // WithPollInterval sets how often the baker asks EC2 whether an instance
-// or AMI reached the state it waits for. Default: DefaultPollInterval (2s).
+// or AMI reached the state it waits for. Default: DefaultPollInterval
+// (15 s).
 func WithPollInterval(d time.Duration) Option { return func(b *Baker) { b.pollInterval = d } }
+
+// WithMaxWait caps every wait of a bake (instance, AMI, copy) at d,
+// whatever the recipe's timeouts block says; tests use it to fail fast.
+// Default: 0, no cap.
+func WithMaxWait(d time.Duration) Option { return func(b *Baker) { b.maxWait = d } }
+
+// DefaultHeartbeat is how often a running bake refreshes the
+// bakery:heartbeat tag on its resources.
+const DefaultHeartbeat = 5 * time.Minute
+
+// WithHeartbeat sets how often a running bake refreshes the
+// bakery:heartbeat tag on its resources. Default: DefaultHeartbeat.
+// Values of zero or less keep the default.
+func WithHeartbeat(d time.Duration) Option {
+	return func(b *Baker) {
+		if d > 0 {
+			b.heartbeatEvery = d
+		}
+	}
+}
+
+// WithWaitClock sets the clock the baker's waits and retries run on.
+// Default: the system clock. Tests pass a fake one.
+func WithWaitClock(c awsx.Clock) Option { return func(b *Baker) { b.clock = c } }
 
 // WithActor sets who bakes, recorded as the bakery:created-by tag.
 // Default: "" (not recorded).
@@ -108,13 +146,14 @@ func WithBakeID(f func() string) Option { return func(b *Baker) { b.bakeID = f }
 func NewBaker(cfg aws.Config, opts ...Option) (*Baker, error) {
 	b := &Baker{
 		cfg:             cfg,
-		clients:         &clients{cfg: cfg},
+		clients:         newClients(cfg),
 		progress:        progress.Discard(),
 		out:             io.Discard,
 		now:             time.Now,
 		cleanupTimeout:  DefaultCleanupTimeout,
 		copyConcurrency: DefaultCopyConcurrency,
 		pollInterval:    DefaultPollInterval,
+		heartbeatEvery:  DefaultHeartbeat,
 		bakeID:          randomBakeID,
 	}
 	for _, o := range opts {
@@ -138,8 +177,29 @@ func NewBaker(cfg aws.Config, opts ...Option) (*Baker, error) {
 	if b.pollInterval <= 0 {
 		return nil, fmt.Errorf("creating the AMI baker: poll interval %s is not positive", b.pollInterval)
 	}
+	if b.clock == nil {
+		b.clock = awsx.SystemClock()
+	}
 	b.store = catalogami.NewStore(func(region string) catalogami.EC2 { return b.clients.EC2(region) })
+	b.ops = catalogami.NewOps(func(region string) catalogami.API { return b.clients.EC2(region) }, b.pollInterval, b.clock)
 	return b, nil
+}
+
+// timeout is the recipe's timeout (def when the recipe sets none), capped
+// by WithMaxWait.
+func (b *Baker) timeout(recipe, def time.Duration) time.Duration {
+	if recipe <= 0 {
+		recipe = def
+	}
+	if b.maxWait > 0 {
+		recipe = min(recipe, b.maxWait)
+	}
+	return recipe
+}
+
+// wait returns the bounded wait for what (see timeout).
+func (b *Baker) wait(what string, timeout, def time.Duration) awsx.Wait {
+	return awsx.Wait{What: what, Timeout: b.timeout(timeout, def), Interval: b.pollInterval, Clock: b.clock}
 }
 
 func randomBakeID() string {

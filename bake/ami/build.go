@@ -12,9 +12,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
 	"github.com/bakery-sh/bakery/catalog"
+	catalogami "github.com/bakery-sh/bakery/catalog/ami"
+	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/progress"
 	"github.com/bakery-sh/bakery/internal/steps"
 	"github.com/bakery-sh/bakery/recipes"
@@ -42,11 +45,13 @@ type bakeState struct {
 
 	vpcID, subnetID string
 
-	key     *SSHKey
-	keyName string // set before ImportKeyPair: the name is ours alone
-	sgID    string
+	key       *SSHKey
+	keyName   string // set before ImportKeyPair: the name is ours alone
+	keyPairID string // what ImportKeyPair returned (tags need the id)
+	sgID      string
 
 	instanceID string
+	launched   time.Time // when RunInstances returned the builder's id
 	publicIP   string
 	privateIP  string
 	comm       packersdk.Communicator
@@ -158,9 +163,15 @@ func (b *Baker) Build(ctx context.Context, p *Plan) (*Result, error) {
 	}
 	list = append(list, completeStep{})
 
+	hbctx, stopHeartbeat := context.WithCancel(ctx)
+	go st.heartbeat(hbctx)
 	err := steps.Run(ctx, steps.Runner{Progress: st.rep, CleanupTimeout: b.cleanupTimeout}, st, list...)
+	stopHeartbeat()
 	if err != nil {
 		err = fmt.Errorf("baking AMI %s (bake %s): %w", m.Name, st.bakeID, err)
+		if errors.Is(err, awsx.ErrTimeout) && b.onError == OnErrorCleanup && !steps.CleanupFailed(err) {
+			err = fmt.Errorf("%w; the cleanup ran and removed what the bake had created (raise the limit in the recipe's timeouts block)", err)
+		}
 		if b.onError == OnErrorAbort {
 			return nil, b.aborted(ctx, st, err)
 		}
@@ -173,6 +184,39 @@ func (b *Baker) Build(ctx context.Context, p *Plan) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// heartbeat refreshes TagHeartbeat on the bake's resources every
+// heartbeat interval until ctx ends, so that a sweep, which judges age by
+// the last sign of life, never takes a running bake's resources for
+// orphans. It is best effort: a failed refresh waits for the next one.
+func (st *bakeState) heartbeat(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-st.b.clock.After(st.b.heartbeatEvery):
+		}
+		beat := map[string]string{catalog.TagHeartbeat: st.b.clock.Now().UTC().Format(time.RFC3339)}
+		// The resources are found by the bake's tag: the steps record
+		// their ids without a lock, and one listing per kind and region
+		// every few minutes is cheap.
+		found, _ := st.b.bakeResources(ctx, st.bakeID, st.amiName, st.plan.Regions)
+		byRegion := map[string][]string{}
+		for _, r := range found {
+			if r.Kind != KindKeyPair { // tagged by id below; Resource holds its name
+				byRegion[r.Region] = appendNew(byRegion[r.Region], r.ID)
+			}
+		}
+		st.mu.Lock()
+		byRegion[st.plan.BuildRegion] = appendNew(byRegion[st.plan.BuildRegion], st.keyPairID)
+		st.mu.Unlock()
+		for r, ids := range byRegion {
+			if len(ids) > 0 {
+				_, _ = st.b.clients.EC2(r).CreateTags(ctx, &ec2.CreateTagsInput{Resources: ids, Tags: catalogami.EC2Tags(beat)})
+			}
+		}
+	}
 }
 
 // AbortedError is a failed bake's error under OnErrorAbort: the
@@ -285,7 +329,7 @@ func (b *Baker) bakeResourcesIn(ctx context.Context, bakeID, amiName, region str
 		errs = append(errs, err)
 	}
 	for _, img := range imgs {
-		out = append(out, img.Resource)
+		out = append(out, imageResource(img))
 	}
 	out = append(out, snaps...)
 	return out, errors.Join(errs...)
@@ -298,31 +342,31 @@ func (b *Baker) bakeResourcesIn(ctx context.Context, bakeID, amiName, region str
 // "Created by CreateImage(i-...) for ami-..." and "Copied for
 // DestinationAmi ami-..."), which finds a pending copy's snapshot before
 // its id is known.
-func (b *Baker) bakeImages(ctx context.Context, bakeID, amiName, region string, known ...string) ([]ownImage, []Resource, error) {
+func (b *Baker) bakeImages(ctx context.Context, bakeID, amiName, region string, known ...string) ([]catalogami.Image, []Resource, error) {
 	var errs []error
-	tagged, err := b.listImages(ctx, region, tagFilter(catalog.TagBakeID, bakeID))
+	tagged, err := b.store.List(ctx, region, tagFilter(catalog.TagBakeID, bakeID))
 	if err != nil {
 		errs = append(errs, err)
 	}
 	imgs := tagged
 	if len(known) > 0 {
-		recorded, err := b.listImages(ctx, region, filter("image-id", known...))
+		recorded, err := b.store.List(ctx, region, filter("image-id", known...))
 		if err != nil {
 			errs = append(errs, err)
 		}
 		for _, img := range recorded {
-			if !containsImage(imgs, img.ID) {
+			if !containsImage(imgs, img.ImageID) {
 				imgs = append(imgs, img)
 			}
 		}
 	}
 	if amiName != "" {
-		named, err := b.listImages(ctx, region, filter("name", amiName))
+		named, err := b.store.List(ctx, region, filter("name", amiName))
 		if err != nil {
 			errs = append(errs, err)
 		}
 		for _, img := range named {
-			if img.BakeID != bakeID && strings.HasSuffix(img.desc, " bake "+bakeID) && !containsImage(imgs, img.ID) {
+			if img.BakeID != bakeID && strings.HasSuffix(img.Description, " bake "+bakeID) && !containsImage(imgs, img.ImageID) {
 				img.BakeID = bakeID
 				imgs = append(imgs, img)
 			}
@@ -337,8 +381,8 @@ func (b *Baker) bakeImages(ctx context.Context, bakeID, amiName, region string, 
 		}
 	}
 	for _, img := range imgs {
-		for _, s := range img.snapshots {
-			add(s, img.ID)
+		for _, s := range img.Snapshots {
+			add(s, img.ImageID)
 		}
 	}
 	taggedSnaps, err := b.listSnapshots(ctx, region, tagFilter(catalog.TagBakeID, bakeID))
@@ -350,7 +394,7 @@ func (b *Baker) bakeImages(ctx context.Context, bakeID, amiName, region string, 
 	}
 	ids := slices.Clone(known)
 	for _, img := range imgs {
-		ids = appendNew(ids, img.ID)
+		ids = appendNew(ids, img.ImageID)
 	}
 	for _, id := range ids {
 		described, err := b.listSnapshots(ctx, region, filter("description", "*"+id+"*"))
@@ -364,13 +408,8 @@ func (b *Baker) bakeImages(ctx context.Context, bakeID, amiName, region string, 
 	return imgs, snaps, errors.Join(errs...)
 }
 
-func containsImage(imgs []ownImage, id string) bool {
-	for _, img := range imgs {
-		if img.ID == id {
-			return true
-		}
-	}
-	return false
+func containsImage(imgs []catalogami.Image, id string) bool {
+	return slices.ContainsFunc(imgs, func(img catalogami.Image) bool { return img.ImageID == id })
 }
 
 // kindOrder is the order resources are listed and removed in.

@@ -13,6 +13,7 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/bakery-sh/bakery/catalog"
+	catalogami "github.com/bakery-sh/bakery/catalog/ami"
 	"github.com/bakery-sh/bakery/internal/awsx"
 )
 
@@ -43,6 +44,9 @@ type Resource struct {
 	// Created is when it was created: an instance's launch time, else the
 	// bakery:created tag. Zero when unknown.
 	Created time.Time `json:"created,omitzero"`
+	// LastSeen is the bake's last sign of life on it: the later of Created
+	// and its bakery:heartbeat tag. Sweep judges age by it.
+	LastSeen time.Time `json:"last_seen,omitzero"`
 	// Image is, for a snapshot, the AMI it belongs to.
 	Image string `json:"image,omitempty"`
 }
@@ -55,11 +59,6 @@ func (r Resource) String() string {
 	}
 	return s + " (" + r.Region + ")"
 }
-
-// inUseTimeout bounds how long a delete is retried while EC2 says the
-// resource is still in use (a security group of a just-terminated
-// instance, a snapshot of a just-deregistered AMI).
-const inUseTimeout = 5 * time.Minute
 
 // liveInstanceStates are the states of an instance that still costs money
 // and holds its security group and key pair.
@@ -78,10 +77,11 @@ func (b *Baker) listInstances(ctx context.Context, region string, filters ...ec2
 		}
 		for _, res := range page.Reservations {
 			for _, in := range res.Instances {
-				tags := tagMap(in.Tags)
+				tags := catalogami.TagMap(in.Tags)
+				launched := aws.ToTime(in.LaunchTime).UTC()
 				out = append(out, Resource{
 					Kind: KindInstance, ID: aws.ToString(in.InstanceId), Region: region, Name: tags["Name"],
-					BakeID: tags[catalog.TagBakeID], Created: aws.ToTime(in.LaunchTime).UTC(),
+					BakeID: tags[catalog.TagBakeID], Created: launched, LastSeen: lastSign(launched, tags),
 				})
 			}
 		}
@@ -97,12 +97,13 @@ func (b *Baker) listKeyPairs(ctx context.Context, region string, filters ...ec2t
 	}
 	var rs []Resource
 	for _, kp := range out.KeyPairs {
-		tags := tagMap(kp.Tags)
+		tags := catalogami.TagMap(kp.Tags)
 		created := createdTag(tags)
 		if created.IsZero() && kp.CreateTime != nil {
 			created = kp.CreateTime.UTC()
 		}
-		rs = append(rs, Resource{Kind: KindKeyPair, ID: aws.ToString(kp.KeyName), Region: region, BakeID: tags[catalog.TagBakeID], Created: created})
+		rs = append(rs, Resource{Kind: KindKeyPair, ID: aws.ToString(kp.KeyName), Region: region, BakeID: tags[catalog.TagBakeID],
+			Created: created, LastSeen: lastSign(created, tags)})
 	}
 	return rs, nil
 }
@@ -117,52 +118,26 @@ func (b *Baker) listSecurityGroups(ctx context.Context, region string, filters .
 			return nil, fmt.Errorf("listing security groups in %s: %w", region, awsx.ExplainError(err))
 		}
 		for _, g := range page.SecurityGroups {
-			tags := tagMap(g.Tags)
+			tags := catalogami.TagMap(g.Tags)
 			out = append(out, Resource{Kind: KindSecurityGroup, ID: aws.ToString(g.GroupId), Region: region, Name: aws.ToString(g.GroupName),
-				BakeID: tags[catalog.TagBakeID], Created: createdTag(tags)})
+				BakeID: tags[catalog.TagBakeID], Created: createdTag(tags), LastSeen: lastSign(createdTag(tags), tags)})
 		}
 	}
 	return out, nil
 }
 
-// ownImage is an AMI of this account with what cleanup and sweep need.
-type ownImage struct {
-	Resource
-	snapshots []string
-	complete  bool // has a bake key
-	desc      string
+// imageResource is img as a resource of its bake.
+func imageResource(img catalogami.Image) Resource {
+	return Resource{Kind: KindImage, ID: img.ImageID, Region: img.Region, Name: img.Name, BakeID: img.BakeID,
+		Created: img.Created, LastSeen: lastSign(img.Created, img.Tags)}
 }
 
-// listImages returns this account's AMIs in region matching filters.
-func (b *Baker) listImages(ctx context.Context, region string, filters ...ec2types.Filter) ([]ownImage, error) {
-	pages := ec2.NewDescribeImagesPaginator(b.clients.EC2(region), &ec2.DescribeImagesInput{Owners: []string{"self"}, Filters: filters})
-	var out []ownImage
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("listing AMIs in %s: %w", region, awsx.ExplainError(err))
-		}
-		for _, img := range page.Images {
-			tags := tagMap(img.Tags)
-			created := createdTag(tags)
-			if created.IsZero() {
-				created, _ = time.Parse(time.RFC3339, aws.ToString(img.CreationDate))
-			}
-			oi := ownImage{
-				Resource: Resource{Kind: KindImage, ID: aws.ToString(img.ImageId), Region: region, Name: aws.ToString(img.Name),
-					BakeID: tags[catalog.TagBakeID], Created: created},
-				complete: tags[catalog.TagBakeKey] != "",
-				desc:     aws.ToString(img.Description),
-			}
-			for _, bdm := range img.BlockDeviceMappings {
-				if bdm.Ebs != nil && aws.ToString(bdm.Ebs.SnapshotId) != "" {
-					oi.snapshots = append(oi.snapshots, aws.ToString(bdm.Ebs.SnapshotId))
-				}
-			}
-			out = append(out, oi)
-		}
+// lastSign is the later of created and the bakery:heartbeat tag.
+func lastSign(created time.Time, tags map[string]string) time.Time {
+	if hb, err := time.Parse(time.RFC3339, tags[catalog.TagHeartbeat]); err == nil && hb.After(created) {
+		return hb.UTC()
 	}
-	return out, nil
+	return created
 }
 
 // ownSnapshot is a snapshot of this account.
@@ -182,13 +157,14 @@ func (b *Baker) listSnapshots(ctx context.Context, region string, filters ...ec2
 			return nil, fmt.Errorf("listing snapshots in %s: %w", region, awsx.ExplainError(err))
 		}
 		for _, s := range page.Snapshots {
-			tags := tagMap(s.Tags)
+			tags := catalogami.TagMap(s.Tags)
 			created := createdTag(tags)
 			if created.IsZero() && s.StartTime != nil {
 				created = s.StartTime.UTC()
 			}
 			out = append(out, ownSnapshot{
-				Resource: Resource{Kind: KindSnapshot, ID: aws.ToString(s.SnapshotId), Region: region, BakeID: tags[catalog.TagBakeID], Created: created},
+				Resource: Resource{Kind: KindSnapshot, ID: aws.ToString(s.SnapshotId), Region: region, BakeID: tags[catalog.TagBakeID],
+					Created: created, LastSeen: lastSign(created, tags)},
 				complete: tags[catalog.TagBakeKey] != "",
 				desc:     aws.ToString(s.Description),
 			})
@@ -208,40 +184,45 @@ func createdTag(tags map[string]string) time.Time {
 
 // terminate terminates the instances ids in region and waits until they
 // are terminated (a security group cannot be deleted while an instance
-// uses it).
-func (b *Baker) terminate(ctx context.Context, region string, ids []string) error {
+// uses it). launched is when the newest of them was launched: for a
+// while after it EC2 may not know an instance yet, so *.NotFound is
+// retried within awsx.FreshTimeout of it instead of taken as "gone".
+func (b *Baker) terminate(ctx context.Context, region string, ids []string, launched time.Time, timeout time.Duration) error {
 	if len(ids) == 0 {
 		return nil
 	}
 	c := b.clients.EC2(region)
-	_, err := c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: ids})
-	if err != nil && isNotFound(err) && len(ids) > 1 {
-		// One of them is gone already: terminate the others one by one.
-		var errs []error
-		for _, id := range ids {
-			if _, err := c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}}); err != nil && !isNotFound(err) {
-				errs = append(errs, err)
-			}
-		}
-		err = errors.Join(errs...)
-	} else if isNotFound(err) {
-		err = nil
+	fresh := func(err error) bool {
+		return awsx.IsNotFound(err) && b.clock.Now().Sub(launched) < awsx.FreshTimeout
 	}
-	if err != nil {
+	var errs []error
+	for _, id := range ids {
+		err := awsx.Fresh("EC2 to know instance "+id, b.pollInterval, b.clock).Retry(ctx, fresh, func(ctx context.Context) error {
+			_, err := c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}})
+			return err
+		})
+		if err != nil && !awsx.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("terminating %s in %s: %w", strings.Join(ids, ", "), region, awsx.ExplainError(err))
 	}
-	return b.waitInstances(ctx, region, ids, ec2types.InstanceStateNameTerminated)
+	return b.waitInstances(ctx, region, ids, ec2types.InstanceStateNameTerminated, launched, timeout)
 }
 
-// waitInstances waits until every instance of ids is in state want. An
-// instance that disappeared counts as terminated.
-func (b *Baker) waitInstances(ctx context.Context, region string, ids []string, want ec2types.InstanceStateName) error {
+// waitInstances waits, at most timeout (the recipe's instance timeout
+// when 0), until every instance of ids is in state want. An instance
+// EC2 does not know counts as not there yet within awsx.FreshTimeout of
+// launched, and as terminated after.
+func (b *Baker) waitInstances(ctx context.Context, region string, ids []string, want ec2types.InstanceStateName, launched time.Time, timeout time.Duration) error {
 	c := b.clients.EC2(region)
-	return b.poll(ctx, fmt.Sprintf("waiting for %s in %s to be %s", strings.Join(ids, ", "), region, want), func() (bool, error) {
+	w := b.wait(fmt.Sprintf("%s in %s to be %s", strings.Join(ids, ", "), region, want), timeout, DefaultInstanceTimeout)
+	return w.Until(ctx, func(ctx context.Context) (bool, error) {
 		out, err := c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: ids})
-		if isNotFound(err) {
+		if awsx.IsNotFound(err) {
 			// Just created (EC2 is eventually consistent) or long gone.
-			return want == ec2types.InstanceStateNameTerminated, nil
+			return want == ec2types.InstanceStateNameTerminated && b.clock.Now().Sub(launched) >= awsx.FreshTimeout, nil
 		}
 		if err != nil {
 			return false, awsx.ExplainError(err)
@@ -269,80 +250,32 @@ func (b *Baker) waitInstances(ctx context.Context, region string, ids []string, 
 	})
 }
 
-// deleteSecurityGroup deletes group id in region, retrying while EC2 still
-// counts a terminated instance as using it.
+// deleteSecurityGroup deletes group id in region, retrying for at most
+// catalogami.InUseTimeout while EC2 still counts a terminated instance as
+// using it, or does not know the group yet (created a moment ago).
 func (b *Baker) deleteSecurityGroup(ctx context.Context, region, id string) error {
-	ctx, cancel := context.WithTimeout(ctx, inUseTimeout)
-	defer cancel()
 	c := b.clients.EC2(region)
-	return b.poll(ctx, fmt.Sprintf("deleting security group %s in %s", id, region), func() (bool, error) {
+	w := b.wait(fmt.Sprintf("security group %s in %s to be free to delete", id, region), catalogami.InUseTimeout, catalogami.InUseTimeout)
+	err := w.Retry(ctx, awsx.IsInUse, func(ctx context.Context) error {
 		_, err := c.DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: aws.String(id)})
-		switch {
-		case err == nil || isNotFound(err):
-			return true, nil
-		case errorCode(err) == "DependencyViolation":
-			return false, nil
+		if awsx.IsNotFound(err) {
+			return nil
 		}
-		return false, awsx.ExplainError(err)
+		return err
 	})
+	if err != nil {
+		return fmt.Errorf("deleting security group %s in %s: %w", id, region, awsx.ExplainError(err))
+	}
+	return nil
 }
 
 // deleteKeyPair deletes key pair name in region.
 func (b *Baker) deleteKeyPair(ctx context.Context, region, name string) error {
 	_, err := b.clients.EC2(region).DeleteKeyPair(ctx, &ec2.DeleteKeyPairInput{KeyName: aws.String(name)})
-	if err != nil && !isNotFound(err) {
+	if err != nil && !awsx.IsNotFound(err) {
 		return fmt.Errorf("deleting key pair %s in %s: %w", name, region, awsx.ExplainError(err))
 	}
 	return nil
-}
-
-// deregister deregisters AMI id in region. Its snapshots stay: delete
-// them afterwards (a snapshot can only go once its AMI is gone).
-func (b *Baker) deregister(ctx context.Context, region, id string) error {
-	_, err := b.clients.EC2(region).DeregisterImage(ctx, &ec2.DeregisterImageInput{ImageId: aws.String(id)})
-	if err != nil && !isNotFound(err) {
-		return fmt.Errorf("deregistering AMI %s in %s: %w", id, region, awsx.ExplainError(err))
-	}
-	return nil
-}
-
-// deleteSnapshot deletes snapshot id in region, retrying while EC2 still
-// counts a just-deregistered AMI as using it.
-func (b *Baker) deleteSnapshot(ctx context.Context, region, id string) error {
-	ctx, cancel := context.WithTimeout(ctx, inUseTimeout)
-	defer cancel()
-	c := b.clients.EC2(region)
-	return b.poll(ctx, fmt.Sprintf("deleting snapshot %s in %s", id, region), func() (bool, error) {
-		_, err := c.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: aws.String(id)})
-		switch {
-		case err == nil || isNotFound(err):
-			return true, nil
-		case errorCode(err) == "InvalidSnapshot.InUse":
-			return false, nil
-		}
-		return false, awsx.ExplainError(err)
-	})
-}
-
-// poll calls check every poll interval until it reports done, fails, or
-// ctx ends.
-func (b *Baker) poll(ctx context.Context, what string, check func() (bool, error)) error {
-	t := time.NewTicker(b.pollInterval)
-	defer t.Stop()
-	for {
-		done, err := check()
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		if done {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", what, context.Cause(ctx))
-		case <-t.C:
-		}
-	}
 }
 
 // appendNew appends the items of add that are not in list yet.

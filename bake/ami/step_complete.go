@@ -21,10 +21,10 @@ func (completeStep) Run(ctx context.Context, st *bakeState, _ progress.Step) err
 	regions = append(regions, st.plan.BuildRegion)
 	for _, region := range regions {
 		img := st.image(region)
-		if err := st.b.createTags(ctx, region, img.Snapshots, key); err != nil {
+		if err := st.b.ops.Tag(ctx, region, img.Snapshots, key); err != nil {
 			return err
 		}
-		if err := st.b.createTags(ctx, region, []string{img.ImageID}, key); err != nil {
+		if err := st.b.ops.Tag(ctx, region, []string{img.ImageID}, key); err != nil {
 			return err
 		}
 	}

@@ -3,15 +3,11 @@ package ami
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/bakery-sh/bakery/internal/awsx"
+	catalogami "github.com/bakery-sh/bakery/catalog/ami"
 	"github.com/bakery-sh/bakery/internal/progress"
 )
 
@@ -37,38 +33,23 @@ func (copyStep) Run(ctx context.Context, st *bakeState, _ progress.Step) error {
 }
 
 func copyTo(ctx context.Context, st *bakeState, region string) error {
-	m, src := st.m, st.image(st.plan.BuildRegion)
-	in := &ec2.CopyImageInput{
-		SourceImageId: aws.String(src.ImageID),
-		SourceRegion:  aws.String(st.plan.BuildRegion),
-		Name:          aws.String(st.amiName),
-		Description:   aws.String(st.description()),
-		// moto 5.2.5 ignores CopyImage's TagSpecifications (and
-		// Encrypted and KmsKeyId); the CreateTags below covers it.
-		TagSpecifications: tagSpecs(st.baseTags(), ec2types.ResourceTypeImage, ec2types.ResourceTypeSnapshot),
-	}
-	if m.Encrypted {
-		in.Encrypted = aws.Bool(true)
-		if k := m.RegionKMSKeyIDs[region]; k != "" {
-			in.KmsKeyId = aws.String(k)
-		}
-	}
-	c := st.b.clients.EC2(region)
-	out, err := c.CopyImage(ctx, in)
-	if err != nil {
-		return fmt.Errorf("copying AMI %s from %s to %s: %w", src.ImageID, st.plan.BuildRegion, region, awsx.ExplainError(err))
-	}
-	id := aws.ToString(out.ImageId)
-	st.setImage(region, id)
-	if err := st.b.createTags(ctx, region, []string{id}, st.baseTags()); err != nil {
-		return err
-	}
-	snaps, err := st.b.waitImage(ctx, region, id)
+	m, br := st.m, st.plan.BuildRegion
+	src := st.image(br)
+	img, err := st.b.ops.Copy(ctx, catalogami.CopyRequest{
+		Source:      catalogami.Image{Region: br, ImageID: src.ImageID, Name: st.amiName},
+		Region:      region,
+		Description: st.description(),
+		Encrypted:   m.Encrypted,
+		KMSKeyID:    m.RegionKMSKeyIDs[region],
+		Tags:        st.baseTags(),
+		Timeout:     st.b.timeout(m.Timeouts.Copy, DefaultCopyTimeout),
+		Started:     func(id string) { st.setImage(region, id) },
+	})
 	if err != nil {
 		return err
 	}
-	st.setSnapshots(region, snaps)
-	return st.b.createTags(ctx, region, append([]string{id}, snaps...), st.catalogTags())
+	st.setSnapshots(region, img.Snapshots)
+	return st.b.ops.Tag(ctx, region, append([]string{img.ImageID}, img.Snapshots...), st.catalogTags())
 }
 
 // Cleanup deregisters the copies and deletes their snapshots in every copy

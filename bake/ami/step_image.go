@@ -42,12 +42,12 @@ func (createImageStep) Run(ctx context.Context, st *bakeState, _ progress.Step) 
 	}
 	id := aws.ToString(out.ImageId)
 	st.setImage(region, id)
-	snaps, err := st.b.waitImage(ctx, region, id)
+	img, err := st.b.ops.WaitAvailable(ctx, region, id, st.b.timeout(st.m.Timeouts.Image, DefaultImageTimeout))
 	if err != nil {
 		return err
 	}
-	st.setSnapshots(region, snaps)
-	return st.b.createTags(ctx, region, snaps, st.baseTags())
+	st.setSnapshots(region, img.Snapshots)
+	return st.b.ops.Tag(ctx, region, img.Snapshots, st.baseTags())
 }
 
 // Cleanup deregisters the AMI and deletes its snapshots when the bake did
@@ -57,58 +57,6 @@ func (createImageStep) Cleanup(ctx context.Context, st *bakeState, failed bool) 
 		return nil
 	}
 	return st.removeImages(ctx, st.plan.BuildRegion)
-}
-
-// waitImage waits until AMI id in region is available and returns its
-// snapshot ids.
-func (b *Baker) waitImage(ctx context.Context, region, id string) ([]string, error) {
-	c := b.clients.EC2(region)
-	var snaps []string
-	err := b.poll(ctx, fmt.Sprintf("waiting for AMI %s in %s to be available", id, region), func() (bool, error) {
-		out, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{id}})
-		if isNotFound(err) {
-			return false, nil // not visible yet
-		}
-		if err != nil {
-			return false, awsx.ExplainError(err)
-		}
-		if len(out.Images) == 0 {
-			return false, nil
-		}
-		img := out.Images[0]
-		switch img.State {
-		case ec2types.ImageStateAvailable:
-			for _, bdm := range img.BlockDeviceMappings {
-				if bdm.Ebs != nil && aws.ToString(bdm.Ebs.SnapshotId) != "" {
-					snaps = append(snaps, aws.ToString(bdm.Ebs.SnapshotId))
-				}
-			}
-			return true, nil
-		case ec2types.ImageStatePending, "":
-			return false, nil
-		}
-		reason := ""
-		if img.StateReason != nil {
-			reason = ": " + aws.ToString(img.StateReason.Message)
-		}
-		return false, fmt.Errorf("AMI %s is %s%s", id, img.State, reason)
-	})
-	return snaps, err
-}
-
-// createTags tags resources ids in region.
-func (b *Baker) createTags(ctx context.Context, region string, ids []string, tags map[string]string) error {
-	if len(ids) == 0 || len(tags) == 0 {
-		return nil
-	}
-	ts := make([]ec2types.Tag, 0, len(tags))
-	for _, k := range sortedKeys(tags) {
-		ts = append(ts, tag(k, tags[k]))
-	}
-	if _, err := b.clients.EC2(region).CreateTags(ctx, &ec2.CreateTagsInput{Resources: ids, Tags: ts}); err != nil {
-		return fmt.Errorf("tagging %v in %s: %w", ids, region, awsx.ExplainError(err))
-	}
-	return nil
 }
 
 // removeImages deregisters every AMI of the bake in region and deletes
@@ -132,15 +80,15 @@ func (st *bakeState) removeImages(ctx context.Context, region string) error {
 	}
 	ids := known
 	for _, img := range imgs {
-		ids = appendNew(ids, img.ID)
+		ids = appendNew(ids, img.ImageID)
 	}
 	for _, id := range ids {
-		if err := st.b.deregister(ctx, region, id); err != nil {
+		if err := st.b.ops.Deregister(ctx, region, id, nil); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for _, s := range snaps {
-		if err := st.b.deleteSnapshot(ctx, region, s); err != nil {
+		if err := st.b.ops.DeleteSnapshot(ctx, region, s); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -34,7 +34,7 @@ func (keyPairStep) Run(ctx context.Context, st *bakeState, _ progress.Step) erro
 	// The name is recorded before the call: it is this bake's alone, so a
 	// lost answer still leaves cleanup something to delete.
 	st.keyName = "bakery-" + st.bakeID
-	_, err = st.b.clients.EC2(region).ImportKeyPair(ctx, &ec2.ImportKeyPairInput{
+	out, err := st.b.clients.EC2(region).ImportKeyPair(ctx, &ec2.ImportKeyPairInput{
 		KeyName:           aws.String(st.keyName),
 		PublicKeyMaterial: st.key.PublicAuthorized,
 		TagSpecifications: tagSpecs(st.baseTags(), ec2types.ResourceTypeKeyPair),
@@ -42,6 +42,9 @@ func (keyPairStep) Run(ctx context.Context, st *bakeState, _ progress.Step) erro
 	if err != nil {
 		return fmt.Errorf("importing key pair %s in %s: %w", st.keyName, region, awsx.ExplainError(err))
 	}
+	st.mu.Lock()
+	st.keyPairID = aws.ToString(out.KeyPairId)
+	st.mu.Unlock()
 	return nil
 }
 
@@ -50,17 +53,4 @@ func (keyPairStep) Cleanup(ctx context.Context, st *bakeState, failed bool) erro
 		return nil
 	}
 	return st.b.deleteKeyPair(ctx, st.plan.BuildRegion, st.keyName)
-}
-
-// tagSpecs tags resources of the given types with tags at creation.
-func tagSpecs(tags map[string]string, types ...ec2types.ResourceType) []ec2types.TagSpecification {
-	ts := make([]ec2types.Tag, 0, len(tags))
-	for _, k := range sortedKeys(tags) {
-		ts = append(ts, tag(k, tags[k]))
-	}
-	specs := make([]ec2types.TagSpecification, len(types))
-	for i, t := range types {
-		specs[i] = ec2types.TagSpecification{ResourceType: t, Tags: ts}
-	}
-	return specs
 }

@@ -58,8 +58,9 @@ func (launchStep) Run(ctx context.Context, st *bakeState, _ progress.Step) error
 		return fmt.Errorf("launching the builder in %s: RunInstances returned no instance", region)
 	}
 	st.instanceID = aws.ToString(out.Instances[0].InstanceId)
+	st.launched = st.b.clock.Now()
 
-	if err := st.b.waitInstances(ctx, region, []string{st.instanceID}, ec2types.InstanceStateNameRunning); err != nil {
+	if err := st.b.waitInstances(ctx, region, []string{st.instanceID}, ec2types.InstanceStateNameRunning, st.launched, st.m.Timeouts.Instance); err != nil {
 		return err
 	}
 	d, err := c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{st.instanceID}})
@@ -93,7 +94,7 @@ func (launchStep) Cleanup(ctx context.Context, st *bakeState, failed bool) error
 			ids = appendNew(ids, in.ID)
 		}
 	}
-	if err := st.b.terminate(ctx, region, ids); err != nil {
+	if err := st.b.terminate(ctx, region, ids, st.launched, st.m.Timeouts.Instance); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -4,11 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
-
-	"github.com/bakery-sh/bakery/internal/awsx"
+	catalogami "github.com/bakery-sh/bakery/catalog/ami"
 	"github.com/bakery-sh/bakery/internal/progress"
 )
 
@@ -19,29 +15,10 @@ type shareStep struct{}
 func (shareStep) Name() string { return "share AMI" }
 
 func (shareStep) Run(ctx context.Context, st *bakeState, _ progress.Step) error {
-	accounts := st.m.ShareWith
-	perms := make([]ec2types.LaunchPermission, len(accounts))
-	for i, a := range accounts {
-		perms[i] = ec2types.LaunchPermission{UserId: aws.String(a)}
-	}
 	for _, region := range st.plan.Regions {
 		img := st.image(region)
-		c := st.b.clients.EC2(region)
-		if _, err := c.ModifyImageAttribute(ctx, &ec2.ModifyImageAttributeInput{
-			ImageId:          aws.String(img.ImageID),
-			LaunchPermission: &ec2types.LaunchPermissionModifications{Add: perms},
-		}); err != nil {
-			return fmt.Errorf("%s: sharing AMI %s in %s with %v: %w", st.m.Pos("share_with"), img.ImageID, region, accounts, awsx.ExplainError(err))
-		}
-		for _, s := range img.Snapshots {
-			if _, err := c.ModifySnapshotAttribute(ctx, &ec2.ModifySnapshotAttributeInput{
-				SnapshotId:    aws.String(s),
-				Attribute:     ec2types.SnapshotAttributeNameCreateVolumePermission,
-				OperationType: ec2types.OperationTypeAdd,
-				UserIds:       accounts,
-			}); err != nil {
-				return fmt.Errorf("%s: sharing snapshot %s in %s with %v: %w", st.m.Pos("share_with"), s, region, accounts, awsx.ExplainError(err))
-			}
+		if err := st.b.ops.Share(ctx, catalogami.Image{Region: region, ImageID: img.ImageID, Snapshots: img.Snapshots}, st.m.ShareWith); err != nil {
+			return fmt.Errorf("%s: %w", st.m.Pos("share_with"), err)
 		}
 	}
 	return nil

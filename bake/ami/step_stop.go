@@ -21,7 +21,7 @@ func (stopStep) Run(ctx context.Context, st *bakeState, _ progress.Step) error {
 	if _, err := st.b.clients.EC2(region).StopInstances(ctx, &ec2.StopInstancesInput{InstanceIds: []string{st.instanceID}}); err != nil {
 		return fmt.Errorf("stopping the builder %s in %s: %w", st.instanceID, region, awsx.ExplainError(err))
 	}
-	return st.b.waitInstances(ctx, region, []string{st.instanceID}, ec2types.InstanceStateNameStopped)
+	return st.b.waitInstances(ctx, region, []string{st.instanceID}, ec2types.InstanceStateNameStopped, st.launched, st.m.Timeouts.Instance)
 }
 
 // Cleanup does nothing: the launch step's cleanup terminates the builder.

@@ -16,7 +16,7 @@ func (tagImageStep) Name() string { return "tag AMI" }
 func (tagImageStep) Run(ctx context.Context, st *bakeState, _ progress.Step) error {
 	region := st.plan.BuildRegion
 	img := st.image(region)
-	return st.b.createTags(ctx, region, append([]string{img.ImageID}, img.Snapshots...), st.catalogTags())
+	return st.b.ops.Tag(ctx, region, append([]string{img.ImageID}, img.Snapshots...), st.catalogTags())
 }
 
 // Cleanup does nothing: the create step's cleanup removes the AMI.

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bakery-sh/bakery/catalog"
@@ -140,7 +141,8 @@ func (b *Baker) Sweep(ctx context.Context, regions []string, olderThan time.Dura
 	return plan, nil
 }
 
-// orphans lists the orphaned resources of region created at or before cutoff.
+// orphans lists the orphaned resources of region whose last sign of life
+// (creation or the bake's heartbeat) is at or before cutoff.
 func (b *Baker) orphans(ctx context.Context, region string, cutoff time.Time) ([]SweepItem, error) {
 	tagged := filter("tag-key", catalog.TagBakeID)
 	old := func(t time.Time) bool { return !t.IsZero() && !t.After(cutoff) }
@@ -151,7 +153,7 @@ func (b *Baker) orphans(ctx context.Context, region string, cutoff time.Time) ([
 		return nil, err
 	}
 	for _, r := range instances {
-		if old(r.Created) {
+		if old(r.LastSeen) {
 			items = append(items, SweepItem{r, "builder instance of bake " + r.BakeID + " still running"})
 		}
 	}
@@ -160,7 +162,7 @@ func (b *Baker) orphans(ctx context.Context, region string, cutoff time.Time) ([
 		return nil, err
 	}
 	for _, r := range groups {
-		if old(r.Created) {
+		if old(r.LastSeen) {
 			items = append(items, SweepItem{r, "temporary security group of bake " + r.BakeID})
 		}
 	}
@@ -169,12 +171,12 @@ func (b *Baker) orphans(ctx context.Context, region string, cutoff time.Time) ([
 		return nil, err
 	}
 	for _, r := range keys {
-		if old(r.Created) {
+		if old(r.LastSeen) {
 			items = append(items, SweepItem{r, "temporary key pair of bake " + r.BakeID})
 		}
 	}
 
-	imgs, err := b.listImages(ctx, region, tagged)
+	imgs, err := b.store.List(ctx, region, tagged)
 	if err != nil {
 		return nil, err
 	}
@@ -182,22 +184,25 @@ func (b *Baker) orphans(ctx context.Context, region string, cutoff time.Time) ([
 	// never swept on their own: those of an unfinished AMI go with it.
 	inUse := map[string]bool{}
 	for _, img := range imgs {
-		for _, s := range img.snapshots {
+		for _, s := range img.Snapshots {
 			inUse[s] = true
 		}
 	}
 	var snaps []SweepItem
 	seen := map[string]bool{}
 	for _, img := range imgs {
-		if img.complete || !old(img.Created) {
+		r := imageResource(img)
+		// A pending AMI is still being created or copied (a promotion
+		// copy can take hours): never swept.
+		if img.Complete() || img.State == string(ec2types.ImageStatePending) || !old(r.LastSeen) {
 			continue
 		}
-		items = append(items, SweepItem{img.Resource, "unfinished AMI of bake " + img.BakeID + " (no bake key)"})
-		for _, s := range img.snapshots {
+		items = append(items, SweepItem{r, "unfinished AMI of bake " + img.BakeID + " (no bake key)"})
+		for _, s := range img.Snapshots {
 			seen[s] = true
 			snaps = append(snaps, SweepItem{
-				Resource: Resource{Kind: KindSnapshot, ID: s, Region: region, BakeID: img.BakeID, Created: img.Created, Image: img.ID},
-				Reason:   "snapshot of unfinished AMI " + img.ID,
+				Resource: Resource{Kind: KindSnapshot, ID: s, Region: region, BakeID: img.BakeID, Created: img.Created, LastSeen: r.LastSeen, Image: img.ImageID},
+				Reason:   "snapshot of unfinished AMI " + img.ImageID,
 			})
 		}
 	}
@@ -206,7 +211,7 @@ func (b *Baker) orphans(ctx context.Context, region string, cutoff time.Time) ([
 		return nil, err
 	}
 	for _, s := range tsnaps {
-		if s.complete || inUse[s.ID] || seen[s.ID] || !old(s.Created) {
+		if s.complete || inUse[s.ID] || seen[s.ID] || !old(s.LastSeen) {
 			continue
 		}
 		snaps = append(snaps, SweepItem{s.Resource, "snapshot of bake " + s.BakeID + " whose AMI is gone"})
@@ -229,7 +234,7 @@ func (b *Baker) removeOrphans(ctx context.Context, region string, items []SweepI
 		for i, r := range insts {
 			ids[i] = r.ID
 		}
-		if err := b.terminate(ctx, region, ids); err != nil {
+		if err := b.terminate(ctx, region, ids, time.Time{}, 0); err != nil {
 			errs = append(errs, err)
 		} else {
 			removed = append(removed, insts...)
@@ -251,7 +256,7 @@ func (b *Baker) removeOrphans(ctx context.Context, region string, items []SweepI
 	}
 	stillRegistered := map[string]bool{}
 	for _, r := range byKind[KindImage] {
-		if err := b.deregister(ctx, region, r.ID); err != nil {
+		if err := b.ops.Deregister(ctx, region, r.ID, nil); err != nil {
 			errs = append(errs, err)
 			stillRegistered[r.ID] = true
 			continue
@@ -262,7 +267,7 @@ func (b *Baker) removeOrphans(ctx context.Context, region string, items []SweepI
 		if stillRegistered[r.Image] {
 			continue // in use until its AMI goes
 		}
-		if err := b.deleteSnapshot(ctx, region, r.ID); err != nil {
+		if err := b.ops.DeleteSnapshot(ctx, region, r.ID); err != nil {
 			errs = append(errs, err)
 			continue
 		}

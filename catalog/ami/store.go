@@ -20,7 +20,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -70,6 +69,8 @@ type Image struct {
 	SourceImageID, SourceImageRegion string
 	// State is the AMI state: "available", "pending", "failed", ...
 	State string
+	// StateReason is why the AMI is in its state (set for failed AMIs).
+	StateReason string
 	// Snapshots are the EBS snapshot ids of the AMI's block devices, in
 	// device order.
 	Snapshots []string
@@ -79,6 +80,21 @@ type Image struct {
 	CreationDate time.Time
 	// Tags are all the AMI's tags.
 	Tags map[string]string
+}
+
+// stateReason returns ": REASON" when the AMI has a state reason.
+func (i Image) stateReason() string {
+	if i.StateReason == "" {
+		return ""
+	}
+	return ": " + i.StateReason
+}
+
+func stateMessage(r *ec2types.StateReason) *string {
+	if r == nil {
+		return nil
+	}
+	return r.Message
 }
 
 // Complete reports whether the bake that made the AMI finished: only
@@ -154,18 +170,22 @@ type Store struct {
 
 // DefaultPollInterval is how often a LifecycleStore asks EC2 whether an
 // AMI copy is available unless WithPollInterval says otherwise.
-const DefaultPollInterval = 2 * time.Second
+const DefaultPollInterval = DefaultPoll
 
 // options are what Option sets, for a Store and a LifecycleStore alike.
 type options struct {
 	concurrency int
 	now         func() time.Time
+	clock       awsx.Clock
 	poll        time.Duration
+	copyTimeout time.Duration
+	encrypted   bool
+	kmsKeys     map[string]string
 	journal     catalog.Journal
 }
 
 func newOptions(opts []Option) options {
-	o := options{concurrency: DefaultConcurrency, now: time.Now, poll: DefaultPollInterval}
+	o := options{concurrency: DefaultConcurrency, now: time.Now, poll: DefaultPollInterval, copyTimeout: DefaultCopyTimeout}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -191,6 +211,11 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
+// WithWaitClock sets the clock a LifecycleStore's waits (copies,
+// convergence back-off) run on. Default: the system clock. Tests pass a
+// fake one to drive timeouts without sleeping.
+func WithWaitClock(c awsx.Clock) Option { return func(o *options) { o.clock = c } }
+
 // WithPollInterval sets how often a LifecycleStore polls EC2 while it
 // waits for an AMI copy to become available. Default:
 // DefaultPollInterval. Values of zero or less keep the default. A Store
@@ -201,6 +226,25 @@ func WithPollInterval(d time.Duration) Option {
 			o.poll = d
 		}
 	}
+}
+
+// WithCopyTimeout bounds the wait for one promotion copy. Default:
+// DefaultCopyTimeout. Values of zero or less keep the default.
+func WithCopyTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.copyTimeout = d
+		}
+	}
+}
+
+// WithEncryption says how a LifecycleStore encrypts the copies a promotion
+// makes: encrypted (the machine_image's encrypted), with keys[region]
+// (its region_kms_key_ids) where the stage names no key of its own
+// (catalog.StageSpec.KMSKeyIDs). Default: not encrypted unless a key is
+// named, which is how the bake made the source.
+func WithEncryption(encrypted bool, keys map[string]string) Option {
+	return func(o *options) { o.encrypted, o.kmsKeys = encrypted, keys }
 }
 
 // WithJournal makes a LifecycleStore append every event it records to j
@@ -218,30 +262,13 @@ func NewStore(client func(region string) EC2, opts ...Option) *Store {
 // NewStoreFromConfig returns a Store whose EC2 clients come from cfg
 // (awsx.NewEC2), one per region, created on first use.
 func NewStoreFromConfig(cfg aws.Config, opts ...Option) *Store {
-	clients := newClientCache(cfg)
-	return NewStore(func(region string) EC2 { return clients.get(region) }, opts...)
+	clients := newClients(cfg)
+	return NewStore(func(region string) EC2 { return clients.Get(region) }, opts...)
 }
 
-// clientCache hands out one EC2 client per region, created on first use.
-type clientCache struct {
-	cfg     aws.Config
-	mu      sync.Mutex
-	clients map[string]*ec2.Client
-}
-
-func newClientCache(cfg aws.Config) *clientCache {
-	return &clientCache{cfg: cfg, clients: map[string]*ec2.Client{}}
-}
-
-func (c *clientCache) get(region string) *ec2.Client {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	cl, ok := c.clients[region]
-	if !ok {
-		cl = awsx.NewEC2(c.cfg, region)
-		c.clients[region] = cl
-	}
-	return cl
+// newClients hands out one EC2 client per region of cfg.
+func newClients(cfg aws.Config) *awsx.Regional[*ec2.Client] {
+	return awsx.NewRegional(func(region string) *ec2.Client { return awsx.NewEC2(cfg, region) })
 }
 
 // Find returns the AMIs owned by this account that match q in each of
@@ -260,7 +287,7 @@ func (s *Store) Find(ctx context.Context, regions []string, q Query) ([]Image, e
 		g.Go(func() error {
 			imgs, err := s.findIn(gctx, region, q)
 			if err != nil {
-				return fmt.Errorf("finding AMIs with %s in %s: %w", q, region, awsx.ExplainError(err))
+				return fmt.Errorf("finding AMIs with %s: %w", q, err)
 			}
 			found[i] = imgs
 			return nil
@@ -277,19 +304,9 @@ func (s *Store) Find(ctx context.Context, regions []string, q Query) ([]Image, e
 }
 
 func (s *Store) findIn(ctx context.Context, region string, q Query) ([]Image, error) {
-	p := ec2.NewDescribeImagesPaginator(s.client(region), &ec2.DescribeImagesInput{
-		Owners:  []string{"self"},
-		Filters: q.filters(),
-	})
-	var imgs []Image
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, img := range page.Images {
-			imgs = append(imgs, FromEC2(region, img))
-		}
+	imgs, err := s.List(ctx, region, q.filters()...)
+	if err != nil {
+		return nil, err
 	}
 	sort.SliceStable(imgs, func(a, b int) bool {
 		if !imgs[a].Created.Equal(imgs[b].Created) {
@@ -297,6 +314,26 @@ func (s *Store) findIn(ctx context.Context, region string, q Query) ([]Image, er
 		}
 		return imgs[a].ImageID < imgs[b].ImageID
 	})
+	return imgs, nil
+}
+
+// List returns this account's AMIs in region that match every one of
+// filters (DescribeImages filters), in one paginated call.
+func (s *Store) List(ctx context.Context, region string, filters ...ec2types.Filter) ([]Image, error) {
+	p := ec2.NewDescribeImagesPaginator(s.client(region), &ec2.DescribeImagesInput{
+		Owners:  []string{"self"},
+		Filters: filters,
+	})
+	var imgs []Image
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing AMIs in %s: %w", region, awsx.ExplainError(err))
+		}
+		for _, img := range page.Images {
+			imgs = append(imgs, FromEC2(region, img))
+		}
+	}
 	return imgs, nil
 }
 
@@ -360,6 +397,7 @@ func FromEC2(region string, img ec2types.Image) Image {
 		SourceImageID:     aws.ToString(img.SourceImageId),
 		SourceImageRegion: aws.ToString(img.SourceImageRegion),
 		State:             string(img.State),
+		StateReason:       aws.ToString(stateMessage(img.StateReason)),
 		BakeID:            tags[catalog.TagBakeID],
 		Tags:              tags,
 	}

@@ -50,12 +50,14 @@ machine_image "base" {
 }
 
 stage "staging" {
-  regions = ["eu-west-1"]
+  regions            = ["eu-west-1"]
+  region_kms_key_ids = { "eu-west-1" = "alias/x-eu" }
 }
 
 stage "prod" {
-  accounts = ["` + prodAccount + `"]
-  regions  = ["eu-west-1", "us-west-2"]
+  accounts           = ["` + prodAccount + `"]
+  regions            = ["eu-west-1", "us-west-2"]
+  region_kms_key_ids = { "eu-west-1" = "alias/x-eu", "us-west-2" = "alias/x-us" }
   gate {
     require_approval = true
   }

@@ -97,7 +97,7 @@ func (a *adapter[S]) Cleanup(bag multistep.StateBag) {
 	_, cancelled := bag.GetOk(multistep.StateCancelled)
 	if err := a.step.Cleanup(a.run.cleanupContext(), a.run.state, halted || cancelled); err != nil {
 		a.run.mu.Lock()
-		a.run.cleanErrs = append(a.run.cleanErrs, fmt.Errorf("cleaning up after %s: %w", a.step.Name(), err))
+		a.run.cleanErrs = append(a.run.cleanErrs, &cleanupError{fmt.Errorf("cleaning up after %s: %w", a.step.Name(), err)})
 		a.run.mu.Unlock()
 	}
 }
@@ -134,4 +134,18 @@ func Run[S any](ctx context.Context, r Runner, state *S, list ...Step[S]) error 
 		return errors.Join(append([]error{err}, rn.cleanErrs...)...)
 	}
 	return err
+}
+
+// cleanupError is a Cleanup's failure in the error Run returns.
+type cleanupError struct{ err error }
+
+func (e *cleanupError) Error() string { return e.err.Error() }
+func (e *cleanupError) Unwrap() error { return e.err }
+
+// CleanupFailed reports whether err, as Run returned it, includes the
+// failure of a step's Cleanup: then something the run created may be
+// left behind. When it is false, every Cleanup that ran succeeded.
+func CleanupFailed(err error) bool {
+	var ce *cleanupError
+	return errors.As(err, &ce)
 }

@@ -35,7 +35,7 @@ machine_image "web" {
   encrypted            = true
   kms_key_id           = "alias/bakery"
   regions              = ["eu-west-1", "us-gov-west-1"]
-  region_kms_key_ids   = { "eu-west-1" = "alias/bakery-eu" }
+  region_kms_key_ids   = { "eu-west-1" = "alias/bakery-eu", "us-gov-west-1" = "alias/bakery-gov" }
   share_with           = ["111122223333"]
   tags                 = { team = "web", "cost-center" = 42 }
   ami_name             = "web-${var.version}"
@@ -57,5 +57,10 @@ machine_image "web" {
   }
   provision "shell" {
     script = "scripts/setup.sh"
+  }
+
+  timeouts {
+    instance = "15m"
+    copy     = "3h"
   }
 }

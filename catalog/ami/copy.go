@@ -1,0 +1,125 @@
+package ami
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bakery-sh/bakery/catalog"
+)
+
+// copyMissing copies v to each of regions it is not in, a bounded number
+// at once, and adds the copies to v.
+func (s *LifecycleStore) copyMissing(ctx context.Context, v *version, spec catalog.StageSpec) error {
+	regions := spec.Regions
+	var missing []string
+	for _, r := range dedupe(regions) {
+		if v.amis[r] == nil {
+			missing = append(missing, r)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	src := v.amis[buildImage(v.images()).Region]
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.o.concurrency)
+	for _, region := range missing {
+		g.Go(func() error {
+			l, err := s.copyTo(gctx, v, src, region, spec)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			v.amis[region] = l
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// copyDescription is the description of a copy of src: it finds the copy
+// again when a crash lost even its tags.
+func copyDescription(src *located) string {
+	return fmt.Sprintf("bakery %s %s (%s), copy of %s from %s", src.Recipe, src.Version, src.Artifact, src.ImageID, src.Region)
+}
+
+// copyTo copies src, the build region's AMI of v, to region, or finishes
+// the copy an earlier run started (see Promote), encrypted with the
+// region's key: spec's, else the store's (WithEncryption).
+func (s *LifecycleStore) copyTo(ctx context.Context, v *version, src *located, region string, spec catalog.StageSpec) (*located, error) {
+	key := spec.KMSKeyIDs[region]
+	if key == "" {
+		key = s.o.kmsKeys[region]
+	}
+	img, err := s.ops.Copy(ctx, CopyRequest{
+		Source:      src.Image,
+		Region:      region,
+		Description: copyDescription(src),
+		Encrypted:   s.o.encrypted || key != "",
+		KMSKeyID:    key,
+		Tags: map[string]string{
+			catalog.TagRecipe:   src.Tags[catalog.TagRecipe],
+			catalog.TagArtifact: src.Tags[catalog.TagArtifact],
+			catalog.TagVersion:  src.Tags[catalog.TagVersion],
+			catalog.TagBakeID:   src.Tags[catalog.TagBakeID],
+			catalog.TagCreated:  s.o.now().UTC().Format(time.RFC3339),
+		},
+		Timeout: s.o.copyTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	l := &located{Image: img}
+	if err := s.readSnapshots(ctx, l); err != nil {
+		return nil, err
+	}
+	// An earlier run may have left stage marks the version has lost since.
+	current := stagesOf(v.images())
+	stale := map[string]*string{}
+	for _, tags := range append([]map[string]string{l.Tags}, slices.Collect(maps.Values(l.snaps))...) {
+		for k := range tags {
+			if st, ok := strings.CutPrefix(k, TagStagePrefix); ok {
+				if _, held := current[st]; !held {
+					stale[k] = nil
+				}
+			}
+		}
+	}
+	if len(stale) > 0 {
+		if err := s.untag(ctx, l, stale); err != nil {
+			return nil, err
+		}
+	}
+	snapTags := map[string]string{}
+	for k, val := range src.Tags {
+		if k != catalog.TagBakeKey && k != TagRevoked && !isEventTag(k) && !strings.HasPrefix(k, TagStagePrefix) && !strings.HasPrefix(k, "aws:") {
+			snapTags[k] = val
+		}
+	}
+	for stage, m := range current {
+		snapTags[StageTag(stage)] = m.String()
+	}
+	imgTags := maps.Clone(snapTags)
+	for _, se := range historyOf(v.images()) {
+		imgTags[se.key] = se.value
+	}
+	if err := s.tag(ctx, l, imgTags, snapTags); err != nil {
+		return nil, err
+	}
+	done := map[string]string{catalog.TagBakeKey: src.BakeKey}
+	if err := s.tag(ctx, l, done, done); err != nil {
+		return nil, err
+	}
+	l.Image.Image = src.Image.Image
+	l.Reference = l.ImageID
+	return l, nil
+}
