@@ -12,7 +12,7 @@ import (
 type ArtifactState struct {
 	// Kind is the kind of image; Name is the block label.
 	Kind catalog.Kind `json:"kind"`
-	Name string `json:"name"`
+	Name string       `json:"name"`
 	// Reference is the image (registry ref, layout ref or build-region AMI id).
 	Reference string `json:"reference"`
 	// Digest is the container image digest.
