@@ -77,6 +77,14 @@ func NewLifecycleStore(cfg aws.Config, recipe, artifact string, regions []string
 	}
 }
 
+// clock is the clock the store's waits run on.
+func (s *LifecycleStore) clock() awsx.Clock {
+	if s.o.clock != nil {
+		return s.o.clock
+	}
+	return awsx.SystemClock()
+}
+
 // Regions returns the regions the store looks in.
 func (s *LifecycleStore) Regions() []string { return slices.Clone(s.regions) }
 

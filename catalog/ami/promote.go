@@ -9,8 +9,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/bakery-sh/bakery/catalog"
+	"github.com/bakery-sh/bakery/internal/awsx"
 )
 
 // Promote puts e into spec's stage, in this order, each step skipped
@@ -100,7 +104,7 @@ func (s *LifecycleStore) Promote(ctx context.Context, e catalog.Entry, spec cata
 	if err := s.ensureEvent(ctx, v.list(), ev, same); err != nil {
 		return resumable(err)
 	}
-	winner, err := s.converge(ctx, stage, regions)
+	winner, err := s.converge(ctx, stage, regions, v.list())
 	if err != nil {
 		return resumable(err)
 	}
@@ -156,13 +160,37 @@ func maxID(imgs []Image) string {
 
 // converge leaves stage to one version (see Promote) and returns it ("" if
 // no version holds the stage).
-func (s *LifecycleStore) converge(ctx context.Context, stage string, regions []string) (string, error) {
+func (s *LifecycleStore) converge(ctx context.Context, stage string, regions []string, own []*located) (string, error) {
 	key := StageTag(stage)
-	for range MaxConvergeRounds {
-		imgs, err := s.find.Find(ctx, regions, Query{Recipe: s.recipe, Artifact: s.artifact, Tagged: []string{key}})
+	for round := range MaxConvergeRounds {
+		if round > 0 {
+			// Back off before reading again: another promoter is moving
+			// the stage too, and EC2's tag index catches up meanwhile.
+			select {
+			case <-ctx.Done():
+				return "", context.Cause(ctx)
+			case <-s.clock().After(convergeBackoff(round)):
+			}
+		}
+		listed, err := s.find.Find(ctx, regions, Query{Recipe: s.recipe, Artifact: s.artifact, Tagged: []string{key}})
 		if err != nil {
 			return "", fmt.Errorf("reading the holders of stage %s: %w", stage, err)
 		}
+		// A tag-filter listing can be stale on AWS: it may miss the marks
+		// just written and show marks just deleted. Read every candidate,
+		// and this promotion's own AMIs, again by id, and believe that.
+		imgs, err := s.reread(ctx, append(listed, images(own)...))
+		if err != nil {
+			return "", fmt.Errorf("reading the holders of stage %s: %w", stage, err)
+		}
+		for _, l := range own {
+			// What this promotion wrote is true even while EC2 does not
+			// show it yet (a copy made a moment ago).
+			if !slices.ContainsFunc(imgs, func(img Image) bool { return img.Region == l.Region && img.ImageID == l.ImageID }) {
+				imgs = append(imgs, l.Image)
+			}
+		}
+		imgs = slices.DeleteFunc(imgs, func(img Image) bool { _, ok := img.Tags[key]; return !ok })
 		byVersion := map[string]*holder{}
 		var holders []*holder
 		for _, img := range imgs {
@@ -280,4 +308,66 @@ func (s *LifecycleStore) ensureEvent(ctx context.Context, ls []*located, ev cata
 	}
 	add := map[string]string{key: value}
 	return s.each(ctx, ls, func(ctx context.Context, l *located) error { return s.tagImage(ctx, l, add) })
+}
+
+// convergeBackoff is the pause before convergence round n (n ≥ 1):
+// 250 ms doubling each round, at most 8 s.
+func convergeBackoff(n int) time.Duration {
+	return min(250*time.Millisecond<<(n-1), 8*time.Second)
+}
+
+// reread reads imgs again by id, one DescribeImages per region (ids read
+// what was just written, where a filtered listing may lag), and returns
+// the complete AMIs of the store's artifact among them, each once.
+func (s *LifecycleStore) reread(ctx context.Context, imgs []Image) ([]Image, error) {
+	byRegion := map[string][]string{}
+	var regions []string
+	for _, img := range imgs {
+		if _, ok := byRegion[img.Region]; !ok {
+			regions = append(regions, img.Region)
+		}
+		if !slices.Contains(byRegion[img.Region], img.ImageID) {
+			byRegion[img.Region] = append(byRegion[img.Region], img.ImageID)
+		}
+	}
+	found := make([][]Image, len(regions))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.o.concurrency)
+	for i, region := range regions {
+		g.Go(func() error {
+			out, err := s.client(region).DescribeImages(gctx, &ec2.DescribeImagesInput{ImageIds: byRegion[region]})
+			if awsx.IsNotFound(err) {
+				// One of them is gone (deregistered): read them one by one.
+				for _, id := range byRegion[region] {
+					img, ok, err := s.ops.Describe(gctx, region, id)
+					if err != nil {
+						return err
+					}
+					if ok {
+						found[i] = append(found[i], img)
+					}
+				}
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("reading AMIs %s in %s: %w", strings.Join(byRegion[region], ", "), region, awsx.ExplainError(err))
+			}
+			for _, img := range out.Images {
+				found[i] = append(found[i], FromEC2(region, img))
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var out []Image
+	for _, imgs := range found {
+		for _, img := range imgs {
+			if img.Complete() && img.Recipe == s.recipe && img.Artifact == s.artifact && img.State == string(ec2types.ImageStateAvailable) {
+				out = append(out, img)
+			}
+		}
+	}
+	return out, nil
 }

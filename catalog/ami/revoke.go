@@ -3,6 +3,7 @@ package ami
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -31,8 +32,11 @@ func (s *LifecycleStore) open(ctx context.Context, e catalog.Entry, ev catalog.E
 
 // Revoke takes e out of every stage and marks it revoked, on the AMI of
 // every region of the store and on its snapshots: it writes TagRevoked
-// ("<time> <actor> <reason>" of ev), records ev at that time, then deletes
-// every stage mark. A version revoked already keeps its first revocation
+// ("<time> <actor> <reason>" of ev) and, on the AMI, TagRevokedAccess (the
+// accounts that may launch it), takes launch permission on the AMI and
+// create-volume permission on its snapshots away from those accounts (so
+// no stage account can launch a revoked image), records ev at the
+// revocation's time, then deletes every stage mark. A version revoked already keeps its first revocation
 // (mark and reason); Revoke then only finishes what a crash left undone.
 func (s *LifecycleStore) Revoke(ctx context.Context, e catalog.Entry, ev catalog.Event) error {
 	what := "revoking " + s.ref(e.Version)
@@ -46,8 +50,30 @@ func (s *LifecycleStore) Revoke(ctx context.Context, e catalog.Entry, ev catalog
 	}
 	ev.Time = m.Time
 	tag := map[string]string{TagRevoked: m.String()}
-	if err := s.each(ctx, v.list(), func(ctx context.Context, l *located) error { return s.tag(ctx, l, tag, tag) }); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+	err = s.each(ctx, v.list(), func(ctx context.Context, l *located) error {
+		// Record who may launch it before taking that away, so that
+		// Unrevoke can give it back and a rerun after a crash still
+		// knows.
+		accounts, _, err := s.ops.LaunchPermissions(ctx, l.Region, l.ImageID)
+		if err != nil {
+			return err
+		}
+		accounts = dedupe(append(revokedAccess(l.Tags), accounts...))
+		img := maps.Clone(tag)
+		if len(accounts) > 0 {
+			v := strings.Join(accounts, " ")
+			if len(v) > MaxTagValue {
+				return fmt.Errorf("AMI %s in %s is shared with %d accounts, more than the %s tag can record to restore on unrevoke: unshare some by hand first", l.ImageID, l.Region, len(accounts), TagRevokedAccess)
+			}
+			img[TagRevokedAccess] = v
+		}
+		if err := s.tag(ctx, l, img, tag); err != nil {
+			return err
+		}
+		return s.ops.Unshare(ctx, l.Image, accounts)
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w (run the revocation again to finish it)", what, err)
 	}
 	same := func(o catalog.Event) bool { return o.Action == catalog.ActionRevoke && nearly(o.Time, m.Time) }
 	if err := s.ensureEvent(ctx, v.list(), ev, same); err != nil {
@@ -77,7 +103,9 @@ func (s *LifecycleStore) Revoke(ctx context.Context, e catalog.Entry, ev catalog
 
 // Unrevoke lifts e's revocation: it records ev (after the revocation; the
 // clock's time when ev has none) on the AMI of every region of the store,
-// then deletes TagRevoked from the AMIs and their snapshots. The version
+// gives the accounts of TagRevokedAccess their launch and create-volume
+// permissions back, then deletes TagRevoked and TagRevokedAccess from the
+// AMIs and their snapshots. The version
 // enters no stage. Unrevoking a version that is not revoked changes
 // nothing.
 func (s *LifecycleStore) Unrevoke(ctx context.Context, e catalog.Entry, ev catalog.Event) error {
@@ -98,10 +126,18 @@ func (s *LifecycleStore) Unrevoke(ctx context.Context, e catalog.Entry, ev catal
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	err = s.each(ctx, v.list(), func(ctx context.Context, l *located) error {
-		return s.untag(ctx, l, map[string]*string{TagRevoked: nil})
+		if err := s.ops.Share(ctx, l.Image, revokedAccess(l.Tags)); err != nil {
+			return err
+		}
+		return s.untag(ctx, l, map[string]*string{TagRevoked: nil, TagRevokedAccess: nil})
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w (run it again to finish)", what, err)
 	}
 	return nil
+}
+
+// revokedAccess returns the accounts a revocation recorded in tags.
+func revokedAccess(tags map[string]string) []string {
+	return strings.Fields(tags[TagRevokedAccess])
 }

@@ -32,6 +32,10 @@ const (
 	// "<time> <actor> <reason>", the reason unescaped to the end of the
 	// value and cut with "…" to fit MaxTagValue.
 	TagRevoked = "bakery:revoked"
+	// TagRevokedAccess is, on a revoked AMI, the accounts (space
+	// separated) whose launch permission the revocation took away, so
+	// that lifting it gives them back.
+	TagRevokedAccess = "bakery:revoked-access"
 	// TagEventPrefix starts an event of the image's history: the tag
 	// key is TagEventPrefix followed by the event's time in Unix
 	// nanoseconds; the value is

@@ -181,13 +181,47 @@ func (e *env) machineImageBaker(c *ucli.Context, g globals, rs []*recipes.Recipe
 	if g.quiet {
 		out = io.Discard
 	}
+	poll, err := e.pollInterval()
+	if err != nil {
+		return nil, err
+	}
+	maxWait, err := e.durationEnv("BAKERY_MAX_WAIT")
+	if err != nil {
+		return nil, err
+	}
 	return bakeami.NewBaker(cfg,
+		bakeami.WithPollInterval(poll),
+		bakeami.WithMaxWait(maxWait),
 		bakeami.WithActor(e.actor(c.Context, &cfg)),
 		bakeami.WithProgress(rep),
 		bakeami.WithOutput(out),
 		bakeami.WithOnError(onError),
 		bakeami.WithClock(e.now),
 	)
+}
+
+// pollInterval is how often AWS waits ask: $BAKERY_POLL_INTERVAL, else
+// the default of the AWS code paths (15 s, as Packer's).
+func (e *env) pollInterval() (time.Duration, error) {
+	d, err := e.durationEnv("BAKERY_POLL_INTERVAL")
+	if d == 0 && err == nil {
+		d = bakeami.DefaultPollInterval
+	}
+	return d, err
+}
+
+// durationEnv reads a positive duration ("2s", "10m") from the
+// environment variable key; 0 when it is unset.
+func (e *env) durationEnv(key string) (time.Duration, error) {
+	v := e.getenv(key)
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, usagef("%s=%q: expected a positive duration such as 2s or 10m", key, v)
+	}
+	return d, nil
 }
 
 // newAMIBaker is an AMI baker for reads (outdated): no progress, no output.

@@ -146,8 +146,15 @@ func (s *session) artifacts(r *recipes.Recipe) ([]*promote.Artifact, error) {
 		if err != nil {
 			return nil, err
 		}
+		poll, err := s.e.pollInterval()
+		if err != nil {
+			return nil, err
+		}
 		arts = append(arts, &promote.Artifact{Kind: catalog.KindAMI, Name: m.Name,
-			Store: catalogami.NewLifecycleStore(cfg, r.Name, m.Name, amiRegions(r, m, cfg.Region), catalogami.WithClock(s.e.now))})
+			Store: catalogami.NewLifecycleStore(cfg, r.Name, m.Name, amiRegions(r, m, cfg.Region),
+				catalogami.WithClock(s.e.now),
+				catalogami.WithPollInterval(poll),
+				catalogami.WithEncryption(m.Encrypted, m.RegionKMSKeyIDs))})
 	}
 	return arts, nil
 }
@@ -173,7 +180,7 @@ func stages(r *recipes.Recipe) map[string]promote.Stage {
 	for _, name := range r.Stages {
 		st := r.Stage(name)
 		out[name] = promote.Stage{
-			Spec: catalog.StageSpec{Name: name, Accounts: st.Accounts, Regions: st.Regions, Repository: st.Repository},
+			Spec: catalog.StageSpec{Name: name, Accounts: st.Accounts, Regions: st.Regions, Repository: st.Repository, KMSKeyIDs: st.RegionKMSKeyIDs},
 			Gate: promote.Gate{MinSoak: st.Gate.MinSoak, RequireApproval: st.Gate.RequireApproval},
 		}
 	}
