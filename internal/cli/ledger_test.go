@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -350,4 +351,51 @@ func TestTwoPromoteProcessesRaceForTheLock(t *testing.T) {
 	if evs := objects(t, moto, bucket, "team/base/events/"); len(evs) != 1 {
 		t.Errorf("the ledger holds %v, want the one promotion", evs)
 	}
+}
+
+// TestSIGINTDuringPromoteReleasesTheLock interrupts a promotion that
+// holds the lock (its EC2 calls held by a proxy): bakery exits 1 and
+// gives the lock back on a context of its own, so the next promotion
+// needs no --break-lock.
+func TestSIGINTDuringPromoteReleasesTheLock(t *testing.T) {
+	bin := bakeryBinary(t)
+	moto := mototest.Start(t)
+	env := awsEnv(t, moto)
+	bucket, l := ledgerBucket(t, moto)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"base.bake.hcl": ledgerAMIRecipe("")})
+	recipe := filepath.Join(dir, "base.bake.hcl")
+	bakeJSON(t, env, recipe)
+
+	open := make(chan struct{})
+	defer close(open)
+	proxy := newGatedProxy(t, moto.URL, open)
+	cmd := exec.Command(bin, "promote", "-f", recipe, "base@1.0.0", "--to", "dev")
+	cmd.Env = freshProcessEnv(t, moto, "BAKERY_AWS_ENDPOINT="+proxy.URL, "BAKERY_LEDGER=s3://"+bucket+"/team")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-proxy.reached: // past the lock, reading the catalog
+	case <-done:
+		t.Fatalf("bakery exited before it reached EC2:\n%s", out.String())
+	}
+	if h, err := l.Holder(context.Background(), "base", "dev"); err != nil || h == nil {
+		t.Fatalf("while the promotion works the lock is %+v, %v; want it held", h, err)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if code := cmd.ProcessState.ExitCode(); code != exitFailure {
+		t.Errorf("interrupted promote exited %d, want 1:\n%s", code, out.String())
+	}
+	if locks := objects(t, moto, bucket, "team/base/locks/"); len(locks) != 0 {
+		t.Errorf("the interrupted promotion left its lock: %v\n%s", locks, out.String())
+	}
+	mustRun(t, append(env[:len(env):len(env)], "BAKERY_LEDGER=s3://"+bucket+"/team"), "promote", "-f", recipe, "base@1.0.0", "--to", "dev")
 }
