@@ -99,7 +99,8 @@ func WithClock(now func() time.Time) Option {
 }
 
 // WithPageSize sets how many keys Events asks for per ListObjectsV2 page.
-// Default: 0, S3's own page size (1000). Values below 1 keep the default.
+// Default: S3's own page size, 1000. Values below 1 keep the default;
+// values above 1000 mean 1000 (S3 returns no more).
 func WithPageSize(n int) Option {
 	return func(o *options) { o.pageSize = int32(max(0, min(n, 1000))) }
 }
