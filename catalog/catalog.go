@@ -57,6 +57,34 @@ const (
 	TagHeartbeat = "bakery:heartbeat"
 )
 
+// The tag budget of an AMI: EC2 allows MaxAMITags tags on one resource,
+// and bakery's own must fit with room for some history. A recipe fits
+// when
+//
+//	AMIBaseTags + len(tags) + len(stages) + AMIRevokedTags + AMIReservedTags + MinAMIEvents <= MaxAMITags
+//
+// (one stage mark per stage, at most: an image is in each stage once);
+// recipes.Load refuses one that does not. The events beyond what fits
+// are pruned from the AMI, oldest first; the ledger keeps them all.
+const (
+	// MaxAMITags is how many tags EC2 allows on one AMI or snapshot.
+	MaxAMITags = 50
+	// AMIBaseTags is how many tags every AMI bakery bakes carries from
+	// its bake: TagRecipe, TagArtifact, TagVersion, TagBakeKey,
+	// TagSourceAMI, TagCreated, TagCreatedBy and TagBakeID.
+	AMIBaseTags = 8
+	// AMIRevokedTags is the room a revocation mark (bakery:revoked)
+	// takes.
+	AMIRevokedTags = 1
+	// AMIReservedTags is how many tags are left free for writers working
+	// on the same AMI at the same time (one more stage mark, one more
+	// event).
+	AMIReservedTags = 2
+	// MinAMIEvents is the fewest history events an AMI must have room
+	// for: a recipe whose own tags and stages leave less is refused.
+	MinAMIEvents = 4
+)
+
 // Kind is what kind of image an artifact bakes.
 type Kind string
 

@@ -175,6 +175,12 @@ func History(arts []*Artifact) []catalog.Event {
 			}
 		}
 	}
+	newestFirst(evs)
+	return evs
+}
+
+// newestFirst sorts evs newest first.
+func newestFirst(evs []catalog.Event) {
 	sort.SliceStable(evs, func(i, j int) bool {
 		if !evs[i].Time.Equal(evs[j].Time) {
 			return evs[i].Time.After(evs[j].Time)
@@ -182,5 +188,59 @@ func History(arts []*Artifact) []catalog.Event {
 		// Same instant (AMI tags keep whole seconds): newer version first.
 		return catalog.CompareVersions(evs[i].Version, evs[j].Version) > 0
 	})
-	return evs
+}
+
+// SameEventWindow is how far apart in time two records of one event may
+// be and still be taken for the same by MergeHistory.
+const SameEventWindow = time.Microsecond
+
+// sameEvent reports whether a and b record the same event: the same
+// action, stage, version and artifact, at most SameEventWindow apart.
+func sameEvent(a, b catalog.Event) bool {
+	d := a.Time.Sub(b.Time)
+	return a.Action == b.Action && a.Stage == b.Stage && a.Version == b.Version && a.Artifact == b.Artifact &&
+		d <= SameEventWindow && d >= -SameEventWindow
+}
+
+// MergeHistory merges the history read from the images (History) with
+// the ledger's, newest first. An event both hold (see SameEventWindow) is
+// listed once, as the ledger has it: whole, where a tag cuts a long
+// reason. The ledger's events of images that are gone, and those pruned
+// from the images, are listed too.
+func MergeHistory(images, ledger []catalog.Event) []catalog.Event {
+	type id struct{ action, stage, version, artifact string }
+	out := slices.Clone(images)
+	at := map[id][]int{}
+	for i, ev := range out {
+		k := id{ev.Action, ev.Stage, ev.Version, ev.Artifact}
+		at[k] = append(at[k], i)
+	}
+	matched := make([]bool, len(out))
+	for _, ev := range ledger {
+		k := id{ev.Action, ev.Stage, ev.Version, ev.Artifact}
+		dup := false
+		for _, i := range at[k] {
+			if !matched[i] && sameEvent(out[i], ev) {
+				out[i], matched[i], dup = ev, true, true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, ev)
+		}
+	}
+	newestFirst(out)
+	return out
+}
+
+// Pruned is how many older events the images of arts no longer hold
+// (catalog.Lifecycle.Pruned, summed over every artifact's versions).
+func Pruned(arts []*Artifact) int {
+	n := 0
+	for _, a := range arts {
+		for _, e := range a.Entries {
+			n += e.Pruned
+		}
+	}
+	return n
 }

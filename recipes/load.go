@@ -190,6 +190,7 @@ var fileSchema = &hcl.BodySchema{
 		{Type: "container", LabelNames: []string{"name"}},
 		{Type: "machine_image", LabelNames: []string{"name"}},
 		{Type: "stage", LabelNames: []string{"name"}},
+		{Type: "catalog"},
 	},
 }
 
@@ -197,7 +198,7 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 	content, diags := file.Body.Content(fileSchema)
 	s.addAll(diags)
 
-	var varBlocks, localBlocks, recipeBlocks, containerBlocks, imageBlocks, stageBlocks []*hcl.Block
+	var varBlocks, localBlocks, recipeBlocks, containerBlocks, imageBlocks, stageBlocks, catalogBlocks []*hcl.Block
 	for _, b := range content.Blocks {
 		switch b.Type {
 		case "variable":
@@ -212,6 +213,8 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 			imageBlocks = append(imageBlocks, b)
 		case "stage":
 			stageBlocks = append(stageBlocks, b)
+		case "catalog":
+			catalogBlocks = append(catalogBlocks, b)
 		}
 	}
 
@@ -282,7 +285,9 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 	}
 	for _, m := range r.MachineImages {
 		s.warnSelfSource(r, m)
+		s.checkTagBudget(r, m)
 	}
+	s.decodeCatalogs(catalogBlocks, r)
 
 	// A recipe bakes something. Blocks that Content skipped for a label
 	// error count: they were reported already.

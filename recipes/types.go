@@ -40,6 +40,10 @@ type Recipe struct {
 	// key (Canonical and CanonicalMachineImage leave them out), so
 	// changing them causes no rebake.
 	StageSpecs map[string]*Stage `json:"stage_specs,omitempty"`
+	// Catalog is the catalog block: where the recipe's ledger is. Nil
+	// when the recipe has none. It says where history is kept, not what is
+	// baked: it is not part of the bake key.
+	Catalog *Catalog `json:"catalog,omitempty"`
 	// DeclRange is where the recipe block starts.
 	DeclRange hcl.Range `json:"-"`
 

@@ -6,6 +6,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 )
@@ -42,6 +43,20 @@ func NewSSM(cfg aws.Config, region string, optFns ...func(*ssm.Options)) *ssm.Cl
 func NewSTS(cfg aws.Config, region string, optFns ...func(*sts.Options)) *sts.Client {
 	return sts.NewFromConfig(cfg, append([]func(*sts.Options){func(o *sts.Options) {
 		o.Region = pick(region, o.Region)
+	}}, optFns...)...)
+}
+
+// NewS3 returns an S3 client for region (the ledger's bucket), with cfg's
+// credentials, retryer and endpoint override. An empty region keeps
+// cfg.Region. With an endpoint override (cfg.BaseEndpoint set) it
+// addresses buckets by path (http://HOST/BUCKET/KEY) rather than by
+// virtual host: an emulator on 127.0.0.1 has no DNS for BUCKET.HOST.
+func NewS3(cfg aws.Config, region string, optFns ...func(*s3.Options)) *s3.Client {
+	return s3.NewFromConfig(cfg, append([]func(*s3.Options){func(o *s3.Options) {
+		o.Region = pick(region, o.Region)
+		if cfg.BaseEndpoint != nil {
+			o.UsePathStyle = true
+		}
 	}}, optFns...)...)
 }
 

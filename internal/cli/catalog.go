@@ -15,6 +15,7 @@ import (
 
 	"github.com/bakery-sh/bakery/catalog"
 	catalogami "github.com/bakery-sh/bakery/catalog/ami"
+	"github.com/bakery-sh/bakery/catalog/ledger"
 	catalogoci "github.com/bakery-sh/bakery/catalog/oci"
 	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/promote"
@@ -94,19 +95,65 @@ func mustRead(path string) []byte {
 }
 
 // session holds what the catalog verbs share: AWS configuration, loaded
-// only when a recipe has machine images.
+// only when a recipe has machine images or a ledger, and the ledgers.
 type session struct {
 	e   *env
 	c   *ucli.Context
 	aws *aws.Config
+	// ledgers are the recipes' ledgers by recipe name, nil for none.
+	ledgers map[string]*ledger.Ledger
+}
+
+// LedgerEnv names the environment variable that points every recipe at a
+// ledger, s3://BUCKET[/PREFIX][?region=REGION]. It overrides the recipes'
+// catalog blocks, so that one runner (a CI job, a developer trying a
+// scratch bucket) can choose the ledger without editing the recipes.
+const LedgerEnv = "BAKERY_LEDGER"
+
+// ledger returns r's ledger: the one BAKERY_LEDGER names, else the one of
+// r's catalog block, else nil (no ledger: history is what the images hold
+// and promotions take no lock).
+func (s *session) ledger(r *recipes.Recipe) (*ledger.Ledger, error) {
+	if l, ok := s.ledgers[r.Name]; ok {
+		return l, nil
+	}
+	var bucket, prefix, region string
+	if v := s.e.getenv(LedgerEnv); v != "" {
+		var err error
+		if bucket, prefix, region, err = ledger.ParseURL(v); err != nil {
+			return nil, fmt.Errorf("%s: %w", LedgerEnv, err)
+		}
+	} else if r.Catalog != nil {
+		bucket, prefix, region = r.Catalog.Bucket, r.Catalog.Prefix, r.Catalog.Region
+	} else {
+		return nil, nil
+	}
+	cfg, err := s.awsWithFallback(r, region)
+	if err != nil {
+		return nil, err
+	}
+	l, err := ledger.NewFromConfig(cfg, bucket, prefix, region, ledger.WithClock(s.e.now))
+	if err != nil {
+		return nil, err
+	}
+	if s.ledgers == nil {
+		s.ledgers = map[string]*ledger.Ledger{}
+	}
+	s.ledgers[r.Name] = l
+	return l, nil
 }
 
 // awsFor loads the AWS configuration once.
-func (s *session) awsFor(r *recipes.Recipe) (aws.Config, error) {
+func (s *session) awsFor(r *recipes.Recipe) (aws.Config, error) { return s.awsWithFallback(r, "") }
+
+// awsWithFallback loads the AWS configuration once. Its default region,
+// when the environment names none, is the first machine image's, else
+// fallback.
+func (s *session) awsWithFallback(r *recipes.Recipe, fallback string) (aws.Config, error) {
 	if s.aws != nil {
 		return *s.aws, nil
 	}
-	region := ""
+	region := fallback
 	for _, m := range r.MachineImages {
 		if m.Region != "" {
 			region = m.Region
@@ -150,11 +197,22 @@ func (s *session) artifacts(r *recipes.Recipe) ([]*promote.Artifact, error) {
 		if err != nil {
 			return nil, err
 		}
+		opts := []catalogami.Option{
+			catalogami.WithClock(s.e.now),
+			catalogami.WithPollInterval(poll),
+			catalogami.WithEncryption(m.Encrypted, m.RegionKMSKeyIDs),
+		}
+		// With a ledger, every event is appended to it before it is
+		// tagged on the AMIs, which keep only the most recent.
+		l, err := s.ledger(r)
+		if err != nil {
+			return nil, err
+		}
+		if l != nil {
+			opts = append(opts, catalogami.WithJournal(l))
+		}
 		arts = append(arts, &promote.Artifact{Kind: catalog.KindAMI, Name: m.Name,
-			Store: catalogami.NewLifecycleStore(cfg, r.Name, m.Name, amiRegions(r, m, cfg.Region),
-				catalogami.WithClock(s.e.now),
-				catalogami.WithPollInterval(poll),
-				catalogami.WithEncryption(m.Encrypted, m.RegionKMSKeyIDs))})
+			Store: catalogami.NewLifecycleStore(cfg, r.Name, m.Name, amiRegions(r, m, cfg.Region), opts...)})
 	}
 	return arts, nil
 }

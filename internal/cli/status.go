@@ -162,6 +162,12 @@ func shortActor(a string) string {
 type historyDoc struct {
 	Recipe string          `json:"recipe"`
 	Events []catalog.Event `json:"events"`
+	// Ledger is where the full history was read from (s3://BUCKET/PREFIX),
+	// empty without a ledger.
+	Ledger string `json:"ledger,omitempty"`
+	// Pruned is, without a ledger, how many older events the images no
+	// longer hold (an AMI keeps its most recent events only).
+	Pruned int `json:"pruned,omitempty"`
 }
 
 func historyCommand(e *env) *ucli.Command {
@@ -169,7 +175,11 @@ func historyCommand(e *env) *ucli.Command {
 		Name:      "history",
 		Usage:     "list every bake, promotion, demotion and revocation of a recipe, newest first",
 		ArgsUsage: "RECIPE",
-		Flags:     recipeFlags(),
+		Description: "The history is read from the images themselves. An AMI keeps only its\n" +
+			"most recent events (it has at most 50 tags); with a ledger (a catalog\n" +
+			"block in the recipe, or BAKERY_LEDGER) the full history is read from it\n" +
+			"and merged in. Without one, history says how many older events are gone.",
+		Flags: recipeFlags(),
 		Action: func(c *ucli.Context) error {
 			g, err := readGlobals(c)
 			if err != nil {
@@ -188,28 +198,52 @@ func historyCommand(e *env) *ucli.Command {
 				return err
 			}
 			doc := historyDoc{Recipe: rs[0].Name, Events: promote.History(all[0])}
-			if doc.Events == nil {
-				doc.Events = []catalog.Event{}
+			l, err := s.ledger(rs[0])
+			if err != nil {
+				return err
 			}
-			if g.json {
-				return json.NewEncoder(e.stdout).Encode(doc)
-			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tACTION\tVERSION\tSTAGE\tARTIFACT\tACTOR\tREASON")
-			for _, ev := range doc.Events {
-				reason := ev.Reason
-				if ev.Forced {
-					reason = "FORCED: " + reason
+			if l != nil {
+				kept, err := l.Events(c.Context, rs[0].Name)
+				if err != nil {
+					return err
 				}
-				if ev.ApprovedBy != "" {
-					reason = strings.TrimSpace(reason + " (approved by " + ev.ApprovedBy + ")")
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s %s\t%s\t%s\n", ev.Time.UTC().Format(time.RFC3339), ev.Action, ev.Version,
-					orDash(ev.Stage), ev.Kind, ev.Artifact, shortActor(ev.Actor), reason)
+				doc.Events, doc.Ledger = promote.MergeHistory(doc.Events, kept), l.String()
+			} else {
+				doc.Pruned = promote.Pruned(all[0])
 			}
-			return tw.Flush()
+			return e.writeHistory(g, doc)
 		},
 	})
+}
+
+// writeHistory prints doc: a JSON document, or a table on stdout and,
+// when older events were pruned, a note on stderr.
+func (e *env) writeHistory(g globals, doc historyDoc) error {
+	if doc.Events == nil {
+		doc.Events = []catalog.Event{}
+	}
+	if g.json {
+		return json.NewEncoder(e.stdout).Encode(doc)
+	}
+	if doc.Pruned > 0 {
+		fmt.Fprintf(e.stderr, "bakery: %d older event(s) of %s are no longer on its images, which keep only their most recent; "+
+			"to keep the whole history, configure a ledger: a catalog { bucket = \"...\" } block in the recipe, or %s=s3://BUCKET/PREFIX\n",
+			doc.Pruned, doc.Recipe, LedgerEnv)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tACTION\tVERSION\tSTAGE\tARTIFACT\tACTOR\tREASON")
+	for _, ev := range doc.Events {
+		reason := ev.Reason
+		if ev.Forced {
+			reason = "FORCED: " + reason
+		}
+		if ev.ApprovedBy != "" {
+			reason = strings.TrimSpace(reason + " (approved by " + ev.ApprovedBy + ")")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s %s\t%s\t%s\n", ev.Time.UTC().Format(time.RFC3339), ev.Action, ev.Version,
+			orDash(ev.Stage), ev.Kind, ev.Artifact, shortActor(ev.Actor), reason)
+	}
+	return tw.Flush()
 }
 
 func orDash(s string) string {
