@@ -69,13 +69,16 @@ const (
 const (
 	// MaxAMITags is how many tags EC2 allows on one AMI or snapshot.
 	MaxAMITags = 50
-	// AMIBaseTags is how many tags every AMI bakery bakes carries from
+	// AMIBaseTags is how many tags every AMI bakery bakes may carry from
 	// its bake: TagRecipe, TagArtifact, TagVersion, TagBakeKey,
-	// TagSourceAMI, TagCreated, TagCreatedBy and TagBakeID.
-	AMIBaseTags = 8
-	// AMIRevokedTags is the room a revocation mark (bakery:revoked)
-	// takes.
-	AMIRevokedTags = 1
+	// TagSourceAMI, TagCreated, TagCreatedBy, TagBakeID, TagHeartbeat
+	// (a bake that ran for minutes) and the count of pruned events
+	// (bakery:pruned).
+	AMIBaseTags = 10
+	// AMIRevokedTags is the room a revocation takes: the mark
+	// (bakery:revoked) and the accounts whose access it took away
+	// (bakery:revoked-access).
+	AMIRevokedTags = 2
 	// AMIReservedTags is how many tags are left free for writers working
 	// on the same AMI at the same time (one more stage mark, one more
 	// event).

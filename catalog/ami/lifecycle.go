@@ -139,6 +139,7 @@ func (s *LifecycleStore) entry(imgs []Image) catalog.Entry {
 	}
 	for _, img := range imgs {
 		e.Locations = append(e.Locations, catalog.Location{Where: img.Region, ID: img.ImageID})
+		e.Pruned = max(e.Pruned, prunedOf(img.Tags))
 	}
 	e.Events = []catalog.Event{{Time: build.Created, Action: catalog.ActionBake, Actor: build.Tags[catalog.TagCreatedBy]}}
 	for _, se := range historyOf(imgs) {

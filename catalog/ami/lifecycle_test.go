@@ -765,11 +765,16 @@ func TestLifecycleKeepsTheNewestEventsUnderTheTagLimit(t *testing.T) {
 			events = append(events, k)
 		}
 	}
-	// 28 other tags when the last event came (7 of bakery's, 20 of the
-	// team's, bakery:revoked, deleted right after), 2 kept free: 20
-	// events fit.
-	if len(tg) > catalogami.MaxTags || len(events) != catalogami.MaxTags-2-28 {
-		t.Errorf("%d tags, %d of them events; want at most %d, %d events", len(tg), len(events), catalogami.MaxTags, catalogami.MaxTags-2-28)
+	// 29 other tags when the last event came (7 of bakery's, 20 of the
+	// team's, bakery:revoked, deleted right after, and the count of
+	// pruned events), 2 kept free: 19 events fit.
+	if len(tg) > catalogami.MaxTags || len(events) != catalogami.MaxTags-2-29 {
+		t.Errorf("%d tags, %d of them events; want at most %d, %d events", len(tg), len(events), catalogami.MaxTags, catalogami.MaxTags-2-29)
+	}
+	// 50 events recorded (25 revokes, 25 unrevokes), 19 kept: the rest
+	// are counted, so history can say how many are gone.
+	if pruned := entry(t, s, "1.0.0").Pruned; pruned != 50-len(events) {
+		t.Errorf("Pruned = %d, want the %d events no longer on the AMI", pruned, 50-len(events))
 	}
 	for k := range extra {
 		if _, ok := tg[k]; !ok {

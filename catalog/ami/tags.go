@@ -51,12 +51,17 @@ const (
 	// those of the AMI the tag is on. The bake event is not stored: it is
 	// made from catalog.TagCreated.
 	TagEventPrefix = "bakery:event:"
+	// TagPruned counts the events pruned from the AMI to stay under
+	// MaxTags (a decimal number); catalog.Lifecycle.Pruned reports it, so
+	// history says that older events exist (in the ledger, when one is
+	// configured).
+	TagPruned = "bakery:pruned"
 )
 
 // EC2 tag limits a LifecycleStore keeps to.
 const (
 	// MaxTags is how many tags EC2 allows on one resource.
-	MaxTags = 50
+	MaxTags = catalog.MaxAMITags
 	// MaxTagValue is the longest tag value EC2 allows, in characters.
 	MaxTagValue = 256
 	// MaxEvents is how many events a LifecycleStore keeps on one AMI: when
@@ -68,7 +73,7 @@ const (
 	// tagReserve is how many tags a LifecycleStore leaves free when it
 	// prunes events, for writers working on the same AMI at the same time
 	// (one more stage mark, one more event).
-	tagReserve = 2
+	tagReserve = catalog.AMIReservedTags
 )
 
 // maxKeyLen is the longest tag key EC2 allows, in characters.
@@ -319,6 +324,10 @@ func planTags(have, add map[string]string) tagPlan {
 	if len(events) <= keep {
 		return p
 	}
+	if _, counted := have[TagPruned]; !counted {
+		// Pruning adds the counter, which takes one more tag.
+		keep = max(0, keep-1)
+	}
 	// Newest first; the tie-break on the key keeps the order total.
 	slices.SortFunc(events, func(a, b string) int {
 		na, _ := eventNanos(a)
@@ -331,5 +340,17 @@ func planTags(have, add map[string]string) tagPlan {
 		}
 		delete(p.Create, k)
 	}
+	if len(p.Delete) > 0 {
+		p.Create[TagPruned] = strconv.Itoa(prunedOf(have) + len(p.Delete))
+	}
 	return p
+}
+
+// prunedOf returns the count of pruned events tags hold.
+func prunedOf(tags map[string]string) int {
+	n, err := strconv.Atoi(tags[TagPruned])
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }

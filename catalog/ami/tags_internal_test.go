@@ -127,23 +127,24 @@ func TestPlanTags(t *testing.T) {
 		t.Errorf("plan for tags already there = %+v", p)
 	}
 
-	// MaxEvents: adding the 31st event deletes the oldest.
-	have = withEvents(MaxEvents, nil)
+	// MaxEvents: adding the 31st event deletes the oldest, and the
+	// count of pruned events (a tag of its own) starts.
+	have = withEvents(MaxEvents, map[string]string{TagPruned: "4"})
 	p := planTags(have, map[string]string{eventTagNanos(100): "new"})
-	if !reflect.DeepEqual(p.Delete, []string{eventTagNanos(1)}) || p.Create[eventTagNanos(100)] != "new" {
-		t.Errorf("plan = %+v, want event 1 deleted and 100 created", p)
+	if !reflect.DeepEqual(p.Delete, []string{eventTagNanos(1)}) || p.Create[eventTagNanos(100)] != "new" || p.Create[TagPruned] != "5" {
+		t.Errorf("plan = %+v, want event 1 deleted, 100 created and %s 4 → 5", p, TagPruned)
 	}
 
-	// Other tags leave less room: 7 + 30 others + 1 new stage mark = 38,
-	// 2 kept free: 10 events fit.
+	// Other tags leave less room: 7 + 30 others + 1 new stage mark + the
+	// new pruned counter = 39, 2 kept free: 9 events fit.
 	others := map[string]string{}
 	for i := range 30 {
 		others[fmt.Sprintf("team:%d", i)] = "x"
 	}
 	have = withEvents(20, others)
 	p = planTags(have, map[string]string{"bakery:stage:prod": "m", eventTagNanos(100): "new"})
-	if len(p.Delete) != 11 || p.Delete[0] != eventTagNanos(1) || p.Delete[10] != eventTagNanos(11) {
-		t.Errorf("deleted %v, want events 1 to 11", p.Delete)
+	if len(p.Delete) != 12 || p.Delete[0] != eventTagNanos(1) || p.Delete[11] != eventTagNanos(12) || p.Create[TagPruned] != "12" {
+		t.Errorf("plan %+v, want events 1 to 12 deleted and %s = 12", p, TagPruned)
 	}
 	total := len(have) - len(p.Delete) + len(p.Create)
 	if total != MaxTags-tagReserve {
@@ -151,7 +152,7 @@ func TestPlanTags(t *testing.T) {
 	}
 
 	// An added event older than all that fit is not written.
-	have = withEvents(MaxEvents, nil)
+	have = withEvents(MaxEvents, map[string]string{TagPruned: "1"})
 	p = planTags(have, map[string]string{eventTagNanos(0): "old"})
 	if len(p.Create) != 0 || len(p.Delete) != 0 {
 		t.Errorf("plan for an event too old to keep = %+v", p)
@@ -163,7 +164,7 @@ func TestPlanTags(t *testing.T) {
 		others[fmt.Sprintf("more:%d", i)] = "x"
 	}
 	p = planTags(withEvents(2, others), map[string]string{eventTagNanos(9): "new"})
-	if len(p.Delete) != 2 || len(p.Create) != 0 {
-		t.Errorf("plan with no room = %+v", p)
+	if len(p.Delete) != 2 || len(p.Create) != 1 || p.Create[TagPruned] != "2" {
+		t.Errorf("plan with no room = %+v, want both events deleted and counted", p)
 	}
 }
