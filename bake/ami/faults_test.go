@@ -160,7 +160,7 @@ func TestFaultBakeSurvivesThrottlingAndFreshNotFound(t *testing.T) {
 			}
 			e.assertNoBakeLeftovers("bk-fault", plan.Key, res, tc.regions...)
 			// The faults were there to survive.
-			if p.Faults("", faultproxy.Throttled) == 0 || p.Faults("", faultproxy.NotFound)+p.Faults("", faultproxy.Hidden) == 0 {
+			if p.Faults("", faultproxy.FaultThrottled) == 0 || p.Faults("", faultproxy.FaultNotFound)+p.Faults("", faultproxy.FaultHidden) == 0 {
 				t.Errorf("the bake met no throttling or no fresh resource:\n%s", p.Summary())
 			}
 		})
@@ -215,7 +215,7 @@ func TestFaultCancelledBakeTerminatesItsFreshBuilder(t *testing.T) {
 		}
 	}
 	e.assertNoLeftovers("us-east-1")
-	if p.Faults("", faultproxy.NotFound)+p.Faults("", faultproxy.Hidden) == 0 {
+	if p.Faults("", faultproxy.FaultNotFound)+p.Faults("", faultproxy.FaultHidden) == 0 {
 		t.Errorf("the cleanup never met the fresh builder:\n%s", p.Summary())
 	}
 }

@@ -89,7 +89,7 @@ func TestFaultPromoteCopiesThroughStaleReadsAndFreshNotFound(t *testing.T) {
 	if fmt.Sprint(e.Locations) != fmt.Sprint(want) {
 		t.Errorf("after Promote the store shows locations %v, want %v", e.Locations, want)
 	}
-	if p.Faults("", faultproxy.NotFound)+p.Faults("", faultproxy.Hidden) == 0 {
+	if p.Faults("", faultproxy.FaultNotFound)+p.Faults("", faultproxy.FaultHidden) == 0 {
 		t.Errorf("the promotion never met its fresh copy:\n%s", p.Summary())
 	}
 }
@@ -134,7 +134,7 @@ func TestFaultPromoteReadsItsOwnStageMarks(t *testing.T) {
 	if st := entry(t, s, "1.0.0").Stages; len(st) != 0 {
 		t.Errorf("the store shows 1.0.0 in %v, want no stage", st)
 	}
-	if p.Faults("DescribeImages", faultproxy.Stale) == 0 {
+	if p.Faults("DescribeImages", faultproxy.FaultStale) == 0 {
 		t.Errorf("no list was stale:\n%s", p.Summary())
 	}
 }
@@ -214,7 +214,7 @@ func TestFaultConcurrentPromotionsThroughStaleReadsLeaveOneHolder(t *testing.T) 
 			t.Errorf("round %d: demotions %v, want %s replaced by %s", i, demoted, loser, holders[0])
 		}
 	}
-	if p.Faults("DescribeImages", faultproxy.Stale) == 0 {
+	if p.Faults("DescribeImages", faultproxy.FaultStale) == 0 {
 		t.Errorf("no list was stale:\n%s", p.Summary())
 	}
 }

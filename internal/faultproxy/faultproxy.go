@@ -43,12 +43,12 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -163,9 +163,11 @@ func FreshNotFound(d time.Duration) Option { return func(p *Proxy) { p.freshFor 
 // Default: 0, off.
 func StaleReads(d time.Duration) Option { return func(p *Proxy) { p.staleFor = d } }
 
-// LoseAnswer forwards the first n calls of action, so that they take
-// effect, and then closes the connection instead of answering, as when
-// an answer is lost on the wire. Default: no answer is lost.
+// LoseAnswer forwards the first n calls of action that moto answers with
+// success, so that they take effect, and then closes the connection
+// instead of answering, as when an answer is lost on the wire. The SDK
+// sees a connection error and may retry the call. Default: no answer is
+// lost.
 func LoseAnswer(action string, n int) Option {
 	return func(p *Proxy) {
 		if p.lose == nil {
@@ -313,7 +315,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.action == "DescribeImages" && p.staleFor > 0 && req.hasTagFilter() {
 		if c, ok := p.cache[req.cacheKey()]; ok && now.Sub(c.at) < p.staleFor {
-			call.Fault = Stale
+			call.Fault = FaultStale
 			p.calls = append(p.calls, call)
 			p.mu.Unlock()
 			writeAnswer(w, c.status, c.header, c.body)
@@ -324,7 +326,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	status, header, answer, err := p.forward(r, body)
 	if err != nil {
-		call.Fault, call.Code = Failed, err.Error()
+		call.Fault, call.Code = FaultFailed, err.Error()
 		p.log(call)
 		http.Error(w, "faultproxy: forwarding to moto: "+err.Error(), http.StatusBadGateway)
 		return
@@ -339,12 +341,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if ok && p.lose[req.action] > 0 {
 		p.lose[req.action]--
 		lost = true
-		call.Fault = Lost
+		call.Fault = FaultLost
 	}
 	if !lost && ok && req.ec2() && p.freshFor > 0 {
 		if cut, n := p.hide(req.action, answer, now); n > 0 {
 			answer = cut
-			call.Fault, call.Code = Hidden, fmt.Sprintf("%d hidden", n)
+			call.Fault, call.Code = FaultHidden, fmt.Sprintf("%d hidden", n)
 		}
 	}
 	if !lost && ok && req.action == "DescribeImages" && p.staleFor > 0 && req.hasTagFilter() {
@@ -377,7 +379,7 @@ func (p *Proxy) injectBefore(req request, now time.Time) (status int, code, msg 
 		}
 	}
 	if req.ec2() && p.freshFor > 0 {
-		for _, k := range slices.Sorted(mapsKeys(req.params)) {
+		for _, k := range slices.Sorted(maps.Keys(req.params)) {
 			if strings.HasPrefix(k, "Filter.") || k == "Action" || k == "Version" {
 				continue
 			}
@@ -389,16 +391,6 @@ func (p *Proxy) injectBefore(req request, now time.Time) (status int, code, msg 
 		}
 	}
 	return 0, "", ""
-}
-
-func mapsKeys(m url.Values) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func throttleCode(req request) string {
@@ -424,11 +416,11 @@ func unavailableCode(req request) string {
 func faultOf(status int, code string) Fault {
 	switch {
 	case status == http.StatusServiceUnavailable:
-		return Unavailable5xx
+		return FaultUnavailable
 	case strings.HasSuffix(code, "NotFound") || strings.HasSuffix(code, "NotFoundException"):
-		return NotFound
+		return FaultNotFound
 	}
-	return Throttled
+	return FaultThrottled
 }
 
 // forward sends the request to moto and returns its whole answer.
@@ -526,160 +518,4 @@ func writeError(w http.ResponseWriter, req request, status int, code, msg string
 	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("x-amzn-RequestId", reqID)
 	writeAnswer(w, status, w.Header(), body.Bytes())
-}
-
-// Fault is what the proxy did to a call.
-type Fault string
-
-// The faults a Call can carry.
-const (
-	// None: forwarded and answered as moto answered.
-	None Fault = ""
-	// Throttled: answered with a throttling error, not forwarded.
-	Throttled Fault = "throttled"
-	// Unavailable5xx: answered with HTTP 503, not forwarded.
-	Unavailable5xx Fault = "unavailable"
-	// NotFound: answered with a *.NotFound error for a fresh resource,
-	// not forwarded.
-	NotFound Fault = "not-found"
-	// Hidden: forwarded, and fresh resources were cut out of the answer.
-	Hidden Fault = "hidden"
-	// Stale: answered with an earlier answer to an identical call, not
-	// forwarded.
-	Stale Fault = "stale"
-	// Lost: forwarded, took effect, and the answer was dropped.
-	Lost Fault = "lost"
-	// Failed: moto could not be reached; answered with HTTP 502.
-	Failed Fault = "failed"
-)
-
-// Call is one request the proxy saw.
-type Call struct {
-	// Time is the clock's reading when the request arrived.
-	Time time.Time
-	// Action is the API operation: "DescribeImages".
-	Action string
-	// Service and Region come from the request's credential scope.
-	Service, Region string
-	// Fault is what the proxy did to the call; None when nothing.
-	Fault Fault
-	// Code is the error code injected (RequestLimitExceeded,
-	// InvalidAMIID.NotFound, ...), or a note on the fault.
-	Code string
-}
-
-// String returns "ACTION (REGION)" and the fault, if any.
-func (c Call) String() string {
-	s := c.Action + " (" + c.Region + ")"
-	if c.Fault != None {
-		s += " " + string(c.Fault)
-		if c.Code != "" {
-			s += " " + c.Code
-		}
-	}
-	return s
-}
-
-func (p *Proxy) log(c Call) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.calls = append(p.calls, c)
-}
-
-// Calls returns every call the proxy saw, in the order they arrived.
-func (p *Proxy) Calls() []Call {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.calls)
-}
-
-// Count returns how many calls of action the proxy saw, faulted or not.
-func (p *Proxy) Count(action string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, c := range p.calls {
-		if c.Action == action {
-			n++
-		}
-	}
-	return n
-}
-
-// Faults returns how many calls of action got fault f; action "" counts
-// every action.
-func (p *Proxy) Faults(action string, f Fault) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, c := range p.calls {
-		if (action == "" || c.Action == action) && c.Fault == f {
-			n++
-		}
-	}
-	return n
-}
-
-// RetriedAfter reports whether a call of action that got fault f was
-// followed by a call of action that the proxy forwarded (fault None or
-// Hidden): the caller tried again and got through.
-func (p *Proxy) RetriedAfter(action string, f Fault) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	faulted := false
-	for _, c := range p.calls {
-		if c.Action != action {
-			continue
-		}
-		switch {
-		case c.Fault == f:
-			faulted = true
-		case faulted && (c.Fault == None || c.Fault == Hidden):
-			return true
-		}
-	}
-	return false
-}
-
-// Summary returns one line per action: how many calls, and how many of
-// them got each fault. For test logs.
-func (p *Proxy) Summary() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	type tally struct {
-		n      int
-		faults map[Fault]int
-	}
-	by := map[string]*tally{}
-	for _, c := range p.calls {
-		t := by[c.Action]
-		if t == nil {
-			t = &tally{faults: map[Fault]int{}}
-			by[c.Action] = t
-		}
-		t.n++
-		if c.Fault != None {
-			t.faults[c.Fault]++
-		}
-	}
-	actions := make([]string, 0, len(by))
-	for a := range by {
-		actions = append(actions, a)
-	}
-	sort.Strings(actions)
-	var b strings.Builder
-	for _, a := range actions {
-		t := by[a]
-		fmt.Fprintf(&b, "%s %d", a, t.n)
-		var fs []string
-		for f, n := range t.faults {
-			fs = append(fs, fmt.Sprintf("%s %d", f, n))
-		}
-		sort.Strings(fs)
-		if len(fs) > 0 {
-			fmt.Fprintf(&b, " (%s)", strings.Join(fs, ", "))
-		}
-		b.WriteByte('\n')
-	}
-	return b.String()
 }

@@ -179,13 +179,13 @@ func TestFreshNotFoundHidesNewResourcesUntilTheClockPassesD(t *testing.T) {
 		t.Errorf("DeleteSecurityGroup after d: %v", err)
 	}
 
-	if n := e.proxy.Faults("DescribeInstances", faultproxy.NotFound); n != 3 {
+	if n := e.proxy.Faults("DescribeInstances", faultproxy.FaultNotFound); n != 3 {
 		t.Errorf("NotFound faults of DescribeInstances = %d, want 3\n%s", n, e.proxy.Summary())
 	}
-	if !e.proxy.RetriedAfter("DescribeInstances", faultproxy.NotFound) {
+	if !e.proxy.RetriedAfter("DescribeInstances", faultproxy.FaultNotFound) {
 		t.Errorf("the log shows no DescribeInstances forwarded after a NotFound:\n%s", e.proxy.Summary())
 	}
-	if n := e.proxy.Faults("", faultproxy.Hidden); n < 3 {
+	if n := e.proxy.Faults("", faultproxy.FaultHidden); n < 3 {
 		t.Errorf("%d answers had fresh resources cut out, want at least 3\n%s", n, e.proxy.Summary())
 	}
 }
@@ -243,10 +243,10 @@ func TestThrottleAnswersRequestLimitExceededWithoutForwarding(t *testing.T) {
 	_, err = s.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-x86_64")})
 	wantCode(t, "GetParameter", err, "ThrottlingException")
 
-	if got := e.proxy.Faults("RunInstances", faultproxy.Throttled); got != 1 {
+	if got := e.proxy.Faults("RunInstances", faultproxy.FaultThrottled); got != 1 {
 		t.Errorf("throttled RunInstances = %d, want 1", got)
 	}
-	if got := e.proxy.Faults("DescribeImages", faultproxy.None); got != 1 || e.proxy.Count("DescribeImages") != 1 {
+	if got := e.proxy.Faults("DescribeImages", faultproxy.FaultNone); got != 1 || e.proxy.Count("DescribeImages") != 1 {
 		t.Errorf("DescribeImages calls = %d, plain %d; want 1 plain\n%s", e.proxy.Count("DescribeImages"), got, e.proxy.Summary())
 	}
 }
@@ -262,11 +262,11 @@ func TestThrottledCallsSucceedThroughTheSDKRetryer(t *testing.T) {
 			t.Fatalf("call %d: %v\n%s", i, err, e.proxy.Summary())
 		}
 	}
-	throttled := e.proxy.Faults("DescribeImages", faultproxy.Throttled)
+	throttled := e.proxy.Faults("DescribeImages", faultproxy.FaultThrottled)
 	if throttled == 0 || e.proxy.Count("DescribeImages") != calls+throttled {
 		t.Errorf("%d calls, %d throttled; want some throttled and every one retried\n%s", e.proxy.Count("DescribeImages"), throttled, e.proxy.Summary())
 	}
-	if !e.proxy.RetriedAfter("DescribeImages", faultproxy.Throttled) {
+	if !e.proxy.RetriedAfter("DescribeImages", faultproxy.FaultThrottled) {
 		t.Errorf("no DescribeImages got through after a throttle:\n%s", e.proxy.Summary())
 	}
 }
@@ -280,7 +280,7 @@ func TestUnavailableAnswers503(t *testing.T) {
 		t.Errorf("DescribeImages error %v, want HTTP 503", err)
 	}
 	wantCode(t, "DescribeImages", err, "Unavailable")
-	if n := e.proxy.Faults("DescribeImages", faultproxy.Unavailable5xx); n != 1 {
+	if n := e.proxy.Faults("DescribeImages", faultproxy.FaultUnavailable); n != 1 {
 		t.Errorf("unavailable faults = %d, want 1", n)
 	}
 }
@@ -355,7 +355,7 @@ func TestStaleReadsReplayTaggedListsUntilTheyAgePastD(t *testing.T) {
 	if got := inStage("prod"); !slices.Equal(got, want) {
 		t.Errorf("prod after d = %v, want %v", got, want)
 	}
-	if n := e.proxy.Faults("DescribeImages", faultproxy.Stale); n != 1 {
+	if n := e.proxy.Faults("DescribeImages", faultproxy.FaultStale); n != 1 {
 		t.Errorf("stale answers = %d, want 1\n%s", n, e.proxy.Summary())
 	}
 }
@@ -379,7 +379,7 @@ func TestLoseAnswerLetsTheCallTakeEffect(t *testing.T) {
 	if _, err := c.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{GroupName: aws.String("kept"), Description: aws.String("kept")}); err != nil {
 		t.Errorf("second CreateSecurityGroup: %v", err)
 	}
-	if n := e.proxy.Faults("CreateSecurityGroup", faultproxy.Lost); n != 1 {
+	if n := e.proxy.Faults("CreateSecurityGroup", faultproxy.FaultLost); n != 1 {
 		t.Errorf("lost answers = %d, want 1", n)
 	}
 }
@@ -394,7 +394,7 @@ func TestUnavailableIsRetriedByTheSDK(t *testing.T) {
 			t.Fatalf("call %d: %v\n%s", i, err, e.proxy.Summary())
 		}
 	}
-	if !e.proxy.RetriedAfter("DescribeImages", faultproxy.Unavailable5xx) {
+	if !e.proxy.RetriedAfter("DescribeImages", faultproxy.FaultUnavailable) {
 		t.Errorf("no DescribeImages retried after a 503:\n%s", e.proxy.Summary())
 	}
 }
