@@ -1,0 +1,521 @@
+// Package faultproxy puts the ways real AWS misbehaves between bakery and
+// moto_server, which answers at once and is immediately consistent. It is
+// a test helper: import it from _test.go files only.
+//
+// A Proxy is an HTTP reverse proxy on 127.0.0.1 in front of a moto_server
+// URL. A test points its AWS config at it (Config sets BaseEndpoint) and
+// chooses the faults:
+//
+//	clock := faultproxy.NewClock(start, time.Second) // one second per request
+//	p := faultproxy.Start(t, srv.URL,
+//		faultproxy.WithClock(clock.Now), faultproxy.WithSeed(1),
+//		faultproxy.Throttle(0.2),
+//		faultproxy.FreshNotFound(30*time.Second))
+//	cfg := p.Config(srv.ConfigForAccount(t, "us-east-1", account))
+//
+// The rules, which combine:
+//
+//   - Throttle and Unavailable answer a fraction of the calls with
+//     RequestLimitExceeded (HTTP 400) or Unavailable (HTTP 503) without
+//     forwarding them; the SDK's retryer has to try again.
+//   - FreshNotFound remembers the resources that create calls return
+//     (RunInstances, CreateImage, CopyImage, CreateSecurityGroup,
+//     ImportKeyPair, ...). For a while after, a call that names one of them
+//     in its parameters gets EC2's *.NotFound error without being
+//     forwarded, and Describe* list answers leave them out.
+//   - StaleReads answers a DescribeImages call with tag filters with the
+//     answer an identical call got a moment ago.
+//   - LoseAnswer lets a call take effect and then drops its answer.
+//
+// Time comes from the clock given with WithClock, read once per request,
+// so that tests need not sleep; randomness from a source seeded with
+// WithSeed. Every request is logged (Calls, Count, Faults, RetriedAfter)
+// for assertions such as "the bake retried DescribeImages after a
+// NotFound".
+//
+// Requests are told apart by protocol: EC2 and the other query services
+// (Auto Scaling, STS) carry Action in a form-encoded body; JSON services
+// (SSM) name it in the X-Amz-Target header. The region and service come
+// from the SigV4 credential scope of the Authorization header.
+package faultproxy
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"maps"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+)
+
+// Proxy is a fault-injecting reverse proxy in front of moto_server. It is
+// safe for concurrent use.
+type Proxy struct {
+	// URL is the proxy's base URL, such as http://127.0.0.1:40123; use it
+	// as aws.Config.BaseEndpoint (Config does).
+	URL string
+
+	target *url.URL
+	srv    *httptest.Server
+	client *http.Client
+	now    func() time.Time
+
+	mu          sync.Mutex
+	seed        uint64
+	rng         *rand.Rand
+	throttle    []rateRule
+	unavailable []rateRule
+	freshFor    time.Duration
+	staleFor    time.Duration
+	lose        map[string]int // answers still to lose, by action
+	fresh       map[string]freshResource
+	cache       map[string]cachedAnswer
+	calls       []Call
+}
+
+// rateRule answers a fraction p of the calls of actions (all when empty)
+// with an error.
+type rateRule struct {
+	p       float64
+	actions []string
+}
+
+func (r rateRule) applies(action string) bool {
+	return len(r.actions) == 0 || slices.Contains(r.actions, action)
+}
+
+// freshResource is a resource a create call returned.
+type freshResource struct {
+	id, code, message string
+	created           time.Time
+}
+
+// cachedAnswer is an answer StaleReads may give again.
+type cachedAnswer struct {
+	at     time.Time
+	status int
+	header http.Header
+	body   []byte
+}
+
+// Option configures a Proxy.
+type Option func(*Proxy)
+
+// WithClock sets the clock the proxy reads, once per request, to decide
+// whether a resource is still fresh and an answer still stale enough to
+// give again. Default: time.Now. NewClock makes a fake one.
+func WithClock(now func() time.Time) Option {
+	return func(p *Proxy) {
+		if now != nil {
+			p.now = now
+		}
+	}
+}
+
+// WithSeed seeds the random source that decides which calls Throttle and
+// Unavailable fail. Default: 1. The same seed and the same sequence of
+// calls give the same faults.
+func WithSeed(seed uint64) Option { return func(p *Proxy) { p.seed = seed } }
+
+// Throttle answers a fraction p (0 to 1) of the calls of actions (every
+// action when none is named) with a throttling error, without forwarding
+// them: EC2's RequestLimitExceeded (HTTP 400), Throttling for the other
+// query services, ThrottlingException for JSON ones. Default: none.
+// Several Throttle options add up, each drawing on its own.
+func Throttle(p float64, actions ...string) Option {
+	return func(px *Proxy) { px.throttle = append(px.throttle, rateRule{p: p, actions: actions}) }
+}
+
+// Unavailable answers a fraction p of the calls of actions (every action
+// when none is named) with HTTP 503 and the error code Unavailable
+// (ServiceUnavailable, ServiceUnavailableException), without forwarding
+// them. Default: none.
+func Unavailable(p float64, actions ...string) Option {
+	return func(px *Proxy) { px.unavailable = append(px.unavailable, rateRule{p: p, actions: actions}) }
+}
+
+// FreshNotFound makes every EC2 resource a create call returns unknown to
+// other calls for d after the answer, as EC2's eventual consistency can:
+// a call naming it in a parameter other than a filter (InstanceId.1,
+// ImageId, GroupId, ResourceId.1, SourceImageId, KeyName, ...) gets the
+// matching *.NotFound error (InvalidInstanceID.NotFound,
+// InvalidAMIID.NotFound, InvalidGroup.NotFound, ...) without being
+// forwarded; list calls (DescribeImages, DescribeInstances,
+// DescribeSecurityGroups, DescribeKeyPairs, DescribeSnapshots,
+// DescribeVolumes) are forwarded and the resource is cut out of their
+// answer. Default: 0, off.
+func FreshNotFound(d time.Duration) Option { return func(p *Proxy) { p.freshFor = d } }
+
+// StaleReads answers a DescribeImages call with a tag filter (tag:KEY or
+// tag-key) with the answer given to an identical call (same account,
+// region and parameters) when that answer is younger than d, without
+// forwarding it: the list does not show tags written since. The answer's
+// age counts from when moto gave it; giving it again does not renew it.
+// Default: 0, off.
+func StaleReads(d time.Duration) Option { return func(p *Proxy) { p.staleFor = d } }
+
+// LoseAnswer forwards the first n calls of action that moto answers with
+// success, so that they take effect, and then closes the connection
+// instead of answering, as when an answer is lost on the wire. The SDK
+// sees a connection error and may retry the call. Default: no answer is
+// lost.
+func LoseAnswer(action string, n int) Option {
+	return func(p *Proxy) {
+		if p.lose == nil {
+			p.lose = map[string]int{}
+		}
+		p.lose[action] += n
+	}
+}
+
+// Start starts a Proxy in front of target (a moto_server URL such as
+// mototest.Server.URL) and closes it when the test ends.
+func Start(t testing.TB, target string, opts ...Option) *Proxy {
+	t.Helper()
+	p, err := New(target, opts...)
+	if err != nil {
+		t.Fatalf("starting the fault proxy: %v", err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// New starts a Proxy in front of target. Close stops it.
+func New(target string, opts ...Option) (*Proxy, error) {
+	u, err := url.Parse(target)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("target %q is not an http(s) URL", target)
+	}
+	p := &Proxy{
+		target: u,
+		now:    time.Now,
+		seed:   1,
+		fresh:  map[string]freshResource{},
+		cache:  map[string]cachedAnswer{},
+		// Its own transport: answers come back uncompressed (the proxy
+		// reads them), and connections to moto are not shared with the
+		// test's clients.
+		client: &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}},
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	p.rng = rand.New(rand.NewPCG(p.seed, 0x62616b657279)) // "bakery"
+	p.srv = httptest.NewServer(p)
+	p.URL = p.srv.URL
+	return p, nil
+}
+
+// Close stops the proxy.
+func (p *Proxy) Close() {
+	p.srv.Close()
+	p.client.CloseIdleConnections()
+}
+
+// Config returns cfg sending every call through the proxy: a copy with
+// BaseEndpoint set to the proxy's URL.
+func (p *Proxy) Config(cfg aws.Config) aws.Config {
+	cfg = cfg.Copy()
+	cfg.BaseEndpoint = aws.String(p.URL)
+	return cfg
+}
+
+// request is what the proxy understood of a request.
+type request struct {
+	action, service, region, account string
+	json                             bool       // a JSON protocol (X-Amz-Target)
+	params                           url.Values // form and query parameters
+}
+
+func parseRequest(r *http.Request, body []byte) request {
+	req := request{account: r.Header.Get("x-moto-account-id")}
+	req.region, req.service = credentialScope(r.Header.Get("Authorization"))
+	if target := r.Header.Get("X-Amz-Target"); target != "" {
+		req.json = true
+		req.action = target[strings.LastIndex(target, ".")+1:]
+		return req
+	}
+	req.params = r.URL.Query()
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		if form, err := url.ParseQuery(string(body)); err == nil {
+			for k, vs := range form {
+				req.params[k] = append(req.params[k], vs...)
+			}
+		}
+	}
+	req.action = req.params.Get("Action")
+	return req
+}
+
+// credentialScope returns the region and service of a SigV4
+// Authorization header ("AWS4-HMAC-SHA256 Credential=AKID/DATE/REGION/SERVICE/aws4_request, ...").
+func credentialScope(auth string) (region, service string) {
+	_, cred, ok := strings.Cut(auth, "Credential=")
+	if !ok {
+		return "", ""
+	}
+	cred, _, _ = strings.Cut(cred, ",")
+	parts := strings.Split(strings.TrimSpace(cred), "/")
+	if len(parts) < 5 {
+		return "", ""
+	}
+	return parts[2], parts[3]
+}
+
+// ec2 reports whether the request is an EC2 query call.
+func (r request) ec2() bool { return !r.json && r.service == "ec2" }
+
+// cacheKey identifies identical requests.
+func (r request) cacheKey() string {
+	return r.account + "\x00" + r.region + "\x00" + r.params.Encode()
+}
+
+// hasTagFilter reports whether the request filters on a tag.
+func (r request) hasTagFilter() bool {
+	for k, vs := range r.params {
+		if strings.HasPrefix(k, "Filter.") && strings.HasSuffix(k, ".Name") {
+			for _, v := range vs {
+				if strings.HasPrefix(v, "tag:") || v == "tag-key" {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// ServeHTTP answers one request: with an injected fault, or with moto's
+// answer (possibly changed by the rules).
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, "faultproxy: reading the request: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	req := parseRequest(r, body)
+	now := p.now()
+	call := Call{Time: now, Action: req.action, Service: req.service, Region: req.region}
+
+	p.mu.Lock()
+	if status, code, msg := p.injectBefore(req, now); status != 0 {
+		call.Fault, call.Code = faultOf(status, code), code
+		p.calls = append(p.calls, call)
+		p.mu.Unlock()
+		writeError(w, req, status, code, msg)
+		return
+	}
+	if req.action == "DescribeImages" && p.staleFor > 0 && req.hasTagFilter() {
+		if c, ok := p.cache[req.cacheKey()]; ok && now.Sub(c.at) < p.staleFor {
+			call.Fault = FaultStale
+			p.calls = append(p.calls, call)
+			p.mu.Unlock()
+			writeAnswer(w, c.status, c.header, c.body)
+			return
+		}
+	}
+	p.mu.Unlock()
+
+	status, header, answer, err := p.forward(r, body)
+	if err != nil {
+		call.Fault, call.Code = FaultFailed, err.Error()
+		p.log(call)
+		http.Error(w, "faultproxy: forwarding to moto: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+
+	p.mu.Lock()
+	ok := status/100 == 2
+	if ok && req.ec2() && p.freshFor > 0 {
+		p.remember(req.action, answer, now)
+	}
+	lost := false
+	if ok && p.lose[req.action] > 0 {
+		p.lose[req.action]--
+		lost = true
+		call.Fault = FaultLost
+	}
+	if !lost && ok && req.ec2() && p.freshFor > 0 {
+		if cut, n := p.hide(req.action, answer, now); n > 0 {
+			answer = cut
+			call.Fault, call.Code = FaultHidden, fmt.Sprintf("%d hidden", n)
+		}
+	}
+	if !lost && ok && req.action == "DescribeImages" && p.staleFor > 0 && req.hasTagFilter() {
+		p.cache[req.cacheKey()] = cachedAnswer{at: now, status: status, header: header, body: answer}
+	}
+	p.calls = append(p.calls, call)
+	p.mu.Unlock()
+
+	if lost {
+		loseAnswer(w)
+		return
+	}
+	writeAnswer(w, status, header, answer)
+}
+
+// injectBefore decides whether req is answered with an error without
+// being forwarded; status 0 means forward it. p.mu is held.
+func (p *Proxy) injectBefore(req request, now time.Time) (status int, code, msg string) {
+	if req.action == "" {
+		return 0, "", ""
+	}
+	for _, rule := range p.throttle {
+		if rule.applies(req.action) && p.rng.Float64() < rule.p {
+			return http.StatusBadRequest, throttleCode(req), "Request limit exceeded."
+		}
+	}
+	for _, rule := range p.unavailable {
+		if rule.applies(req.action) && p.rng.Float64() < rule.p {
+			return http.StatusServiceUnavailable, unavailableCode(req), "The service is unavailable. Please try again shortly."
+		}
+	}
+	if req.ec2() && p.freshFor > 0 {
+		for _, k := range slices.Sorted(maps.Keys(req.params)) {
+			if strings.HasPrefix(k, "Filter.") || k == "Action" || k == "Version" {
+				continue
+			}
+			for _, v := range req.params[k] {
+				if f, ok := p.fresh[v]; ok && now.Sub(f.created) < p.freshFor {
+					return http.StatusBadRequest, f.code, f.message
+				}
+			}
+		}
+	}
+	return 0, "", ""
+}
+
+func throttleCode(req request) string {
+	switch {
+	case req.json:
+		return "ThrottlingException"
+	case req.service == "ec2":
+		return "RequestLimitExceeded"
+	}
+	return "Throttling"
+}
+
+func unavailableCode(req request) string {
+	switch {
+	case req.json:
+		return "ServiceUnavailableException"
+	case req.service == "ec2":
+		return "Unavailable"
+	}
+	return "ServiceUnavailable"
+}
+
+func faultOf(status int, code string) Fault {
+	switch {
+	case status == http.StatusServiceUnavailable:
+		return FaultUnavailable
+	case strings.HasSuffix(code, "NotFound") || strings.HasSuffix(code, "NotFoundException"):
+		return FaultNotFound
+	}
+	return FaultThrottled
+}
+
+// forward sends the request to moto and returns its whole answer.
+func (p *Proxy) forward(r *http.Request, body []byte) (int, http.Header, []byte, error) {
+	u := *p.target
+	u.Path = singleJoin(p.target.Path, r.URL.Path)
+	u.RawQuery = r.URL.RawQuery
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	for k, vs := range r.Header {
+		if hopHeaders[http.CanonicalHeaderKey(k)] {
+			continue
+		}
+		out.Header[k] = slices.Clone(vs)
+	}
+	out.ContentLength = int64(len(body))
+	resp, err := p.client.Do(out)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	header := resp.Header.Clone()
+	for k := range hopHeaders {
+		header.Del(k)
+	}
+	return resp.StatusCode, header, answer, nil
+}
+
+func singleJoin(a, b string) string {
+	switch {
+	case a == "" || a == "/":
+		return b
+	case strings.HasSuffix(a, "/") && strings.HasPrefix(b, "/"):
+		return a + b[1:]
+	}
+	return a + b
+}
+
+// hopHeaders are not forwarded either way (Accept-Encoding, so that
+// moto's answers arrive uncompressed; Content-Length, which the proxy sets).
+var hopHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true, "Trailer": true,
+	"Transfer-Encoding": true, "Upgrade": true, "Accept-Encoding": true, "Content-Length": true,
+}
+
+func writeAnswer(w http.ResponseWriter, status int, header http.Header, body []byte) {
+	for k, vs := range header {
+		w.Header()[k] = slices.Clone(vs)
+	}
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// loseAnswer closes the connection without an answer.
+func loseAnswer(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "faultproxy: answer lost", http.StatusInternalServerError)
+		return
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		http.Error(w, "faultproxy: answer lost", http.StatusInternalServerError)
+		return
+	}
+	_ = buf.Flush()
+	_ = conn.Close()
+}
+
+// writeError answers with an AWS error in req's protocol.
+func writeError(w http.ResponseWriter, req request, status int, code, msg string) {
+	var ctype string
+	var body bytes.Buffer
+	reqID := fmt.Sprintf("faultproxy-%08x", rand.Uint32())
+	switch {
+	case req.json:
+		ctype = "application/x-amz-json-1.1"
+		fmt.Fprintf(&body, `{"__type":%q,"message":%q}`, code, msg)
+	case req.service == "ec2":
+		ctype = "text/xml;charset=UTF-8"
+		fmt.Fprintf(&body, `<?xml version="1.0" encoding="UTF-8"?>`+"\n"+`<Response><Errors><Error><Code>%s</Code><Message>%s</Message></Error></Errors><RequestID>%s</RequestID></Response>`,
+			xmlEscape(code), xmlEscape(msg), reqID)
+	default:
+		ctype = "text/xml"
+		fmt.Fprintf(&body, `<ErrorResponse><Error><Type>Sender</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>%s</RequestId></ErrorResponse>`,
+			xmlEscape(code), xmlEscape(msg), reqID)
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("x-amzn-RequestId", reqID)
+	writeAnswer(w, status, w.Header(), body.Bytes())
+}
