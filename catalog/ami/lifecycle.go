@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -50,6 +52,9 @@ type LifecycleStore struct {
 	ops              *Ops
 	find             *Store
 	o                options
+
+	mu      sync.Mutex
+	written map[string]Image // the AMIs this store changed, by region/id, as it left them
 }
 
 var _ catalog.Store = (*LifecycleStore)(nil)
@@ -104,6 +109,9 @@ func (s *LifecycleStore) Entries(ctx context.Context) ([]catalog.Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing the AMIs of %s/%s: %w", s.recipe, s.artifact, err)
 	}
+	if imgs, err = s.withOwnWrites(ctx, imgs); err != nil {
+		return nil, fmt.Errorf("listing the AMIs of %s/%s: %w", s.recipe, s.artifact, err)
+	}
 	groups := map[string][]Image{}
 	for _, img := range imgs {
 		g := groups[img.Version]
@@ -120,6 +128,52 @@ func (s *LifecycleStore) Entries(ctx context.Context) ([]catalog.Entry, error) {
 		return cmp.Or(a.Created.Compare(b.Created), catalog.CompareVersions(a.Version, b.Version), strings.Compare(a.Version, b.Version))
 	})
 	return entries, nil
+}
+
+// remember records img as this store left it, so that Entries shows the
+// store's own writes even while a filtered listing lags behind them.
+func (s *LifecycleStore) remember(img Image) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.written == nil {
+		s.written = map[string]Image{}
+	}
+	img.Tags = maps.Clone(img.Tags)
+	s.written[img.Region+"/"+img.ImageID] = img
+}
+
+// withOwnWrites returns imgs, a filtered listing, with the AMIs this
+// store changed read again by id (what a listing on AWS may not show
+// yet: new copies, new tags), or as the store left them where EC2 does
+// not know them yet, each region's newest first.
+func (s *LifecycleStore) withOwnWrites(ctx context.Context, imgs []Image) ([]Image, error) {
+	s.mu.Lock()
+	written := slices.Collect(maps.Values(s.written))
+	s.mu.Unlock()
+	if len(written) == 0 {
+		return imgs, nil
+	}
+	fresh, err := s.reread(ctx, written)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range written {
+		if i := slices.IndexFunc(fresh, func(f Image) bool { return f.Region == w.Region && f.ImageID == w.ImageID }); i >= 0 {
+			w = fresh[i]
+		}
+		if !slices.Contains(s.regions, w.Region) {
+			continue
+		}
+		if i := slices.IndexFunc(imgs, func(o Image) bool { return o.Region == w.Region && o.ImageID == w.ImageID }); i >= 0 {
+			imgs[i] = w
+		} else {
+			imgs = append(imgs, w)
+		}
+	}
+	slices.SortStableFunc(imgs, func(a, b Image) int {
+		return cmp.Or(strings.Compare(a.Region, b.Region), b.Created.Compare(a.Created), strings.Compare(a.ImageID, b.ImageID))
+	})
+	return imgs, nil
 }
 
 // entry makes the catalog entry of one version's AMIs (one per region,

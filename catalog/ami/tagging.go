@@ -92,6 +92,7 @@ func (s *LifecycleStore) tagImage(ctx context.Context, l *located, add map[strin
 				l.Tags = map[string]string{}
 			}
 			maps.Copy(l.Tags, p.Create)
+			s.remember(l.Image)
 			return nil
 		}
 		if awsx.ErrorCode(err) != "TagLimitExceeded" || attempt >= 2 {
@@ -167,5 +168,6 @@ func (s *LifecycleStore) untag(ctx context.Context, l *located, keys map[string]
 			delete(l.Tags, *t.Key)
 		}
 	}
+	s.remember(l.Image)
 	return nil
 }
