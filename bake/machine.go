@@ -3,6 +3,7 @@ package bake
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	bakeami "github.com/bakery-sh/bakery/bake/ami"
@@ -15,6 +16,10 @@ type MachineImageBaker interface {
 	Prepare(ctx context.Context, r *recipes.Recipe, m *recipes.MachineImage) (*bakeami.Plan, error)
 	Existing(ctx context.Context, p *bakeami.Plan) (*bakeami.Existing, error)
 	Build(ctx context.Context, p *bakeami.Plan) (*bakeami.Result, error)
+	// Fill copies existing AMIs to the plan's regions that lack one.
+	Fill(ctx context.Context, p *bakeami.Plan, e *bakeami.Existing) ([]bakeami.RegionImage, error)
+	// Replace retires the AMIs a forced rebake replaced.
+	Replace(ctx context.Context, p *bakeami.Plan, old *bakeami.Existing, res *bakeami.Result) error
 }
 
 // WithMachineImages sets the AMI baker. Default: none, and a recipe with a
@@ -39,13 +44,34 @@ func (e *Engine) bakeMachineImage(ctx context.Context, r *recipes.Recipe, m *rec
 		return nil, fmt.Errorf("machine image %s: version %s already exists as %s with other content (bake key %s, this bake %s); a version is immutable: bump the recipe version (for example -var version=...) to bake a new one",
 			m.Name, r.Version, amiList(existing.Images), shortKey(existing.BakeKey), shortKey(plan.Key))
 	}
-	if existing != nil && len(existing.Missing(plan)) == 0 && !e.force {
-		e.progress.Info(fmt.Sprintf("%s up to date (%s)", m.Name, amiList(existing.Images)))
-		return amiArtifacts(m.Name, plan.Key, existing.Images, true), nil
+	if existing != nil && !e.force {
+		missing := existing.Missing(plan)
+		if len(missing) == 0 {
+			e.progress.Info(fmt.Sprintf("%s up to date (%s)", m.Name, amiList(existing.Images)))
+			return amiArtifacts(m.Name, plan.Key, existing.Images, true), nil
+		}
+		// The version exists: copy it where it is missing rather than
+		// bake other bytes under the same version.
+		e.progress.Info(fmt.Sprintf("%s exists (%s): copying it to %s", m.Name, amiList(existing.Images), strings.Join(missing, ", ")))
+		imgs, err := e.machines.Fill(ctx, plan, existing)
+		if err != nil {
+			return nil, err
+		}
+		arts := amiArtifacts(m.Name, plan.Key, imgs, true)
+		for i := range arts {
+			arts[i].Cached = !slices.Contains(missing, arts[i].Region)
+		}
+		return arts, nil
 	}
 	res, err := e.machines.Build(ctx, plan)
 	if err != nil {
 		return nil, err
+	}
+	if existing != nil {
+		// --force: one version, one AMI per region.
+		if err := e.machines.Replace(ctx, plan, existing, res); err != nil {
+			return nil, err
+		}
 	}
 	return amiArtifacts(m.Name, plan.Key, res.Images, false), nil
 }

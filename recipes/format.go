@@ -61,13 +61,17 @@ type canonicalMachineImageRecipe struct {
 // included. As in Canonical, paths appear as written in the recipe
 // (provisioner sources and scripts, relative to its folder) and never
 // resolved, and object keys are in a fixed order. Left out are AMIName
-// (a timestamp in it would defeat skipping) and SSHPrivateKeyFile (an
-// absolute path, and only how bakery logs in, not what it bakes). The
-// content of user_data_file is included, as UserData; the content of the
-// other input files is not, and the bake key hashes it separately.
+// (a timestamp in it would defeat skipping), SSHPrivateKeyFile (an
+// absolute path, and only how bakery logs in, not what it bakes) and
+// where the image goes rather than what it is: the copy regions, their
+// KMS keys and the accounts it is shared with (a region added later gets
+// a copy of the same AMI, not a new bake). The content of user_data_file
+// is included, as UserData; the content of the other input files is not,
+// and the bake key hashes it separately.
 func CanonicalMachineImage(r *Recipe, m *MachineImage) []byte {
 	c := *m
 	c.SSHPrivateKeyFile = ""
+	c.Regions, c.RegionKMSKeyIDs, c.ShareWith = nil, nil, nil
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

@@ -273,13 +273,27 @@ func TestCanonicalMachineImage(t *testing.T) {
 		t.Error("CanonicalMachineImage cleared SSHPrivateKeyFile of its argument")
 	}
 
+	// Where the image goes does not: a region added later gets a copy of
+	// the same AMI.
+	for name, change := range map[string]func(m *MachineImage){
+		"copy regions": func(m *MachineImage) { m.Regions = m.Regions[:1] },
+		"copy keys":    func(m *MachineImage) { m.RegionKMSKeyIDs = map[string]string{"eu-west-1": "alias/other"} },
+		"sharing":      func(m *MachineImage) { m.ShareWith = append(m.ShareWith, "444455556666") },
+	} {
+		r := mustLoad(t, p, Options{})
+		m := r.MachineImages[0]
+		change(m)
+		if got := CanonicalMachineImage(r, m); !bytes.Equal(got, first) {
+			t.Errorf("CanonicalMachineImage depends on the %s:\n%s\nvs\n%s", name, got, first)
+		}
+	}
+
 	// What is baked counts.
 	for name, change := range map[string]func(m *MachineImage){
 		"instance type":   func(m *MachineImage) { m.InstanceType = "t3.small" },
 		"provisioner":     func(m *MachineImage) { m.Provisioners[3].Script = "scripts/other.sh" },
 		"source filter":   func(m *MachineImage) { m.SourceAMIFilter.Name = "al2023-ami-2023.5.*" },
 		"user data":       func(m *MachineImage) { m.UserData += "\n" },
-		"copy regions":    func(m *MachineImage) { m.Regions = m.Regions[:1] },
 		"encryption":      func(m *MachineImage) { m.Encrypted = false },
 		"root volume":     func(m *MachineImage) { m.RootVolumeSize = 32 },
 		"provision order": func(m *MachineImage) { m.Provisioners[0], m.Provisioners[1] = m.Provisioners[1], m.Provisioners[0] },

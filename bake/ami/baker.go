@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -304,4 +306,108 @@ func (b *Baker) Existing(ctx context.Context, p *Plan) (*Existing, error) {
 			p.Artifact, p.Version, e.BakeKey, e.Images[0].Region, strings.Join(keys, ", "))
 	}
 	return e, nil
+}
+
+// Fill copies the existing AMIs of p's version to the regions of p that
+// lack one (a region added to the recipe, or a copy deleted), instead of
+// baking again: the same bytes, with the version's tags, stage marks and
+// history, encrypted with each region's key, and shared like the others.
+// It returns the version's AMI in every region of p, in p's order.
+func (b *Baker) Fill(ctx context.Context, p *Plan, e *Existing) ([]RegionImage, error) {
+	if p == nil || p.machine == nil {
+		return nil, errors.New("copying AMIs: the plan was not made by Prepare")
+	}
+	m := p.machine
+	missing := e.Missing(p)
+	if len(missing) == 0 {
+		return e.Images, nil
+	}
+	keys := maps.Clone(m.RegionKMSKeyIDs)
+	if keys == nil {
+		keys = map[string]string{}
+	}
+	if m.KMSKeyID != "" {
+		keys[p.BuildRegion] = m.KMSKeyID
+	}
+	store := catalogami.NewLifecycleStore(b.cfg, p.Recipe, p.Artifact, p.Regions,
+		catalogami.WithEncryption(m.Encrypted, keys),
+		catalogami.WithPollInterval(b.pollInterval),
+		catalogami.WithCopyTimeout(b.timeout(m.Timeouts.Copy, DefaultCopyTimeout)),
+		catalogami.WithWaitClock(b.clock),
+		catalogami.WithClock(b.now))
+	step := progress.WithPrefix(b.progress, m.Name+": ").Step("copy to " + strings.Join(missing, ", "))
+	imgs, err := store.Replicate(ctx, p.Version, missing)
+	if err == nil && len(m.ShareWith) > 0 {
+		for _, img := range imgs {
+			if err = b.ops.Share(ctx, img, m.ShareWith); err != nil {
+				err = fmt.Errorf("%s: %w", m.Pos("share_with"), err)
+				break
+			}
+		}
+	}
+	step.Done(err)
+	if err != nil {
+		return nil, fmt.Errorf("machine image %s: %w", m.Name, err)
+	}
+	out := slices.Clone(e.Images)
+	for _, img := range imgs {
+		out = append(out, RegionImage{Region: img.Region, ImageID: img.ImageID, Snapshots: img.Snapshots})
+	}
+	slices.SortStableFunc(out, func(a, c RegionImage) int {
+		return slices.Index(p.Regions, a.Region) - slices.Index(p.Regions, c.Region)
+	})
+	return out, nil
+}
+
+// Replace retires the AMIs of old that a forced rebake (res) replaced, as
+// Packer's force_deregister and force_delete_snapshot do, but without
+// losing anything: in each region the new AMI first takes over the old
+// one's stage marks, revocation, history and launch permissions (see
+// catalogami.Ops.Supersede), then the old AMI is deregistered and each of
+// its snapshots deleted. A version has one AMI per region again.
+func (b *Baker) Replace(ctx context.Context, p *Plan, old *Existing, res *Result) error {
+	var errs []error
+	for _, o := range old.Images {
+		i := slices.IndexFunc(res.Images, func(n RegionImage) bool { return n.Region == o.Region })
+		if i < 0 || res.Images[i].ImageID == o.ImageID {
+			continue
+		}
+		n := res.Images[i]
+		err := b.ops.Supersede(ctx,
+			catalogami.Image{Region: o.Region, ImageID: o.ImageID, Snapshots: o.Snapshots},
+			catalogami.Image{Region: n.Region, ImageID: n.ImageID, Snapshots: n.Snapshots})
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("machine image %s: the new AMIs are complete, but replacing the old ones failed: %w (bake again with --force to finish)", p.Artifact, err)
+	}
+	return nil
+}
+
+// checkName refuses, before anything is created, a fixed ami_name that an
+// AMI in one of p's regions has already: EC2 names are unique per region
+// and account, so CreateImage or CopyImage would fail after the builder
+// ran.
+func (b *Baker) checkName(ctx context.Context, p *Plan) error {
+	m := p.machine
+	if m.AMIName == "" {
+		return nil
+	}
+	for _, r := range p.Regions {
+		imgs, err := b.store.List(ctx, r, filter("name", m.AMIName))
+		if err != nil {
+			return fmt.Errorf("%s: checking that AMI name %q is free in %s: %w", m.Pos("ami_name"), m.AMIName, r, err)
+		}
+		for _, img := range imgs {
+			owner := ""
+			if img.Recipe != "" {
+				owner = fmt.Sprintf(", %s@%s", img.Recipe, img.Version)
+			}
+			return fmt.Errorf("%s: an AMI named %q exists in %s already (%s%s): AMI names are unique per region; change ami_name (a fixed name cannot be baked twice, not even with --force), or leave it out to name AMIs %s-%s-TIMESTAMP",
+				m.Pos("ami_name"), m.AMIName, r, img.ImageID, owner, p.Recipe, p.Version)
+		}
+	}
+	return nil
 }

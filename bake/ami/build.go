@@ -132,6 +132,9 @@ func (b *Baker) Build(ctx context.Context, p *Plan) (*Result, error) {
 		return nil, errors.New("building AMI: the plan was not made by Prepare")
 	}
 	m := p.machine
+	if err := b.checkName(ctx, p); err != nil {
+		return nil, err
+	}
 	st := &bakeState{
 		b:       b,
 		plan:    p,

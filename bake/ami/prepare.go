@@ -23,7 +23,7 @@ import (
 
 // keyScheme names how AMI bake keys are computed. Changing what goes into
 // a key must change it, so old keys never match new bakes.
-const keyScheme = "bakery/ami/v1"
+const keyScheme = "bakery/ami/v2"
 
 // Defaults for machine_image attributes the recipe left empty.
 const (

@@ -10,10 +10,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bakery-sh/bakery/catalog"
+	"github.com/bakery-sh/bakery/internal/awsx"
 )
 
 // SweepItem is a resource Sweep removes, and why.
@@ -285,4 +288,19 @@ func dedupe(regions []string) []string {
 		}
 	}
 	return out
+}
+
+// EnabledRegions returns the regions enabled for the account (those that
+// need no opt-in and those opted in), for a sweep of every region.
+func (b *Baker) EnabledRegions(ctx context.Context) ([]string, error) {
+	out, err := b.clients.EC2(b.cfg.Region).DescribeRegions(ctx, &ec2.DescribeRegionsInput{})
+	if err != nil {
+		return nil, fmt.Errorf("listing the account's regions: %w", awsx.ExplainError(err))
+	}
+	var regions []string
+	for _, r := range out.Regions {
+		regions = append(regions, aws.ToString(r.RegionName))
+	}
+	slices.Sort(regions)
+	return regions, nil
 }

@@ -123,3 +123,30 @@ func (s *LifecycleStore) copyTo(ctx context.Context, v *version, src *located, r
 	l.Reference = l.ImageID
 	return l, nil
 }
+
+// Replicate copies version to each of regions it is not in yet, from its
+// build region's AMI (from another region's when that one is gone), with
+// its tags, stage marks and history, the bake key last (see Promote for
+// how a copy is made and resumed). It returns the version's AMI in each
+// of regions, in that order. A bake uses it when a recipe names a region
+// the version is not in: the same bytes are copied, nothing is baked
+// again.
+func (s *LifecycleStore) Replicate(ctx context.Context, version string, regions []string) ([]Image, error) {
+	what := fmt.Sprintf("copying %s to %s", s.ref(version), strings.Join(regions, ", "))
+	all := dedupe(append(slices.Clone(s.regions), regions...))
+	v, err := s.load(ctx, version, all)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if len(v.amis) == 0 {
+		return nil, fmt.Errorf("%s: no complete AMI of it in %s: bake it first", what, strings.Join(all, ", "))
+	}
+	if err := s.copyMissing(ctx, v, catalog.StageSpec{Regions: regions}); err != nil {
+		return nil, fmt.Errorf("%s: %w (run it again to finish: it resumes the copies)", what, err)
+	}
+	out := make([]Image, 0, len(regions))
+	for _, r := range dedupe(regions) {
+		out = append(out, v.amis[r].Image)
+	}
+	return out, nil
+}

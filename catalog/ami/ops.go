@@ -414,3 +414,68 @@ func TagMap(ts []ec2types.Tag) map[string]string {
 	}
 	return m
 }
+
+// isLifecycleTag reports whether key holds an AMI's lifecycle (stage
+// marks, revocation, history) rather than what its bake made.
+func isLifecycleTag(key string) bool {
+	return strings.HasPrefix(key, TagStagePrefix) || isEventTag(key) ||
+		key == TagRevoked || key == TagRevokedAccess || key == TagPruned
+}
+
+// Supersede hands the lifecycle of AMI old to next, a new AMI of the same
+// version in the same region that replaces it (bake --force): old's stage
+// marks, revocation and history go to next (stage marks and revocation to
+// its snapshots too) and the accounts that may launch old may launch
+// next; only then is old deregistered and its snapshots deleted, so
+// nothing is lost if it stops half way. Running it again finishes it.
+func (o *Ops) Supersede(ctx context.Context, old, next Image) error {
+	if old.Region != next.Region || old.ImageID == next.ImageID {
+		return fmt.Errorf("superseding AMI %s in %s with %s in %s: not two AMIs of one region", old.ImageID, old.Region, next.ImageID, next.Region)
+	}
+	what := fmt.Sprintf("replacing AMI %s with %s in %s", old.ImageID, next.ImageID, old.Region)
+	cur, ok, err := o.Describe(ctx, old.Region, old.ImageID)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if ok {
+		img, snap := map[string]string{}, map[string]string{}
+		for k, v := range cur.Tags {
+			if isLifecycleTag(k) {
+				img[k] = v
+				if strings.HasPrefix(k, TagStagePrefix) || k == TagRevoked {
+					snap[k] = v
+				}
+			}
+		}
+		if err := o.Tag(ctx, next.Region, next.Snapshots, snap); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if err := o.Tag(ctx, next.Region, []string{next.ImageID}, img); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		accounts, _, err := o.LaunchPermissions(ctx, old.Region, old.ImageID)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if _, revoked := cur.Tags[TagRevoked]; !revoked {
+			if err := o.Share(ctx, next, accounts); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+		}
+		old.Snapshots = appendNew(old.Snapshots, cur.Snapshots...)
+	}
+	if err := o.Deregister(ctx, old.Region, old.ImageID, old.Snapshots); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// appendNew appends the items of add that are not in list yet.
+func appendNew(list []string, add ...string) []string {
+	for _, s := range add {
+		if s != "" && !slices.Contains(list, s) {
+			list = append(list, s)
+		}
+	}
+	return list
+}

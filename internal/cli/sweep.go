@@ -3,11 +3,14 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
 	bakeami "github.com/bakery-sh/bakery/bake/ami"
+	"github.com/bakery-sh/bakery/recipes"
 )
 
 func sweepCommand(e *env) *ucli.Command {
@@ -15,12 +18,15 @@ func sweepCommand(e *env) *ucli.Command {
 		Name:  "sweep",
 		Usage: "find and remove what killed machine-image bakes left behind",
 		Description: "Finds builder instances, key pairs, security groups and unfinished AMIs\n" +
-			"(tagged bakery:bake-id but without a bake key) older than --older-than, in\n" +
-			"the AWS config's region or the --region ones. It prints the plan; with\n" +
-			"--yes it removes them. A finished AMI is never touched.",
+			"(tagged bakery:bake-id but without a bake key) whose bake showed no sign of\n" +
+			"life (creation or heartbeat) for --older-than, in every region the recipes\n" +
+			"in ./recipes name and the AWS config's region (or the --region ones, or\n" +
+			"--all-regions). It prints the plan; with --yes it removes them. A finished\n" +
+			"AMI, and an AMI still being created or copied, is never touched.",
 		Flags: []ucli.Flag{
 			&ucli.DurationFlag{Name: "older-than", Value: time.Hour, Usage: "only resources at least this old (a running bake's resources are younger)"},
-			&ucli.StringSliceFlag{Name: "region", Usage: "region to sweep (repeatable; default: the AWS config's region)"},
+			&ucli.StringSliceFlag{Name: "region", Usage: "region to sweep (repeatable; default: every region of ./recipes and the AWS config's)"},
+			&ucli.BoolFlag{Name: "all-regions", Usage: "sweep every region enabled for the account"},
 			&ucli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "remove what the plan lists"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "print the plan only (the default without --yes)"},
 		},
@@ -39,13 +45,21 @@ func sweepCommand(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			regions := c.StringSlice("region")
-			if len(regions) == 0 {
-				regions = []string{cfg.Region}
+			if c.Bool("all-regions") && len(c.StringSlice("region")) > 0 {
+				return usagef("--all-regions and --region contradict each other; give one")
 			}
 			b, err := bakeami.NewBaker(cfg, bakeami.WithProgress(e.reporter(g)), bakeami.WithClock(e.now))
 			if err != nil {
 				return err
+			}
+			regions := c.StringSlice("region")
+			switch {
+			case c.Bool("all-regions"):
+				if regions, err = b.EnabledRegions(c.Context); err != nil {
+					return err
+				}
+			case len(regions) == 0:
+				regions = append([]string{cfg.Region}, e.recipeRegions(c, cfg.Region)...)
 			}
 			apply := c.Bool("yes")
 			plan, err := b.Sweep(c.Context, regions, c.Duration("older-than"), apply)
@@ -64,4 +78,26 @@ func sweepCommand(e *env) *ucli.Command {
 			return err
 		},
 	})
+}
+
+// recipeRegions returns every region the machine images of the recipes in
+// ./recipes may have AMIs in (build, copy and stage regions; fallback for
+// a block that names no region). Recipes that do not load are passed
+// over: sweep cleans up after any bake, whatever the recipes say now.
+func (e *env) recipeRegions(c *ucli.Context, fallback string) []string {
+	files, _ := filepath.Glob(filepath.Join("recipes", "*.bake.hcl"))
+	opts := recipes.Options{Vars: map[string]string{}, Env: e.environ, Now: e.now}
+	var out []string
+	loader := recipes.NewLoader()
+	for _, f := range files {
+		r, diags := loader.Load(f, opts)
+		if diags.HasErrors() {
+			continue
+		}
+		for _, m := range r.MachineImages {
+			out = append(out, amiRegions(r, m, fallback)...)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
