@@ -28,7 +28,8 @@ const maxHeld = 64 << 10
 
 // Mask returns s with every occurrence of every secret (of at least
 // MinLen bytes) replaced by Placeholder. Overlapping or adjacent
-// occurrences become one Placeholder.
+// occurrences become one Placeholder. Each line of a secret that spans
+// several lines is a secret too.
 func Mask(s string, secrets []string) string {
 	covered := cover(s, secrets)
 	if covered == nil {
@@ -41,7 +42,7 @@ func Mask(s string, secrets []string) string {
 // none does.
 func cover(s string, secrets []string) []bool {
 	var covered []bool
-	for _, sec := range secrets {
+	for _, sec := range withLines(secrets) {
 		if len(sec) < MinLen {
 			continue
 		}
@@ -61,6 +62,25 @@ func cover(s string, secrets []string) []bool {
 		}
 	}
 	return covered
+}
+
+// withLines returns secrets followed by the lines of those that span
+// several: a program that prints a multi-line secret (a private key) may
+// have its output split into lines, each prefixed, before it is masked.
+func withLines(secrets []string) []string {
+	out := secrets
+	for _, sec := range secrets {
+		if !strings.Contains(sec, "\n") {
+			continue
+		}
+		if len(out) == len(secrets) {
+			out = slices.Clone(secrets)
+		}
+		for _, l := range strings.Split(sec, "\n") {
+			out = append(out, strings.TrimSuffix(l, "\r"))
+		}
+	}
+	return out
 }
 
 // render writes s with each run of covered bytes replaced by Placeholder.

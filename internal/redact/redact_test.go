@@ -25,6 +25,7 @@ func TestMask(t *testing.T) {
 		{"shorter than MinLen is kept", "x=abc y=1", []string{"abc", "1", ""}, "x=abc y=1"},
 		{"exactly MinLen is masked", "x=abcd", []string{"abcd"}, "x=<sensitive>"},
 		{"multi-line secret", "a\nline1\nline2\nb", []string{"line1\nline2"}, "a\n<sensitive>\nb"},
+		{"each line of a multi-line secret", "out: line1\nout: line2\r\n", []string{"line1\r\nline2\r\n"}, "out: <sensitive>\nout: <sensitive>\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := redact.Mask(tc.in, tc.secrets); got != tc.want {
