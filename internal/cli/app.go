@@ -153,13 +153,14 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	// packer-plugin-sdk logs [DEBUG] lines through the standard logger;
 	// they are shown only with BAKERY_DEBUG=1, with secrets masked (the
 	// SSH communicator logs each remote command, env values included).
-	logOut := io.Discard
 	if e.getenv("BAKERY_DEBUG") != "" {
-		logOut = stderr
+		e.logMask = redact.NewWriter(stderr)
+		log.SetOutput(e.logMask)
+		defer e.logMask.Flush()
+	} else {
+		e.logMask = redact.NewWriter(io.Discard) // collects the secrets only
+		log.SetOutput(io.Discard)
 	}
-	e.logMask = redact.NewWriter(logOut)
-	log.SetOutput(e.logMask)
-	defer e.logMask.Flush()
 	app := newApp(e)
 	err := app.RunContext(ctx, interspersed(app, args))
 	if err == nil && e.unknownCommand {
