@@ -5,6 +5,7 @@ import (
 	"context"
 	"log"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -12,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/bakery-sh/bakery/bake/ami"
-	"github.com/bakery-sh/bakery/internal/cli"
 	"github.com/bakery-sh/bakery/internal/mototest"
 	"github.com/bakery-sh/bakery/internal/redact"
 	"github.com/bakery-sh/bakery/internal/sshtest"
@@ -206,9 +206,11 @@ func TestProvisionMasksSecretsInTheErrorOfAFailedScript(t *testing.T) {
 	}
 }
 
-// bakery bake with BAKERY_DEBUG=1: the [DEBUG] lines bakery prints on
-// stderr hide the secrets, and so does the provisioner output. (It lives
-// here, beside the moto and sshd fixtures of AMI bakes.)
+// bakery bake with BAKERY_DEBUG=1, run as its own process: the [DEBUG]
+// lines it prints on stderr hide the secrets, and so does the
+// provisioner output. (It lives here, beside the moto and sshd fixtures
+// of AMI bakes; running the binary keeps the process-wide logger of this
+// test process out of it.)
 func TestCLIBakeWithBakeryDebugMasksSecrets(t *testing.T) {
 	moto := mototest.Shared(t)
 	srv := sshtest.Start(t)
@@ -216,28 +218,28 @@ func TestCLIBakeWithBakeryDebugMasksSecrets(t *testing.T) {
 	srv.AuthorizeKey(pub)
 	path := secretRecipe(t, srv, keyFile)
 
-	t.Setenv("AWS_ACCESS_KEY_ID", mototest.AccessKeyID)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", mototest.SecretAccessKey)
-	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
-	// cli.Run points the process-wide logger at stderr: put it back.
-	prev, flags := log.Writer(), log.Flags()
-	t.Cleanup(func() {
-		log.SetOutput(prev)
-		log.SetFlags(flags)
-	})
-
-	var stdout, stderr bytes.Buffer
-	code := cli.Run(context.Background(), []string{"bakery", "bake", path}, strings.NewReader(""), &stdout, &stderr, []string{
+	bin := filepath.Join(t.TempDir(), "bakery")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/bakery-sh/bakery/cmd/bakery").CombinedOutput(); err != nil {
+		t.Fatalf("building bakery: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "bake", path)
+	cmd.Env = append(os.Environ(),
+		"AWS_ACCESS_KEY_ID="+mototest.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY="+mototest.SecretAccessKey,
+		"AWS_REGION=us-east-1",
+		"AWS_PROFILE=",
+		"AWS_EC2_METADATA_DISABLED=true",
+		"AWS_CONFIG_FILE="+filepath.Join(t.TempDir(), "none"),
+		"AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(t.TempDir(), "none"),
 		"BAKERY_DEBUG=1",
-		"BAKERY_AWS_ENDPOINT=" + moto.URL,
-		"BAKERY_HOME=" + t.TempDir(),
-		"BAKERY_VAR_db_password=" + secretPassword,
-	})
-	if code != 0 {
-		t.Fatalf("bakery bake exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+		"BAKERY_AWS_ENDPOINT="+moto.URL,
+		"BAKERY_HOME="+t.TempDir(),
+		"BAKERY_VAR_db_password="+secretPassword,
+	)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bakery bake: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
 	if !strings.Contains(stderr.String(), "[DEBUG] starting remote command: <sensitive>; chmod +x") {
 		t.Errorf("stderr shows no masked [DEBUG] line of the remote command:\n%s", stderr.String())
