@@ -229,7 +229,7 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 	}
 	s.ctx.Variables["local"] = s.evalLocals(localBlocks)
 
-	r := &Recipe{File: s.file, Dir: s.dir}
+	r := &Recipe{File: s.file, Dir: s.dir, sensitive: s.sensitiveValues()}
 	switch len(recipeBlocks) {
 	case 0:
 		if hasBlock(file.Body, "recipe") {

@@ -50,7 +50,18 @@ type Recipe struct {
 	// stageRanges maps each stage to where it is written in the stages
 	// list, for the DeclRange of a stage without a block.
 	stageRanges map[string]hcl.Range
+	// sensitive are the values of the variables declared sensitive.
+	sensitive []string
 }
+
+// SensitiveValues returns the values of the variables the recipe declares
+// with sensitive = true, as text: a string as it is, a number in decimal,
+// and every string or number inside a list, map or object value. Bools
+// and nulls are left out. Whoever prints what a bake does (logs, command
+// lines, provisioner output) masks these. A value the recipe derives from
+// a sensitive variable contains it and is masked with it; one it
+// transforms (base64encode, upper) is not.
+func (r *Recipe) SensitiveValues() []string { return slices.Clone(r.sensitive) }
 
 // StageIndex returns the position of stage name in Stages (0 for the
 // first stage), or -1 when name is not one of the recipe's stages.

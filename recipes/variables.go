@@ -517,3 +517,37 @@ func typeName(val cty.Value) string {
 	}
 	return ty.FriendlyName()
 }
+
+// sensitiveValues returns the text of every string and number in the
+// values of the variables declared sensitive, without repeats, in
+// declaration order.
+func (s *state) sensitiveValues() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, v := range s.vars {
+		if !v.sensitive || !v.set || v.broken || v.failed {
+			continue
+		}
+		_ = cty.Walk(v.value, func(_ cty.Path, val cty.Value) (bool, error) {
+			val, _ = val.Unmark()
+			if val.IsNull() || !val.IsKnown() {
+				return false, nil
+			}
+			var text string
+			switch val.Type() {
+			case cty.String:
+				text = val.AsString()
+			case cty.Number:
+				text = val.AsBigFloat().Text('f', -1)
+			default:
+				return true, nil
+			}
+			if text != "" && !seen[text] {
+				seen[text] = true
+				out = append(out, text)
+			}
+			return true, nil
+		})
+	}
+	return out
+}

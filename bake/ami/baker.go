@@ -17,6 +17,7 @@ import (
 	catalogami "github.com/bakery-sh/bakery/catalog/ami"
 	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/progress"
+	"github.com/bakery-sh/bakery/internal/redact"
 	"github.com/bakery-sh/bakery/recipes"
 )
 
@@ -74,6 +75,7 @@ type Baker struct {
 	clock           awsx.Clock
 	bakeID          func() string
 	ops             *catalogami.Ops
+	secrets         []string
 }
 
 // Option configures a Baker.
@@ -143,6 +145,15 @@ func WithActor(actor string) Option { return func(b *Baker) { b.actor = actor } 
 // random hex digits.
 func WithBakeID(f func() string) Option { return func(b *Baker) { b.bakeID = f } }
 
+// WithSecrets sets strings that never reach the output (WithOutput) or a
+// provisioner's error message: each is replaced by "<sensitive>", as
+// package redact does. Pass Secrets of every recipe the Baker bakes.
+// Default: none; the env values of a shell provisioner are masked in its
+// own output and error even so.
+func WithSecrets(secrets []string) Option {
+	return func(b *Baker) { b.secrets = append(b.secrets, secrets...) }
+}
+
 // NewBaker returns a Baker that calls AWS with cfg. cfg.Region is the
 // build region of recipes that name none.
 func NewBaker(cfg aws.Config, opts ...Option) (*Baker, error) {
@@ -169,6 +180,11 @@ func NewBaker(cfg aws.Config, opts ...Option) (*Baker, error) {
 	}
 	if b.now == nil {
 		b.now = time.Now
+	}
+	if len(b.secrets) > 0 {
+		// Everything written to out is whole lines, so the writer holds
+		// nothing back between bakes.
+		b.out = redact.NewWriter(b.out, b.secrets...)
 	}
 	if b.bakeID == nil {
 		b.bakeID = randomBakeID

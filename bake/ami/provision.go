@@ -18,6 +18,7 @@ import (
 
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
+	"github.com/bakery-sh/bakery/internal/redact"
 	"github.com/bakery-sh/bakery/recipes"
 )
 
@@ -46,6 +47,10 @@ type provAborter interface{ abortSSH() }
 // removes it. A non-zero exit status is an error quoting the last 20 lines
 // of output. With ExpectDisconnect a dropped connection (a reboot) is not
 // an error.
+//
+// Every Env value is masked ("<sensitive>") in what Provision writes to
+// out and in its errors, and so is every secret of out when out is a
+// *redact.Writer (as the Baker's output is, given WithSecrets).
 //
 // PauseBefore is waited first. When ctx is done Provision stops waiting,
 // aborts the upload or the remote command (by closing the connection, when
@@ -172,7 +177,7 @@ func provShell(ctx context.Context, comm packersdk.Communicator, p *recipes.Prov
 	// One command: export, run, remove the script, keep the run's status.
 	command := exports + "chmod +x " + provQuote(remote) + " && " + run + "; s=$?; rm -f " + provQuote(remote) + "; exit $s"
 
-	o := &provOutput{out: out, prefix: "  shell: "}
+	o := &provOutput{out: out, prefix: "  shell: ", secrets: provSecrets(p.Env, out)}
 	stdout, stderr := o.stream(), o.stream()
 	cmd := &packersdk.RemoteCmd{Command: command, Stdout: stdout, Stderr: stderr}
 	if err := comm.Start(ctx, cmd); err != nil {
@@ -300,6 +305,41 @@ func provExports(env map[string]string) (string, error) {
 	return b.String(), nil
 }
 
+// Secrets returns what a bake of r must never print: the values of r's
+// sensitive variables (recipes.Recipe.SensitiveValues), every env value
+// of every shell provisioner (all are treated as secret), and the export
+// statement that carries them on the remote command line, which
+// packer-plugin-sdk's SSH communicator logs ("[DEBUG] starting remote
+// command: ..."): there even a value shorter than redact.MinLen is hidden.
+// Mask them in logs with a redact.Writer; give them to the Baker with
+// WithSecrets.
+func Secrets(r *recipes.Recipe) []string {
+	out := r.SensitiveValues()
+	for _, m := range r.MachineImages {
+		for _, p := range m.Provisioners {
+			out = append(out, provSecrets(p.Env, nil)...)
+		}
+	}
+	return out
+}
+
+// provSecrets returns the values of env and the export statement
+// provExports makes of them (without its "; "), followed by the secrets
+// of out when it is a *redact.Writer.
+func provSecrets(env map[string]string, out io.Writer) []string {
+	var secrets []string
+	if exports, err := provExports(env); err == nil && exports != "" {
+		secrets = append(secrets, strings.TrimSuffix(exports, "; "))
+	}
+	for _, v := range env {
+		secrets = append(secrets, v)
+	}
+	if rw, ok := out.(*redact.Writer); ok {
+		secrets = append(secrets, rw.Secrets()...)
+	}
+	return secrets
+}
+
 func provValidName(s string) bool {
 	if s == "" {
 		return false
@@ -331,6 +371,8 @@ func provRandomHex(n int) string {
 type provOutput struct {
 	out    io.Writer
 	prefix string
+	// secrets are masked in every line, before it is written or kept.
+	secrets []string
 
 	mu      sync.Mutex
 	tail    []string
@@ -395,6 +437,7 @@ func (o *provOutput) emit(line string) {
 	if i := strings.LastIndexByte(line, '\r'); i >= 0 {
 		line = line[i+1:]
 	}
+	line = redact.Mask(line, o.secrets)
 	_, _ = io.WriteString(o.out, o.prefix+line+"\n")
 	if strings.TrimSpace(line) == "" {
 		return

@@ -9,8 +9,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -22,7 +24,8 @@ import (
 
 // EndpointEnv names the environment variable that, when set, overrides the
 // endpoint of every AWS service bakery calls (for example
-// http://127.0.0.1:5000 for a local moto_server).
+// http://127.0.0.1:5000 for a local moto_server). It must be an https URL,
+// or an http URL on a loopback host (127.0.0.0/8, ::1, localhost).
 const EndpointEnv = "BAKERY_AWS_ENDPOINT"
 
 // DefaultMaxAttempts is how many times Load's retryer tries a call (the first
@@ -162,11 +165,29 @@ func Load(ctx context.Context, opts ...Option) (aws.Config, error) {
 // no credentials.
 var ErrNoCredentials = errors.New("no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or log in with aws sso login")
 
-// checkEndpoint reports whether endpoint is an absolute http(s) URL.
+// checkEndpoint accepts an absolute https URL, and an http URL only
+// when its host is loopback (127.0.0.0/8, ::1 or localhost), as a local
+// emulator's is: over plain http anywhere else, bakery's signed requests
+// and the answers it acts on (which AMI to launch, what to delete) would
+// cross the network unprotected.
 func checkEndpoint(endpoint string) error {
 	u, err := url.Parse(endpoint)
-	if err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" {
-		return nil
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("endpoint %q is not an http(s) URL: set it to one such as http://127.0.0.1:5000, or unset it to call AWS", endpoint)
 	}
-	return fmt.Errorf("endpoint %q is not an http(s) URL: set it to one such as http://127.0.0.1:5000, or unset it to call AWS", endpoint)
+	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		return fmt.Errorf("endpoint %q uses plain http to a host that is not loopback: use https (https://%s), or run the emulator on 127.0.0.1, ::1 or localhost",
+			endpoint, u.Host)
+	}
+	return nil
+}
+
+// loopbackHost reports whether host (a URL's host without port) is
+// "localhost" or an address in 127.0.0.0/8 or ::1.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/bakery-sh/bakery/internal/progress"
+	"github.com/bakery-sh/bakery/internal/redact"
 )
 
 // Exit codes.
@@ -46,6 +47,9 @@ type env struct {
 	stdout, stderr io.Writer
 	environ        []string
 	now            func() time.Time
+	// logMask is the standard logger's output; verbs add the secrets it
+	// must hide (a bake: bakeami.Secrets of its recipes).
+	logMask *redact.Writer
 	// unknownCommand is set when the command line named no known verb.
 	unknownCommand bool
 }
@@ -147,10 +151,14 @@ var Version = "dev"
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, environ []string) int {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, environ: environ, now: time.Now}
 	// packer-plugin-sdk logs [DEBUG] lines through the standard logger;
-	// they are shown only with BAKERY_DEBUG=1.
+	// they are shown only with BAKERY_DEBUG=1, with secrets masked (the
+	// SSH communicator logs each remote command, env values included).
 	if e.getenv("BAKERY_DEBUG") != "" {
-		log.SetOutput(stderr)
+		e.logMask = redact.NewWriter(stderr)
+		log.SetOutput(e.logMask)
+		defer e.logMask.Flush()
 	} else {
+		e.logMask = redact.NewWriter(io.Discard) // collects the secrets only
 		log.SetOutput(io.Discard)
 	}
 	app := newApp(e)

@@ -50,6 +50,9 @@ func bakeCommand(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
+			for _, r := range rs {
+				e.logMask.Add(bakeami.Secrets(r)...)
+			}
 			epoch, err := e.sourceDateEpoch()
 			if err != nil {
 				return err
@@ -197,6 +200,7 @@ func (e *env) machineImageBaker(c *ucli.Context, g globals, rs []*recipes.Recipe
 		bakeami.WithOutput(out),
 		bakeami.WithOnError(onError),
 		bakeami.WithClock(e.now),
+		bakeami.WithSecrets(e.logMask.Secrets()),
 	)
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -115,13 +116,15 @@ stage "prod" {
 	if se := st.Versions[1].Stages["prod"]; st.Versions[1].Version != "1.0.0" || se.By != "ann" || se.Since.IsZero() {
 		t.Errorf("prod entry = %+v", st.Versions[1])
 	}
-	// The stage is a real tag in the layout: other tools see it.
-	if skopeo, err := exec.LookPath("skopeo"); err == nil {
+	// The stage is a real tag in the layout: other tools see it. (A
+	// subtest, so that without skopeo outside CI only this check skips.)
+	t.Run("skopeo reads the stage tag", func(t *testing.T) {
+		skopeo := requireTool(t, "skopeo")
 		out, err := exec.Command(skopeo, "inspect", "oci:"+home+":hello:prod").CombinedOutput()
 		if err != nil || !strings.Contains(string(out), st.Versions[1].Artifacts[0].Digest) {
 			t.Errorf("skopeo inspect hello:prod: %v\n%s", err, out)
 		}
-	}
+	})
 
 	// History, newest first, with actor, reason and approver.
 	h := mustRun(t, env, "--output", "json", "history", "-f", recipe, "hello")
@@ -211,11 +214,31 @@ stage "prod" {
 	if got := inStage(st, "prod"); len(got) != 1 || got[0] != "1.0.0" || st.Versions[1].Stages["prod"].By != "ci-pipeline" {
 		t.Errorf("fresh status: prod holds %v; %+v", got, st.Versions)
 	}
-	cmd = exec.Command(bin, "history", "-f", recipe, "hello")
+	// Its history is every event this test caused, newest first, with
+	// who did it: nothing missing, nothing extra, nothing out of order.
+	cmd = exec.Command(bin, "--output", "json", "history", "-f", recipe, "hello")
 	cmd.Env = fresh
 	out, err = cmd.Output()
-	if err != nil || !strings.Contains(string(out), "promote  1.0.0    prod") || !strings.Contains(string(out), "bake     1.1.0") {
-		t.Errorf("history from a fresh process: %v\n%s", err, out)
+	if err != nil {
+		t.Fatalf("history from a fresh process: %v\n%s", err, out)
+	}
+	var doc historyDoc
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("decoding the history %q: %v", out, err)
+	}
+	var got []string
+	for _, ev := range doc.Events {
+		got = append(got, strings.Join([]string{ev.Action, ev.Version, ev.Stage, ev.Actor}, " "))
+	}
+	want := []string{
+		"promote 1.0.0 prod ci-pipeline",
+		"promote 1.0.0 staging ci-pipeline",
+		"promote 1.0.0 dev ci-pipeline",
+		"bake 1.1.0  ci-pipeline",
+		"bake 1.0.0  ci-pipeline",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("history from a fresh process:\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }
 
@@ -262,11 +285,14 @@ func TestConcurrentPromotionsEndWithOneVersionInTheStage(t *testing.T) {
 	bakeJSON(t, env, recipe)
 	bakeJSON(t, env, "-var", "version=1.1.0", recipe)
 	bin := bakeryBinary(t)
+	versions := []string{"1.0.0", "1.1.0"}
+	history := historyEvents(t, env, recipe)
+	holder := "" // the version in dev
 	for round := 0; round < 3; round++ {
 		var wg sync.WaitGroup
 		errs := make([]error, 2)
 		outs := make([][]byte, 2)
-		for i, v := range []string{"1.0.0", "1.1.0"} {
+		for i, v := range versions {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -283,28 +309,94 @@ func TestConcurrentPromotionsEndWithOneVersionInTheStage(t *testing.T) {
 			}
 		}
 		st := statusOf(t, env, recipe)
-		if got := inStage(st, "dev"); len(got) != 1 {
-			t.Fatalf("round %d: dev holds %v, want exactly one version", round, got)
+		inDev := inStage(st, "dev")
+		if len(inDev) != 1 {
+			t.Fatalf("round %d: dev holds %v, want exactly one version", round, inDev)
 		}
+
+		// This round's events: the history grew by them and kept the rest.
+		now := historyEvents(t, env, recipe)
+		if len(now) < len(history) || !slices.EqualFunc(now[len(now)-len(history):], history, sameEvent) {
+			t.Fatalf("round %d: the history before the round is no longer its end:\nbefore %+v\nnow %+v", round, history, now)
+		}
+		added := slices.Clone(now[:len(now)-len(history)])
+		history = now
+		slices.Reverse(added) // oldest first
+
+		// Each promotion that succeeded is one of them.
+		promoted := map[string]bool{}
+		for _, ev := range added {
+			if ev.Action == catalog.ActionPromote {
+				promoted[ev.Version] = true
+			}
+		}
+		for i, v := range versions {
+			if errs[i] == nil && strings.Contains(string(outs[i]), "promoted hello@"+v+" to dev") && !promoted[v] {
+				t.Errorf("round %d: bakery said it promoted %s, but the round's history has no such promotion: %+v", round, v, added)
+			}
+		}
+		if len(promoted) == 0 {
+			t.Errorf("round %d: no promotion recorded; one of the two always takes the stage: %+v", round, added)
+		}
+		// Replayed in order, they move one version at a time through dev
+		// and leave in it the version that status shows. A promotion that
+		// displaces a version records its demotion at the same instant,
+		// which is applied first.
+		slices.SortStableFunc(added, func(a, b catalog.Event) int {
+			if c := a.Time.Compare(b.Time); c != 0 {
+				return c
+			}
+			return strings.Compare(actionOrder(a.Action), actionOrder(b.Action))
+		})
+		for _, ev := range added {
+			if ev.Stage != "dev" || !slices.Contains(versions, ev.Version) {
+				t.Errorf("round %d: unexpected event %+v", round, ev)
+				continue
+			}
+			switch ev.Action {
+			case catalog.ActionDemote:
+				if holder != ev.Version {
+					t.Errorf("round %d: %s demoted from dev while dev held %q: %+v", round, ev.Version, holder, added)
+				}
+				holder = ""
+			case catalog.ActionPromote:
+				if holder != "" {
+					t.Errorf("round %d: %s promoted to dev while it held %s, with no demotion: %+v", round, ev.Version, holder, added)
+				}
+				holder = ev.Version
+			default:
+				t.Errorf("round %d: unexpected %s event %+v", round, ev.Action, ev)
+			}
+		}
+		if holder != inDev[0] {
+			t.Errorf("round %d: the history leaves %q in dev, status shows %s: %+v", round, holder, inDev[0], added)
+		}
+		holder = inDev[0]
 	}
+}
+
+// actionOrder sorts a demotion before a promotion of the same instant.
+func actionOrder(action string) string {
+	if action == catalog.ActionDemote {
+		return "0"
+	}
+	return "1"
+}
+
+// sameEvent reports whether a and b are the same history event.
+func sameEvent(a, b catalog.Event) bool {
+	return a.Time.Equal(b.Time) && a.Action == b.Action && a.Version == b.Version && a.Stage == b.Stage && a.Actor == b.Actor
+}
+
+// historyEvents returns the recipe's history, newest first.
+func historyEvents(t *testing.T, env []string, recipe string) []catalog.Event {
+	t.Helper()
 	h := mustRun(t, env, "--output", "json", "history", "-f", recipe, "hello")
 	var doc historyDoc
 	if err := json.Unmarshal([]byte(h.stdout), &doc); err != nil {
-		t.Fatal(err)
+		t.Fatalf("decoding the history %q: %v", h.stdout, err)
 	}
-	promoted := map[string]bool{}
-	demoted := 0
-	for _, ev := range doc.Events {
-		switch ev.Action {
-		case catalog.ActionPromote:
-			promoted[ev.Version] = true
-		case catalog.ActionDemote:
-			demoted++
-		}
-	}
-	if !promoted["1.0.0"] || !promoted["1.1.0"] || demoted == 0 {
-		t.Errorf("history lacks a promotion or the demotion: %+v", doc.Events)
-	}
+	return doc.Events
 }
 
 func TestOutdatedContainerBase(t *testing.T) {

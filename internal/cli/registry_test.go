@@ -175,7 +175,9 @@ container "multi` + map[bool]string{true: "one", false: "all"}[platforms != ""] 
 
 	lidx := mustIndex(t, home)
 	im, _ := lidx.IndexManifest()
+	seen := map[string]int{}
 	for _, d := range refNamed(im.Manifests) {
+		seen[d.Annotations[catalog.AnnotationRefName]]++
 		switch d.Annotations[catalog.AnnotationRefName] {
 		case "multiall:1.0.0":
 			if !d.MediaType.IsIndex() || d.Digest.String() != all.Artifacts[0].Digest {
@@ -207,6 +209,10 @@ container "multi` + map[bool]string{true: "one", false: "all"}[platforms != ""] 
 		default:
 			t.Errorf("unexpected image %v", d.Annotations)
 		}
+	}
+	// Both bakes are in the layout, once each: the checks above ran on them.
+	if seen["multiall:1.0.0"] != 1 || seen["multione:1.0.0"] != 1 {
+		t.Errorf("tags in the layout = %v, want multiall:1.0.0 and multione:1.0.0 once each", seen)
 	}
 
 	// A platform the base lacks is a clear error.
