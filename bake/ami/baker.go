@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -59,6 +60,7 @@ type Baker struct {
 	copyConcurrency int
 	pollInterval    time.Duration
 	bakeID          func() string
+	getenv          func(string) string
 }
 
 // Option configures a Baker.
@@ -103,6 +105,13 @@ func WithActor(actor string) Option { return func(b *Baker) { b.actor = actor } 
 // random hex digits.
 func WithBakeID(f func() string) Option { return func(b *Baker) { b.bakeID = f } }
 
+// WithGetenv sets how the Baker reads its environment. It reads
+// BAKERY_CHECKIP_URL: the URL that answers this runner's public address
+// (one IP and a newline), asked when the builder is reached on its public
+// IP and the recipe sets no ssh_source_cidrs. Unset or empty, it is
+// DefaultCheckIPURL. Default: os.Getenv.
+func WithGetenv(getenv func(string) string) Option { return func(b *Baker) { b.getenv = getenv } }
+
 // NewBaker returns a Baker that calls AWS with cfg. cfg.Region is the
 // build region of recipes that name none.
 func NewBaker(cfg aws.Config, opts ...Option) (*Baker, error) {
@@ -116,6 +125,7 @@ func NewBaker(cfg aws.Config, opts ...Option) (*Baker, error) {
 		copyConcurrency: DefaultCopyConcurrency,
 		pollInterval:    DefaultPollInterval,
 		bakeID:          randomBakeID,
+		getenv:          os.Getenv,
 	}
 	for _, o := range opts {
 		o(b)
@@ -131,6 +141,9 @@ func NewBaker(cfg aws.Config, opts ...Option) (*Baker, error) {
 	}
 	if b.bakeID == nil {
 		b.bakeID = randomBakeID
+	}
+	if b.getenv == nil {
+		b.getenv = os.Getenv
 	}
 	if b.cleanupTimeout <= 0 {
 		return nil, fmt.Errorf("creating the AMI baker: cleanup timeout %s is not positive", b.cleanupTimeout)

@@ -187,6 +187,7 @@ func (e *env) machineImageBaker(c *ucli.Context, g globals, rs []*recipes.Recipe
 		bakeami.WithOutput(out),
 		bakeami.WithOnError(onError),
 		bakeami.WithClock(e.now),
+		bakeami.WithGetenv(e.getenv),
 	)
 }
 
