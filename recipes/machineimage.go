@@ -41,6 +41,18 @@ var (
 
 	architectures = []string{"x86_64", "arm64", "i386", "x86_64_mac", "arm64_mac"}
 	volumeTypes   = []string{"gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"}
+	sshInterfaces = []string{SSHInterfacePublicIP, SSHInterfacePrivateIP}
+)
+
+// The values of ssh_interface: which address of the builder bakery
+// connects to over SSH.
+const (
+	// SSHInterfacePublicIP connects to the builder's public IP address,
+	// asking EC2 for one when the subnet does not assign it.
+	SSHInterfacePublicIP = "public_ip"
+	// SSHInterfacePrivateIP connects to the builder's private IP address
+	// (a runner in the same VPC, or reaching it over VPN or peering).
+	SSHInterfacePrivateIP = "private_ip"
 )
 
 var machineImageSchema = &hcl.BodySchema{
@@ -57,6 +69,7 @@ var machineImageSchema = &hcl.BodySchema{
 		{Name: "ssh_timeout"},
 		{Name: "ssh_private_key_file"},
 		{Name: "ssh_source_cidrs"},
+		{Name: "ssh_interface"},
 		{Name: "user_data"},
 		{Name: "user_data_file"},
 		{Name: "root_volume_size"},
@@ -379,6 +392,11 @@ func (s *state) decodeSSH(m *MachineImage, attrs hcl.Attributes) {
 				}
 			}
 			m.SSHSourceCIDRs = cidrs
+		}
+	}
+	if attr := attrs["ssh_interface"]; attr != nil {
+		if v, ok := s.oneOf(attr, sshInterfaces, "ssh_interface"); ok {
+			m.SSHInterface = v
 		}
 	}
 }

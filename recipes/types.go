@@ -258,7 +258,7 @@ type MachineImage struct {
 	// SSHUsername is the login user. Default "ec2-user".
 	SSHUsername string `json:"ssh_username"`
 	// SSHHost overrides the address bakery connects to (default: the
-	// instance's public IP, else its private IP).
+	// builder's address that SSHInterface chooses).
 	SSHHost string `json:"ssh_host,omitempty"`
 	// SSHPort is the SSH port. Default 22.
 	SSHPort int `json:"ssh_port"`
@@ -270,8 +270,19 @@ type MachineImage struct {
 	// checks that the file exists. It is not part of the bake key.
 	SSHPrivateKeyFile string `json:"ssh_private_key_file,omitempty"`
 	// SSHSourceCIDRs are the addresses allowed to reach SSH in the
-	// temporary security group. Default: this runner's address (/32).
+	// temporary security group. Default: this runner's address as the
+	// builder sees it, /32 (or /128): its public address when SSH goes to
+	// the builder's public IP, else (private IP, or SSHHost set) its
+	// interface address.
 	SSHSourceCIDRs []string `json:"ssh_source_cidrs,omitempty"`
+	// SSHInterface is the builder address bakery connects to,
+	// SSHInterfacePublicIP or SSHInterfacePrivateIP; empty means the
+	// public address when the subnet assigns one, else the private one.
+	// With a public address and no SSHSourceCIDRs, SSH is allowed from
+	// this runner's public address (as seen from the internet). It is
+	// not part of the bake key: it is how bakery reaches the builder, not
+	// what it bakes.
+	SSHInterface string `json:"-"`
 	// UserData is the instance user data (from user_data, or the content
 	// of user_data_file, read relative to the recipe's folder by Load);
 	// at most 16 KiB.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -76,6 +77,7 @@ type Baker struct {
 	bakeID          func() string
 	ops             *catalogami.Ops
 	secrets         []string
+	getenv          func(string) string
 }
 
 // Option configures a Baker.
@@ -154,6 +156,13 @@ func WithSecrets(secrets []string) Option {
 	return func(b *Baker) { b.secrets = append(b.secrets, secrets...) }
 }
 
+// WithGetenv sets how the Baker reads its environment. It reads
+// BAKERY_CHECKIP_URL: the URL that answers this runner's public address
+// (one IP and a newline), asked when the builder is reached on its public
+// IP and the recipe sets no ssh_source_cidrs. Unset or empty, it is
+// DefaultCheckIPURL. Default: os.Getenv.
+func WithGetenv(getenv func(string) string) Option { return func(b *Baker) { b.getenv = getenv } }
+
 // NewBaker returns a Baker that calls AWS with cfg. cfg.Region is the
 // build region of recipes that name none.
 func NewBaker(cfg aws.Config, opts ...Option) (*Baker, error) {
@@ -168,6 +177,7 @@ func NewBaker(cfg aws.Config, opts ...Option) (*Baker, error) {
 		pollInterval:    DefaultPollInterval,
 		heartbeatEvery:  DefaultHeartbeat,
 		bakeID:          randomBakeID,
+		getenv:          os.Getenv,
 	}
 	for _, o := range opts {
 		o(b)
@@ -188,6 +198,9 @@ func NewBaker(cfg aws.Config, opts ...Option) (*Baker, error) {
 	}
 	if b.bakeID == nil {
 		b.bakeID = randomBakeID
+	}
+	if b.getenv == nil {
+		b.getenv = os.Getenv
 	}
 	if b.cleanupTimeout <= 0 {
 		return nil, fmt.Errorf("creating the AMI baker: cleanup timeout %s is not positive", b.cleanupTimeout)

@@ -43,6 +43,9 @@ func (launchStep) Run(ctx context.Context, st *bakeState, _ progress.Step) error
 	if st.sgID != "" {
 		in.SecurityGroupIds = []string{st.sgID}
 	}
+	if err := requestPublicIP(ctx, st, in); err != nil {
+		return err
+	}
 	if st.keyName != "" {
 		in.KeyName = aws.String(st.keyName)
 	}
@@ -98,6 +101,32 @@ func (launchStep) Cleanup(ctx context.Context, st *bakeState, failed bool) error
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// requestPublicIP asks EC2 for a public IP address for the builder, as
+// Packer's associate_public_ip_address does, when SSH goes to its public
+// IP (ssh_interface = "public_ip") and the subnet does not assign one.
+// AssociatePublicIpAddress exists only on a network interface, so the
+// subnet and security group move into the primary interface's
+// specification (EC2 refuses them in both places).
+func requestPublicIP(ctx context.Context, st *bakeState, in *ec2.RunInstancesInput) error {
+	m := st.m
+	if len(m.Provisioners) == 0 || m.SSHInterface != recipes.SSHInterfacePublicIP {
+		return nil
+	}
+	maps, err := subnetMapsPublicIP(ctx, st)
+	if err != nil || maps {
+		return err
+	}
+	in.NetworkInterfaces = []ec2types.InstanceNetworkInterfaceSpecification{{
+		DeviceIndex:              aws.Int32(0),
+		SubnetId:                 in.SubnetId,
+		Groups:                   in.SecurityGroupIds,
+		AssociatePublicIpAddress: aws.Bool(true),
+		DeleteOnTermination:      aws.Bool(true),
+	}}
+	in.SubnetId, in.SecurityGroupIds = nil, nil
+	return nil
 }
 
 // rootVolume is the builder's root volume, on the source AMI's root device.

@@ -81,3 +81,19 @@ func (networkStep) Run(ctx context.Context, st *bakeState, _ progress.Step) erro
 }
 
 func (networkStep) Cleanup(context.Context, *bakeState, bool) error { return nil }
+
+// subnetMapsPublicIP reports whether the builder's subnet (chosen by the
+// network step) gives instances a public IP address at launch
+// (MapPublicIpOnLaunch), and so whether the builder gets one without
+// asking.
+func subnetMapsPublicIP(ctx context.Context, st *bakeState) (bool, error) {
+	region := st.plan.BuildRegion
+	out, err := st.b.clients.EC2(region).DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: []string{st.subnetID}})
+	if err != nil {
+		return false, fmt.Errorf("reading whether subnet %s in %s assigns public IP addresses: %w", st.subnetID, region, awsx.ExplainError(err))
+	}
+	if len(out.Subnets) == 0 {
+		return false, fmt.Errorf("reading whether subnet %s in %s assigns public IP addresses: DescribeSubnets returned no subnet", st.subnetID, region)
+	}
+	return aws.ToBool(out.Subnets[0].MapPublicIpOnLaunch), nil
+}

@@ -16,15 +16,9 @@ func (provisionStep) Name() string { return "provision" }
 
 func (provisionStep) Run(ctx context.Context, st *bakeState, _ progress.Step) error {
 	m := st.m
-	host := m.SSHHost
-	if host == "" {
-		host = st.publicIP
-	}
-	if host == "" {
-		host = st.privateIP
-	}
-	if host == "" {
-		return fmt.Errorf("%s: builder %s has no IP address to connect to: set ssh_host, or use a subnet that assigns addresses", m.Pos("ssh_host"), st.instanceID)
+	host, err := sshAddress(st)
+	if err != nil {
+		return err
 	}
 	timeout := m.SSHTimeout
 	if timeout <= 0 {
@@ -36,7 +30,11 @@ func (provisionStep) Run(ctx context.Context, st *bakeState, _ progress.Step) er
 	}
 	comm, err := ConnectSSH(ctx, SSHTarget{Host: host, Port: sshPort(m), User: user, Key: st.key, Timeout: timeout}, st.b.out)
 	if err != nil {
-		return fmt.Errorf("%s: connecting to the builder %s at %s:%d as %s: %w", m.Pos("ssh_host"), st.instanceID, host, sshPort(m), user, err)
+		at := "ssh_interface"
+		if m.SSHHost != "" {
+			at = "ssh_host"
+		}
+		return fmt.Errorf("%s: connecting to the builder %s at %s:%d as %s: %w", m.Pos(at), st.instanceID, host, sshPort(m), user, err)
 	}
 	st.comm = comm
 	for i, p := range m.Provisioners {
@@ -57,6 +55,33 @@ func (provisionStep) Cleanup(_ context.Context, st *bakeState, _ bool) error {
 	err := closeComm(st.comm)
 	st.comm = nil
 	return err
+}
+
+// sshAddress is where the provision step connects: ssh_host, or the
+// builder's address that ssh_interface chooses (by default its public IP
+// when it has one, else its private IP).
+func sshAddress(st *bakeState) (string, error) {
+	m := st.m
+	switch {
+	case m.SSHHost != "":
+		return m.SSHHost, nil
+	case m.SSHInterface == recipes.SSHInterfacePublicIP:
+		if st.publicIP == "" {
+			return "", fmt.Errorf("%s: builder %s has no public IP address: set ssh_interface = %q to connect to its private address %s, or use a subnet whose VPC has an internet gateway",
+				m.Pos("ssh_interface"), st.instanceID, recipes.SSHInterfacePrivateIP, st.privateIP)
+		}
+		return st.publicIP, nil
+	case m.SSHInterface == recipes.SSHInterfacePrivateIP:
+		if st.privateIP == "" {
+			return "", fmt.Errorf("%s: builder %s has no private IP address to connect to: set ssh_interface = %q or ssh_host", m.Pos("ssh_interface"), st.instanceID, recipes.SSHInterfacePublicIP)
+		}
+		return st.privateIP, nil
+	case st.publicIP != "":
+		return st.publicIP, nil
+	case st.privateIP != "":
+		return st.privateIP, nil
+	}
+	return "", fmt.Errorf("%s: builder %s has no IP address to connect to: set ssh_host, or use a subnet that assigns addresses", m.Pos("ssh_host"), st.instanceID)
 }
 
 // describeProvisioner names p in a step line.

@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
+	"net/url"
+	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -14,11 +19,22 @@ import (
 	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/progress"
+	"github.com/bakery-sh/bakery/recipes"
 )
 
+// DefaultCheckIPURL answers this runner's public address, as one IP and
+// a newline, when BAKERY_CHECKIP_URL is not set (see WithGetenv).
+const DefaultCheckIPURL = "https://checkip.amazonaws.com"
+
+// checkIPTimeout bounds asking the check-IP URL.
+const checkIPTimeout = 10 * time.Second
+
 // securityGroupStep creates a temporary security group that lets SSH in
-// from ssh_source_cidrs, or else from this runner's address alone. Only
-// bakes with provisioners have it.
+// from ssh_source_cidrs, or else from this runner's address alone as the
+// builder will see it: its public address when SSH goes to the builder's
+// public IP, its interface address otherwise. It runs before anything is
+// launched, so a runner whose public address cannot be found fails
+// without a builder. Only bakes with provisioners have it.
 type securityGroupStep struct{}
 
 func (securityGroupStep) Name() string { return "create temporary security group" }
@@ -27,9 +43,9 @@ func (securityGroupStep) Run(ctx context.Context, st *bakeState, _ progress.Step
 	m, region := st.m, st.plan.BuildRegion
 	cidrs := m.SSHSourceCIDRs
 	if len(cidrs) == 0 {
-		cidr, err := runnerCIDR(ctx, st.b.cfg, region)
+		cidr, err := sshSourceCIDR(ctx, st)
 		if err != nil {
-			return fmt.Errorf("%s: finding this runner's address to allow SSH from: %w; set ssh_source_cidrs in the recipe", m.Pos("ssh_source_cidrs"), err)
+			return err
 		}
 		cidrs = []string{cidr}
 	}
@@ -91,6 +107,96 @@ func (securityGroupStep) Cleanup(ctx context.Context, st *bakeState, failed bool
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// sshSourceCIDR is the one address, as a /32 or /128, that SSH to the
+// builder comes from when the recipe names none. Connecting to the
+// builder's public IP (ssh_interface = "public_ip", or by default when
+// the subnet assigns public addresses) the packets come from this
+// runner's public address, which behind NAT is not on any of its
+// interfaces: it is asked of the check-IP URL. Connecting to the private
+// IP or to ssh_host, they come from the interface address on the route
+// (runnerCIDR).
+func sshSourceCIDR(ctx context.Context, st *bakeState) (string, error) {
+	m, region := st.m, st.plan.BuildRegion
+	public := false
+	switch {
+	case m.SSHHost != "":
+	case m.SSHInterface == recipes.SSHInterfacePublicIP:
+		public = true
+	case m.SSHInterface == "":
+		maps, err := subnetMapsPublicIP(ctx, st)
+		if err != nil {
+			return "", err
+		}
+		public = maps
+	}
+	if !public {
+		cidr, err := runnerCIDR(ctx, st.b.cfg, region)
+		if err != nil {
+			return "", fmt.Errorf("%s: finding this runner's address to allow SSH from: %w; set ssh_source_cidrs in the recipe", m.Pos("ssh_source_cidrs"), err)
+		}
+		return cidr, nil
+	}
+	checkURL := st.b.getenv("BAKERY_CHECKIP_URL")
+	if checkURL == "" {
+		checkURL = DefaultCheckIPURL
+	}
+	addr, err := publicAddress(ctx, checkURL)
+	if err != nil && ctx.Err() != nil {
+		return "", fmt.Errorf("finding this runner's public address: %w", err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s: finding this runner's public address, to allow SSH to the builder's public IP from it: %w; "+
+			"set ssh_source_cidrs to the addresses this runner's connections come from, "+
+			"or ssh_interface = %q if it reaches the builder's private address (same VPC, VPN or peering), "+
+			"or ssh_host to connect elsewhere; or point BAKERY_CHECKIP_URL at a service that answers the public address",
+			m.Pos("ssh_interface"), err, recipes.SSHInterfacePrivateIP)
+	}
+	cidr := netip.PrefixFrom(addr, addr.BitLen()).String()
+	st.rep.Info(fmt.Sprintf("allowing SSH from %s, this runner's public address according to %s", cidr, checkURL))
+	return cidr, nil
+}
+
+// publicAddress asks checkURL for this runner's public address: the
+// answer is one IP address and a newline, as https://checkip.amazonaws.com
+// gives. It waits at most checkIPTimeout.
+func publicAddress(ctx context.Context, checkURL string) (netip.Addr, error) {
+	tctx, cancel := context.WithTimeout(ctx, checkIPTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(tctx, http.MethodGet, checkURL, nil)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("asking %s: %w", checkURL, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // it names the URL again
+		}
+		if ctx.Err() == nil && tctx.Err() != nil {
+			return netip.Addr{}, fmt.Errorf("asking %s: no answer within %s", checkURL, checkIPTimeout)
+		}
+		return netip.Addr{}, fmt.Errorf("asking %s: %w", checkURL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 256))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("reading the answer of %s: %w", checkURL, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return netip.Addr{}, fmt.Errorf("asking %s: %s", checkURL, resp.Status)
+	}
+	text := strings.TrimSpace(string(body))
+	addr, err := netip.ParseAddr(text)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%s answered %.64q, not an IP address", checkURL, text)
+	}
+	addr = addr.Unmap()
+	if addr.Zone() != "" || addr.IsUnspecified() || addr.IsLinkLocalUnicast() || addr.IsMulticast() {
+		return netip.Addr{}, fmt.Errorf("%s answered %s, not an address the builder can see", checkURL, addr)
+	}
+	return addr, nil
 }
 
 // runnerCIDR returns this machine's address, as a /32 (or /128), on the

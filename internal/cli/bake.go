@@ -201,6 +201,7 @@ func (e *env) machineImageBaker(c *ucli.Context, g globals, rs []*recipes.Recipe
 		bakeami.WithOnError(onError),
 		bakeami.WithClock(e.now),
 		bakeami.WithSecrets(e.logMask.Secrets()),
+		bakeami.WithGetenv(e.getenv),
 	)
 }
 
