@@ -44,6 +44,7 @@ type bakeState struct {
 	amiName string
 
 	vpcID, subnetID string
+	subnetPublic    bool // the subnet gives instances a public IP (MapPublicIpOnLaunch)
 
 	key       *SSHKey
 	keyName   string // set before ImportKeyPair: the name is ours alone

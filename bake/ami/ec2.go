@@ -61,17 +61,6 @@ func (c *clients) EC2(region string) ec2API { return c.ec2.Get(region) }
 // SSM returns the SSM client of region.
 func (c *clients) SSM(region string) ssmAPI { return c.ssm.Get(region) }
 
-// errorCode returns the AWS error code of err, or "".
-func errorCode(err error) string { return awsx.ErrorCode(err) }
-
-// isNotFound reports whether err says the resource does not exist.
-func isNotFound(err error) bool { return awsx.IsNotFound(err) }
-
-// tagSpecs tags resources of the given types with tags at creation.
-func tagSpecs(tags map[string]string, types ...ec2types.ResourceType) []ec2types.TagSpecification {
-	return catalogami.TagSpecs(tags, types...)
-}
-
 // tagFilter is a DescribeX filter on tag key = value.
 func tagFilter(key, value string) ec2types.Filter {
 	return ec2types.Filter{Name: aws.String("tag:" + key), Values: []string{value}}

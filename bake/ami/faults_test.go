@@ -19,6 +19,7 @@ import (
 	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/faultproxy"
+	"github.com/bakery-sh/bakery/internal/sshtest"
 )
 
 // These tests run bakes through faultproxy, which gives moto what real
@@ -128,11 +129,15 @@ func (e *bakeEnv) assertNoBakeLeftovers(bakeID, key string, res *ami.Result, reg
 func TestFaultBakeSurvivesThrottlingAndFreshNotFound(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name    string
-		regions []string
+		name      string
+		regions   []string
+		provision bool
 	}{
-		{"build region only", []string{"us-east-1"}},
-		{"with a copy region", []string{"us-east-1", "eu-west-1"}},
+		{"build region only", []string{"us-east-1"}, false},
+		{"with a copy region", []string{"us-east-1", "eu-west-1"}, false},
+		// A key pair and a security group, authorized a moment after it
+		// was created, and a builder reached over SSH.
+		{"with provisioners", []string{"us-east-1"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -141,6 +146,12 @@ func TestFaultBakeSurvivesThrottlingAndFreshNotFound(t *testing.T) {
 			body := `
   region     = "us-east-1"
   source_ami = "` + bakeAL2023 + `"`
+			if tc.provision {
+				srv := sshtest.Start(t)
+				keyFile, pub := bakeKeyFile(t)
+				srv.AuthorizeKey(pub)
+				body = sshRecipeBody(t, srv, keyFile, t.TempDir())
+			}
 			if len(tc.regions) > 1 {
 				body += `
   regions    = ["` + tc.regions[1] + `"]`
@@ -162,6 +173,9 @@ func TestFaultBakeSurvivesThrottlingAndFreshNotFound(t *testing.T) {
 			// The faults were there to survive.
 			if p.Faults("", faultproxy.FaultThrottled) == 0 || p.Faults("", faultproxy.FaultNotFound)+p.Faults("", faultproxy.FaultHidden) == 0 {
 				t.Errorf("the bake met no throttling or no fresh resource:\n%s", p.Summary())
+			}
+			if tc.provision && !p.RetriedAfter("AuthorizeSecurityGroupIngress", faultproxy.FaultNotFound) {
+				t.Errorf("the new security group was never authorized after EC2 did not know it:\n%s", p.Summary())
 			}
 		})
 	}

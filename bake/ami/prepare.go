@@ -137,7 +137,7 @@ func (b *Baker) checkInstanceType(ctx context.Context, region string, m *recipes
 	out, err := b.clients.EC2(region).DescribeInstanceTypes(ctx, &ec2.DescribeInstanceTypesInput{
 		InstanceTypes: []ec2types.InstanceType{ec2types.InstanceType(it)},
 	})
-	if code := errorCode(err); code == "InvalidInstanceType" || code == "InvalidParameterValue" || err == nil && len(out.InstanceTypes) == 0 {
+	if code := awsx.ErrorCode(err); code == "InvalidInstanceType" || code == "InvalidParameterValue" || err == nil && len(out.InstanceTypes) == 0 {
 		return nil, fmt.Errorf("%s: instance type %q does not exist in %s: pick one that does, such as %q (aws ec2 describe-instance-types lists them)", m.Pos("instance_type"), it, region, defaultInstanceType)
 	}
 	if err != nil {
@@ -190,7 +190,7 @@ func (b *Baker) resolveSource(ctx context.Context, region string, m *recipes.Mac
 
 func (b *Baker) sourceByID(ctx context.Context, c ec2API, region, id, pos, from string) (sourceImage, error) {
 	out, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{id}})
-	if err != nil && !isNotFound(err) && errorCode(err) != "InvalidAMIID.Malformed" {
+	if err != nil && !awsx.IsNotFound(err) && awsx.ErrorCode(err) != "InvalidAMIID.Malformed" {
 		return sourceImage{}, fmt.Errorf("%s: looking up source AMI %s%s in %s: %w", pos, id, from, region, awsx.ExplainError(err))
 	}
 	if err != nil || len(out.Images) == 0 {

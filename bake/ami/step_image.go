@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	catalogami "github.com/bakery-sh/bakery/catalog/ami"
 	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/progress"
 )
@@ -31,7 +32,7 @@ func (createImageStep) Run(ctx context.Context, st *bakeState, _ progress.Step) 
 		InstanceId:        aws.String(st.instanceID),
 		Name:              aws.String(st.amiName),
 		Description:       aws.String(st.description()),
-		TagSpecifications: tagSpecs(st.baseTags(), ec2types.ResourceTypeImage),
+		TagSpecifications: catalogami.TagSpecs(st.baseTags(), ec2types.ResourceTypeImage),
 	})
 	if err != nil {
 		err = fmt.Errorf("creating AMI %q from %s in %s: %w", st.amiName, st.instanceID, region, awsx.ExplainError(err))

@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	catalogami "github.com/bakery-sh/bakery/catalog/ami"
 	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/progress"
 )
@@ -37,7 +38,7 @@ func (keyPairStep) Run(ctx context.Context, st *bakeState, _ progress.Step) erro
 	out, err := st.b.clients.EC2(region).ImportKeyPair(ctx, &ec2.ImportKeyPairInput{
 		KeyName:           aws.String(st.keyName),
 		PublicKeyMaterial: st.key.PublicAuthorized,
-		TagSpecifications: tagSpecs(st.baseTags(), ec2types.ResourceTypeKeyPair),
+		TagSpecifications: catalogami.TagSpecs(st.baseTags(), ec2types.ResourceTypeKeyPair),
 	})
 	if err != nil {
 		return fmt.Errorf("importing key pair %s in %s: %w", st.keyName, region, awsx.ExplainError(err))

@@ -11,6 +11,7 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/bakery-sh/bakery/catalog"
+	catalogami "github.com/bakery-sh/bakery/catalog/ami"
 	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/progress"
 	"github.com/bakery-sh/bakery/recipes"
@@ -38,7 +39,7 @@ func (launchStep) Run(ctx context.Context, st *bakeState, _ progress.Step) error
 			HttpEndpoint: ec2types.InstanceMetadataEndpointStateEnabled,
 		},
 		BlockDeviceMappings: []ec2types.BlockDeviceMapping{rootVolume(m, p.source)},
-		TagSpecifications:   tagSpecs(tags, ec2types.ResourceTypeInstance, ec2types.ResourceTypeVolume),
+		TagSpecifications:   catalogami.TagSpecs(tags, ec2types.ResourceTypeInstance, ec2types.ResourceTypeVolume),
 	}
 	if st.sgID != "" {
 		in.SecurityGroupIds = []string{st.sgID}
@@ -114,9 +115,8 @@ func requestPublicIP(ctx context.Context, st *bakeState, in *ec2.RunInstancesInp
 	if len(m.Provisioners) == 0 || m.SSHInterface != recipes.SSHInterfacePublicIP {
 		return nil
 	}
-	maps, err := subnetMapsPublicIP(ctx, st)
-	if err != nil || maps {
-		return err
+	if st.subnetPublic {
+		return nil
 	}
 	in.NetworkInterfaces = []ec2types.InstanceNetworkInterfaceSpecification{{
 		DeviceIndex:              aws.Int32(0),

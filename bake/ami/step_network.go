@@ -25,7 +25,7 @@ func (networkStep) Run(ctx context.Context, st *bakeState, _ progress.Step) erro
 	c := st.b.clients.EC2(region)
 	if m.SubnetID != "" {
 		out, err := c.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: []string{m.SubnetID}})
-		if isNotFound(err) || err == nil && len(out.Subnets) == 0 {
+		if awsx.IsNotFound(err) || err == nil && len(out.Subnets) == 0 {
 			return fmt.Errorf("%s: subnet %s does not exist in %s: check subnet_id (subnet ids differ per region)", m.Pos("subnet_id"), m.SubnetID, region)
 		}
 		if err != nil {
@@ -36,6 +36,7 @@ func (networkStep) Run(ctx context.Context, st *bakeState, _ progress.Step) erro
 			return fmt.Errorf("%s: subnet %s is in VPC %s, not %s: fix vpc_id or subnet_id", m.Pos("vpc_id"), m.SubnetID, vpc, m.VPCID)
 		}
 		st.vpcID, st.subnetID = vpc, m.SubnetID
+		st.subnetPublic = aws.ToBool(out.Subnets[0].MapPublicIpOnLaunch)
 		return nil
 	}
 
@@ -77,23 +78,8 @@ func (networkStep) Run(ctx context.Context, st *bakeState, _ progress.Step) erro
 		return aws.ToString(a.SubnetId) < aws.ToString(b.SubnetId)
 	})
 	st.vpcID, st.subnetID = vpc, aws.ToString(subnets[0].SubnetId)
+	st.subnetPublic = aws.ToBool(subnets[0].MapPublicIpOnLaunch)
 	return nil
 }
 
 func (networkStep) Cleanup(context.Context, *bakeState, bool) error { return nil }
-
-// subnetMapsPublicIP reports whether the builder's subnet (chosen by the
-// network step) gives instances a public IP address at launch
-// (MapPublicIpOnLaunch), and so whether the builder gets one without
-// asking.
-func subnetMapsPublicIP(ctx context.Context, st *bakeState) (bool, error) {
-	region := st.plan.BuildRegion
-	out, err := st.b.clients.EC2(region).DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: []string{st.subnetID}})
-	if err != nil {
-		return false, fmt.Errorf("reading whether subnet %s in %s assigns public IP addresses: %w", st.subnetID, region, awsx.ExplainError(err))
-	}
-	if len(out.Subnets) == 0 {
-		return false, fmt.Errorf("reading whether subnet %s in %s assigns public IP addresses: DescribeSubnets returned no subnet", st.subnetID, region)
-	}
-	return aws.ToBool(out.Subnets[0].MapPublicIpOnLaunch), nil
-}

@@ -17,6 +17,7 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/bakery-sh/bakery/catalog"
+	catalogami "github.com/bakery-sh/bakery/catalog/ami"
 	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/progress"
 	"github.com/bakery-sh/bakery/recipes"
@@ -68,15 +69,20 @@ func (securityGroupStep) Run(ctx context.Context, st *bakeState, _ progress.Step
 		GroupName:         aws.String(name),
 		Description:       aws.String("bakery: temporary SSH access to the builder of bake " + st.bakeID),
 		VpcId:             aws.String(st.vpcID),
-		TagSpecifications: tagSpecs(st.baseTags(), ec2types.ResourceTypeSecurityGroup),
+		TagSpecifications: catalogami.TagSpecs(st.baseTags(), ec2types.ResourceTypeSecurityGroup),
 	})
 	if err != nil {
 		return fmt.Errorf("creating security group %s in %s: %w", name, region, awsx.ExplainError(err))
 	}
 	st.sgID = aws.ToString(out.GroupId)
-	if _, err := c.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{
-		GroupId: aws.String(st.sgID), IpPermissions: []ec2types.IpPermission{perm},
-	}); err != nil {
+	// The group was created a moment ago: EC2 may not know it yet.
+	err = awsx.Fresh("EC2 to know security group "+st.sgID, st.b.pollInterval, st.b.clock).Retry(ctx, awsx.IsNotFound, func(ctx context.Context) error {
+		_, err := c.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{
+			GroupId: aws.String(st.sgID), IpPermissions: []ec2types.IpPermission{perm},
+		})
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("allowing SSH into security group %s in %s: %w", st.sgID, region, awsx.ExplainError(err))
 	}
 	return nil
@@ -125,11 +131,7 @@ func sshSourceCIDR(ctx context.Context, st *bakeState) (string, error) {
 	case m.SSHInterface == recipes.SSHInterfacePublicIP:
 		public = true
 	case m.SSHInterface == "":
-		maps, err := subnetMapsPublicIP(ctx, st)
-		if err != nil {
-			return "", err
-		}
-		public = maps
+		public = st.subnetPublic
 	}
 	if !public {
 		cidr, err := runnerCIDR(ctx, st.b.cfg, region)

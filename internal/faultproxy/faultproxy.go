@@ -96,6 +96,10 @@ func (r rateRule) applies(action string) bool {
 // freshResource is a resource a create call returned.
 type freshResource struct {
 	id, code, message string
+	// byName is set for a key pair's name: a name, unlike an id, can
+	// equal another resource's name (a group called like the key pair),
+	// so it counts only in KeyName parameters.
+	byName bool
 	created           time.Time
 }
 
@@ -384,7 +388,7 @@ func (p *Proxy) injectBefore(req request, now time.Time) (status int, code, msg 
 				continue
 			}
 			for _, v := range req.params[k] {
-				if f, ok := p.fresh[v]; ok && now.Sub(f.created) < p.freshFor {
+				if f, ok := p.fresh[v]; ok && now.Sub(f.created) < p.freshFor && (!f.byName || strings.Contains(k, "KeyName")) {
 					return http.StatusBadRequest, f.code, f.message
 				}
 			}

@@ -69,7 +69,7 @@ var lists = map[string]listRule{
 func (p *Proxy) remember(action string, answer []byte, now time.Time) {
 	for _, e := range created[action] {
 		for _, id := range elementTexts(answer, e.elem) {
-			p.fresh[id] = freshResource{id: id, code: e.code, message: fmt.Sprintf(e.format, id), created: now}
+			p.fresh[id] = freshResource{id: id, code: e.code, message: fmt.Sprintf(e.format, id), created: now, byName: e.elem == "keyName"}
 		}
 	}
 }
