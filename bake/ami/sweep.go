@@ -10,12 +10,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bakery-sh/bakery/catalog"
+	catalogami "github.com/bakery-sh/bakery/catalog/ami"
 	"github.com/bakery-sh/bakery/internal/awsx"
 )
 
@@ -37,6 +36,11 @@ type SweepPlan struct {
 	// Remove are the orphans: resources of unfinished bakes older than
 	// OlderThan, in removal order within each region.
 	Remove []SweepItem `json:"remove"`
+	// Duplicates are complete AMIs of a version in a region that holds
+	// another, preferred one (in a stage, else newer): reported, never
+	// removed by sweep (bake --force replaces a version's AMIs; retire
+	// removes what no policy keeps).
+	Duplicates []SweepItem `json:"duplicates"`
 	// Applied is true when Sweep was asked to remove them.
 	Applied bool `json:"applied"`
 	// Removed are the resources actually removed.
@@ -44,12 +48,25 @@ type SweepPlan struct {
 }
 
 // String prints the plan as a table, one resource a line.
-func (p *SweepPlan) String() string {
+func (p *SweepPlan) String() (out string) {
 	var b strings.Builder
+	defer func() { out = b.String() }()
 	verb := "would remove"
 	if p.Applied {
 		verb = "removed"
 	}
+	defer func() {
+		if len(p.Duplicates) == 0 {
+			return
+		}
+		fmt.Fprintf(&b, "%d duplicate AMIs (a version has one AMI per region; not removed):\n", len(p.Duplicates))
+		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "REGION\tID\tNAME\tREASON")
+		for _, it := range p.Duplicates {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", it.Region, it.ID, it.Name, it.Reason)
+		}
+		tw.Flush()
+	}()
 	if len(p.Remove) == 0 {
 		fmt.Fprintf(&b, "no orphaned bake resources older than %s in %s\n", p.OlderThan, strings.Join(p.Regions, ", "))
 		return b.String()
@@ -98,20 +115,22 @@ func (b *Baker) Sweep(ctx context.Context, regions []string, olderThan time.Dura
 	now := b.now().UTC()
 	plan := &SweepPlan{Now: now, OlderThan: olderThan, Regions: regions, Applied: apply}
 	found := make([][]SweepItem, len(regions))
+	dups := make([][]SweepItem, len(regions))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(b.copyConcurrency)
 	for i, region := range regions {
 		g.Go(func() error {
-			items, err := b.orphans(gctx, region, now.Add(-olderThan))
-			found[i] = items
+			var err error
+			found[i], dups[i], err = b.orphans(gctx, region, now.Add(-olderThan))
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, fmt.Errorf("sweeping bake resources: %w", err)
 	}
-	for _, items := range found {
-		plan.Remove = append(plan.Remove, items...)
+	for i := range found {
+		plan.Remove = append(plan.Remove, found[i]...)
+		plan.Duplicates = append(plan.Duplicates, dups[i]...)
 	}
 	if !apply {
 		return plan, nil
@@ -145,15 +164,15 @@ func (b *Baker) Sweep(ctx context.Context, regions []string, olderThan time.Dura
 }
 
 // orphans lists the orphaned resources of region whose last sign of life
-// (creation or the bake's heartbeat) is at or before cutoff.
-func (b *Baker) orphans(ctx context.Context, region string, cutoff time.Time) ([]SweepItem, error) {
+// (creation or the bake's heartbeat) is at or before cutoff, and the
+// duplicate complete AMIs.
+func (b *Baker) orphans(ctx context.Context, region string, cutoff time.Time) (items, dups []SweepItem, err error) {
 	tagged := filter("tag-key", catalog.TagBakeID)
 	old := func(t time.Time) bool { return !t.IsZero() && !t.After(cutoff) }
-	var items []SweepItem
 
 	instances, err := b.listInstances(ctx, region, tagged)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, r := range instances {
 		if old(r.LastSeen) {
@@ -162,7 +181,7 @@ func (b *Baker) orphans(ctx context.Context, region string, cutoff time.Time) ([
 	}
 	groups, err := b.listSecurityGroups(ctx, region, tagged)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, r := range groups {
 		if old(r.LastSeen) {
@@ -171,7 +190,7 @@ func (b *Baker) orphans(ctx context.Context, region string, cutoff time.Time) ([
 	}
 	keys, err := b.listKeyPairs(ctx, region, tagged)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, r := range keys {
 		if old(r.LastSeen) {
@@ -181,7 +200,7 @@ func (b *Baker) orphans(ctx context.Context, region string, cutoff time.Time) ([
 
 	imgs, err := b.store.List(ctx, region, tagged)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Snapshots of any bakery AMI still registered (complete or not) are
 	// never swept on their own: those of an unfinished AMI go with it.
@@ -211,7 +230,7 @@ func (b *Baker) orphans(ctx context.Context, region string, cutoff time.Time) ([
 	}
 	tsnaps, err := b.listSnapshots(ctx, region, tagged)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, s := range tsnaps {
 		if s.complete || inUse[s.ID] || seen[s.ID] || !old(s.LastSeen) {
@@ -220,7 +239,31 @@ func (b *Baker) orphans(ctx context.Context, region string, cutoff time.Time) ([
 		snaps = append(snaps, SweepItem{s.Resource, "snapshot of bake " + s.BakeID + " whose AMI is gone"})
 	}
 	items = append(items, snaps...)
-	return items, nil
+	return items, duplicates(imgs), nil
+}
+
+// duplicates returns the complete AMIs of imgs (one region's) that share
+// their recipe, artifact and version with a preferred one
+// (catalogami.Preferred).
+func duplicates(imgs []catalogami.Image) []SweepItem {
+	best := map[string]catalogami.Image{}
+	for _, img := range imgs {
+		if !img.Complete() {
+			continue
+		}
+		k := img.Recipe + "\x00" + img.Artifact + "\x00" + img.Version
+		if cur, ok := best[k]; !ok || catalogami.Preferred(img, cur) {
+			best[k] = img
+		}
+	}
+	var out []SweepItem
+	for _, img := range imgs {
+		k := img.Recipe + "\x00" + img.Artifact + "\x00" + img.Version
+		if keep, ok := best[k]; ok && img.Complete() && keep.ImageID != img.ImageID {
+			out = append(out, SweepItem{imageResource(img), fmt.Sprintf("duplicate of %s, which stands for %s@%s (%s) in %s", keep.ImageID, img.Recipe, img.Version, img.Artifact, img.Region)})
+		}
+	}
+	return out
 }
 
 // removeOrphans removes items, all in region, in kind order, and returns
@@ -290,17 +333,8 @@ func dedupe(regions []string) []string {
 	return out
 }
 
-// EnabledRegions returns the regions enabled for the account (those that
-// need no opt-in and those opted in), for a sweep of every region.
+// EnabledRegions returns the regions enabled for the account, for a
+// sweep of every region.
 func (b *Baker) EnabledRegions(ctx context.Context) ([]string, error) {
-	out, err := b.clients.EC2(b.cfg.Region).DescribeRegions(ctx, &ec2.DescribeRegionsInput{})
-	if err != nil {
-		return nil, fmt.Errorf("listing the account's regions: %w", awsx.ExplainError(err))
-	}
-	var regions []string
-	for _, r := range out.Regions {
-		regions = append(regions, aws.ToString(r.RegionName))
-	}
-	slices.Sort(regions)
-	return regions, nil
+	return awsx.EnabledRegions(ctx, b.clients.EC2(b.cfg.Region))
 }

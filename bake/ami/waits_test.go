@@ -203,3 +203,45 @@ func TestSweepJudgesAgeByTheLastSignOfLife(t *testing.T) {
 		t.Errorf("sweep lists %v; want %s (last heartbeat 90m ago) and not %s (heartbeat 1m ago)", listed, dead, live)
 	}
 }
+
+// TestSweepReportsDuplicates: a second complete AMI of a version in a
+// region is reported (not removed); the one in a stage is the keeper.
+func TestSweepReportsDuplicates(t *testing.T) {
+	e := newBakeEnv(t)
+	ctx := context.Background()
+	b := e.baker()
+	r, m := bakeRecipe(t, `
+  region     = "us-east-1"
+  source_ami = "`+bakeAL2023+`"`)
+	p, err := b.Prepare(ctx, r, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := b.Build(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := b.Build(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	staged, dup := first.Images[0].ImageID, second.Images[0].ImageID
+	if _, err := e.ec2("us-east-1").CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{staged},
+		Tags: []ec2types.Tag{{Key: aws.String("bakery:stage:prod"), Value: aws.String("2026-01-01T00:00:00Z ann")}}}); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := b.Sweep(ctx, []string{"us-east-1"}, time.Hour, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Duplicates) != 1 || plan.Duplicates[0].ID != dup || !strings.Contains(plan.Duplicates[0].Reason, "duplicate of "+staged) {
+		t.Fatalf("duplicates = %+v, want %s reported as a duplicate of the staged %s", plan.Duplicates, dup, staged)
+	}
+	if !strings.Contains(plan.String(), "1 duplicate AMIs") {
+		t.Errorf("the plan's text does not report the duplicate:\n%s", plan)
+	}
+	imgs, err := e.ec2("us-east-1").DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{staged, dup}})
+	if err != nil || len(imgs.Images) != 2 {
+		t.Errorf("sweep --yes removed a complete AMI: %v, %d left", err, len(imgs.Images))
+	}
+}

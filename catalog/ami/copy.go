@@ -133,7 +133,11 @@ func (s *LifecycleStore) copyTo(ctx context.Context, v *version, src *located, r
 // again.
 func (s *LifecycleStore) Replicate(ctx context.Context, version string, regions []string) ([]Image, error) {
 	what := fmt.Sprintf("copying %s to %s", s.ref(version), strings.Join(regions, ", "))
-	all := dedupe(append(slices.Clone(s.regions), regions...))
+	known, err := s.lookIn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	all := dedupe(append(slices.Clone(known), regions...))
 	v, err := s.load(ctx, version, all)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)

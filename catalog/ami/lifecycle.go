@@ -55,6 +55,7 @@ type LifecycleStore struct {
 
 	mu      sync.Mutex
 	written map[string]Image // the AMIs this store changed, by region/id, as it left them
+	more    []string         // the regions WithMoreRegions found, once read
 }
 
 var _ catalog.Store = (*LifecycleStore)(nil)
@@ -90,8 +91,27 @@ func (s *LifecycleStore) clock() awsx.Clock {
 	return awsx.SystemClock()
 }
 
-// Regions returns the regions the store looks in.
+// Regions returns the regions the store was given (see also
+// WithMoreRegions).
 func (s *LifecycleStore) Regions() []string { return slices.Clone(s.regions) }
+
+// lookIn returns the regions the store looks in: those it was given and,
+// with WithMoreRegions, those the function returns (asked once).
+func (s *LifecycleStore) lookIn(ctx context.Context) ([]string, error) {
+	if s.o.moreRegions == nil {
+		return s.regions, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.more == nil {
+		more, err := s.o.moreRegions(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.more = dedupe(append(slices.Clone(s.regions), more...))
+	}
+	return s.more, nil
+}
 
 // ref names version for messages: RECIPE@VERSION (ARTIFACT).
 func (s *LifecycleStore) ref(version string) string {
@@ -105,19 +125,27 @@ func (s *LifecycleStore) ref(version string) string {
 // AMIs, merged, oldest first. It makes one paginated DescribeImages call per
 // region.
 func (s *LifecycleStore) Entries(ctx context.Context) ([]catalog.Entry, error) {
-	imgs, err := s.find.Find(ctx, s.regions, Query{Recipe: s.recipe, Artifact: s.artifact})
+	regions, err := s.lookIn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("listing the AMIs of %s/%s: %w", s.recipe, s.artifact, err)
 	}
-	if imgs, err = s.withOwnWrites(ctx, imgs); err != nil {
+	imgs, err := s.find.Find(ctx, regions, Query{Recipe: s.recipe, Artifact: s.artifact})
+	if err != nil {
+		return nil, fmt.Errorf("listing the AMIs of %s/%s: %w", s.recipe, s.artifact, err)
+	}
+	if imgs, err = s.withOwnWrites(ctx, imgs, regions); err != nil {
 		return nil, fmt.Errorf("listing the AMIs of %s/%s: %w", s.recipe, s.artifact, err)
 	}
 	groups := map[string][]Image{}
 	for _, img := range imgs {
 		g := groups[img.Version]
-		// Find lists each region's AMIs newest first: keep the first.
-		if !slices.ContainsFunc(g, func(o Image) bool { return o.Region == img.Region }) {
+		// One AMI per version and region: of duplicates (left by an
+		// older bakery, or a bake --force that stopped half way) the
+		// one in a stage, else the newest.
+		if i := slices.IndexFunc(g, func(o Image) bool { return o.Region == img.Region }); i < 0 {
 			groups[img.Version] = append(g, img)
+		} else if Preferred(img, g[i]) {
+			g[i] = img
 		}
 	}
 	entries := make([]catalog.Entry, 0, len(groups))
@@ -146,7 +174,7 @@ func (s *LifecycleStore) remember(img Image) {
 // store changed read again by id (what a listing on AWS may not show
 // yet: new copies, new tags), or as the store left them where EC2 does
 // not know them yet, each region's newest first.
-func (s *LifecycleStore) withOwnWrites(ctx context.Context, imgs []Image) ([]Image, error) {
+func (s *LifecycleStore) withOwnWrites(ctx context.Context, imgs []Image, regions []string) ([]Image, error) {
 	s.mu.Lock()
 	written := slices.Collect(maps.Values(s.written))
 	s.mu.Unlock()
@@ -161,7 +189,7 @@ func (s *LifecycleStore) withOwnWrites(ctx context.Context, imgs []Image) ([]Ima
 		if i := slices.IndexFunc(fresh, func(f Image) bool { return f.Region == w.Region && f.ImageID == w.ImageID }); i >= 0 {
 			w = fresh[i]
 		}
-		if !slices.Contains(s.regions, w.Region) {
+		if !slices.Contains(regions, w.Region) {
 			continue
 		}
 		if i := slices.IndexFunc(imgs, func(o Image) bool { return o.Region == w.Region && o.ImageID == w.ImageID }); i >= 0 {
@@ -205,6 +233,21 @@ func (s *LifecycleStore) entry(imgs []Image) catalog.Entry {
 		ev.Recipe, ev.Version, ev.Artifact, ev.Kind = e.Recipe, e.Version, e.Artifact, Kind
 	}
 	return e
+}
+
+// Preferred reports whether AMI a stands for its version in its region
+// rather than b, another complete AMI of the same version there (a
+// duplicate): the one in a stage, then the newest bake, then the greater
+// id. status, promotion and launch use the preferred one; sweep reports
+// the other.
+func Preferred(a, b Image) bool {
+	if sa, sb := len(stagesOf([]Image{a})) > 0, len(stagesOf([]Image{b})) > 0; sa != sb {
+		return sa
+	}
+	if !a.Created.Equal(b.Created) {
+		return a.Created.After(b.Created)
+	}
+	return a.ImageID > b.ImageID
 }
 
 // buildImage returns the AMI the others of a version were copied from:
@@ -353,7 +396,7 @@ func (s *LifecycleStore) load(ctx context.Context, name string, regions []string
 		switch {
 		case !img.Complete():
 			v.unfinished[img.Region] = append(v.unfinished[img.Region], img)
-		case v.amis[img.Region] == nil:
+		case v.amis[img.Region] == nil || Preferred(img, v.amis[img.Region].Image):
 			v.amis[img.Region] = &located{Image: img}
 		}
 	}

@@ -311,3 +311,25 @@ func TestCopyResumesAnEarlierCopy(t *testing.T) {
 		t.Errorf("copies %s and %s with %d CopyImage calls, want the same copy and one call", first.ImageID, second.ImageID, len(copies.byRegion(eu)))
 	}
 }
+
+// TestEntriesPreferTheStagedDuplicate: of two complete AMIs of a version
+// in one region (left by an older bakery, or a --force that stopped half
+// way), the catalog shows the one in a stage, not the newer unstaged one.
+func TestEntriesPreferTheStagedDuplicate(t *testing.T) {
+	a := newAccount(t)
+	ids := a.bake(t, "1.0.0", east)
+	s := newStore(a.config(t), []string{east})
+	ctx := context.Background()
+	if err := s.Promote(ctx, entry(t, s, "1.0.0"), catalog.StageSpec{Name: "prod"}, catalog.Event{Actor: actor}); err != nil {
+		t.Fatal(err)
+	}
+	newer := bakeAMI(t, a.client(t, east), east, tags("1.0.0", "sha256:key-1.0.0", "bk-again", "2026-06-01T00:00:00Z"))
+	fresh := newStore(a.config(t), []string{east})
+	e := entry(t, fresh, "1.0.0")
+	if e.Reference != ids[east] || len(e.Locations) != 1 || e.Locations[0].ID != ids[east] {
+		t.Errorf("entry = %s at %v, want the staged %s, not the newer duplicate %s", e.Reference, e.Locations, ids[east], newer)
+	}
+	if _, ok := e.Stages["prod"]; !ok {
+		t.Errorf("entry stages = %v, want prod", e.Stages)
+	}
+}

@@ -65,7 +65,11 @@ func (s *LifecycleStore) Promote(ctx context.Context, e catalog.Entry, spec cata
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	regions := dedupe(append(slices.Clone(s.regions), spec.Regions...))
+	known, err := s.lookIn(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	regions := dedupe(append(slices.Clone(known), spec.Regions...))
 	v, err := s.load(ctx, e.Version, regions)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)

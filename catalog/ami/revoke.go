@@ -20,12 +20,16 @@ func (s *LifecycleStore) open(ctx context.Context, e catalog.Entry, ev catalog.E
 	if err != nil {
 		return ev, nil, err
 	}
-	v, err := s.load(ctx, e.Version, s.regions)
+	regions, err := s.lookIn(ctx)
+	if err != nil {
+		return ev, nil, err
+	}
+	v, err := s.load(ctx, e.Version, regions)
 	if err != nil {
 		return ev, nil, err
 	}
 	if len(v.amis) == 0 {
-		return ev, nil, fmt.Errorf("no complete AMI of it in %s: check the version and the recipe's regions", strings.Join(s.regions, ", "))
+		return ev, nil, fmt.Errorf("no complete AMI of it in %s: check the version and the recipe's regions", strings.Join(regions, ", "))
 	}
 	return ev, v, nil
 }

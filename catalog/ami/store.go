@@ -182,6 +182,7 @@ type options struct {
 	encrypted   bool
 	kmsKeys     map[string]string
 	journal     catalog.Journal
+	moreRegions func(context.Context) ([]string, error)
 }
 
 func newOptions(opts []Option) options {
@@ -252,6 +253,16 @@ func WithEncryption(encrypted bool, keys map[string]string) Option {
 // events are pruned to stay under EC2's tag limit. Default: none; history
 // is then what the tags hold. A Store records no events.
 func WithJournal(j catalog.Journal) Option { return func(o *options) { o.journal = j } }
+
+// WithMoreRegions makes a LifecycleStore look for the artifact's AMIs in
+// the regions more returns too (asked once, on first use), besides those
+// it was given: every region enabled for the account
+// (awsx.EnabledRegions), so that a version's copies in regions the
+// recipe no longer names are still seen, revoked and shown. Default: only
+// the given regions.
+func WithMoreRegions(more func(context.Context) ([]string, error)) Option {
+	return func(o *options) { o.moreRegions = more }
+}
 
 // NewStore returns a Store that calls EC2 in a region through the client
 // that client(region) returns. client is called from several goroutines.

@@ -1,6 +1,9 @@
 package awsx
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -90,4 +93,26 @@ func (r *Regional[T]) Get(region string) T {
 		r.clients[region] = c
 	}
 	return c
+}
+
+// RegionsAPI is the EC2 call EnabledRegions makes. *ec2.Client
+// implements it.
+type RegionsAPI interface {
+	DescribeRegions(context.Context, *ec2.DescribeRegionsInput, ...func(*ec2.Options)) (*ec2.DescribeRegionsOutput, error)
+}
+
+// EnabledRegions returns, sorted, the regions enabled for the account
+// (those that need no opt-in and those opted in): where an image of it
+// can be. One DescribeRegions call.
+func EnabledRegions(ctx context.Context, c RegionsAPI) ([]string, error) {
+	out, err := c.DescribeRegions(ctx, &ec2.DescribeRegionsInput{})
+	if err != nil {
+		return nil, fmt.Errorf("listing the account's regions: %w", ExplainError(err))
+	}
+	regions := make([]string, 0, len(out.Regions))
+	for _, r := range out.Regions {
+		regions = append(regions, aws.ToString(r.RegionName))
+	}
+	slices.Sort(regions)
+	return regions, nil
 }

@@ -232,3 +232,35 @@ func TestSweepCoversTheRecipesRegions(t *testing.T) {
 		t.Errorf("--all-regions with --region: exit %d, want a usage error", r.code)
 	}
 }
+
+// TestLifecycleVerbsSeeEveryCopy: a version baked to two regions through
+// a var file is revoked without it (the recipe alone names one region):
+// the copy in the other region is revoked too, and status shows both.
+func TestLifecycleVerbsSeeEveryCopy(t *testing.T) {
+	moto := mototest.Start(t)
+	env := append(awsEnv(t, moto), "BAKERY_POLL_INTERVAL=20ms")
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"recipes/web.bake.hcl": regionsRecipe,
+		"eu.vars.hcl":          `regions = ["eu-west-1"]` + "\n",
+	})
+	res := bakeJSON(t, env, "-var-file", filepath.Join(dir, "eu.vars.hcl"), filepath.Join(dir, "recipes", "web.bake.hcl"))
+	if len(res.Artifacts) != 2 {
+		t.Fatalf("bake = %+v, want AMIs in two regions", res)
+	}
+	t.Chdir(dir)
+
+	st := mustRun(t, env, "--output", "json", "status", "web")
+	for _, a := range res.Artifacts {
+		if !strings.Contains(st.stdout, a.Region+`","id":"`+a.ID) {
+			t.Errorf("status without the var file lacks %s %s:\n%s", a.Region, a.ID, st.stdout)
+		}
+	}
+	mustRun(t, env, "revoke", "web@1.0.0", "--reason", "CVE-2026-0001")
+	for _, a := range res.Artifacts {
+		tags := tagMap(ownAMIs(t, moto, a.Region)[a.ID].Tags)
+		if _, ok := tags["bakery:revoked"]; !ok {
+			t.Errorf("the copy %s in %s is not revoked: %v", a.ID, a.Region, tags)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -97,9 +98,11 @@ func mustRead(path string) []byte {
 // session holds what the catalog verbs share: AWS configuration, loaded
 // only when a recipe has machine images or a ledger, and the ledgers.
 type session struct {
-	e   *env
-	c   *ucli.Context
-	aws *aws.Config
+	e       *env
+	c       *ucli.Context
+	aws     *aws.Config
+	mu      sync.Mutex
+	regions []string // the account's enabled regions, once read
 	// ledgers are the recipes' ledgers by recipe name, nil for none.
 	ledgers map[string]*ledger.Ledger
 }
@@ -211,10 +214,30 @@ func (s *session) artifacts(r *recipes.Recipe) ([]*promote.Artifact, error) {
 		if l != nil {
 			opts = append(opts, catalogami.WithJournal(l))
 		}
+		// A version's copies may be in regions the recipe no longer
+		// names (or names through a var file not given now): look in
+		// every region enabled for the account, so a revoke never leaves
+		// a launchable copy behind and status shows every copy.
+		opts = append(opts, catalogami.WithMoreRegions(func(ctx context.Context) ([]string, error) { return s.enabledRegions(ctx, cfg) }))
 		arts = append(arts, &promote.Artifact{Kind: catalog.KindAMI, Name: m.Name,
 			Store: catalogami.NewLifecycleStore(cfg, r.Name, m.Name, amiRegions(r, m, cfg.Region), opts...)})
 	}
 	return arts, nil
+}
+
+// enabledRegions returns the account's enabled regions, read once per
+// session (the stores of several machine images call it concurrently).
+func (s *session) enabledRegions(ctx context.Context, cfg aws.Config) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.regions == nil {
+		regions, err := awsx.EnabledRegions(ctx, awsx.NewEC2(cfg, ""))
+		if err != nil {
+			return nil, err
+		}
+		s.regions = regions
+	}
+	return s.regions, nil
 }
 
 // amiRegions are the regions an artifact's AMIs may be in: the build
