@@ -99,8 +99,8 @@ type freshResource struct {
 	// byName is set for a key pair's name: a name, unlike an id, can
 	// equal another resource's name (a group called like the key pair),
 	// so it counts only in KeyName parameters.
-	byName bool
-	created           time.Time
+	byName  bool
+	created time.Time
 }
 
 // cachedAnswer is an answer StaleReads may give again.
