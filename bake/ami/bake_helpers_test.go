@@ -176,22 +176,7 @@ func (e *bakeEnv) assertNoLeftovers(regions ...string) {
 				e.t.Errorf("%s: instance %s left %s", region, aws.ToString(i.InstanceId), i.State.Name)
 			}
 		}
-		kps, err := c.DescribeKeyPairs(ctx, &ec2.DescribeKeyPairsInput{})
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		for _, k := range kps.KeyPairs {
-			e.t.Errorf("%s: key pair %s left", region, aws.ToString(k.KeyName))
-		}
-		sgs, err := c.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{})
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		for _, g := range sgs.SecurityGroups {
-			if aws.ToString(g.GroupName) != "default" {
-				e.t.Errorf("%s: security group %s (%s) left", region, aws.ToString(g.GroupId), aws.ToString(g.GroupName))
-			}
-		}
+		e.assertNoTemporaries(region)
 		own, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: []string{"self"}})
 		if err != nil {
 			e.t.Fatal(err)
@@ -200,6 +185,30 @@ func (e *bakeEnv) assertNoLeftovers(regions ...string) {
 			e.t.Errorf("%s: AMI %s (%s) left", region, aws.ToString(img.ImageId), aws.ToString(img.Name))
 		}
 		e.assertNoOrphanSnapshots(region)
+	}
+}
+
+// assertNoTemporaries checks that region holds no key pair and no
+// security group but the default ones.
+func (e *bakeEnv) assertNoTemporaries(region string) {
+	e.t.Helper()
+	ctx := context.Background()
+	c := e.ec2(region)
+	kps, err := c.DescribeKeyPairs(ctx, &ec2.DescribeKeyPairsInput{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, k := range kps.KeyPairs {
+		e.t.Errorf("%s: key pair %s left", region, aws.ToString(k.KeyName))
+	}
+	sgs, err := c.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, g := range sgs.SecurityGroups {
+		if aws.ToString(g.GroupName) != "default" {
+			e.t.Errorf("%s: security group %s (%s) left", region, aws.ToString(g.GroupId), aws.ToString(g.GroupName))
+		}
 	}
 }
 

@@ -76,22 +76,7 @@ func (e *bakeEnv) assertNoBakeLeftovers(bakeID, key string, res *ami.Result, reg
 	}
 	for _, region := range regions {
 		c := e.ec2(region)
-		kps, err := c.DescribeKeyPairs(ctx, &ec2.DescribeKeyPairsInput{})
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		for _, k := range kps.KeyPairs {
-			e.t.Errorf("%s: key pair %s left", region, aws.ToString(k.KeyName))
-		}
-		sgs, err := c.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{})
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		for _, g := range sgs.SecurityGroups {
-			if aws.ToString(g.GroupName) != "default" {
-				e.t.Errorf("%s: security group %s (%s) left", region, aws.ToString(g.GroupId), aws.ToString(g.GroupName))
-			}
-		}
+		e.assertNoTemporaries(region)
 		e.assertNoOrphanSnapshots(region)
 		own, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: []string{"self"}})
 		if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -158,21 +157,7 @@ func TestFaultConcurrentPromotionsThroughStaleReadsLeaveOneHolder(t *testing.T) 
 
 	for i := range 3 {
 		stage := fmt.Sprintf("prod-%d", i)
-		spec := catalog.StageSpec{Name: stage}
-		start := make(chan struct{})
-		errs := make([]error, 2)
-		var wg sync.WaitGroup
-		for j, pr := range []struct {
-			s *catalogami.LifecycleStore
-			e catalog.Entry
-		}{{s1, e1}, {s2, e2}} {
-			wg.Go(func() {
-				<-start
-				errs[j] = pr.s.Promote(ctx, pr.e, spec, catalog.Event{Actor: fmt.Sprintf("promoter-%d", j)})
-			})
-		}
-		close(start)
-		wg.Wait()
+		errs := race(ctx, catalog.StageSpec{Name: stage}, []*catalogami.LifecycleStore{s1, s2}, []catalog.Entry{e1, e2})
 		lost := 0
 		for _, err := range errs {
 			switch {

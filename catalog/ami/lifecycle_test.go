@@ -651,6 +651,23 @@ func TestLifecycleRevokeAndUnrevoke(t *testing.T) {
 	}
 }
 
+// race promotes entries[i] through stores[i] into spec's stage, all at
+// once, and returns their errors.
+func race(ctx context.Context, spec catalog.StageSpec, stores []*catalogami.LifecycleStore, entries []catalog.Entry) []error {
+	start := make(chan struct{})
+	errs := make([]error, len(stores))
+	var wg sync.WaitGroup
+	for j, s := range stores {
+		wg.Go(func() {
+			<-start
+			errs[j] = s.Promote(ctx, entries[j], spec, catalog.Event{Actor: fmt.Sprintf("promoter-%d", j)})
+		})
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
 func TestLifecycleConcurrentPromotionsLeaveOneHolder(t *testing.T) {
 	t.Parallel()
 	a := newAccount(t)
@@ -664,21 +681,7 @@ func TestLifecycleConcurrentPromotionsLeaveOneHolder(t *testing.T) {
 
 	for i := range 10 {
 		stage := fmt.Sprintf("prod-%d", i)
-		spec := catalog.StageSpec{Name: stage}
-		start := make(chan struct{})
-		errs := make([]error, 2)
-		var wg sync.WaitGroup
-		for j, p := range []struct {
-			s *catalogami.LifecycleStore
-			e catalog.Entry
-		}{{s1, e1}, {s2, e2}} {
-			wg.Go(func() {
-				<-start
-				errs[j] = p.s.Promote(ctx, p.e, spec, catalog.Event{Actor: fmt.Sprintf("promoter-%d", j)})
-			})
-		}
-		close(start)
-		wg.Wait()
+		errs := race(ctx, catalog.StageSpec{Name: stage}, []*catalogami.LifecycleStore{s1, s2}, []catalog.Entry{e1, e2})
 		// The loser says so; nothing else may fail.
 		lost := 0
 		for _, err := range errs {

@@ -462,20 +462,10 @@ func (o *Ops) Supersede(ctx context.Context, old, next Image) error {
 				return fmt.Errorf("%s: %w", what, err)
 			}
 		}
-		old.Snapshots = appendNew(old.Snapshots, cur.Snapshots...)
+		old.Snapshots = dedupe(append(old.Snapshots, cur.Snapshots...))
 	}
 	if err := o.Deregister(ctx, old.Region, old.ImageID, old.Snapshots); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
-}
-
-// appendNew appends the items of add that are not in list yet.
-func appendNew(list []string, add ...string) []string {
-	for _, s := range add {
-		if s != "" && !slices.Contains(list, s) {
-			list = append(list, s)
-		}
-	}
-	return list
 }
