@@ -16,8 +16,9 @@ import (
 // that evaluate recipes.
 func varFlags() []ucli.Flag {
 	return []ucli.Flag{
-		&ucli.StringSliceFlag{Name: "var", Usage: "set a variable: -var name=value (repeatable; overrides -var-file and BAKERY_VAR_name)"},
-		&ucli.StringSliceFlag{Name: "var-file", Usage: "read variables from an HCL or JSON file (repeatable)"},
+		// KeepSpace: a value is taken exactly as given, spaces included.
+		&ucli.StringSliceFlag{Name: "var", KeepSpace: true, Usage: "set a variable: -var name=value (repeatable; a list or map as HCL: -var 'regions=[\"eu-west-1\"]'; overrides -var-file and BAKERY_VAR_name)"},
+		&ucli.StringSliceFlag{Name: "var-file", KeepSpace: true, Usage: "read variables from an HCL or JSON file (repeatable)"},
 	}
 }
 
