@@ -36,11 +36,11 @@ func (e *env) recipeOptions(c *ucli.Context) (recipes.Options, error) {
 	return opts, nil
 }
 
-// recipeFiles expands the command's arguments: files as given, folders to
+// recipeFiles expands the arguments of verb: files as given, folders to
 // the *.bake.hcl files in them.
-func recipeFiles(args []string) ([]string, error) {
+func recipeFiles(verb string, args []string) ([]string, error) {
 	if len(args) == 0 {
-		return nil, usagef("name at least one recipe file, for example: bakery bake recipes/hello.bake.hcl")
+		return nil, usagef("%s needs at least one recipe file or folder, for example: bakery %s recipes/hello.bake.hcl (or recipes/ for all)", verb, verb)
 	}
 	var files []string
 	for _, a := range args {
@@ -71,7 +71,7 @@ func (e *env) loadRecipes(c *ucli.Context, g globals) ([]*recipes.Recipe, error)
 	if _, err := e.recipeOptions(c); err != nil {
 		return nil, err
 	}
-	files, err := recipeFiles(c.Args().Slice())
+	files, err := recipeFiles(c.Command.Name, c.Args().Slice())
 	if err != nil {
 		return nil, err
 	}
