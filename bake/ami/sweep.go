@@ -2,6 +2,7 @@ package ami
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -30,7 +31,8 @@ type SweepItem struct {
 type SweepPlan struct {
 	// Now is the time the plan was made at (the Baker's clock).
 	Now time.Time `json:"now"`
-	// OlderThan is the minimum age of a swept resource.
+	// OlderThan is the minimum age of a swept resource; in JSON a
+	// duration string such as "1h0m0s".
 	OlderThan time.Duration `json:"older_than"`
 	// Regions are the regions searched.
 	Regions []string `json:"regions"`
@@ -41,6 +43,33 @@ type SweepPlan struct {
 	Applied bool `json:"applied"`
 	// Removed are the resources actually removed.
 	Removed []Resource `json:"removed,omitempty"`
+}
+
+// MarshalJSON encodes the plan for --output json: OlderThan as a Go
+// duration string ("1h0m0s"), not nanoseconds, and Remove as a list even
+// when empty (Removed too, once the plan was applied), so readers never
+// meet null.
+func (p *SweepPlan) MarshalJSON() ([]byte, error) {
+	type plan struct {
+		Now       time.Time   `json:"now"`
+		OlderThan string      `json:"older_than"`
+		Regions   []string    `json:"regions"`
+		Remove    []SweepItem `json:"remove"`
+		Applied   bool        `json:"applied"`
+		Removed   []Resource  `json:"removed,omitzero"`
+	}
+	out := plan{Now: p.Now, OlderThan: p.OlderThan.String(), Regions: p.Regions, Remove: p.Remove, Applied: p.Applied, Removed: p.Removed}
+	if out.Regions == nil {
+		out.Regions = []string{}
+	}
+	if out.Remove == nil {
+		out.Remove = []SweepItem{}
+	}
+	if p.Applied && out.Removed == nil {
+		// An applied plan says what it removed, even nothing.
+		out.Removed = []Resource{}
+	}
+	return json.Marshal(out)
 }
 
 // String prints the plan as a table, one resource a line.
