@@ -22,8 +22,9 @@ import (
 )
 
 // keyScheme names how AMI bake keys are computed. Changing what goes into
-// a key must change it, so old keys never match new bakes.
-const keyScheme = "bakery/ami/v2"
+// a key must change it, so old keys never match new bakes. v3: tags are
+// no longer in the key (like ami_name, they are metadata).
+const keyScheme = "bakery/ami/v3"
 
 // Defaults for machine_image attributes the recipe left empty.
 const (
