@@ -28,7 +28,7 @@ func (e *env) recipeOptions(c *ucli.Context) (recipes.Options, error) {
 	for _, kv := range c.StringSlice("var") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return opts, usagef("-var %q: expected name=value", kv)
+			return opts, usagef("-var %q: expected name=value, for example -var version=1.2.0 (one variable per -var)", kv)
 		}
 		opts.Vars[k] = v
 	}
