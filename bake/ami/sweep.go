@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -46,25 +47,25 @@ type SweepPlan struct {
 }
 
 // MarshalJSON encodes the plan for --output json: OlderThan as a Go
-// duration string ("1h0m0s"), not nanoseconds, and Remove as a list even
-// when empty (Removed too, once the plan was applied), so readers never
-// meet null.
+// duration string ("1h0m0s"), not nanoseconds, and every list (Remove,
+// Regions, any list field added later) as a list even when empty, so
+// readers never meet null; Removed is there once the plan was applied.
+// Every other field is encoded as its tag says.
 func (p *SweepPlan) MarshalJSON() ([]byte, error) {
-	type plan struct {
-		Now       time.Time   `json:"now"`
-		OlderThan string      `json:"older_than"`
-		Regions   []string    `json:"regions"`
-		Remove    []SweepItem `json:"remove"`
-		Applied   bool        `json:"applied"`
-		Removed   []Resource  `json:"removed,omitzero"`
+	type fields SweepPlan // the fields without this method
+	c := fields(*p)
+	v := reflect.ValueOf(&c).Elem()
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.Slice && f.IsNil() {
+			f.Set(reflect.MakeSlice(f.Type(), 0, 0))
+		}
 	}
-	out := plan{Now: p.Now, OlderThan: p.OlderThan.String(), Regions: p.Regions, Remove: p.Remove, Applied: p.Applied, Removed: p.Removed}
-	if out.Regions == nil {
-		out.Regions = []string{}
-	}
-	if out.Remove == nil {
-		out.Remove = []SweepItem{}
-	}
+	out := struct {
+		*fields
+		// These shadow the embedded fields of the same JSON name.
+		OlderThan string     `json:"older_than"`
+		Removed   []Resource `json:"removed,omitzero"`
+	}{fields: &c, OlderThan: p.OlderThan.String(), Removed: p.Removed}
 	if p.Applied && out.Removed == nil {
 		// An applied plan says what it removed, even nothing.
 		out.Removed = []Resource{}
