@@ -41,6 +41,21 @@ type Artifact struct {
 	ID string `json:"id,omitempty"`
 	// Snapshots are the EBS snapshot ids behind the AMI.
 	Snapshots []string `json:"snapshots,omitempty"`
+	// Source is the AMI an AMI artifact was baked from, as its source_ami,
+	// source_ami_filter or source_ami_ssm resolved; nil for a container.
+	Source *Source `json:"source,omitempty"`
+}
+
+// Source is the source AMI of an AMI artifact.
+type Source struct {
+	// ID is the AMI id, in the build region.
+	ID string `json:"id"`
+	// Name is the AMI's name.
+	Name string `json:"name,omitempty"`
+	// Owner is the id of the account that owns it.
+	Owner string `json:"owner,omitempty"`
+	// Created is its creation date as EC2 gives it (ISO 8601, UTC).
+	Created string `json:"created,omitempty"`
 }
 
 // Result is the outcome of baking one recipe.

@@ -48,7 +48,7 @@ func (e *Engine) bakeMachineImage(ctx context.Context, r *recipes.Recipe, m *rec
 		missing := existing.Missing(plan)
 		if len(missing) == 0 {
 			e.progress.Info(fmt.Sprintf("%s up to date (%s)", m.Name, amiList(existing.Images)))
-			return amiArtifacts(m.Name, plan.Key, existing.Images, true), nil
+			return amiArtifacts(m.Name, plan, existing.Images, true), nil
 		}
 		// The version exists: copy it where it is missing rather than
 		// bake other bytes under the same version.
@@ -57,7 +57,7 @@ func (e *Engine) bakeMachineImage(ctx context.Context, r *recipes.Recipe, m *rec
 		if err != nil {
 			return nil, err
 		}
-		arts := amiArtifacts(m.Name, plan.Key, imgs, true)
+		arts := amiArtifacts(m.Name, plan, imgs, true)
 		for i := range arts {
 			arts[i].Cached = !slices.Contains(missing, arts[i].Region)
 		}
@@ -73,11 +73,14 @@ func (e *Engine) bakeMachineImage(ctx context.Context, r *recipes.Recipe, m *rec
 			return nil, err
 		}
 	}
-	return amiArtifacts(m.Name, plan.Key, res.Images, false), nil
+	return amiArtifacts(m.Name, plan, res.Images, false), nil
 }
 
-func amiArtifacts(name, key string, imgs []bakeami.RegionImage, cached bool) []Artifact {
+// amiArtifacts are the artifacts of plan's AMIs imgs. The source is the
+// plan's also for AMIs baked before: the source AMI is in the bake key.
+func amiArtifacts(name string, plan *bakeami.Plan, imgs []bakeami.RegionImage, cached bool) []Artifact {
 	out := make([]Artifact, 0, len(imgs))
+	src := &Source{ID: plan.SourceAMI, Name: plan.SourceAMIName, Owner: plan.SourceAMIOwner, Created: plan.SourceAMICreated}
 	for _, img := range imgs {
 		out = append(out, Artifact{
 			Kind:      catalog.KindAMI,
@@ -86,8 +89,9 @@ func amiArtifacts(name, key string, imgs []bakeami.RegionImage, cached bool) []A
 			Region:    img.Region,
 			ID:        img.ImageID,
 			Snapshots: img.Snapshots,
-			BakeKey:   key,
+			BakeKey:   plan.Key,
 			Cached:    cached,
+			Source:    src,
 		})
 	}
 	return out

@@ -60,17 +60,27 @@ type canonicalMachineImageRecipe struct {
 // name, version and stages and m's evaluated fields, its provisioners
 // included. As in Canonical, paths appear as written in the recipe
 // (provisioner sources and scripts, relative to its folder) and never
-// resolved, and object keys are in a fixed order. Left out are AMIName
-// (a timestamp in it would defeat skipping), SSHPrivateKeyFile (an
-// absolute path, and only how bakery logs in, not what it bakes) and
-// where the image goes rather than what it is: the copy regions, their
-// KMS keys and the accounts it is shared with (a region added later gets
-// a copy of the same AMI, not a new bake). The content of user_data_file
-// is included, as UserData; the content of the other input files is not,
-// and the bake key hashes it separately.
+// resolved, and object keys are in a fixed order.
+//
+// Left out is what does not change the image's bytes:
+//   - its metadata, AMIName and Tags, alike: they label the image, and
+//     are written when a version is baked. Changing them does not rebake
+//     the version (nor refuse it as other content); the next version
+//     baked carries them. A timestamp in the name would otherwise defeat
+//     skipping, and a version is immutable: its AMIs keep the name and
+//     tags they were baked with (--force rebakes it with the new ones);
+//   - SSHPrivateKeyFile (an absolute path, and only how bakery logs in,
+//     not what it bakes);
+//   - where the image goes rather than what it is: the copy regions,
+//     their KMS keys and the accounts it is shared with (a region added
+//     later gets a copy of the same AMI, not a new bake).
+//
+// The content of user_data_file is included, as UserData; the content of
+// the other input files is not, and the bake key hashes it separately.
 func CanonicalMachineImage(r *Recipe, m *MachineImage) []byte {
 	c := *m
 	c.SSHPrivateKeyFile = ""
+	c.Tags = nil // AMIName is never encoded (json:"-")
 	c.Regions, c.RegionKMSKeyIDs, c.ShareWith = nil, nil, nil
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -204,7 +204,8 @@ machine_image "c" {
 
 // TestCanonicalMachineImage: the same recipe gives the same bytes
 // whatever the working directory and wherever the checkout lives; none of
-// it names an absolute path; ami_name does not count, the rest does.
+// it names an absolute path; ami_name and tags, the image's metadata, do
+// not count, the rest does.
 func TestCanonicalMachineImage(t *testing.T) {
 	golden, err := os.ReadFile(filepath.Join(amiDir, "web.canonical.json"))
 	if err != nil {
@@ -237,7 +238,7 @@ func TestCanonicalMachineImage(t *testing.T) {
 	if !bytes.Equal(first, bytes.TrimSpace(golden)) {
 		t.Errorf("CanonicalMachineImage differs from %s/web.canonical.json; got:\n%s", amiDir, first)
 	}
-	for _, absent := range []string{"ami_name", "web-2.1.0", "builder.key", "private_key"} {
+	for _, absent := range []string{"ami_name", "web-2.1.0", "builder.key", "private_key", "tags", "cost-center"} {
 		if bytes.Contains(first, []byte(absent)) {
 			t.Errorf("CanonicalMachineImage holds %q: %s", absent, first)
 		}
@@ -271,6 +272,31 @@ func TestCanonicalMachineImage(t *testing.T) {
 	}
 	if m.SSHPrivateKeyFile == "" {
 		t.Error("CanonicalMachineImage cleared SSHPrivateKeyFile of its argument")
+	}
+
+	// tags do not count either, as ami_name: not as written, not as set
+	// later; and the argument keeps them.
+	retagged := strings.Replace(renamed, `tags                 = { team = "web", "cost-center" = 42 }`, `tags                 = { team = "platform", owner = "ann" }`, 1)
+	if retagged == renamed {
+		t.Fatal("the fixture's tags changed; update this test")
+	}
+	if err := os.WriteFile(p, []byte(retagged), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = mustLoad(t, p, Options{})
+	m = r.MachineImages[0]
+	if m.Tags["owner"] != "ann" {
+		t.Errorf("Tags = %v", m.Tags)
+	}
+	if got := CanonicalMachineImage(r, m); !bytes.Equal(got, first) {
+		t.Errorf("CanonicalMachineImage depends on tags:\n%s\nvs\n%s", got, first)
+	}
+	if m.Tags["owner"] != "ann" {
+		t.Error("CanonicalMachineImage cleared Tags of its argument")
+	}
+	m.Tags = nil
+	if got := CanonicalMachineImage(r, m); !bytes.Equal(got, first) {
+		t.Error("CanonicalMachineImage depends on Tags")
 	}
 
 	// Where the image goes does not: a region added later gets a copy of

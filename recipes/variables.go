@@ -302,10 +302,29 @@ func (s *state) setRaw(v *variable, raw, fname, source string) {
 		}
 	}
 	for _, d := range diags {
-		d.Detail = strings.TrimSpace(d.Detail + fmt.Sprintf(" Variable %q is declared as %s, so the value from %s is read as an HCL expression such as [\"a\", \"b\"] or {k = \"v\"}.", v.name, v.typeString(), source))
+		detail := strings.TrimSuffix(d.Summary, ".") + "."
+		if d.Detail != "" {
+			detail += " " + d.Detail
+		}
+		d.Detail = detail + fmt.Sprintf(" Variable %q is declared as %s, so the value from %s is read as an HCL expression: quote every string in it, as in %s.",
+			v.name, v.typeString(), source, rawExample(v, source))
+		d.Summary = fmt.Sprintf("invalid value for variable %q", v.name)
 	}
 	s.addAll(diags)
 	v.set, v.failed = true, true
+}
+
+// rawExample shows how to write a value of v's type from source (a -var
+// or an environment variable), quoted for a shell.
+func rawExample(v *variable, source string) string {
+	val := `["a", "b"]`
+	if v.ty.IsMapType() || v.ty.IsObjectType() {
+		val = `{ k = "v" }`
+	}
+	if env, ok := strings.CutPrefix(source, "the environment variable "); ok {
+		return fmt.Sprintf("%s='%s'", env, val)
+	}
+	return fmt.Sprintf("-var '%s=%s'", v.name, val)
 }
 
 // setValue converts val to v's type and, if that works, makes it v's value.

@@ -256,6 +256,11 @@ type Plan struct {
 	SourceAMI string
 	// SourceAMIName is the source AMI's name.
 	SourceAMIName string
+	// SourceAMIOwner is the account id that owns the source AMI.
+	SourceAMIOwner string
+	// SourceAMICreated is the source AMI's creation date as EC2 gives it
+	// (ISO 8601, "2026-09-30T18:04:05.000Z"); empty when unknown.
+	SourceAMICreated string
 
 	recipe  *recipes.Recipe
 	machine *recipes.MachineImage
@@ -265,6 +270,7 @@ type Plan struct {
 // sourceImage is what a bake needs to know of its source AMI.
 type sourceImage struct {
 	id, name, rootDevice, arch string
+	owner, created             string
 	rootSize                   int32 // GiB; 0 when unknown
 }
 

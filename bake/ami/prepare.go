@@ -22,8 +22,9 @@ import (
 )
 
 // keyScheme names how AMI bake keys are computed. Changing what goes into
-// a key must change it, so old keys never match new bakes.
-const keyScheme = "bakery/ami/v2"
+// a key must change it, so old keys never match new bakes. v3: tags are
+// no longer in the key (like ami_name, they are metadata).
+const keyScheme = "bakery/ami/v3"
 
 // Defaults for machine_image attributes the recipe left empty.
 const (
@@ -77,6 +78,9 @@ func (b *Baker) Prepare(ctx context.Context, r *recipes.Recipe, m *recipes.Machi
 		return nil, err
 	}
 	p.source, p.SourceAMI, p.SourceAMIName = src, src.id, src.name
+	p.SourceAMIOwner, p.SourceAMICreated = src.owner, src.created
+	// Say which AMI a filter or an SSM parameter picked, as Packer does.
+	rep.Info("source AMI " + src.String())
 	if err := checkArchitecture(m, it, src); err != nil {
 		return nil, err
 	}
@@ -203,12 +207,30 @@ func (b *Baker) sourceByID(ctx context.Context, c ec2API, region, id, pos, from 
 	return toSource(img), nil
 }
 
+// String describes the source AMI for a person: its id, then its name,
+// owner and creation date when known.
+func (s sourceImage) String() string {
+	out := s.id
+	if s.name != "" {
+		out += " " + s.name
+	}
+	if s.owner != "" {
+		out += ", owner " + s.owner
+	}
+	if s.created != "" {
+		out += ", created " + s.created
+	}
+	return out
+}
+
 func toSource(img ec2types.Image) sourceImage {
 	src := sourceImage{
 		id:         aws.ToString(img.ImageId),
 		name:       aws.ToString(img.Name),
 		rootDevice: aws.ToString(img.RootDeviceName),
 		arch:       string(img.Architecture),
+		owner:      aws.ToString(img.OwnerId),
+		created:    aws.ToString(img.CreationDate),
 	}
 	for _, bdm := range img.BlockDeviceMappings {
 		if aws.ToString(bdm.DeviceName) == src.rootDevice && bdm.Ebs != nil {

@@ -2,8 +2,10 @@ package ami
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -29,7 +31,8 @@ type SweepItem struct {
 type SweepPlan struct {
 	// Now is the time the plan was made at (the Baker's clock).
 	Now time.Time `json:"now"`
-	// OlderThan is the minimum age of a swept resource.
+	// OlderThan is the minimum age of a swept resource; in JSON a
+	// duration string such as "1h0m0s".
 	OlderThan time.Duration `json:"older_than"`
 	// Regions are the regions searched.
 	Regions []string `json:"regions"`
@@ -45,6 +48,33 @@ type SweepPlan struct {
 	Applied bool `json:"applied"`
 	// Removed are the resources actually removed.
 	Removed []Resource `json:"removed,omitempty"`
+}
+
+// MarshalJSON encodes the plan for --output json: OlderThan as a Go
+// duration string ("1h0m0s"), not nanoseconds, and every list (Remove,
+// Regions, any list field added later) as a list even when empty, so
+// readers never meet null; Removed is there once the plan was applied.
+// Every other field is encoded as its tag says.
+func (p *SweepPlan) MarshalJSON() ([]byte, error) {
+	type fields SweepPlan // the fields without this method
+	c := fields(*p)
+	v := reflect.ValueOf(&c).Elem()
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.Slice && f.IsNil() {
+			f.Set(reflect.MakeSlice(f.Type(), 0, 0))
+		}
+	}
+	out := struct {
+		*fields
+		// These shadow the embedded fields of the same JSON name.
+		OlderThan string     `json:"older_than"`
+		Removed   []Resource `json:"removed,omitzero"`
+	}{fields: &c, OlderThan: p.OlderThan.String(), Removed: p.Removed}
+	if p.Applied && out.Removed == nil {
+		// An applied plan says what it removed, even nothing.
+		out.Removed = []Resource{}
+	}
+	return json.Marshal(out)
 }
 
 // String prints the plan as a table, one resource a line.

@@ -201,7 +201,11 @@ func newApp(e *env) *ucli.App {
 		ErrWriter:            e.stderr,
 		HideVersion:          true,
 		EnableBashCompletion: true,
-		Flags:                globalFlags(),
+		// Each -var is one name=value, as in Packer: a value may hold
+		// commas ("hello, world", '["eu-west-1","ap-southeast-2"]'), so
+		// no slice flag splits at them.
+		DisableSliceFlagSeparator: true,
+		Flags:                     globalFlags(),
 		Commands: []*ucli.Command{
 			bakeCommand(e),
 			promoteCommand(e),

@@ -54,7 +54,7 @@ func (e *env) findRecipes(c *ucli.Context, g globals, name string) ([]*recipes.R
 		}
 		sort.Strings(files)
 		if len(files) == 0 {
-			return nil, fmt.Errorf("no recipe files in ./recipes: run bakery from your project folder or name the recipe file with -f")
+			return nil, fmt.Errorf("no recipe files in ./recipes: run bakery from your project folder or %s", nameTheFile(c))
 		}
 	}
 	loader := recipes.NewLoader()
@@ -85,9 +85,18 @@ func (e *env) findRecipes(c *ucli.Context, g globals, name string) ([]*recipes.R
 		if c.String("file") != "" {
 			return nil, fmt.Errorf("%s defines recipe %q, not %q", c.String("file"), strings.Join(names, ", "), name)
 		}
-		return nil, fmt.Errorf("unknown recipe %q; ./recipes has: %s (or name the file with -f)", name, strings.Join(names, ", "))
+		return nil, fmt.Errorf("unknown recipe %q; ./recipes has: %s (or %s)", name, strings.Join(names, ", "), nameTheFile(c))
 	}
 	return out, nil
+}
+
+// nameTheFile says how the command c names a recipe file: with -f, or
+// (outdated, which has no -f) as an argument.
+func nameTheFile(c *ucli.Context) string {
+	if c.Command != nil && !hasFlag(c.Command.Flags, "file") {
+		return fmt.Sprintf("name the recipe file as an argument: bakery %s recipes/NAME.bake.hcl", c.Command.Name)
+	}
+	return "name the recipe file with -f FILE"
 }
 
 func mustRead(path string) []byte {

@@ -16,8 +16,9 @@ import (
 // that evaluate recipes.
 func varFlags() []ucli.Flag {
 	return []ucli.Flag{
-		&ucli.StringSliceFlag{Name: "var", Usage: "set a variable: -var name=value (repeatable; overrides -var-file and BAKERY_VAR_name)"},
-		&ucli.StringSliceFlag{Name: "var-file", Usage: "read variables from an HCL or JSON file (repeatable)"},
+		// KeepSpace: a value is taken exactly as given, spaces included.
+		&ucli.StringSliceFlag{Name: "var", KeepSpace: true, Usage: "set a variable: -var name=value (repeatable; a list or map as HCL: -var 'regions=[\"eu-west-1\"]'; overrides -var-file and BAKERY_VAR_name)"},
+		&ucli.StringSliceFlag{Name: "var-file", KeepSpace: true, Usage: "read variables from an HCL or JSON file (repeatable)"},
 	}
 }
 
@@ -27,7 +28,7 @@ func (e *env) recipeOptions(c *ucli.Context) (recipes.Options, error) {
 	for _, kv := range c.StringSlice("var") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return opts, usagef("-var %q: expected name=value", kv)
+			return opts, usagef("-var %q: expected name=value, for example -var version=1.2.0 (one variable per -var)", kv)
 		}
 		opts.Vars[k] = v
 	}
@@ -35,11 +36,11 @@ func (e *env) recipeOptions(c *ucli.Context) (recipes.Options, error) {
 	return opts, nil
 }
 
-// recipeFiles expands the command's arguments: files as given, folders to
+// recipeFiles expands the arguments of verb: files as given, folders to
 // the *.bake.hcl files in them.
-func recipeFiles(args []string) ([]string, error) {
+func recipeFiles(verb string, args []string) ([]string, error) {
 	if len(args) == 0 {
-		return nil, usagef("name at least one recipe file, for example: bakery bake recipes/hello.bake.hcl")
+		return nil, usagef("%s needs at least one recipe file or folder, for example: bakery %s recipes/hello.bake.hcl (or recipes/ for all)", verb, verb)
 	}
 	var files []string
 	for _, a := range args {
@@ -70,7 +71,7 @@ func (e *env) loadRecipes(c *ucli.Context, g globals) ([]*recipes.Recipe, error)
 	if _, err := e.recipeOptions(c); err != nil {
 		return nil, err
 	}
-	files, err := recipeFiles(c.Args().Slice())
+	files, err := recipeFiles(c.Command.Name, c.Args().Slice())
 	if err != nil {
 		return nil, err
 	}

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/catalog/ledger"
 	"github.com/bakery-sh/bakery/promote"
 	"github.com/bakery-sh/bakery/recipes"
@@ -249,16 +252,16 @@ func (lk *stageLock) release() {
 }
 
 func revokeCommand(e *env, revoke bool) *ucli.Command {
-	name, usage := "revoke", "take an image out of every stage and forbid promoting it"
+	name, usage, args, reason := "revoke", "take an image out of every stage and forbid promoting it", "RECIPE@VERSION --reason \"...\"", "why (required); recorded in the history and shown by status"
 	if !revoke {
-		name, usage = "unrevoke", "lift a revocation (the image enters no stage)"
+		name, usage, args, reason = "unrevoke", "lift a revocation (the image enters no stage)", "RECIPE@VERSION [--reason \"...\"]", "why; recorded in the history"
 	}
 	return withUsageErrors(&ucli.Command{
 		Name:      name,
 		Usage:     usage,
-		ArgsUsage: "RECIPE@VERSION --reason \"...\"",
+		ArgsUsage: args,
 		Flags: append(recipeFlags(),
-			&ucli.StringFlag{Name: "reason", Usage: "why; recorded in the history and shown by status"},
+			&ucli.StringFlag{Name: "reason", Usage: reason},
 		),
 		Action: func(c *ucli.Context) error {
 			g, err := readGlobals(c)
@@ -266,11 +269,14 @@ func revokeCommand(e *env, revoke bool) *ucli.Command {
 				return err
 			}
 			if c.NArg() != 1 {
-				return usagef("%s takes one RECIPE@VERSION", name)
+				return usagef("%s takes one RECIPE@VERSION, for example: bakery %s web@1.4.2 --reason \"...\"", name, name)
 			}
 			rname, version, err := parseRef(c.Args().First())
 			if err != nil {
 				return err
+			}
+			if revoke && strings.TrimSpace(c.String("reason")) == "" {
+				return usagef("revoke needs a reason: give a --reason \"...\" (it is recorded in the history and shown by status)")
 			}
 			rs, err := e.findRecipes(c, g, rname)
 			if err != nil {
@@ -284,6 +290,17 @@ func revokeCommand(e *env, revoke bool) *ucli.Command {
 			if err := promote.Load(c.Context, arts); err != nil {
 				return err
 			}
+			if noop := alreadyRevoked(arts, version, revoke); noop {
+				state := "not revoked"
+				if revoke {
+					state = "already revoked"
+				}
+				if g.json {
+					return json.NewEncoder(e.stdout).Encode(map[string]any{"recipe": rs[0].Name, "version": version, "revoked": revoke, "noop": true})
+				}
+				fmt.Fprintf(e.stdout, "%s@%s is %s: nothing to do\n", rs[0].Name, version, state)
+				return nil
+			}
 			apply := promote.Unrevoke
 			if revoke {
 				apply = promote.Revoke
@@ -292,10 +309,23 @@ func revokeCommand(e *env, revoke bool) *ucli.Command {
 				return err
 			}
 			if g.json {
-				return json.NewEncoder(e.stdout).Encode(map[string]any{"recipe": rs[0].Name, "version": version, "revoked": revoke})
+				return json.NewEncoder(e.stdout).Encode(map[string]any{"recipe": rs[0].Name, "version": version, "revoked": revoke, "noop": false})
 			}
 			fmt.Fprintf(e.stdout, "%sd %s@%s\n", name, rs[0].Name, version)
 			return nil
 		},
 	})
+}
+
+// alreadyRevoked reports whether every artifact holds version and its
+// revocation is already revoke, so revoke (or unrevoke) has nothing to
+// do. A missing version is not: the revocation reports it.
+func alreadyRevoked(arts []*promote.Artifact, version string, revoke bool) bool {
+	for _, a := range arts {
+		i := slices.IndexFunc(a.Entries, func(e catalog.Entry) bool { return e.Version == version })
+		if i < 0 || a.Entries[i].Revoked != revoke {
+			return false
+		}
+	}
+	return len(arts) > 0
 }

@@ -493,7 +493,7 @@ machine_image "app" {
 	// is left empty (1.1.0 does not come back). $BAKERY_ACTOR names who.
 	promoteTo("1.0.0", "dev")
 	security := append(slices.Clone(env), "BAKERY_ACTOR=security team")
-	refusedAMI(t, moto, security, fail, "give a --reason", "revoke", "-f", recipe, "base@1.0.0")
+	refusedAMI(t, moto, security, usage, "give a --reason", "revoke", "-f", recipe, "base@1.0.0")
 	if r := mustRun(t, security, "revoke", "-f", recipe, "base@1.0.0", "--reason", "CVE-1"); r.stdout != "revoked base@1.0.0\n" {
 		t.Errorf("revoke printed %q", r.stdout)
 	}

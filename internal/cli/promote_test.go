@@ -156,7 +156,7 @@ stage "prod" {
 	if r := run(t, env, "promote", "hello@1.0.0", "--to", "dev", "-f", recipe); r.code != 1 || !strings.Contains(r.stderr, "is revoked (CVE-2026-0001)") {
 		t.Errorf("promoting a revoked image: exit %d %q", r.code, r.stderr)
 	}
-	if r := run(t, env, "revoke", "hello@1.0.0", "-f", recipe); r.code != 1 || !strings.Contains(r.stderr, "give a --reason") {
+	if r := run(t, env, "revoke", "hello@1.0.0", "-f", recipe); r.code != exitUsage || !strings.Contains(r.stderr, "give a --reason") {
 		t.Errorf("revoke without reason: exit %d %q", r.code, r.stderr)
 	}
 	mustRun(t, env, "unrevoke", "hello@1.0.0", "-f", recipe)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -25,7 +26,7 @@ func sweepCommand(e *env) *ucli.Command {
 			"AMI, and an AMI still being created or copied, is never touched.",
 		Flags: []ucli.Flag{
 			&ucli.DurationFlag{Name: "older-than", Value: time.Hour, Usage: "only resources at least this old (a running bake's resources are younger)"},
-			&ucli.StringSliceFlag{Name: "region", Usage: "region to sweep (repeatable; default: every region of ./recipes and the AWS config's)"},
+			&ucli.StringSliceFlag{Name: "region", Usage: "region to sweep (repeatable or comma-separated; default: every region of ./recipes and the AWS config's)"},
 			&ucli.BoolFlag{Name: "all-regions", Usage: "sweep every region enabled for the account"},
 			&ucli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "remove what the plan lists"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "print the plan only (the default without --yes)"},
@@ -45,14 +46,14 @@ func sweepCommand(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Bool("all-regions") && len(c.StringSlice("region")) > 0 {
+			regions := splitList(c.StringSlice("region"))
+			if c.Bool("all-regions") && len(regions) > 0 {
 				return usagef("--all-regions and --region contradict each other; give one")
 			}
 			b, err := bakeami.NewBaker(cfg, bakeami.WithProgress(e.reporter(g)), bakeami.WithClock(e.now))
 			if err != nil {
 				return err
 			}
-			regions := c.StringSlice("region")
 			switch {
 			case c.Bool("all-regions"):
 				if regions, err = b.EnabledRegions(c.Context); err != nil {
@@ -100,4 +101,19 @@ func (e *env) recipeRegions(c *ucli.Context, fallback string) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// splitList splits comma-separated values ("us-east-1,eu-west-1") of a
+// repeatable flag: the app does not split slice flags (a -var value may
+// hold commas), but a list of regions may be written either way.
+func splitList(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, p := range strings.Split(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }

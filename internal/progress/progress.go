@@ -1,9 +1,15 @@
 // Package progress reports the steps of long operations: a line per step
 // with its duration, a progress bar on a terminal, and quiet structured
 // lines (key=value) when the output is not a terminal.
+//
+// A failed step is marked failed (✗, status=failed) without its error:
+// the step returns the error to its caller, which prints it once, with
+// what to do next.
 package progress
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -28,7 +34,8 @@ type Step interface {
 	SetTotal(n int64)
 	// Add records n more bytes of work done.
 	Add(n int64)
-	// Done ends the step; err is nil on success.
+	// Done ends the step; err is nil on success. The error is not
+	// printed: the caller that receives it does.
 	Done(err error)
 }
 
@@ -49,11 +56,17 @@ func (discardStep) Done(error)     {}
 // Option configures a Reporter.
 type Option func(*writer)
 
-// WithClock sets the clock used to time steps. The default is time.Now.
+// WithClock sets the clock used to time and date steps. The default is
+// time.Now.
 func WithClock(now func() time.Time) Option { return func(w *writer) { w.now = now } }
 
 // NewLines returns a Reporter that writes structured key=value lines, one
-// when a step starts and one when it ends, for logs and CI output.
+// when a step starts and one when it ends, for logs and CI output. Each
+// line starts with its time, RFC 3339 in UTC:
+//
+//	time=2026-11-27T01:02:03Z step="web: build layers" status=done duration=1.2s
+//
+// A step ends with status done, failed or canceled (its context was).
 func NewLines(out io.Writer, opts ...Option) Reporter {
 	return newWriter(out, false, opts)
 }
@@ -97,7 +110,7 @@ func (w *writer) Step(name string) Step {
 	s := &step{w: w, name: name, start: w.now()}
 	w.active[s] = struct{}{}
 	if !w.tty {
-		fmt.Fprintf(w.out, "step=%s status=start\n", quote(name))
+		fmt.Fprintf(w.out, "time=%s step=%s status=start\n", stamp(s.start), quote(name))
 	}
 	return s
 }
@@ -111,8 +124,11 @@ func (w *writer) Info(msg string) {
 		w.drawBar(true)
 		return
 	}
-	fmt.Fprintf(w.out, "msg=%s\n", quote(msg))
+	fmt.Fprintf(w.out, "time=%s msg=%s\n", stamp(w.now()), quote(msg))
 }
+
+// stamp formats t for a line: RFC 3339, UTC, whole seconds.
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 func (s *step) SetTotal(n int64) {
 	s.w.mu.Lock()
@@ -137,12 +153,20 @@ func (s *step) Done(err error) {
 	}
 	s.finished = true
 	delete(w.active, s)
-	d := w.now().Sub(s.start)
+	end := w.now()
+	d := end.Sub(s.start)
+	status := "done"
+	switch {
+	case errors.Is(err, context.Canceled):
+		status = "canceled"
+	case err != nil:
+		status = "failed"
+	}
 	if w.tty {
 		w.clearBar()
 		mark, extra := "✓", ""
 		if err != nil {
-			mark, extra = "✗", ": "+err.Error()
+			mark, extra = "✗", " ("+status+")"
 		}
 		size := ""
 		if s.total > 0 {
@@ -152,16 +176,9 @@ func (s *step) Done(err error) {
 		w.drawBar(true)
 		return
 	}
-	status := "done"
-	if err != nil {
-		status = "failed"
-	}
-	line := fmt.Sprintf("step=%s status=%s duration=%s", quote(s.name), status, roundDuration(d))
+	line := fmt.Sprintf("time=%s step=%s status=%s duration=%s", stamp(end), quote(s.name), status, roundDuration(d))
 	if s.total > 0 {
 		line += fmt.Sprintf(" bytes=%d", s.total)
-	}
-	if err != nil {
-		line += " error=" + quote(err.Error())
 	}
 	fmt.Fprintln(w.out, line)
 }

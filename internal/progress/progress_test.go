@@ -1,7 +1,9 @@
 package progress
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -14,18 +16,25 @@ func (c *fakeClock) now() time.Time { c.t = c.t.Add(time.Second); return c.t }
 
 func TestLinesAreStructuredWithDurations(t *testing.T) {
 	var b strings.Builder
-	r := NewLines(&b, WithClock((&fakeClock{}).now))
+	// The clock's zone is not UTC; the lines are.
+	clock := &fakeClock{t: time.Date(2026, 11, 27, 2, 0, 0, 0, time.FixedZone("CET", 3600))}
+	r := NewLines(&b, WithClock(clock.now))
 	s := r.Step("build layers")
 	s.SetTotal(100)
 	s.Add(100)
 	s.Done(nil)
 	r.Step("push").Done(errors.New("denied"))
+	r.Step("copy").Done(fmt.Errorf("copying: %w", context.Canceled))
 	r.Info("up to date")
-	want := `step="build layers" status=start
-step="build layers" status=done duration=1s bytes=100
-step=push status=start
-step=push status=failed duration=1s error=denied
-msg="up to date"
+	// Each line is dated by the clock; a failed step does not repeat
+	// its error, which its caller prints.
+	want := `time=2026-11-27T01:00:01Z step="build layers" status=start
+time=2026-11-27T01:00:02Z step="build layers" status=done duration=1s bytes=100
+time=2026-11-27T01:00:03Z step=push status=start
+time=2026-11-27T01:00:04Z step=push status=failed duration=1s
+time=2026-11-27T01:00:05Z step=copy status=start
+time=2026-11-27T01:00:06Z step=copy status=canceled duration=1s
+time=2026-11-27T01:00:07Z msg="up to date"
 `
 	if b.String() != want {
 		t.Fatalf("got:\n%s\nwant:\n%s", b.String(), want)
@@ -47,7 +56,7 @@ func TestTerminalDrawsBarsAndStepLines(t *testing.T) {
 		t.Errorf("no step line in %q", out)
 	}
 	WithPrefix(r, "web: ").Step("x").Done(errors.New("bad"))
-	if !strings.Contains(b.String(), "✗ web: x 1s: bad") {
+	if !strings.Contains(b.String(), "✗ web: x 1s (failed)\n") || strings.Contains(b.String(), "bad") {
 		t.Errorf("prefixed failure line missing: %q", b.String())
 	}
 }
