@@ -221,13 +221,13 @@ func provShell(ctx context.Context, comm packersdk.Communicator, p *recipes.Prov
 			return nil
 		}
 		return fmt.Errorf("shell provisioner at %s lost the SSH connection before the script ended%s"+
-			"set expect_disconnect = true if the script reboots the builder, else check the builder's console output (the builder is cleaned up)",
+			"set expect_disconnect = true if the script reboots the builder, else check the builder's console output (--on-error abort keeps the builder to look at)",
 			pos, o.tailText())
 	case p.ExpectDisconnect && provKilledByReboot(status):
 		fmt.Fprintf(out, "  shell: the script was killed (exit status %d) while the builder shut down, as expect_disconnect allows\n", status)
 		return nil
 	default:
-		return fmt.Errorf("shell provisioner at %s failed with exit status %d%sfix the script and bake again (the builder is cleaned up)",
+		return fmt.Errorf("shell provisioner at %s failed with exit status %d%sfix the script and bake again (--on-error abort keeps the builder to log in to)",
 			pos, status, o.tailText())
 	}
 }
