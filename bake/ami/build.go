@@ -287,7 +287,7 @@ func (e *AbortedError) Unwrap() error { return e.Err }
 // aborted lists what the failed bake of st left behind, looking both at
 // what it recorded and at what carries its bake id.
 func (b *Baker) aborted(ctx context.Context, st *bakeState, err error) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cleanupTimeout)
+	ctx, cancel := steps.CleanupContext(ctx, b.cleanupTimeout)
 	defer cancel()
 	kept, lerr := b.bakeResources(ctx, st.bakeID, st.amiName, st.plan.Regions)
 	seen := map[string]bool{}
