@@ -106,7 +106,7 @@ func TestCleanupProgressReportsWhatIsRemovedAfterAFailure(t *testing.T) {
 		t.Fatalf("Run = %v, want boom", err)
 	}
 	for _, want := range []string{
-		"step=\"cleaning up: terminating i-0abc\" status=start\n",
+		"step=\"cleaning up: terminating i-0abc\" status=start",
 		"step=\"cleaning up: terminating i-0abc\" status=done duration=",
 	} {
 		if !strings.Contains(buf.String(), want) {
