@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -21,8 +20,7 @@ import (
 // authorizeImportedKey lets the key a bake imports as its EC2 key pair log
 // in to srv, as cloud-init installs it on a real builder: the bake's own
 // key exists in memory only, so the test learns it from ImportKeyPair.
-func authorizeImportedKey(t *testing.T, srv *sshtest.Server) func(*middleware.Stack) error {
-	var mu sync.Mutex
+func authorizeImportedKey(srv *sshtest.Server) func(*middleware.Stack) error {
 	return func(s *middleware.Stack) error {
 		return s.Initialize.Add(middleware.InitializeMiddlewareFunc("bakery-test-authorize-key",
 			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
@@ -31,9 +29,7 @@ func authorizeImportedKey(t *testing.T, srv *sshtest.Server) func(*middleware.St
 					if err != nil {
 						return middleware.InitializeOutput{}, middleware.Metadata{}, err
 					}
-					mu.Lock()
 					srv.AuthorizeKey(pub)
-					mu.Unlock()
 				}
 				return next.HandleInitialize(ctx, in)
 			}), middleware.After)
@@ -48,7 +44,7 @@ func authorizeImportedKey(t *testing.T, srv *sshtest.Server) func(*middleware.St
 func TestAbortSavesTheInMemoryKeyToLogInToTheKeptBuilder(t *testing.T) {
 	e := newBakeEnv(t)
 	srv := sshtest.Start(t)
-	e.cfg.APIOptions = append(e.cfg.APIOptions, authorizeImportedKey(t, srv))
+	e.cfg.APIOptions = append(e.cfg.APIOptions, authorizeImportedKey(srv))
 	home := t.TempDir()
 	r, m := bakeRecipe(t, `
   region       = "us-east-1"
