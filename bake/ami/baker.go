@@ -160,7 +160,9 @@ func WithSecrets(secrets []string) Option {
 // BAKERY_CHECKIP_URL: the URL that answers this runner's public address
 // (one IP and a newline), asked when the builder is reached on its public
 // IP and the recipe sets no ssh_source_cidrs. Unset or empty, it is
-// DefaultCheckIPURL. Default: os.Getenv.
+// DefaultCheckIPURL. It also reads BAKERY_HOME: a bake that fails under
+// OnErrorAbort and keeps its builder saves its in-memory SSH key there
+// (see AbortedError.KeyFile). Default: os.Getenv.
 func WithGetenv(getenv func(string) string) Option { return func(b *Baker) { b.getenv = getenv } }
 
 // NewBaker returns a Baker that calls AWS with cfg. cfg.Region is the

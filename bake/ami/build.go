@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -224,7 +225,8 @@ func (st *bakeState) heartbeat(ctx context.Context) {
 }
 
 // AbortedError is a failed bake's error under OnErrorAbort: the
-// resources it kept for debugging are listed in Kept.
+// resources it kept for debugging are listed in Kept, and Login says how
+// to log in to the kept builder.
 type AbortedError struct {
 	// Err is the bake's error.
 	Err error
@@ -232,15 +234,36 @@ type AbortedError struct {
 	BakeID string
 	// Kept are the resources left in place.
 	Kept []Resource
+	// Login is the command that logs in to the kept builder over SSH
+	// ("ssh -i FILE -p PORT USER@HOST"), empty when no builder with an
+	// address and an SSH key was kept (a bake without provisioners has
+	// no key).
+	Login string
+	// KeyFile is the file bakery wrote the builder's private SSH key to
+	// (mode 0600), which Login names: the bake's own in-memory key
+	// (NewSSHKey), saved as $BAKERY_HOME/keys/bakery-BAKEID (BAKERY_HOME
+	// defaults to .bakery) because the builder is kept. Empty when the
+	// recipe's ssh_private_key_file was used (Login names that file) or
+	// nothing was written. Delete it with the builder.
+	KeyFile string
+
+	// listFailed is set when the kept resources could not all be listed.
+	listFailed bool
 }
 
-// Error names the error and every kept resource.
+// Error names the error, every kept resource and how to log in to the
+// kept builder.
 func (e *AbortedError) Error() string {
-	if len(e.Kept) == 0 {
-		return e.Err.Error() + "; on_error=abort kept nothing: the bake had created no resource"
-	}
 	var b strings.Builder
 	b.WriteString(e.Err.Error())
+	switch {
+	case len(e.Kept) == 0 && e.listFailed:
+		fmt.Fprintf(&b, "; on_error=abort kept what the bake had created, but it could not be listed: look for tag %s=%s", catalog.TagBakeID, e.BakeID)
+		return b.String()
+	case len(e.Kept) == 0:
+		b.WriteString("; on_error=abort kept nothing: the bake had created no resource")
+		return b.String()
+	}
 	fmt.Fprintf(&b, "; on_error=abort kept %d resources for debugging: ", len(e.Kept))
 	for i, r := range e.Kept {
 		if i > 0 {
@@ -248,7 +271,13 @@ func (e *AbortedError) Error() string {
 		}
 		b.WriteString(r.String())
 	}
-	fmt.Fprintf(&b, "; remove them once done, by hand or with `bakery sweep --yes` once they are older than its --older-than (they all carry tag %s=%s)", catalog.TagBakeID, e.BakeID)
+	if e.Login != "" {
+		fmt.Fprintf(&b, "; log in to the builder with: %s", e.Login)
+	}
+	fmt.Fprintf(&b, "; remove them once done, by hand or with `bakery sweep --yes` once they are older than its --older-than (they carry tag %s=%s)", catalog.TagBakeID, e.BakeID)
+	if e.KeyFile != "" {
+		fmt.Fprintf(&b, ", and delete the key file %s", e.KeyFile)
+	}
 	return b.String()
 }
 
@@ -258,7 +287,7 @@ func (e *AbortedError) Unwrap() error { return e.Err }
 // aborted lists what the failed bake of st left behind, looking both at
 // what it recorded and at what carries its bake id.
 func (b *Baker) aborted(ctx context.Context, st *bakeState, err error) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cleanupTimeout)
+	ctx, cancel := steps.CleanupContext(ctx, b.cleanupTimeout)
 	defer cancel()
 	kept, lerr := b.bakeResources(ctx, st.bakeID, st.amiName, st.plan.Regions)
 	seen := map[string]bool{}
@@ -286,7 +315,57 @@ func (b *Baker) aborted(ctx context.Context, st *bakeState, err error) error {
 	if lerr != nil {
 		err = errors.Join(err, fmt.Errorf("listing the kept resources: %w", lerr))
 	}
-	return &AbortedError{Err: err, BakeID: st.bakeID, Kept: kept}
+	ae := &AbortedError{Err: err, BakeID: st.bakeID, Kept: kept, listFailed: lerr != nil}
+	if slices.ContainsFunc(kept, func(r Resource) bool { return r.Kind == KindInstance }) {
+		if werr := b.keepLogin(st, ae); werr != nil {
+			ae.Err = errors.Join(ae.Err, werr)
+		}
+	}
+	return ae
+}
+
+// keepLogin sets ae.Login, and ae.KeyFile when it has to write the key,
+// for the builder that st's bake keeps: without them nobody could log in
+// to it, since a bake's own key lives in memory only. It does nothing
+// for a bake without an SSH key or a builder without an address.
+func (b *Baker) keepLogin(st *bakeState, ae *AbortedError) error {
+	if st.key == nil {
+		return nil
+	}
+	host, err := sshAddress(st)
+	if err != nil {
+		return nil
+	}
+	keyFile := st.m.SSHPrivateKeyFile
+	if keyFile == "" {
+		home := b.getenv("BAKERY_HOME")
+		if home == "" {
+			home = ".bakery"
+		}
+		path, err := filepath.Abs(filepath.Join(home, "keys", "bakery-"+st.bakeID))
+		if err != nil {
+			return fmt.Errorf("saving the kept builder's SSH key: %w; nobody can log in to it, remove it", err)
+		}
+		if err := st.key.writePrivateKey(path, "bakery "+st.bakeID); err != nil {
+			return fmt.Errorf("saving the kept builder's SSH key: %w; nobody can log in to it, remove it", err)
+		}
+		keyFile, ae.KeyFile = path, path
+	}
+	user := st.m.SSHUsername
+	if user == "" {
+		user = defaultSSHUsername
+	}
+	ae.Login = fmt.Sprintf("ssh -i %s -p %d %s@%s", shellWord(keyFile), sshPort(st.m), shellWord(user), host)
+	return nil
+}
+
+// shellWord is s as one word of a POSIX shell command line: as is when
+// it holds only characters no shell treats specially, else quoted.
+func shellWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:@%+,=") == "" {
+		return s
+	}
+	return provQuote(s)
 }
 
 // bakeResources finds, in regions, every live resource of bake bakeID: by

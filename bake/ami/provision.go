@@ -43,10 +43,12 @@ type provAborter interface{ abortSSH() }
 // has its contents uploaded into Destination, which is created when
 // missing. A shell block uploads its inline commands (as a /bin/sh -e
 // script) or its Script to /tmp/bakery-script-RANDOM.sh, runs it with Env
-// exported, streams its stdout and stderr to out as they arrive, and
-// removes it. A non-zero exit status is an error quoting the last 20 lines
-// of output. With ExpectDisconnect a dropped connection (a reboot) is not
-// an error.
+// exported, streams its output to out as it arrives, and removes it. The
+// script's standard error is merged into its standard output on the
+// builder (2>&1), so its lines reach out, and the last 20 lines that
+// the error of a non-zero exit status quotes, in the order the script
+// wrote them. With ExpectDisconnect a dropped connection (a reboot) is
+// not an error.
 //
 // Every Env value is masked ("<sensitive>") in what Provision writes to
 // out and in its errors, and so is every secret of out when out is a
@@ -174,8 +176,13 @@ func provShell(ctx context.Context, comm packersdk.Communicator, p *recipes.Prov
 	if err != nil {
 		return fmt.Errorf("shell provisioner at %s: uploading the script to %s: %w; check that /tmp on the builder is writable", pos, remote, err)
 	}
-	// One command: export, run, remove the script, keep the run's status.
-	command := exports + "chmod +x " + provQuote(remote) + " && " + run + "; s=$?; rm -f " + provQuote(remote) + "; exit $s"
+	// One command: export, run with stderr merged into stdout, remove the
+	// script, keep the run's status. The merge is done by the remote
+	// shell because only there is the order of the two streams known:
+	// SSH carries them as separate streams of the session, copied to us
+	// by separate goroutines, so a stderr line could arrive after stdout
+	// lines written later and drop out of the failure's last lines.
+	command := exports + "chmod +x " + provQuote(remote) + " && " + run + " 2>&1; s=$?; rm -f " + provQuote(remote) + "; exit $s"
 
 	o := &provOutput{out: out, prefix: "  shell: ", secrets: provSecrets(p.Env, out)}
 	stdout, stderr := o.stream(), o.stream()
@@ -214,13 +221,13 @@ func provShell(ctx context.Context, comm packersdk.Communicator, p *recipes.Prov
 			return nil
 		}
 		return fmt.Errorf("shell provisioner at %s lost the SSH connection before the script ended%s"+
-			"set expect_disconnect = true if the script reboots the builder, else check the builder's console output (the builder is cleaned up)",
+			"set expect_disconnect = true if the script reboots the builder, else check the builder's console output (--on-error abort keeps the builder to look at)",
 			pos, o.tailText())
 	case p.ExpectDisconnect && provKilledByReboot(status):
 		fmt.Fprintf(out, "  shell: the script was killed (exit status %d) while the builder shut down, as expect_disconnect allows\n", status)
 		return nil
 	default:
-		return fmt.Errorf("shell provisioner at %s failed with exit status %d%sfix the script and bake again (the builder is cleaned up)",
+		return fmt.Errorf("shell provisioner at %s failed with exit status %d%sfix the script and bake again (--on-error abort keeps the builder to log in to)",
 			pos, status, o.tailText())
 	}
 }

@@ -181,13 +181,17 @@ func (c *sshComm) DownloadDir(src string, dst string, exclude []string) error {
 	return inner.DownloadDir(src, dst, exclude)
 }
 
-// Close closes the SSH connection. Later calls fail.
+// Close closes the SSH connection. Later calls fail. A connection that
+// is closed already (an interrupt aborted what ran over it, see abortSSH)
+// is not an error: the cleanup that closes it wants it closed.
 func (c *sshComm) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
 	if c.conn != nil {
-		return c.conn.Close()
+		if err := c.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return fmt.Errorf("closing the SSH connection to %s: %w", c.addr, err)
+		}
 	}
 	return nil
 }

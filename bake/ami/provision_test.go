@@ -372,7 +372,7 @@ func TestProvisionShellFailureQuotesTheLastLines(t *testing.T) {
 	msg := err.Error()
 	for _, want := range []string{
 		"shell provisioner at web.bake.hcl:13:5 failed with exit status 3: last 20 lines of output:\n  line 11\n  line 12\n",
-		"  line 30\nfix the script and bake again (the builder is cleaned up)",
+		"  line 30\nfix the script and bake again (--on-error abort keeps the builder to log in to)",
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error lacks %q:\n%s", want, msg)

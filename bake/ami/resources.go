@@ -15,6 +15,7 @@ import (
 	"github.com/bakery-sh/bakery/catalog"
 	catalogami "github.com/bakery-sh/bakery/catalog/ami"
 	"github.com/bakery-sh/bakery/internal/awsx"
+	"github.com/bakery-sh/bakery/internal/steps"
 )
 
 // Kind is the kind of a cloud resource a bake creates.
@@ -187,10 +188,14 @@ func createdTag(tags map[string]string) time.Time {
 // uses it). launched is when the newest of them was launched: for a
 // while after it EC2 may not know an instance yet, so *.NotFound is
 // retried within awsx.FreshTimeout of it instead of taken as "gone".
-func (b *Baker) terminate(ctx context.Context, region string, ids []string, launched time.Time, timeout time.Duration) error {
+// In a failed bake's cleanup it is a step line ("cleaning up: terminating
+// i-...").
+func (b *Baker) terminate(ctx context.Context, region string, ids []string, launched time.Time, timeout time.Duration) (err error) {
 	if len(ids) == 0 {
 		return nil
 	}
+	step := steps.CleanupProgress(ctx).Step("terminating " + strings.Join(ids, ", "))
+	defer func() { step.Done(err) }()
 	c := b.clients.EC2(region)
 	fresh := func(err error) bool {
 		return awsx.IsNotFound(err) && b.clock.Now().Sub(launched) < awsx.FreshTimeout
@@ -252,11 +257,14 @@ func (b *Baker) waitInstances(ctx context.Context, region string, ids []string, 
 
 // deleteSecurityGroup deletes group id in region, retrying for at most
 // catalogami.InUseTimeout while EC2 still counts a terminated instance as
-// using it, or does not know the group yet (created a moment ago).
-func (b *Baker) deleteSecurityGroup(ctx context.Context, region, id string) error {
+// using it, or does not know the group yet (created a moment ago). In a
+// failed bake's cleanup it is a step line.
+func (b *Baker) deleteSecurityGroup(ctx context.Context, region, id string) (err error) {
+	step := steps.CleanupProgress(ctx).Step("deleting security group " + id)
+	defer func() { step.Done(err) }()
 	c := b.clients.EC2(region)
 	w := b.wait(fmt.Sprintf("security group %s in %s to be free to delete", id, region), catalogami.InUseTimeout, catalogami.InUseTimeout)
-	err := w.Retry(ctx, awsx.IsInUse, func(ctx context.Context) error {
+	err = w.Retry(ctx, awsx.IsInUse, func(ctx context.Context) error {
 		_, err := c.DeleteSecurityGroup(ctx, &ec2.DeleteSecurityGroupInput{GroupId: aws.String(id)})
 		if awsx.IsNotFound(err) {
 			return nil
@@ -269,9 +277,12 @@ func (b *Baker) deleteSecurityGroup(ctx context.Context, region, id string) erro
 	return nil
 }
 
-// deleteKeyPair deletes key pair name in region.
-func (b *Baker) deleteKeyPair(ctx context.Context, region, name string) error {
-	_, err := b.clients.EC2(region).DeleteKeyPair(ctx, &ec2.DeleteKeyPairInput{KeyName: aws.String(name)})
+// deleteKeyPair deletes key pair name in region. In a failed bake's
+// cleanup it is a step line.
+func (b *Baker) deleteKeyPair(ctx context.Context, region, name string) (err error) {
+	step := steps.CleanupProgress(ctx).Step("deleting key pair " + name)
+	defer func() { step.Done(err) }()
+	_, err = b.clients.EC2(region).DeleteKeyPair(ctx, &ec2.DeleteKeyPairInput{KeyName: aws.String(name)})
 	if err != nil && !awsx.IsNotFound(err) {
 		return fmt.Errorf("deleting key pair %s in %s: %w", name, region, awsx.ExplainError(err))
 	}

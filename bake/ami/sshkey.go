@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
@@ -22,10 +24,15 @@ type SSHKey struct {
 	// ("ssh-ed25519 AAAA...", no trailing newline): the public key
 	// material for EC2 ImportKeyPair.
 	PublicAuthorized []byte
+
+	// private is the private key of a key NewSSHKey made, which exists
+	// nowhere else; nil for a key LoadSSHKey read from a file.
+	private ed25519.PrivateKey
 }
 
 // NewSSHKey returns a fresh ed25519 key. It lives in memory only: nothing is
-// written to disk.
+// written to disk, except when a bake that uses it fails under
+// OnErrorAbort and keeps its builder (see WithKeyDir).
 func NewSSHKey() (*SSHKey, error) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -35,7 +42,40 @@ func NewSSHKey() (*SSHKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generating an ed25519 SSH key: %w", err)
 	}
-	return sshKeyFromSigner(signer), nil
+	k := sshKeyFromSigner(signer)
+	k.private = priv
+	return k, nil
+}
+
+// writePrivateKey writes the private half of a key NewSSHKey made to a
+// new file at path, readable by its owner only (mode 0600, as ssh
+// requires), in OpenSSH format, creating path's folder (mode 0700) when
+// missing. It refuses to overwrite a file.
+func (k *SSHKey) writePrivateKey(path, comment string) error {
+	if k.private == nil {
+		return fmt.Errorf("writing SSH private key %s: the key was read from a file, use that file", path)
+	}
+	block, err := ssh.MarshalPrivateKey(k.private, comment)
+	if err != nil {
+		return fmt.Errorf("writing SSH private key %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("writing SSH private key %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("writing SSH private key %s: %w", path, err)
+	}
+	if _, err := f.Write(pem.EncodeToMemory(block)); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("writing SSH private key %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("writing SSH private key %s: %w", path, err)
+	}
+	return nil
 }
 
 // LoadSSHKey reads a private key file (OpenSSH format, or PEM: PKCS#1,

@@ -1,4 +1,8 @@
 // Command bakery bakes, promotes, launches and retires immutable images.
+//
+// SIGINT and SIGTERM interrupt it: the first stops the run, which cleans
+// up what it created; the second says the cleanup is in progress; the
+// third abandons the cleanup and exits (see cli.RunWithSignals).
 package main
 
 import (
@@ -11,8 +15,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr, os.Environ())
-	stop()
-	os.Exit(code)
+	sigs := make(chan os.Signal, 3)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	os.Exit(cli.RunWithSignals(context.Background(), sigs, os.Args, os.Stdin, os.Stdout, os.Stderr, os.Environ()))
 }

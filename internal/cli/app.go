@@ -18,6 +18,7 @@ import (
 
 	"github.com/bakery-sh/bakery/internal/progress"
 	"github.com/bakery-sh/bakery/internal/redact"
+	"github.com/bakery-sh/bakery/internal/steps"
 )
 
 // Exit codes.
@@ -184,6 +185,58 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	fmt.Fprintf(stderr, "bakery: %v\n", err)
 	return exitFailure
+}
+
+// cleanupNotice is what a second interrupt prints.
+const cleanupNotice = "cleanup in progress, interrupt again to abandon it (bakery sweep will find what is left)"
+
+// abandonGrace is how long RunWithSignals waits, after the third
+// interrupt abandoned the cleanup, for Run to report what was left before
+// it returns without it. Abandoned cleanups end at once, so Run normally
+// returns well within it.
+const abandonGrace = 2 * time.Second
+
+// RunWithSignals is Run for the bakery command, with the interrupts
+// (SIGINT, SIGTERM) that arrive on sigs handled in three stages:
+//
+//   - the first cancels Run's context: the run stops and cleans up what it
+//     created, on a context of its own (a step line per removal);
+//   - the second prints on stderr that the cleanup is in progress and
+//     that interrupting again abandons it;
+//   - the third abandons the cleanup: the cleanups' contexts end at once
+//     (steps.WithAbandon), and RunWithSignals returns Run's exit code as
+//     soon as Run has reported what was left, or 1 after a short grace if
+//     Run does not return.
+//
+// It returns Run's exit code.
+func RunWithSignals(ctx context.Context, sigs <-chan os.Signal, args []string, stdin io.Reader, stdout, stderr io.Writer, environ []string) int {
+	abandon := make(chan struct{})
+	ctx, cancel := context.WithCancel(steps.WithAbandon(ctx, abandon))
+	defer cancel()
+	code := make(chan int, 1)
+	go func() { code <- Run(ctx, args, stdin, stdout, stderr, environ) }()
+	for n := 1; ; n++ {
+		select {
+		case c := <-code:
+			return c
+		case <-sigs:
+		}
+		switch n {
+		case 1:
+			cancel()
+		case 2:
+			fmt.Fprintf(stderr, "bakery: %s\n", cleanupNotice)
+		default:
+			fmt.Fprintln(stderr, "bakery: abandoning the cleanup; bakery sweep will find what is left")
+			close(abandon)
+			select {
+			case c := <-code:
+				return c
+			case <-time.After(abandonGrace):
+				return exitFailure
+			}
+		}
+	}
 }
 
 func newApp(e *env) *ucli.App {

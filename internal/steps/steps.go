@@ -4,7 +4,8 @@
 // with two improvements: steps see a typed *S instead of pulling values out
 // of a state bag, and there is one error path: when a step fails or the
 // context is cancelled, the Cleanup of every step that started runs in
-// reverse order on a fresh context with its own timeout, so nothing leaks.
+// reverse order on a fresh context with its own timeout (CleanupContext),
+// so nothing leaks, and report what they remove (CleanupProgress).
 package steps
 
 import (
@@ -33,7 +34,8 @@ type Step[S any] interface {
 }
 
 // Runner runs steps. The zero value is usable: it reports nothing and
-// gives cleanups five minutes.
+// gives cleanups five minutes. Cleanups are abandoned early when the
+// run's context carries an abandon channel that closes (WithAbandon).
 type Runner struct {
 	// Progress receives a step line per step. Default: progress.Discard().
 	Progress progress.Reporter
@@ -57,12 +59,16 @@ type run[S any] struct {
 }
 
 // cleanupContext is created at the first cleanup, so the timeout covers
-// the cleanups only.
-func (r *run[S]) cleanupContext() context.Context {
+// the cleanups only. When the run failed or was interrupted it carries
+// the reporter CleanupProgress returns.
+func (r *run[S]) cleanupContext(failed bool) context.Context {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.cctx == nil {
-		r.cctx, r.cancel = context.WithTimeout(context.WithoutCancel(r.parent), r.timeout)
+		r.cctx, r.cancel = CleanupContext(r.parent, r.timeout)
+		if failed {
+			r.cctx = context.WithValue(r.cctx, cleanupProgressKey{}, progress.WithPrefix(r.rep, "cleaning up: "))
+		}
 	}
 	return r.cctx
 }
@@ -95,7 +101,12 @@ func (a *adapter[S]) Run(ctx context.Context, bag multistep.StateBag) multistep.
 func (a *adapter[S]) Cleanup(bag multistep.StateBag) {
 	_, halted := bag.GetOk(multistep.StateHalted)
 	_, cancelled := bag.GetOk(multistep.StateCancelled)
-	if err := a.step.Cleanup(a.run.cleanupContext(), a.run.state, halted || cancelled); err != nil {
+	failed := halted || cancelled
+	cctx := a.run.cleanupContext(failed)
+	if err := a.step.Cleanup(cctx, a.run.state, failed); err != nil {
+		if abandoned(cctx) && !errors.Is(err, ErrAbandoned) {
+			err = fmt.Errorf("%w: %w", ErrAbandoned, err)
+		}
 		a.run.mu.Lock()
 		a.run.cleanErrs = append(a.run.cleanErrs, &cleanupError{fmt.Errorf("cleaning up after %s: %w", a.step.Name(), err)})
 		a.run.mu.Unlock()
