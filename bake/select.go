@@ -13,7 +13,8 @@ import (
 // Packer's -only and -except pick builds: with Only, just the container
 // and machine_image blocks named there; with Except, every block but
 // those. A name picks every block with that label (a container and a
-// machine_image may share one). The zero Selection picks every block.
+// machine_image may share one). An entry may hold several names separated
+// by commas ("web,api"). The zero Selection picks every block.
 type Selection struct {
 	// Only names the blocks to bake; empty means every block.
 	Only []string
@@ -77,12 +78,15 @@ func (s Selection) Apply(rs []*recipes.Recipe) ([]*recipes.Recipe, error) {
 	return out, nil
 }
 
-// names returns list without empty entries and repeats.
+// names returns the names in list, each entry split at commas (block
+// labels hold none), without spaces around them, empty names and repeats.
 func names(list []string) []string {
 	var out []string
-	for _, n := range list {
-		if n = strings.TrimSpace(n); n != "" && !slices.Contains(out, n) {
-			out = append(out, n)
+	for _, entry := range list {
+		for n := range strings.SplitSeq(entry, ",") {
+			if n = strings.TrimSpace(n); n != "" && !slices.Contains(out, n) {
+				out = append(out, n)
+			}
 		}
 	}
 	return out

@@ -27,6 +27,8 @@ func TestSelectionApply(t *testing.T) {
 		{"only one", bake.Selection{Only: []string{"server"}}, "web[ | server]"},
 		{"only a shared label", bake.Selection{Only: []string{"app"}}, "web[app | app]"},
 		{"only several", bake.Selection{Only: []string{"sidecar", " base "}}, "web[sidecar | ] base[ | base]"},
+		{"only comma-separated", bake.Selection{Only: []string{"sidecar, base", "server"}}, "web[sidecar | server] base[ | base]"},
+		{"except comma-separated", bake.Selection{Except: []string{"app,base"}}, "web[sidecar | server]"},
 		{"except", bake.Selection{Except: []string{"app", "base"}}, "web[sidecar | server]"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -57,6 +59,7 @@ func TestSelectionApplyRefuses(t *testing.T) {
 		want []string
 	}{
 		{"unknown only", bake.Selection{Only: []string{"app", "nope", "gone"}}, []string{`named "nope", "gone"`, "blocks are app, server"}},
+		{"unknown in a list", bake.Selection{Only: []string{"app,nope"}}, []string{`named "nope"`, "blocks are app, server"}},
 		{"unknown except", bake.Selection{Except: []string{"nope"}}, []string{`named "nope"`, "blocks are app, server"}},
 		{"both", bake.Selection{Only: []string{"app"}, Except: []string{"server"}}, []string{"not both"}},
 		{"nothing left", bake.Selection{Except: []string{"app", "server"}}, []string{"leaves nothing to bake"}},
