@@ -7,6 +7,8 @@ package bake
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 
 	"github.com/bakery-sh/bakery/bake/bakekey"
 	bakeoci "github.com/bakery-sh/bakery/bake/oci"
@@ -71,6 +73,90 @@ type Result struct {
 	Cached bool `json:"cached"`
 	// Artifacts are the recipe's images, in recipe order.
 	Artifacts []Artifact `json:"artifacts"`
+	// Failed are the blocks that failed to bake, in recipe order. The
+	// images of the other blocks are in Artifacts and stay baked; the
+	// recipe's BakeKey is then empty and Cached false.
+	Failed []Failure `json:"failed,omitempty"`
+}
+
+// Failure is a block of a recipe that failed to bake.
+type Failure struct {
+	// Kind is the kind of image the block bakes.
+	Kind catalog.Kind `json:"kind"`
+	// Name is the block's label.
+	Name string `json:"name"`
+	// Error says why.
+	Error string `json:"error"`
+}
+
+// BlockError is the error of one block of a recipe.
+type BlockError struct {
+	// Kind is the kind of image the block bakes.
+	Kind catalog.Kind
+	// Name is the block's label.
+	Name string
+	// Err is what went wrong.
+	Err error
+}
+
+// Error returns the block's error message.
+func (e *BlockError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the block's error.
+func (e *BlockError) Unwrap() error { return e.Err }
+
+// FailedError is what Bake returns when blocks of a recipe failed; the
+// Result returned with it holds the images of the blocks that did not.
+type FailedError struct {
+	// Recipe is the recipe name.
+	Recipe string
+	// Blocks is how many blocks the recipe baked, failed or not.
+	Blocks int
+	// Failed are the failed blocks, in recipe order.
+	Failed []*BlockError
+}
+
+// Error is the failed block's own message when the recipe has one block;
+// otherwise it names the failed blocks, then gives each one's error.
+func (e *FailedError) Error() string {
+	if e.Blocks == 1 && len(e.Failed) == 1 {
+		return e.Failed[0].Err.Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "baking %s: %d of %d blocks failed (%s)", e.Recipe, len(e.Failed), e.Blocks, strings.Join(e.Names(), ", "))
+	if len(e.Failed) < e.Blocks {
+		b.WriteString("; the images of the others are baked")
+	}
+	for _, f := range e.Failed {
+		fmt.Fprintf(&b, "; %s %q: %v", blockKind(f.Kind), f.Name, f.Err)
+	}
+	return b.String()
+}
+
+// Unwrap returns the blocks' errors.
+func (e *FailedError) Unwrap() []error {
+	out := make([]error, len(e.Failed))
+	for i, f := range e.Failed {
+		out[i] = f
+	}
+	return out
+}
+
+// Names returns the labels of the failed blocks, in recipe order.
+func (e *FailedError) Names() []string {
+	out := make([]string, len(e.Failed))
+	for i, f := range e.Failed {
+		out[i] = f.Name
+	}
+	return out
+}
+
+// blockKind is the recipe block type that bakes images of kind k.
+func blockKind(k catalog.Kind) string {
+	if k == catalog.KindAMI {
+		return "machine_image"
+	}
+	return "container"
 }
 
 // ContainerBaker bakes container images; *bakeoci.Baker implements it.
@@ -86,7 +172,19 @@ type Engine struct {
 	machines   MachineImageBaker
 	progress   progress.Reporter
 	force      bool
+	parallel   int
 }
+
+// DefaultParallel is how many blocks of a recipe bake at once unless
+// WithParallel says otherwise.
+const DefaultParallel = 4
+
+// WithParallel bounds how many blocks of a recipe bake at once, as
+// Packer's -parallel-builds: each machine_image block takes a slot, and
+// the container blocks, which bake one after the other (they share the
+// local layout), take one together. Default: DefaultParallel (4). Values
+// below 1 mean 1: every block in turn, in recipe order.
+func WithParallel(n int) Option { return func(e *Engine) { e.parallel = max(1, n) } }
 
 // Option configures an Engine.
 type Option func(*Engine)
@@ -101,39 +199,107 @@ func WithForce(force bool) Option { return func(e *Engine) { e.force = force } }
 
 // New returns an Engine that bakes container images with containers.
 func New(containers ContainerBaker, opts ...Option) *Engine {
-	e := &Engine{containers: containers, progress: progress.Discard()}
+	e := &Engine{containers: containers, progress: progress.Discard(), parallel: DefaultParallel}
 	for _, o := range opts {
 		o(e)
 	}
 	return e
 }
 
-// Bake bakes every artifact of r that is not up to date.
+// Bake bakes every artifact of r that is not up to date. Its
+// machine_image blocks bake in parallel (see WithParallel), and one block
+// failing does not stop the others: Bake then returns the Result of the
+// blocks that succeeded, whose images stay, with their failures in
+// Result.Failed, together with a *FailedError naming the failed blocks.
+// The Result is nil when no block succeeded (or r has none).
 func (e *Engine) Bake(ctx context.Context, r *recipes.Recipe) (*Result, error) {
-	res := &Result{Recipe: r.Name, Version: r.Version, Cached: true}
 	if len(r.Containers)+len(r.MachineImages) == 0 {
 		return nil, fmt.Errorf("baking %s: the recipe has no container or machine_image block; add one (see README, \"Recipe reference\")", r.Name)
 	}
+	blocks := make([]block, 0, len(r.Containers)+len(r.MachineImages))
 	for _, c := range r.Containers {
-		a, err := e.bakeContainer(ctx, r, c)
-		if err != nil {
-			return nil, err
+		blocks = append(blocks, block{kind: catalog.KindContainer, name: c.Name, bake: func(ctx context.Context) ([]Artifact, error) {
+			a, err := e.bakeContainer(ctx, r, c)
+			if err != nil {
+				return nil, err
+			}
+			return []Artifact{*a}, nil
+		}})
+	}
+	// The containers are one unit: they bake in turn.
+	units := [][]int{}
+	if len(r.Containers) > 0 {
+		units = append(units, nil)
+		for i := range r.Containers {
+			units[0] = append(units[0], i)
 		}
-		res.Cached = res.Cached && a.Cached
-		res.Artifacts = append(res.Artifacts, *a)
 	}
 	for _, m := range r.MachineImages {
-		arts, err := e.bakeMachineImage(ctx, r, m)
-		if err != nil {
-			return nil, err
+		units = append(units, []int{len(blocks)})
+		blocks = append(blocks, block{kind: catalog.KindAMI, name: m.Name, bake: func(ctx context.Context) ([]Artifact, error) {
+			return e.bakeMachineImage(ctx, r, m)
+		}})
+	}
+	e.run(ctx, blocks, units)
+
+	res := &Result{Recipe: r.Name, Version: r.Version, Cached: true}
+	failed := &FailedError{Recipe: r.Name, Blocks: len(blocks)}
+	for _, b := range blocks {
+		if b.err != nil {
+			failed.Failed = append(failed.Failed, &BlockError{Kind: b.kind, Name: b.name, Err: b.err})
+			res.Failed = append(res.Failed, Failure{Kind: b.kind, Name: b.name, Error: b.err.Error()})
+			continue
 		}
-		for _, a := range arts {
+		for _, a := range b.arts {
 			res.Cached = res.Cached && a.Cached
 		}
-		res.Artifacts = append(res.Artifacts, arts...)
+		res.Artifacts = append(res.Artifacts, b.arts...)
+	}
+	switch {
+	case len(failed.Failed) == len(blocks):
+		return nil, failed
+	case len(failed.Failed) > 0:
+		res.Cached = false
+		return res, failed
 	}
 	res.BakeKey = recipeKey(res.Artifacts)
 	return res, nil
+}
+
+// block is one container or machine_image block of a recipe being baked.
+type block struct {
+	kind catalog.Kind
+	name string
+	bake func(context.Context) ([]Artifact, error)
+	// Set by run.
+	arts []Artifact
+	err  error
+}
+
+// run bakes blocks: each unit (indexes into blocks, baked in turn) in a
+// goroutine of its own, at most e.parallel units at once, started in
+// order. A failed block does not stop the others; once ctx is done, units
+// not yet started are marked as not started.
+func (e *Engine) run(ctx context.Context, blocks []block, units [][]int) {
+	slots := make(chan struct{}, e.parallel)
+	var wg sync.WaitGroup
+	for _, u := range units {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			for _, i := range u {
+				blocks[i].err = fmt.Errorf("%s %s not started: %w", blockKind(blocks[i].kind), blocks[i].name, ctx.Err())
+			}
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			for _, i := range u {
+				blocks[i].arts, blocks[i].err = blocks[i].bake(ctx)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // recipeKey is the artifact's key when the recipe bakes one artifact

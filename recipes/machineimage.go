@@ -38,6 +38,8 @@ var (
 	envNameRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	// amiNameRE is what EC2 accepts in an AMI name.
 	amiNameRE = regexp.MustCompile(`^[A-Za-z0-9 ()\[\]./\-'@_]{3,128}$`)
+	// instanceProfileRE is what IAM accepts in an instance profile name.
+	instanceProfileRE = regexp.MustCompile(`^[A-Za-z0-9+=,.@_-]{1,128}$`)
 
 	architectures = []string{"x86_64", "arm64", "i386", "x86_64_mac", "arm64_mac"}
 	volumeTypes   = []string{"gp2", "gp3", "io1", "io2", "st1", "sc1", "standard"}
@@ -81,6 +83,7 @@ var machineImageSchema = &hcl.BodySchema{
 		{Name: "share_with"},
 		{Name: "tags"},
 		{Name: "ami_name"},
+		{Name: "iam_instance_profile"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "source_ami_filter"},
@@ -187,6 +190,12 @@ func (s *state) decodeMachineImage(b *hcl.Block) *MachineImage {
 		if v, ok := s.optionalMatching(attr, vpcIDRE, "VPC id",
 			`A VPC id is "vpc-" followed by 8 or 17 hexadecimal digits, such as "vpc-0123456789abcdef0"; leave vpc_id out to use the default VPC.`); ok {
 			m.VPCID = v
+		}
+	}
+	if attr := attrs["iam_instance_profile"]; attr != nil {
+		if v, ok := s.matching(attr, instanceProfileRE, "IAM instance profile name",
+			`An instance profile name is 1 to 128 letters, digits and + = , . @ _ -, such as "bakery-builder": write its name, not its ARN. Leave iam_instance_profile out to run the builder without one.`); ok {
+			m.IAMInstanceProfile = v
 		}
 	}
 	s.decodeSSH(m, attrs)

@@ -283,6 +283,13 @@ type MachineImage struct {
 	// not part of the bake key: it is how bakery reaches the builder, not
 	// what it bakes.
 	SSHInterface string `json:"-"`
+	// IAMInstanceProfile is the name of the IAM instance profile the
+	// builder runs with (RunInstances IamInstanceProfile), so that
+	// provisioners can read from S3 or SSM; empty means none. Like
+	// Packer's iam_instance_profile it is builder configuration, not part
+	// of the bake key: it decides what the builder may fetch, not what
+	// the recipe says to bake.
+	IAMInstanceProfile string `json:"-"`
 	// UserData is the instance user data (from user_data, or the content
 	// of user_data_file, read relative to the recipe's folder by Load);
 	// at most 16 KiB.

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -19,7 +20,8 @@ import (
 
 // launchStep runs the builder instance from the source AMI and waits until
 // it is running. IMDSv2 is required; the root volume takes the recipe's
-// size, type and encryption.
+// size, type and encryption; iam_instance_profile, when set, is the
+// builder's instance profile.
 type launchStep struct{}
 
 func (launchStep) Name() string { return "launch builder" }
@@ -50,12 +52,19 @@ func (launchStep) Run(ctx context.Context, st *bakeState, _ progress.Step) error
 	if st.keyName != "" {
 		in.KeyName = aws.String(st.keyName)
 	}
+	if m.IAMInstanceProfile != "" {
+		in.IamInstanceProfile = &ec2types.IamInstanceProfileSpecification{Name: aws.String(m.IAMInstanceProfile)}
+	}
 	if m.UserData != "" {
 		in.UserData = aws.String(base64.StdEncoding.EncodeToString([]byte(m.UserData)))
 	}
 	c := st.b.clients.EC2(region)
 	out, err := c.RunInstances(ctx, in)
 	if err != nil {
+		if profileError(m, err) {
+			return fmt.Errorf("%s: launching the builder in %s with instance profile %q: %w; check that the profile exists in this account (aws iam get-instance-profile --instance-profile-name %s) and that the baking identity has iam:PassRole on its role",
+				m.Pos("iam_instance_profile"), region, m.IAMInstanceProfile, awsx.ExplainError(err), m.IAMInstanceProfile)
+		}
 		return fmt.Errorf("launching the builder (%s from %s) in %s: %w", instanceType(m), p.SourceAMI, region, awsx.ExplainError(err))
 	}
 	if len(out.Instances) == 0 {
@@ -102,6 +111,22 @@ func (launchStep) Cleanup(ctx context.Context, st *bakeState, failed bool) error
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// profileError reports whether err, returned by RunInstances, may be
+// about m's instance profile: one that does not exist (EC2 answers
+// InvalidParameterValue naming iamInstanceProfile; moto NoSuchEntity) or
+// that the baking identity may not pass (iam:PassRole, denied).
+func profileError(m *recipes.MachineImage, err error) bool {
+	if m.IAMInstanceProfile == "" {
+		return false
+	}
+	switch awsx.ErrorCode(err) {
+	case "NoSuchEntity", "UnauthorizedOperation", "AccessDenied":
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "instanceprofile") || strings.Contains(msg, "instance profile") || strings.Contains(msg, "passrole")
 }
 
 // requestPublicIP asks EC2 for a public IP address for the builder, as

@@ -33,6 +33,10 @@ func bakeCommand(e *env) *ucli.Command {
 			"base image digest and input file contents) matches an existing image is\n" +
 			"reported 'up to date' and not rebuilt. A version is immutable: baking other\n" +
 			"content under an existing version is refused.\n\n" +
+			"The machine_image blocks of a recipe bake in parallel (--parallel). A block\n" +
+			"that fails does not stop the others: their images are kept and reported,\n" +
+			"and the run fails at the end naming the failed blocks. --only and --except\n" +
+			"pick blocks by name.\n\n" +
 			"Images without a repository go to the local OCI layout in .bakery/\n" +
 			"($BAKERY_HOME overrides). Layer timestamps come from SOURCE_DATE_EPOCH\n" +
 			"(default: the Unix epoch), so the same inputs give the same digest anywhere.",
@@ -40,15 +44,29 @@ func bakeCommand(e *env) *ucli.Command {
 			&ucli.BoolFlag{Name: "force", Usage: "rebake even if an image with the same bake key exists"},
 			&ucli.StringFlag{Name: "manifest", Usage: "also write the JSON result to `FILE`"},
 			&ucli.StringFlag{Name: "on-error", Value: "cleanup", Usage: "when a machine-image bake fails: cleanup (remove everything it created) or abort (keep it for debugging and list it)"},
+			&ucli.IntFlag{Name: "parallel", Value: bake.DefaultParallel, Usage: "bake at most `N` blocks of a recipe at once (Packer's -parallel-builds): each machine_image block takes one, the container blocks (baked in turn) one together"},
+			&ucli.StringSliceFlag{Name: "only", Usage: "bake only the container or machine_image blocks named `NAME` (repeatable or comma-separated)"},
+			&ucli.StringSliceFlag{Name: "except", Usage: "bake every block but those named `NAME` (repeatable or comma-separated)"},
 		),
 		Action: func(c *ucli.Context) error {
 			g, err := readGlobals(c)
 			if err != nil {
 				return err
 			}
+			parallel := c.Int("parallel")
+			if parallel < 1 {
+				return usagef("--parallel must be 1 or more, not %d", parallel)
+			}
+			if len(c.StringSlice("only")) > 0 && len(c.StringSlice("except")) > 0 {
+				return usagef("--only and --except exclude each other: name the blocks to bake or the blocks to skip")
+			}
 			rs, err := e.loadRecipes(c, g)
 			if err != nil {
 				return err
+			}
+			rs, err = bake.Selection{Only: c.StringSlice("only"), Except: c.StringSlice("except")}.Apply(rs)
+			if err != nil {
+				return usagef("%v", err)
 			}
 			for _, r := range rs {
 				e.logMask.Add(bakeami.Secrets(r)...)
@@ -68,7 +86,7 @@ func bakeCommand(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			opts := []bake.Option{bake.WithProgress(rep), bake.WithForce(c.Bool("force"))}
+			opts := []bake.Option{bake.WithProgress(rep), bake.WithForce(c.Bool("force")), bake.WithParallel(parallel)}
 			if amiBaker, err := e.machineImageBaker(c, g, rs, rep); err != nil {
 				return err
 			} else if amiBaker != nil {
@@ -76,40 +94,65 @@ func bakeCommand(e *env) *ucli.Command {
 			}
 			engine := bake.New(baker, opts...)
 			// A nightly job bakes many recipes: one failure does not stop
-			// the others, but makes the run fail.
+			// the others, but makes the run fail. A recipe whose blocks
+			// partly failed still reports the images that were baked.
 			var results []*bake.Result
-			var failed []string
+			var failed, errs []string
+			var runErr error
 			for _, r := range rs {
 				res, err := engine.Bake(c.Context, r)
-				if err != nil {
-					if c.Context.Err() != nil || len(rs) == 1 {
-						return err
+				if res != nil {
+					results = append(results, res)
+					if !g.json {
+						printBakeText(e.stdout, res)
 					}
-					fmt.Fprintf(e.stderr, "bakery: %s: %v\n", r.File, err)
-					failed = append(failed, r.Name)
+				}
+				if err == nil {
 					continue
 				}
-				results = append(results, res)
-				if !g.json {
-					printBakeText(e.stdout, res)
+				failed = append(failed, failedBlocks(r, err)...)
+				if c.Context.Err() != nil || len(rs) == 1 {
+					runErr = err
+					break
 				}
+				fmt.Fprintf(e.stderr, "bakery: %s: %v\n", r.File, err)
+				errs = append(errs, r.Name)
 			}
 			if g.json {
 				if err := writeJSONLines(e.stdout, results); err != nil {
 					return err
 				}
 			}
-			if m := c.String("manifest"); m != "" {
+			// The manifest lists what this run baked; a run stopped before
+			// anything was baked leaves the previous one alone.
+			if m := c.String("manifest"); m != "" && (runErr == nil || len(results) > 0) {
 				if err := writeManifest(m, results); err != nil {
 					return err
 				}
 			}
-			if len(failed) > 0 {
-				return fmt.Errorf("%d of %d recipes failed (%s); see the errors above", len(failed), len(rs), strings.Join(failed, ", "))
+			if runErr != nil {
+				return runErr
+			}
+			if len(errs) > 0 {
+				return fmt.Errorf("%d of %d recipes failed (%s); see the errors above", len(errs), len(rs), strings.Join(failed, ", "))
 			}
 			return nil
 		},
 	})
+}
+
+// failedBlocks names the blocks of r that err says failed, as
+// RECIPE/BLOCK, or the recipe alone when none of its blocks was baked.
+func failedBlocks(r *recipes.Recipe, err error) []string {
+	var fe *bake.FailedError
+	if !errors.As(err, &fe) || len(fe.Failed) == fe.Blocks {
+		return []string{r.Name}
+	}
+	out := make([]string, 0, len(fe.Failed))
+	for _, n := range fe.Names() {
+		out = append(out, r.Name+"/"+n)
+	}
+	return out
 }
 
 // home is the local OCI layout folder: $BAKERY_HOME or .bakery.
@@ -148,6 +191,9 @@ func printBakeText(w io.Writer, r *bake.Result) {
 		default:
 			fmt.Fprintf(w, "%s@%s %s: %s %s %s\n", r.Recipe, r.Version, a.Name, verb, a.Ref, a.Digest)
 		}
+	}
+	for _, f := range r.Failed {
+		fmt.Fprintf(w, "%s@%s %s: failed (see the error below)\n", r.Recipe, r.Version, f.Name)
 	}
 }
 
