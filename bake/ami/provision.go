@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -129,7 +130,7 @@ func provFile(ctx context.Context, comm packersdk.Communicator, p *recipes.Provi
 		return fmt.Errorf("file provisioner at %s: %s is a directory; write it with a trailing \"/\" to upload its contents", pos, p.Source)
 	}
 	fmt.Fprintf(out, "  file: uploading %s to %s\n", p.Source, dest)
-	err = provAbortable(ctx, comm, func() error { return comm.Upload(dest, f, &fi) })
+	err = provUpload(ctx, comm, dest, f, &fi)
 	if ctx.Err() != nil {
 		return fmt.Errorf("file provisioner at %s: uploading %s: %w", pos, p.Source, ctx.Err())
 	}
@@ -159,7 +160,7 @@ func provShell(ctx context.Context, comm packersdk.Communicator, p *recipes.Prov
 	var run string
 	if len(p.Inline) > 0 {
 		script := "#!/bin/sh -e\n" + strings.Join(p.Inline, "\n") + "\n"
-		err = provAbortable(ctx, comm, func() error { return comm.Upload(remote, strings.NewReader(script), nil) })
+		err = provUpload(ctx, comm, remote, strings.NewReader(script), nil)
 		run = "/bin/sh -e " + provQuote(remote)
 	} else {
 		var f *os.File
@@ -167,7 +168,7 @@ func provShell(ctx context.Context, comm packersdk.Communicator, p *recipes.Prov
 			return fmt.Errorf("shell provisioner at %s: reading the script: %w", pos, err)
 		}
 		defer f.Close()
-		err = provAbortable(ctx, comm, func() error { return comm.Upload(remote, f, nil) })
+		err = provUpload(ctx, comm, remote, f, nil)
 		run = provQuote(remote)
 	}
 	if ctx.Err() != nil {
@@ -260,6 +261,86 @@ func provAbortable(ctx context.Context, comm packersdk.Communicator, f func() er
 		}
 		return ctx.Err()
 	}
+}
+
+// provStaller is a communicator that knows how long an upload may move
+// no data before it counts as stuck (the SSH timeout).
+type provStaller interface{ stallTimeout() time.Duration }
+
+// provUpload uploads in to path on the builder, aborting when ctx ends (see
+// provAbortable). With a communicator from ConnectSSH it also watches the
+// transfer: when no data moved for the SSH timeout (a channel that never
+// opens, a session that stopped answering: it happens on loaded hosts),
+// it resets the connection and uploads again from the start, once, and
+// then gives up with an error instead of waiting forever.
+func provUpload(ctx context.Context, comm packersdk.Communicator, path string, in io.ReadSeeker, fi *os.FileInfo) error {
+	st, ok := comm.(provStaller)
+	if !ok || st.stallTimeout() <= 0 {
+		return provAbortable(ctx, comm, func() error { return comm.Upload(path, in, fi) })
+	}
+	stall := st.stallTimeout()
+	for attempt := 1; ; attempt++ {
+		if _, err := in.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("rewinding the upload: %w", err)
+		}
+		w := &provWatched{r: in}
+		w.touch()
+		done := make(chan error, 1)
+		go func() { done <- comm.Upload(path, w, fi) }()
+		tick := time.NewTicker(min(stall/4, time.Second))
+		err, stalled := provWatch(ctx, comm, done, tick.C, func() bool { return time.Since(w.last()) > stall })
+		tick.Stop()
+		switch {
+		case !stalled:
+			return err
+		case attempt > 1:
+			return fmt.Errorf("no data moved for %s, twice: the SSH connection to the builder stopped answering", stall)
+		}
+	}
+}
+
+// provWatch waits for done, aborting the connection when ctx ends (then
+// it returns ctx.Err()) or when stuck reports true at a tick (then it
+// returns stalled).
+func provWatch(ctx context.Context, comm packersdk.Communicator, done <-chan error, tick <-chan time.Time, stuck func() bool) (err error, stalled bool) {
+	abort := func() {
+		if a, ok := comm.(provAborter); ok {
+			a.abortSSH()
+		}
+		select {
+		case <-done:
+		case <-time.After(provAbortWait):
+		}
+	}
+	for {
+		select {
+		case err := <-done:
+			return err, false
+		case <-ctx.Done():
+			abort()
+			return ctx.Err(), false
+		case <-tick:
+			if stuck() {
+				abort()
+				return nil, true
+			}
+		}
+	}
+}
+
+// provWatched is a reader that remembers when it was last read.
+type provWatched struct {
+	r  io.Reader
+	at atomic.Int64 // unix nanoseconds of the last read
+}
+
+func (w *provWatched) touch()          { w.at.Store(time.Now().UnixNano()) }
+func (w *provWatched) last() time.Time { return time.Unix(0, w.at.Load()) }
+
+func (w *provWatched) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	w.touch()
+	return n, err
 }
 
 // provRunQuiet runs command, returning an error with its output when it

@@ -144,6 +144,10 @@ func (c *sshComm) Start(ctx context.Context, cmd *packersdk.RemoteCmd) error {
 	return nil
 }
 
+// stallTimeout is how long an upload may move no data before it counts
+// as stuck: the SSH timeout.
+func (c *sshComm) stallTimeout() time.Duration { return c.target.Timeout }
+
 // Upload uploads input to path on the builder, with fi's mode when fi is a
 // regular file.
 func (c *sshComm) Upload(path string, input io.Reader, fi *os.FileInfo) error {
