@@ -146,6 +146,9 @@ const (
 	ActionRevoke = "revoke"
 	// ActionUnrevoke lifts a revocation (the image enters no stage).
 	ActionUnrevoke = "unrevoke"
+	// ActionLaunch is a fleet of the image launched for a stage (its
+	// Reason names the group); it changes nothing on the image.
+	ActionLaunch = "launch"
 )
 
 // Event is one entry of an image's history. Events are stored on the
