@@ -205,6 +205,8 @@ func newApp(e *env) *ucli.App {
 		Commands: []*ucli.Command{
 			bakeCommand(e),
 			promoteCommand(e),
+			launchCommand(e),
+			fleetsCommand(e),
 			statusCommand(e),
 			historyCommand(e),
 			revokeCommand(e, true),
