@@ -165,8 +165,9 @@ func TestInventoryListsDisablesRestoresAndDeletes(t *testing.T) {
 	if err := w.inv.Resize(ctx, region, v1.Name, 0, 0, 3); err != nil {
 		t.Fatal(err)
 	}
-	if d, _, _ := w.inv.Get(ctx, region, v1.Name); d.State != fleet.StateDisabled || len(d.Instances) != 0 {
-		t.Errorf("v001 scaled to 0: %+v", d)
+	scaled, _, err := w.inv.Get(ctx, region, v1.Name)
+	if err != nil || scaled.State != fleet.StateDisabled || len(scaled.Instances) != 0 {
+		t.Errorf("v001 scaled to 0: %+v %v", scaled, err)
 	}
 
 	// Restore: exactly as it was.
@@ -182,6 +183,21 @@ func TestInventoryListsDisablesRestoresAndDeletes(t *testing.T) {
 	}
 	if _, has := r.Tags[fleet.TagDisabled]; has {
 		t.Errorf("v001 restored still has %s", fleet.TagDisabled)
+	}
+	// And back to disabled: detached, suspended, 0, tagged as it was.
+	if err := w.inv.Restore(ctx, scaled); err != nil {
+		t.Fatal(err)
+	}
+	back, _, err := w.inv.Get(ctx, region, v1.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.State != fleet.StateDisabled || back.Min != 0 || back.Desired != 0 || len(back.TargetGroups) != 0 || len(back.Instances) != 0 ||
+		!slices.Equal(back.Suspended, scaled.Suspended) || back.Tags[fleet.TagDisabled] != scaled.Tags[fleet.TagDisabled] {
+		t.Errorf("v001 restored to disabled: %+v, want %+v", back, scaled)
+	}
+	if h, err := w.inv.Health(ctx, region, v1.Name, []string{w.tg}); err != nil || len(h.Targets) != 0 {
+		t.Errorf("v001 restored to disabled still has targets: %+v %v", h.Targets, err)
 	}
 
 	// Delete: the group, its instances and its template go; again is a no-op.

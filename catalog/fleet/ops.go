@@ -232,11 +232,13 @@ func (inv *Inventory) Disable(ctx context.Context, g Group, at time.Time) error 
 	return inv.Tag(ctx, g.Region, g.Name, map[string]string{TagDisabled: at.UTC().Format(time.RFC3339Nano)})
 }
 
-// Restore puts group was.Name back as was shows it: its sizes, its
-// target groups (attaching those it lost), its processes (resuming those
-// it did not have suspended) and its state tags (removing TagDisabled
-// and TagFailed where was had none). It is how a failed or interrupted
-// launch leaves the old group exactly as it was.
+// Restore puts group was.Name back as was shows it: its target groups
+// (detaching, and deregistering from, those it did not have first;
+// attaching those it lost last), its suspended processes, its sizes and
+// its state tags (TagDisabled, TagFailed, TagLaunching set to was's
+// values, or removed where was had none). It is how a failed or
+// interrupted launch or rollback leaves the groups it touched exactly as
+// they were.
 func (inv *Inventory) Restore(ctx context.Context, was Group) error {
 	what := fmt.Sprintf("restoring Auto Scaling group %s in %s", was.Name, was.Region)
 	now, ok, err := inv.Get(ctx, was.Region, was.Name)
@@ -247,45 +249,61 @@ func (inv *Inventory) Restore(ctx context.Context, was Group) error {
 		return fmt.Errorf("%s: it is gone: launch its version again to bring it back", what)
 	}
 	c := inv.c.AutoScaling(was.Region)
+	extra := now
+	extra.TargetGroups = missing(now.TargetGroups, was.TargetGroups)
+	if err := inv.Detach(ctx, extra); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if suspend := missing(was.Suspended, now.Suspended); len(suspend) > 0 {
+		if _, err := c.SuspendProcesses(ctx, &autoscaling.SuspendProcessesInput{AutoScalingGroupName: aws.String(was.Name), ScalingProcesses: suspend}); err != nil {
+			return fmt.Errorf("%s: suspending %s: %w", what, strings.Join(suspend, ", "), awsx.ExplainError(err))
+		}
+	}
 	if now.Min != was.Min || now.Desired != was.Desired || now.Max != was.Max {
 		if err := inv.Resize(ctx, was.Region, was.Name, was.Min, was.Desired, was.Max); err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 	}
-	var resume []string
-	for _, p := range now.Suspended {
-		if !slices.Contains(was.Suspended, p) {
-			resume = append(resume, p)
-		}
-	}
-	if len(resume) > 0 {
+	if resume := missing(now.Suspended, was.Suspended); len(resume) > 0 {
 		if _, err := c.ResumeProcesses(ctx, &autoscaling.ResumeProcessesInput{AutoScalingGroupName: aws.String(was.Name), ScalingProcesses: resume}); err != nil {
 			return fmt.Errorf("%s: resuming %s: %w", what, strings.Join(resume, ", "), awsx.ExplainError(err))
 		}
 	}
-	var attach []string
-	for _, tg := range was.TargetGroups {
-		if !slices.Contains(now.TargetGroups, tg) {
-			attach = append(attach, tg)
-		}
-	}
-	if len(attach) > 0 {
+	if attach := missing(was.TargetGroups, now.TargetGroups); len(attach) > 0 {
 		if _, err := c.AttachLoadBalancerTargetGroups(ctx, &autoscaling.AttachLoadBalancerTargetGroupsInput{AutoScalingGroupName: aws.String(was.Name), TargetGroupARNs: attach}); err != nil {
 			return fmt.Errorf("%s: attaching target groups %s: %w", what, strings.Join(attach, ", "), awsx.ExplainError(err))
 		}
 	}
 	var untag []string
+	set := map[string]string{}
 	for _, k := range []string{TagDisabled, TagFailed, TagLaunching} {
-		if _, had := was.Tags[k]; !had {
-			if _, has := now.Tags[k]; has {
-				untag = append(untag, k)
-			}
+		v, had := was.Tags[k]
+		cur, has := now.Tags[k]
+		switch {
+		case had && (!has || cur != v):
+			set[k] = v
+		case !had && has:
+			untag = append(untag, k)
 		}
+	}
+	if err := inv.Tag(ctx, was.Region, was.Name, set); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if err := inv.Untag(ctx, was.Region, was.Name, untag...); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
+}
+
+// missing returns the elements of want that have lacks.
+func missing(want, have []string) []string {
+	var out []string
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // Delete deletes group g and its launch template: it detaches the group
