@@ -245,6 +245,13 @@ type state struct {
 	// committed is true once the old groups are scaled down: from then
 	// on nothing is undone.
 	committed bool
+	// action is the event recorded: catalog.ActionLaunch or
+	// catalog.ActionRollback.
+	action string
+	// target is, in a rollback, the disabled group brought back, as it
+	// was; enabled is true once it is being changed.
+	target  fleet.Group
+	enabled bool
 }
 
 // Launch launches req. It returns the result and, on failure, an error
@@ -257,7 +264,7 @@ func (l *Launcher) Launch(ctx context.Context, req Request) (*Result, error) {
 	if err := checkSizes(req.Fleet); err != nil {
 		return nil, fmt.Errorf("launching %s to %s: %w", req.Recipe, req.Stage, err)
 	}
-	st := &state{req: req, region: req.region()}
+	st := &state{req: req, region: req.region(), action: catalog.ActionLaunch}
 	st.res = &Result{Recipe: req.Recipe, Stage: req.Stage, Region: st.region, Strategy: req.Fleet.Strategy,
 		LaunchID: newLaunchID(), DryRun: req.DryRun, Disabled: []string{}, Deleted: []string{}, Instances: []fleet.Instance{}}
 	if st.region == "" {

@@ -467,18 +467,18 @@ func (s *retireStep) Run(ctx context.Context, st *state, _ progress.Step) error 
 
 func (*retireStep) Cleanup(context.Context, *state, bool) error { return nil }
 
-// recordStep records the launch in the image's history.
+// recordStep records the launch (or rollback) in the image's history.
 type recordStep struct{ l *Launcher }
 
-func (*recordStep) Name() string { return "record the launch" }
+func (*recordStep) Name() string { return "record it in the history" }
 
 func (s *recordStep) Run(ctx context.Context, st *state, _ progress.Step) error {
 	ev := catalog.Event{
-		Time: s.l.clock.Now().UTC().Truncate(time.Microsecond), Action: catalog.ActionLaunch, Stage: st.req.Stage, Actor: st.req.Actor,
-		Reason: fmt.Sprintf("group %s in %s (launch %s)", st.plan.Name, st.region, st.res.LaunchID),
+		Time: s.l.clock.Now().UTC().Truncate(time.Microsecond), Action: st.action, Stage: st.req.Stage, Actor: st.req.Actor,
+		Reason: fmt.Sprintf("group %s in %s (%s %s)", st.plan.Name, st.region, st.action, st.res.LaunchID),
 	}
 	if err := s.l.cat.Record(ctx, st.entry, ev); err != nil {
-		st.res.Warnings = append(st.res.Warnings, fmt.Sprintf("the launch serves, but %v: the history lacks it", err))
+		st.res.Warnings = append(st.res.Warnings, fmt.Sprintf("the group serves, but %v: the history lacks it", err))
 	}
 	return nil
 }

@@ -207,6 +207,7 @@ func newApp(e *env) *ucli.App {
 			promoteCommand(e),
 			launchCommand(e),
 			fleetsCommand(e),
+			rollbackCommand(e),
 			statusCommand(e),
 			historyCommand(e),
 			revokeCommand(e, true),

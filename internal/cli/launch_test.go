@@ -207,9 +207,22 @@ func TestLaunchAndFleetsCommands(t *testing.T) {
 		}
 	}
 
-	// Nothing else is left: the two groups, their templates, v002's instances.
+	// Rollback: v001 serves again, with v002's capacity and the fleet's
+	// min; v002 is the next rollback target.
+	if r := mustRun(t, env, "rollback", "web", "--stage", "prod", "--dry-run"); r.stdout != "would roll back web in prod to web-prod-v001 (web@1.0.0, "+baked["1.0.0"]+"), 1/2/2 (min/desired/max)\nwould disable web-prod-v002\n" {
+		t.Errorf("rollback --dry-run printed %q", r.stdout)
+	}
+	if r := mustRun(t, env, "-q", "rollback", "web", "--stage", "prod"); r.stdout != "rolled back web in prod to web-prod-v001 (web@1.0.0, "+baked["1.0.0"]+"), 1/2/2 (min/desired/max)\ndisabled web-prod-v002\n" {
+		t.Errorf("rollback printed %q", r.stdout)
+	}
+	hist = decodeHistory(t, mustRun(t, env, "-o", "json", "history", "web").stdout)
+	if evs := findEvents(hist.Events, catalog.ActionRollback, "1.0.0", "prod"); len(evs) != 1 || !strings.Contains(evs[0].Reason, "web-prod-v001") {
+		t.Errorf("history has rollback events %+v, want one naming web-prod-v001", evs)
+	}
+
+	// Nothing else is left: the two groups, their templates, v001's instances.
 	got := accountState(t, moto)
-	for _, want := range []string{"web-prod-v001:0/0/2:0 suspended:3", "web-prod-v002:1/2/2:1 suspended:0", "templates [web-prod-v001 web-prod-v002]"} {
+	for _, want := range []string{"web-prod-v002:0/0/2:0 suspended:3", "web-prod-v001:1/2/2:1 suspended:0", "templates [web-prod-v001 web-prod-v002]"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the account lacks %q:\n%s", want, got)
 		}
