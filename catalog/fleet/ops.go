@@ -239,13 +239,17 @@ func (inv *Inventory) Disable(ctx context.Context, g Group, at time.Time) error 
 // values, or removed where was had none). It is how a failed or
 // interrupted launch or rollback leaves the groups it touched exactly as
 // they were.
-func (inv *Inventory) Restore(ctx context.Context, was Group) error { return inv.set(ctx, was, "restoring") }
+func (inv *Inventory) Restore(ctx context.Context, was Group) error {
+	return inv.set(ctx, was, "restoring")
+}
 
 // Set makes group want.Name in want.Region as want shows it, in the order
 // Restore describes: target groups, suspended processes, sizes, state
 // tags (TagDisabled, TagFailed, TagLaunching). Rollback uses it to
 // enable a disabled group; Restore to put one back.
-func (inv *Inventory) Set(ctx context.Context, want Group) error { return inv.set(ctx, want, "changing") }
+func (inv *Inventory) Set(ctx context.Context, want Group) error {
+	return inv.set(ctx, want, "changing")
+}
 
 func (inv *Inventory) set(ctx context.Context, was Group, verb string) error {
 	what := fmt.Sprintf("%s Auto Scaling group %s in %s", verb, was.Name, was.Region)

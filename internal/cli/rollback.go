@@ -81,4 +81,3 @@ func rollbackCommand(e *env) *ucli.Command {
 		},
 	})
 }
-
