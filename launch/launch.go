@@ -72,6 +72,13 @@ type HealthSource interface {
 	Health(ctx context.Context, region, group string, targetGroups []string) (fleet.Health, error)
 }
 
+// ErrSuperseded is returned, wrapped, by Launch when a newer launch of
+// the same stage (a group with a higher number) was serving or launching
+// by the time this one passed its gate: this launch is undone and the
+// newer one holds the stage, so two launches at once end with one
+// serving group.
+var ErrSuperseded = errors.New("a newer launch of the stage took over")
+
 // Request is one launch.
 type Request struct {
 	// Recipe is the recipe name.
@@ -205,7 +212,8 @@ func WithCleanupTimeout(d time.Duration) Option {
 }
 
 // Launcher launches fleets. It is safe for concurrent use; two launches
-// of the same recipe and stage at once are not coordinated yet.
+// of the same recipe and stage at once converge on the newer group (see
+// ErrSuperseded).
 type Launcher struct {
 	inv            *fleet.Inventory
 	images         func(region string) Images

@@ -610,3 +610,28 @@ type deregistered struct{}
 func (deregistered) DescribeImages(context.Context, *ec2.DescribeImagesInput, ...func(*ec2.Options)) (*ec2.DescribeImagesOutput, error) {
 	return &ec2.DescribeImagesOutput{}, nil
 }
+
+// Two launches of one stage at once: the second starts while the first
+// waits for its gate. The newer group serves; the older launch yields and
+// is undone; exactly one group serves at the end, and both say so.
+func TestTwoLaunchesAtOnceEndWithOneServingGroup(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.serving(w.launcher())
+	var second *launch.Result
+	var secondErr error
+	h := &hookHealth{real: w.inv, first: func(fleet.Group) {
+		second, secondErr = w.launch(w.launcher(), launch.Request{})
+	}}
+	_, err := w.launch(w.launcher(launch.WithHealth(h)), launch.Request{})
+	if secondErr != nil {
+		t.Fatalf("the second launch: %v", secondErr)
+	}
+	if second.Group != "web-prod-v003" || !slices.Equal(second.Disabled, []string{"web-prod-v001"}) {
+		t.Errorf("the second launch: %+v", second)
+	}
+	if !errors.Is(err, launch.ErrSuperseded) || !strings.Contains(err.Error(), "web-prod-v003 is serving") || !strings.Contains(err.Error(), "undone: web-prod-v002 deleted") {
+		t.Errorf("the first launch: %v", err)
+	}
+	w.requireOnly("web-prod-v001:disabled", "web-prod-v003:serving")
+}

@@ -391,15 +391,47 @@ func tgName(arn string) string {
 }
 
 // disableStep disables the groups the new one replaces: detached from
-// their target groups first, then processes suspended. Its cleanup, when
-// the launch fails before it is committed, restores them exactly.
+// their target groups first, then processes suspended. It reads the
+// stage's groups again first, so that what it disables is what serves
+// now, and so that two launches of one stage at once converge: a launch
+// that finds a newer group (a higher number) serving or launching yields
+// to it (ErrSuperseded: it is undone), and one that finds none disables
+// every other serving group. Its cleanup, when the launch fails before
+// it is committed, restores them exactly.
 type disableStep struct{ l *Launcher }
 
 func (*disableStep) Name() string { return "disable the old groups" }
 
 func (s *disableStep) Run(ctx context.Context, st *state, _ progress.Step) error {
+	groups, err := s.l.inv.List(ctx, st.region, fleet.Selector{Recipe: st.req.Recipe, Stage: st.req.Stage})
+	if err != nil {
+		return err
+	}
+	ours := 0
+	for _, g := range groups {
+		if g.Name == st.plan.Name {
+			ours = g.Number
+		}
+	}
+	var disable []fleet.Group
+	for _, g := range groups {
+		if g.Name == st.plan.Name {
+			continue
+		}
+		if st.action == catalog.ActionLaunch && g.Number > ours && (g.State == fleet.StateServing || g.State == fleet.StateLaunching) {
+			return fmt.Errorf("%s is %s: %w; %s yields to it", g.Name, g.State, ErrSuperseded, st.plan.Name)
+		}
+		if g.State == fleet.StateServing {
+			disable = append(disable, g)
+		}
+	}
+	st.plan.Disable = disable
+	st.res.Disabled = []string{}
+	for _, g := range disable {
+		st.res.Disabled = append(st.res.Disabled, g.Name)
+	}
 	at := s.l.clock.Now()
-	for _, g := range st.plan.Disable {
+	for _, g := range disable {
 		// Recorded before the first change, as it was: the cleanup puts
 		// it back even if Disable stops half way.
 		st.disabled = append(st.disabled, g)

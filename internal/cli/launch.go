@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -66,7 +67,12 @@ func launchCommand(e *env) *ucli.Command {
 			}
 			req := launch.Request{Recipe: r.Name, Stage: stage, Fleet: f, Region: cfg.Region, Version: c.String("version"),
 				Capacity: c.Int("capacity"), DryRun: c.Bool("dry-run"), Actor: s.actor()}
-			res, err := l.Launch(c.Context, req)
+			ctx, unlock, err := s.stageContext(r, stage, req.DryRun, fmt.Sprintf("launch %s to %s", r.Name, stage))
+			if err != nil {
+				return err
+			}
+			res, err := l.Launch(ctx, req)
+			unlock()
 			if err != nil {
 				return err
 			}
@@ -80,6 +86,27 @@ func launchCommand(e *env) *ucli.Command {
 			return nil
 		},
 	})
+}
+
+// stageContext takes the ledger's lock on r's stage (the one promotions
+// take) for purpose, when r has a ledger and the run changes something,
+// and returns a context that ends if the lease is lost, and the function
+// that gives the lock back. Without a ledger it takes no lock: two runs
+// at once converge (launch.ErrSuperseded).
+func (s *session) stageContext(r *recipes.Recipe, stage string, dryRun bool, purpose string) (context.Context, func(), error) {
+	ctx := s.c.Context
+	if dryRun {
+		return ctx, func() {}, nil
+	}
+	lk, err := s.lockStage(r, stage, purpose, false)
+	if err != nil || lk == nil {
+		return ctx, func() {}, err
+	}
+	ctx, stop := lk.hold(ctx)
+	return ctx, func() {
+		stop()
+		lk.release()
+	}, nil
 }
 
 // fleetOf returns r's fleet block of stage, or an error that says what

@@ -238,3 +238,57 @@ func boolToInt(b bool) int {
 	}
 	return 0
 }
+
+// TestLaunchTakesTheLedgersStageLock: with a ledger, launch holds the
+// lock promotions of the stage take, is refused while another runner
+// holds it, and records its event in the ledger.
+func TestLaunchTakesTheLedgersStageLock(t *testing.T) {
+	moto := mototest.Start(t)
+	env := awsEnv(t, moto)
+	ctx := context.Background()
+	cfg := moto.Config(t, "us-east-1")
+	bucket, l := ledgerBucket(t, moto)
+	env = append(env, "BAKERY_LEDGER=s3://"+bucket+"/team")
+	vpcs, err := ec2.NewFromConfig(cfg).DescribeVpcs(ctx, &ec2.DescribeVpcsInput{})
+	if err != nil || len(vpcs.Vpcs) == 0 {
+		t.Fatalf("moto has no VPC: %v", err)
+	}
+	out, err := elb.NewFromConfig(cfg).CreateTargetGroup(ctx, &elb.CreateTargetGroupInput{Name: aws.String("web"), Protocol: elbtypes.ProtocolEnumHttp,
+		Port: aws.Int32(80), VpcId: vpcs.Vpcs[0].VpcId, TargetType: elbtypes.TargetTypeEnumInstance})
+	if err != nil {
+		t.Fatal(err)
+	}
+	project := t.TempDir()
+	writeFiles(t, project, map[string]string{"recipes/web.bake.hcl": launchRecipe(aws.ToString(out.TargetGroups[0].TargetGroupArn))})
+	recipe := filepath.Join(project, "recipes", "web.bake.hcl")
+	t.Chdir(project)
+	bakeJSON(t, env, recipe)
+	mustRun(t, env, "promote", "web@1.0.0", "--to", "dev")
+	mustRun(t, env, "promote", "web@1.0.0", "--to", "prod")
+
+	lease, err := l.Acquire(ctx, "web", "prod", "ci on runner-9", "promote web@2.0.0 to prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := accountState(t, moto)
+	r := run(t, env, "launch", "web", "--stage", "prod")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "locked by ci on runner-9") {
+		t.Errorf("launch while the stage is locked: exit %d\n%s", r.code, r.stderr)
+	}
+	if after := accountState(t, moto); after != before {
+		t.Errorf("a launch refused by the lock changed the account:\nbefore %s\nafter  %s", before, after)
+	}
+	if err := l.Release(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, env, "-q", "launch", "web", "--stage", "prod")
+	evs, err := l.Events(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := findEvents(evs, catalog.ActionLaunch, "1.0.0", "prod"); len(got) != 1 || !strings.Contains(got[0].Reason, "web-prod-v001") {
+		t.Errorf("ledger launch events = %+v, want one naming web-prod-v001", got)
+	}
+	// The lock was given back: a promotion of the stage takes it again.
+	mustRun(t, env, "promote", "web@1.0.0", "--to", "prod")
+}

@@ -53,8 +53,13 @@ func rollbackCommand(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			res, err := l.Rollback(c.Context, launch.Request{Recipe: r.Name, Stage: stage, Fleet: f, Region: cfg.Region,
+			ctx, unlock, err := s.stageContext(r, stage, c.Bool("dry-run"), fmt.Sprintf("roll back %s in %s", r.Name, stage))
+			if err != nil {
+				return err
+			}
+			res, err := l.Rollback(ctx, launch.Request{Recipe: r.Name, Stage: stage, Fleet: f, Region: cfg.Region,
 				DryRun: c.Bool("dry-run"), Actor: s.actor()})
+			unlock()
 			if err != nil {
 				return err
 			}
