@@ -582,6 +582,11 @@ func TestBadInputIsRefusedBeforeAnythingChanges(t *testing.T) {
 		f.MinSize = func() *int { n := 5; return &n }()
 		return f
 	}()})
+	// A subnet that does not exist: Auto Scaling refuses the group, and
+	// the launch template made for it is deleted again.
+	nowhere := w.fleet()
+	nowhere.Subnets = []string{"subnet-0123456789abcdef0"}
+	refuse("subnet-0123456789abcdef0' does not exist: check the subnets of fleet \"prod\"", launch.Request{Fleet: nowhere})
 	if err := w.store.Revoke(context.Background(), w.entry("1.0.0"), catalog.Event{Actor: actor, Reason: "CVE-2026-1"}); err != nil {
 		t.Fatal(err)
 	}

@@ -255,11 +255,20 @@ func (s *groupStep) Run(ctx context.Context, st *state, _ progress.Step) error {
 	// group (a lost answer) is still cleaned up; deleting a group that
 	// does not exist is a no-op.
 	st.created = true
-	return s.l.inv.CreateGroup(ctx, st.region, fleet.GroupSpec{
+	err := s.l.inv.CreateGroup(ctx, st.region, fleet.GroupSpec{
 		Name: p.Name, Template: st.template, Min: p.Min, Desired: p.Desired, Max: p.Max,
 		Subnets: st.subnets, TargetGroups: f.TargetGroups,
 		HealthCheckType: f.HealthCheckType, HealthCheckGrace: f.HealthCheckGrace, Tags: tags,
 	})
+	switch code := awsx.ErrorCode(err); {
+	case err == nil:
+		return nil
+	case strings.HasPrefix(code, "InvalidSubnet"):
+		return fmt.Errorf("%w: check the subnets of fleet %q (%s): each must exist in %s", err, f.Stage, f.Pos("subnets"), st.region)
+	case strings.Contains(err.Error(), "TargetGroup") || strings.Contains(err.Error(), "target group"):
+		return fmt.Errorf("%w: check the target_groups of fleet %q (%s): each must exist in %s", err, f.Stage, f.Pos("target_groups"), st.region)
+	}
+	return err
 }
 
 func (s *groupStep) Cleanup(ctx context.Context, st *state, failed bool) error {
