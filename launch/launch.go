@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
 	"github.com/bakery-sh/bakery/catalog"
@@ -78,6 +79,11 @@ type HealthSource interface {
 // newer one holds the stage, so two launches at once end with one
 // serving group.
 var ErrSuperseded = errors.New("a newer launch of the stage took over")
+
+// Alarms reads CloudWatch alarms. *cloudwatch.Client implements it.
+type Alarms interface {
+	DescribeAlarms(context.Context, *cloudwatch.DescribeAlarmsInput, ...func(*cloudwatch.Options)) (*cloudwatch.DescribeAlarmsOutput, error)
+}
 
 // Request is one launch.
 type Request struct {
@@ -200,6 +206,13 @@ func WithHealth(h HealthSource) Option {
 	}
 }
 
+// WithAlarms sets where the health gate reads the CloudWatch alarms a
+// fleet names (alarms(region)). Default: none, and a launch of a fleet
+// that names alarms is refused before it changes anything.
+func WithAlarms(alarms func(region string) Alarms) Option {
+	return func(l *Launcher) { l.alarms = alarms }
+}
+
 // WithCleanupTimeout bounds undoing a failed or interrupted launch.
 // Default: DefaultCleanupTimeout. Values of zero or less keep the
 // default.
@@ -222,6 +235,7 @@ type Launcher struct {
 	poll           time.Duration
 	progress       progress.Reporter
 	health         HealthSource
+	alarms         func(region string) Alarms
 	cleanupTimeout time.Duration
 }
 

@@ -65,6 +65,7 @@ func (c *fakeClock) After(d time.Duration) <-chan time.Time {
 // catalog store, the inventory and a launcher over them.
 type world struct {
 	t     *testing.T
+	cfg   aws.Config
 	ec2   *ec2.Client
 	elb   *elb.Client
 	store *catalogami.LifecycleStore
@@ -78,7 +79,7 @@ func newWorld(t *testing.T) *world {
 	t.Helper()
 	moto := mototest.Shared(t)
 	cfg := moto.ConfigForAccount(t, region, moto.NewAccount())
-	w := &world{t: t, ec2: ec2.NewFromConfig(cfg), elb: elb.NewFromConfig(cfg), clock: newClock(), amis: map[string]string{}}
+	w := &world{t: t, cfg: cfg, ec2: ec2.NewFromConfig(cfg), elb: elb.NewFromConfig(cfg), clock: newClock(), amis: map[string]string{}}
 	w.store = catalogami.NewLifecycleStore(cfg, "web", "web", []string{region}, catalogami.WithPollInterval(time.Millisecond), catalogami.WithWaitClock(w.clock))
 	w.inv = fleet.NewFromConfig(cfg, fleet.WithPollInterval(time.Millisecond), fleet.WithClock(w.clock))
 	ctx := context.Background()

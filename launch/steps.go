@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
@@ -142,6 +144,9 @@ func (s *observeStep) Run(ctx context.Context, st *state, _ progress.Step) error
 	}
 	for _, g := range p.Delete {
 		st.res.Deleted = append(st.res.Deleted, g.Name)
+	}
+	if _, err := s.l.alarmStates(ctx, st); err != nil {
+		return err
 	}
 	st.subnets = req.Fleet.Subnets
 	if len(st.subnets) == 0 {
@@ -288,17 +293,22 @@ func (s *gateStep) Run(ctx context.Context, st *state, _ progress.Step) error {
 	f, name := st.req.Fleet, st.plan.Name
 	w := awsx.Wait{What: name + " to be healthy", Timeout: f.HealthyTimeout, Interval: s.l.poll, Clock: s.l.clock}
 	var (
-		last fleet.Health
-		read bool
-		said string
+		last       fleet.Health
+		lastAlarms map[string]string
+		read       bool
+		said       string
 	)
 	err := w.Until(ctx, func(ctx context.Context) (bool, error) {
 		h, err := s.l.health.Health(ctx, st.region, name, f.TargetGroups)
 		if err != nil {
 			return false, err
 		}
-		last, read = h, true
-		v := Judge(h, st.plan.Desired, f.TargetGroups)
+		alarms, err := s.l.alarmStates(ctx, st)
+		if err != nil {
+			return false, err
+		}
+		last, lastAlarms, read = h, alarms, true
+		v := judgeAlarms(Judge(h, st.plan.Desired, f.TargetGroups), f.Alarms, alarms)
 		if v.Summary != said {
 			said = v.Summary
 			s.l.progress.Info(name + ": " + v.Summary)
@@ -309,7 +319,7 @@ func (s *gateStep) Run(ctx context.Context, st *state, _ progress.Step) error {
 		return fmt.Errorf("health gate of %s: %w", name, err)
 	}
 	if err != nil {
-		v := Judge(last, st.plan.Desired, f.TargetGroups)
+		v := judgeAlarms(Judge(last, st.plan.Desired, f.TargetGroups), f.Alarms, lastAlarms)
 		detail := v.Summary
 		if len(v.Problems) > 0 {
 			detail += "; " + strings.Join(v.Problems, "; ")
@@ -387,6 +397,55 @@ func Judge(h fleet.Health, desired int, targetGroups []string) Verdict {
 		problems = append(problems, fmt.Sprintf("%d of %d instances launched", n, desired))
 	}
 	return Verdict{Healthy: ready >= desired, Summary: strings.Join(parts, ", "), Problems: problems}
+}
+
+// judgeAlarms adds the fleet's alarms to v: each of names must be OK in
+// states (name → state value).
+func judgeAlarms(v Verdict, names []string, states map[string]string) Verdict {
+	if len(names) == 0 {
+		return v
+	}
+	ok := 0
+	for _, n := range names {
+		if states[n] == string(cwtypes.StateValueOk) {
+			ok++
+			continue
+		}
+		v.Healthy = false
+		v.Problems = append(v.Problems, fmt.Sprintf("alarm %s is %s", n, cmpOr(states[n], "missing")))
+	}
+	v.Summary += fmt.Sprintf(", %d/%d alarms OK", ok, len(names))
+	return v
+}
+
+// alarmStates reads the state of each alarm of the fleet (nil when it
+// names none). An alarm that does not exist is an error: the gate could
+// never pass.
+func (l *Launcher) alarmStates(ctx context.Context, st *state) (map[string]string, error) {
+	f := st.req.Fleet
+	if len(f.Alarms) == 0 {
+		return nil, nil
+	}
+	if l.alarms == nil {
+		return nil, fmt.Errorf("fleet %s names alarms, but the launcher was made without WithAlarms and cannot read them: pass launch.WithAlarms", f.Stage)
+	}
+	out, err := l.alarms(st.region).DescribeAlarms(ctx, &cloudwatch.DescribeAlarmsInput{AlarmNames: f.Alarms})
+	if err != nil {
+		return nil, fmt.Errorf("reading the alarms of fleet %s in %s: %w", f.Stage, st.region, awsx.ExplainError(err))
+	}
+	states := map[string]string{}
+	for _, a := range out.MetricAlarms {
+		states[aws.ToString(a.AlarmName)] = string(a.StateValue)
+	}
+	for _, a := range out.CompositeAlarms {
+		states[aws.ToString(a.AlarmName)] = string(a.StateValue)
+	}
+	for _, n := range f.Alarms {
+		if _, ok := states[n]; !ok {
+			return nil, fmt.Errorf("alarm %s of fleet %s does not exist in %s: create it, or remove it from alarms (%s)", n, f.Stage, st.region, f.Pos("alarms"))
+		}
+	}
+	return states, nil
 }
 
 // tgName is the name part of a target group ARN.

@@ -55,6 +55,8 @@ var (
 	securityGroupIDRE = regexp.MustCompile(`^sg-[0-9a-f]{8,17}$`)
 	// targetGroupARNRE is an Elastic Load Balancing target group ARN.
 	targetGroupARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]+$`)
+	// alarmNameRE is a CloudWatch alarm name.
+	alarmNameRE = regexp.MustCompile(`^[^\x00-\x1f\x7f]{1,255}$`)
 	// instanceProfileRE is an instance profile name or ARN.
 	instanceProfileRE = regexp.MustCompile(`^(arn:aws[a-z-]*:iam::[0-9]{12}:instance-profile/[\w+=,.@/-]+|[\w+=,.@-]{1,128})$`)
 
@@ -75,6 +77,7 @@ var fleetSchema = &hcl.BodySchema{
 		{Name: "instance_profile"},
 		{Name: "user_data_file"},
 		{Name: "target_groups"},
+		{Name: "alarms"},
 		{Name: "health_check_type"},
 		{Name: "health_check_grace"},
 		{Name: "strategy"},
@@ -122,6 +125,9 @@ type Fleet struct {
 	// TargetGroups are the ARNs of the load balancer target groups the
 	// group serves.
 	TargetGroups []string `json:"target_groups,omitempty"`
+	// Alarms are CloudWatch alarm names (in Region) that must all be OK
+	// for the new group to pass the health gate.
+	Alarms []string `json:"alarms,omitempty"`
 	// HealthCheckType is HealthCheckEC2 or HealthCheckELB. Default: ELB
 	// when the fleet has target groups, else EC2.
 	HealthCheckType string `json:"health_check_type"`
@@ -279,6 +285,10 @@ func (s *state) decodeFleet(b *hcl.Block, r *Recipe) *Fleet {
 	if attr := attrs["target_groups"]; attr != nil {
 		f.TargetGroups = s.idList(attr, targetGroupARNRE, "target group ARN",
 			`A target group is named by its ARN, such as "arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/web/0123456789abcdef".`)
+	}
+	if attr := attrs["alarms"]; attr != nil {
+		f.Alarms = s.idList(attr, alarmNameRE, "alarm name",
+			`Name a CloudWatch alarm of the fleet's region by its name (1 to 255 characters, no control characters), such as "web-5xx".`)
 	}
 	if attr := attrs["instance_profile"]; attr != nil {
 		if v, ok := s.optionalMatching(attr, instanceProfileRE, "instance profile",

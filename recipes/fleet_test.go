@@ -37,6 +37,7 @@ func TestFleetDecodesEveryArgument(t *testing.T) {
   instance_profile   = "web"
   user_data_file     = "fleet/cloud-init.yaml"
   target_groups      = ["arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/web/0123456789abcdef"]
+  alarms             = ["web-5xx", "web-latency"]
   health_check_type  = "EC2"
   health_check_grace = "120s"
   strategy           = "highlander"
@@ -63,6 +64,7 @@ fleet "dev" {
 		SecurityGroups:  []string{"sg-0123456789abcdef0"},
 		InstanceProfile: "web", UserDataFile: "fleet/cloud-init.yaml", UserData: "#cloud-config\n",
 		TargetGroups:     []string{"arn:aws:elasticloadbalancing:eu-west-1:111122223333:targetgroup/web/0123456789abcdef"},
+		Alarms:           []string{"web-5xx", "web-latency"},
 		HealthCheckType:  "EC2",
 		HealthCheckGrace: 120 * time.Second, Strategy: StrategyHighlander, KeepDisabled: 2,
 		Drain: 5 * time.Minute, HealthyTimeout: 10 * time.Minute, Tags: map[string]string{"team": "web"},
@@ -70,7 +72,7 @@ fleet "dev" {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("prod fleet:\n got %+v\nwant %+v", got, want)
 	}
-	if p, want := prod.Pos("strategy"), filepath.Join(dir, "r.bake.hcl")+":26:24"; p != want {
+	if p, want := prod.Pos("strategy"), filepath.Join(dir, "r.bake.hcl")+":27:24"; p != want {
 		t.Errorf("Pos(strategy) = %s, want %s", p, want)
 	}
 
@@ -123,7 +125,8 @@ fleet "prod" {
   keep_disabled     = -1
   tags              = { "bakery:stage" = "x" }
   user_data_file    = "nosuch.yaml"
-  alarms            = ["web-5xx"]
+  alarms            = ["web-5xx", "", "web-5xx"]
+  subnet_ids        = []
 }
 fleet "prod" {
 }
@@ -149,8 +152,10 @@ fleet "prod" {
 		`28,23: invalid keep_disabled -1`,
 		`29,25: reserved tag key "bakery:stage"`,
 		`30,23: no such file "nosuch.yaml"`,
-		`31,3: Unsupported argument`,
-		`33,1: duplicate fleet block "prod"`,
+		`31,35: invalid alarm name ""`,
+		`31,39: duplicate alarm name "web-5xx"`,
+		`32,3: Unsupported argument`,
+		`34,1: duplicate fleet block "prod"`,
 	})
 }
 

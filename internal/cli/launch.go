@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ucli "github.com/urfave/cli/v2"
 
@@ -148,8 +149,10 @@ func (s *session) launcher(r *recipes.Recipe, f *recipes.Fleet, g globals) (*lau
 	}
 	inv := fleet.NewFromConfig(cfg, fleet.WithPollInterval(poll))
 	images := awsx.NewRegional(func(region string) *ec2.Client { return awsx.NewEC2(cfg, region) })
+	alarms := awsx.NewRegional(func(region string) *cloudwatch.Client { return awsx.NewCloudWatch(cfg, region) })
 	l := launch.New(inv, func(region string) launch.Images { return images.Get(region) }, cat,
-		launch.WithPollInterval(poll), launch.WithProgress(s.e.reporter(g)))
+		launch.WithPollInterval(poll), launch.WithProgress(s.e.reporter(g)),
+		launch.WithAlarms(func(region string) launch.Alarms { return alarms.Get(region) }))
 	return l, cfg, nil
 }
 
