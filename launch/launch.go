@@ -103,6 +103,14 @@ type Request struct {
 	// min and max stretch to hold it). Default: the fleet's, else the
 	// serving group's.
 	Capacity int
+	// Force launches Version although it is not in Stage (never a
+	// revoked one); Reason must say why, and both are recorded.
+	Force  bool
+	Reason string
+	// KeepFailed keeps a new group that fails its gate, for debugging:
+	// disabled (detached, processes suspended) with its instances and
+	// launch template, tagged fleet.TagFailed. Default: it is deleted.
+	KeepFailed bool
 	// DryRun plans the launch and changes nothing.
 	DryRun bool
 	// Actor is who launches, recorded in the history.
@@ -147,6 +155,8 @@ type Result struct {
 	LaunchID string `json:"launch_id"`
 	// DryRun is true when nothing was changed.
 	DryRun bool `json:"dry_run"`
+	// Failed is the new group kept after a failed gate (KeepFailed).
+	Failed string `json:"failed,omitempty"`
 	// Warnings are problems after the new group served that did not undo
 	// the launch (an old group that could not be deleted, a history
 	// event that could not be recorded).
@@ -267,6 +277,8 @@ type state struct {
 	// committed is true once the old groups are scaled down: from then
 	// on nothing is undone.
 	committed bool
+	// failure is why the gate failed, for the TagFailed of a kept group.
+	failure string
 	// action is the event recorded: catalog.ActionLaunch or
 	// catalog.ActionRollback.
 	action string
@@ -282,6 +294,12 @@ type state struct {
 func (l *Launcher) Launch(ctx context.Context, req Request) (*Result, error) {
 	if req.Fleet == nil {
 		return nil, fmt.Errorf("launching %s to %s: the recipe has no fleet \"%s\" block: add one to say where the stage runs", req.Recipe, req.Stage, req.Stage)
+	}
+	if req.Force && req.Reason == "" {
+		return nil, fmt.Errorf("launching %s to %s: --force needs --reason: say why this version runs a stage it is not in", req.Recipe, req.Stage)
+	}
+	if req.Force && req.Version == "" {
+		return nil, fmt.Errorf("launching %s to %s: --force needs --version: name the version to launch", req.Recipe, req.Stage)
 	}
 	if err := checkSizes(req.Fleet); err != nil {
 		return nil, fmt.Errorf("launching %s to %s: %w", req.Recipe, req.Stage, err)
@@ -302,7 +320,13 @@ func (l *Launcher) Launch(ctx context.Context, req Request) (*Result, error) {
 			err = fmt.Errorf("interrupted (%w): %w", cause, err)
 		}
 		what := fmt.Sprintf("launching %s to %s in %s", req.Recipe, req.Stage, st.region)
-		if st.created && !st.committed {
+		if st.res.Failed != "" {
+			what += fmt.Sprintf(" (%s kept for debugging: disabled, not serving; delete it when done", st.res.Failed)
+			if len(st.disabled) > 0 {
+				what += ", " + names(st.disabled) + " restored"
+			}
+			what += ")"
+		} else if st.created && !st.committed {
 			what += fmt.Sprintf(" (undone: %s deleted", st.res.Group)
 			if len(st.disabled) > 0 {
 				what += ", " + names(st.disabled) + " restored"

@@ -641,3 +641,71 @@ func TestTwoLaunchesAtOnceEndWithOneServingGroup(t *testing.T) {
 	}
 	w.requireOnly("web-prod-v001:disabled", "web-prod-v003:serving")
 }
+
+func TestForceLaunchesAVersionNotInTheStageWithAReason(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	l := w.launcher()
+	w.serving(l) // v001 runs 1.0.0; 1.1.0 is in prod
+	w.bake("0.9.0")
+	before := w.everything()
+	for _, req := range []launch.Request{{Version: "0.9.0", Force: true}, {Force: true, Reason: "hotfix"}} {
+		if _, err := w.launch(l, req); err == nil || !strings.Contains(err.Error(), "--force needs") {
+			t.Errorf("launch %+v: %v, want --force needs ...", req, err)
+		}
+	}
+	if after := w.everything(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("a refused launch changed the account:\nbefore %+v\nafter  %+v", before, after)
+	}
+	r := w.mustLaunch(l, launch.Request{Version: "0.9.0", Force: true, Reason: "1.1.0 breaks checkout"})
+	if r.Version != "0.9.0" || r.Image != w.amis["0.9.0"] || r.Group != "web-prod-v002" {
+		t.Errorf("forced launch: %+v", r)
+	}
+	w.requireOnly("web-prod-v001:disabled", "web-prod-v002:serving")
+	var forced []catalog.Event
+	for _, ev := range w.entry("0.9.0").Events {
+		if ev.Action == catalog.ActionLaunch {
+			forced = append(forced, ev)
+		}
+	}
+	if len(forced) != 1 || !forced[0].Forced || !strings.HasSuffix(forced[0].Reason, ": 1.1.0 breaks checkout") {
+		t.Errorf("the forced launch is recorded as %+v, want forced with its reason", forced)
+	}
+}
+
+func TestKeepFailedKeepsTheFailedGroupDisabledForDebugging(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	before := w.serving(w.launcher())
+	h := &hookHealth{real: w.inv, first: func(g fleet.Group) {
+		if _, err := w.ec2.StopInstances(context.Background(), &ec2.StopInstancesInput{InstanceIds: []string{g.Instances[0].ID}}); err != nil {
+			t.Error(err)
+		}
+	}}
+	r, err := w.launch(w.launcher(launch.WithHealth(h)), launch.Request{KeepFailed: true})
+	if err == nil || !strings.Contains(err.Error(), "web-prod-v002 kept for debugging") || r.Failed != "web-prod-v002" {
+		t.Fatalf("a failed launch with KeepFailed: %v (%+v)", err, r)
+	}
+	w.requireUntouched(before)
+	kept := w.group("web-prod-v002")
+	if kept.State != fleet.StateFailed || len(kept.TargetGroups) != 0 || !slices.Equal(kept.Suspended, []string{"AZRebalance", "AlarmNotification", "Launch"}) ||
+		len(kept.Instances) != 2 || !strings.Contains(kept.Tags[fleet.TagFailed], "unused") {
+		t.Errorf("the kept group: %+v", kept)
+	}
+	if _, ok := kept.Tags[fleet.TagLaunching]; ok {
+		t.Errorf("the kept group is still tagged %s", fleet.TagLaunching)
+	}
+	e := w.everything()
+	if !slices.Contains(e.templates, "web-prod-v002") || len(e.healthy) != 2 {
+		t.Errorf("templates %v (want v002's kept), healthy targets %v (want v001's 2 only)", e.templates, e.healthy)
+	}
+	// A later launch leaves the failed group alone.
+	r2 := w.mustLaunch(w.launcher(), launch.Request{})
+	if r2.Group != "web-prod-v003" || slices.Contains(r2.Deleted, "web-prod-v002") || slices.Contains(r2.Disabled, "web-prod-v002") {
+		t.Errorf("the launch after: %+v", r2)
+	}
+	if err := w.inv.Delete(context.Background(), kept); err != nil {
+		t.Fatal(err)
+	}
+	w.requireOnly("web-prod-v001:disabled", "web-prod-v003:serving")
+}

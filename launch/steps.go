@@ -64,12 +64,12 @@ func (s *resolveStep) Run(ctx context.Context, st *state, _ progress.Step) error
 		return fmt.Errorf("no version of %s is in stage %s: promote one first (bakery promote %s@VERSION --to %s)", req.Recipe, req.Stage, req.Recipe, req.Stage)
 	case e.Revoked:
 		return fmt.Errorf("%s@%s is revoked (%s): launch another version, or lift the revocation first", req.Recipe, e.Version, cmpOr(e.RevokeReason, "no reason given"))
-	case inStage == nil || inStage.Version != e.Version:
+	case (inStage == nil || inStage.Version != e.Version) && !req.Force:
 		held := "no version is"
 		if inStage != nil {
 			held = inStage.Version + " is"
 		}
-		return fmt.Errorf("%s@%s is not in stage %s (%s): promote it first (bakery promote %s@%s --to %s)", req.Recipe, e.Version, req.Stage, held, req.Recipe, e.Version, req.Stage)
+		return fmt.Errorf("%s@%s is not in stage %s (%s): promote it first (bakery promote %s@%s --to %s), or launch it anyway with --force --reason", req.Recipe, e.Version, req.Stage, held, req.Recipe, e.Version, req.Stage)
 	}
 	st.entry = *e
 	st.res.Version = e.Version
@@ -203,7 +203,7 @@ func (s *templateStep) Run(ctx context.Context, st *state, _ progress.Step) erro
 }
 
 func (s *templateStep) Cleanup(ctx context.Context, st *state, failed bool) error {
-	if !failed || st.committed || st.template.ID == "" {
+	if !failed || st.committed || st.template.ID == "" || st.res.Failed != "" {
 		return nil
 	}
 	return s.l.inv.DeleteTemplate(ctx, st.region, st.template.ID)
@@ -280,6 +280,18 @@ func (s *groupStep) Cleanup(ctx context.Context, st *state, failed bool) error {
 	if !failed || st.committed || !st.created {
 		return nil
 	}
+	if st.req.KeepFailed {
+		g, ok, err := s.l.inv.Get(ctx, st.region, st.plan.Name)
+		if err != nil || ok {
+			if err == nil {
+				err = s.l.inv.Fail(ctx, g, cmpOr(st.failure, "interrupted"))
+			}
+			if err == nil {
+				st.res.Failed = g.Name
+			}
+			return err
+		}
+	}
 	return s.l.inv.Delete(ctx, fleet.Group{Name: st.plan.Name, Region: st.region, TemplateID: st.template.ID})
 }
 
@@ -324,6 +336,7 @@ func (s *gateStep) Run(ctx context.Context, st *state, _ progress.Step) error {
 		if len(v.Problems) > 0 {
 			detail += "; " + strings.Join(v.Problems, "; ")
 		}
+		st.failure = detail
 		return fmt.Errorf("health gate of %s: %s: %w", name, detail, err)
 	}
 	st.res.Instances = last.Group.Instances
@@ -576,6 +589,10 @@ func (s *recordStep) Run(ctx context.Context, st *state, _ progress.Step) error 
 	ev := catalog.Event{
 		Time: s.l.clock.Now().UTC().Truncate(time.Microsecond), Action: st.action, Stage: st.req.Stage, Actor: st.req.Actor,
 		Reason: fmt.Sprintf("group %s in %s (%s %s)", st.plan.Name, st.region, st.action, st.res.LaunchID),
+		Forced: st.req.Force,
+	}
+	if st.req.Force {
+		ev.Reason += ": " + st.req.Reason
 	}
 	if err := s.l.cat.Record(ctx, st.entry, ev); err != nil {
 		st.res.Warnings = append(st.res.Warnings, fmt.Sprintf("the group serves, but %v: the history lacks it", err))

@@ -232,6 +232,29 @@ func (inv *Inventory) Disable(ctx context.Context, g Group, at time.Time) error 
 	return inv.Tag(ctx, g.Region, g.Name, map[string]string{TagDisabled: at.UTC().Format(time.RFC3339Nano)})
 }
 
+// Fail takes g, a group whose launch failed, out of service for
+// debugging: detached from its target groups, DisableProcesses
+// suspended, tagged TagFailed with reason (cut to 256 characters) and
+// TagLaunching removed. Its instances and launch template are kept.
+func (inv *Inventory) Fail(ctx context.Context, g Group, reason string) error {
+	if err := inv.Detach(ctx, g); err != nil {
+		return err
+	}
+	_, err := inv.c.AutoScaling(g.Region).SuspendProcesses(ctx, &autoscaling.SuspendProcessesInput{
+		AutoScalingGroupName: aws.String(g.Name), ScalingProcesses: DisableProcesses,
+	})
+	if err != nil {
+		return fmt.Errorf("suspending the processes of %s in %s: %w", g.Name, g.Region, awsx.ExplainError(err))
+	}
+	if r := []rune(reason); len(r) > 256 {
+		reason = string(r[:255]) + "…"
+	}
+	if err := inv.Tag(ctx, g.Region, g.Name, map[string]string{TagFailed: reason}); err != nil {
+		return err
+	}
+	return inv.Untag(ctx, g.Region, g.Name, TagLaunching)
+}
+
 // Restore puts group was.Name back as was shows it: its target groups
 // (detaching, and deregistering from, those it did not have first;
 // attaching those it lost last), its suspended processes, its sizes and

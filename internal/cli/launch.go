@@ -23,24 +23,36 @@ func launchCommand(e *env) *ucli.Command {
 		Name:      "launch",
 		Usage:     "launch a fresh Auto Scaling group from the image of a stage",
 		ArgsUsage: "RECIPE --stage STAGE",
-		Description: "Creates a new Auto Scaling group RECIPE-STAGE-vNNN from the AMI in STAGE,\n" +
+		Description: "Creates a new Auto Scaling group RECIPE-STAGE-vNNN from the AMI in STAGE\n" +
+			"(or --version, which must be in it unless --force --reason),\n" +
 			"as the recipe's fleet \"STAGE\" block says, and waits until every desired\n" +
 			"instance is InService and healthy in every target group (healthy_timeout).\n" +
 			"Only then are the groups that served disabled (detached, processes\n" +
 			"suspended), drained and scaled to 0; red-black keeps keep_disabled of them\n" +
 			"for rollback, highlander deletes them. If the gate fails, times out or the\n" +
 			"run is interrupted, the new group is deleted with its launch template and\n" +
-			"the old group is left exactly as it was; bakery exits 1 with the reason.",
+			"the old group is left exactly as it was; bakery exits 1 with the reason.\n" +
+			"With --on-error abort the failed group is kept, disabled, for debugging.",
 		Flags: append(recipeFlags(),
 			&ucli.StringFlag{Name: "stage", Usage: "the `STAGE` whose image is launched (required)"},
 			&ucli.StringFlag{Name: "version", Usage: "launch this `VERSION` (it must be in the stage; default: the stage's)"},
 			&ucli.IntFlag{Name: "capacity", Usage: "the new group's desired capacity `N` (default: the fleet's, else the serving group's)"},
+			&ucli.BoolFlag{Name: "force", Usage: "launch --version although it is not in the stage (needs --reason; never a revoked one)"},
+			&ucli.StringFlag{Name: "reason", Usage: "why; recorded in the history"},
+			&ucli.StringFlag{Name: "on-error", Value: "cleanup", Usage: "when the new group fails its gate: delete it (cleanup) or keep it disabled for debugging (abort)"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "print the plan; change nothing"},
 		),
 		Action: func(c *ucli.Context) error {
 			g, err := readGlobals(c)
 			if err != nil {
 				return err
+			}
+			onError := c.String("on-error")
+			if onError != "cleanup" && onError != "abort" {
+				return usagef("--on-error must be cleanup or abort, not %q", onError)
+			}
+			if c.Bool("force") && (c.String("reason") == "" || c.String("version") == "") {
+				return usagef("--force needs --version and --reason: name the version and say why it runs a stage it is not in")
 			}
 			if c.NArg() != 1 {
 				return usagef("launch takes one RECIPE, for example: bakery launch web --stage prod")
@@ -67,7 +79,8 @@ func launchCommand(e *env) *ucli.Command {
 				return err
 			}
 			req := launch.Request{Recipe: r.Name, Stage: stage, Fleet: f, Region: cfg.Region, Version: c.String("version"),
-				Capacity: c.Int("capacity"), DryRun: c.Bool("dry-run"), Actor: s.actor()}
+				Capacity: c.Int("capacity"), DryRun: c.Bool("dry-run"), Actor: s.actor(),
+				Force: c.Bool("force"), Reason: c.String("reason"), KeepFailed: onError == "abort"}
 			ctx, unlock, err := s.stageContext(r, stage, req.DryRun, fmt.Sprintf("launch %s to %s", r.Name, stage))
 			if err != nil {
 				return err

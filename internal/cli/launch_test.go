@@ -140,6 +140,8 @@ func TestLaunchAndFleetsCommands(t *testing.T) {
 
 	release("1.0.0")
 	refused(exitFailure, "web has no version 9.9.9 (known: 1.0.0)", "launch", "web", "--stage", "prod", "--version", "9.9.9")
+	refused(exitUsage, "--force needs --version and --reason", "launch", "web", "--stage", "prod", "--version", "1.0.0", "--force")
+	refused(exitUsage, "--on-error must be cleanup or abort", "launch", "web", "--stage", "prod", "--on-error", "keep")
 
 	// --dry-run prints the plan and changes nothing.
 	before := accountState(t, moto)
