@@ -5,6 +5,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -230,5 +231,38 @@ func TestListNeedsARecipeOrAny(t *testing.T) {
 	inv := fleet.New(fleet.Clients{})
 	if _, err := inv.List(context.Background(), region, fleet.Selector{}); err == nil {
 		t.Error("List with an empty selector did not fail")
+	}
+}
+
+func TestAnomalies(t *testing.T) {
+	groups := []fleet.Group{
+		{Name: "web-prod-v001", Version: "1.0.0", Image: "ami-1", State: fleet.StateServing, Instances: []fleet.Instance{{ID: "i-1"}, {ID: "i-2"}}},
+		{Name: "web-prod-v002", Version: "1.1.0", Image: "ami-2", State: fleet.StateServing},
+		{Name: "web-prod-v003", Version: "1.2.0", Image: "ami-3", State: fleet.StateDisabled},
+		{Name: "web-prod-v004", Version: "1.3.0", Image: "ami-4", State: fleet.StateDisabled},
+	}
+	o := fleet.Observed{
+		ImageState:    map[string]string{"ami-1": "available", "ami-2": "available", "ami-3": "deregistered"},
+		Revoked:       map[string]bool{"1.1.0": true},
+		InstanceImage: map[string]string{"i-1": "ami-1", "i-2": "ami-9"},
+	}
+	want := []string{
+		"stage prod of web has 2 serving groups (web-prod-v001, web-prod-v002)",
+		"web-prod-v001 runs AMI ami-1, but its instances i-2 (ami-9) run another",
+		"web-prod-v002 runs web@1.1.0, which is revoked",
+		"web-prod-v003 runs AMI ami-3, which is deregistered",
+		"web-prod-v004 runs AMI ami-4, which is gone",
+	}
+	got := fleet.Anomalies("web", "prod", groups, o)
+	if len(got) != len(want) {
+		t.Fatalf("Anomalies = %q, want %d", got, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(got[i], w) {
+			t.Errorf("anomaly %d = %q, want it to start with %q", i, got[i], w)
+		}
+	}
+	if got := fleet.Anomalies("web", "prod", groups[:1], fleet.Observed{ImageState: map[string]string{"ami-1": "available"}}); len(got) != 0 {
+		t.Errorf("a healthy stage has anomalies: %q", got)
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/catalog/fleet"
 	"github.com/bakery-sh/bakery/recipes"
 )
@@ -115,7 +117,6 @@ func (e *env) fleets(c *ucli.Context, r *recipes.Recipe, stage string) (fleetsDo
 			return doc, err
 		}
 		var rows []fleetRow
-		var serving []string
 		rollback := -1
 		for i, g := range groups {
 			row := fleetRow{Group: g, Healthy: g.InService(), AgeSeconds: int64(now.Sub(g.Created) / time.Second)}
@@ -130,8 +131,6 @@ func (e *env) fleets(c *ucli.Context, r *recipes.Recipe, stage string) (fleetsDo
 				}
 			}
 			switch g.State {
-			case fleet.StateServing:
-				serving = append(serving, g.Name)
 			case fleet.StateDisabled, fleet.StateDraining:
 				if rollback < 0 || g.Disabled.After(groups[rollback].Disabled) ||
 					g.Disabled.Equal(groups[rollback].Disabled) && g.Number > groups[rollback].Number {
@@ -143,12 +142,42 @@ func (e *env) fleets(c *ucli.Context, r *recipes.Recipe, stage string) (fleetsDo
 		if rollback >= 0 {
 			rows[rollback].RollbackTarget = true
 		}
-		if len(serving) > 1 {
-			doc.Anomalies = append(doc.Anomalies, fmt.Sprintf("stage %s of %s has %d serving groups (%s): a launch was interrupted or ran twice at once; disable all but one", st, r.Name, len(serving), strings.Join(serving, ", ")))
+		o, err := inv.Observe(c.Context, region, groups)
+		if err != nil {
+			return doc, err
 		}
+		if o.Revoked, err = revokedVersions(c.Context, s, r, f.Image); err != nil {
+			return doc, err
+		}
+		doc.Anomalies = append(doc.Anomalies, fleet.Anomalies(r.Name, st, groups, o)...)
 		doc.Groups = append(doc.Groups, rows...)
 	}
 	return doc, nil
+}
+
+// revokedVersions returns the revoked versions of r's machine_image
+// image, read from the catalog.
+func revokedVersions(ctx context.Context, s *session, r *recipes.Recipe, image string) (map[string]bool, error) {
+	arts, err := s.artifacts(r)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, a := range arts {
+		if a.Kind != catalog.KindAMI || a.Name != image {
+			continue
+		}
+		entries, err := a.Store.Entries(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			if e.Revoked {
+				out[e.Version] = true
+			}
+		}
+	}
+	return out, nil
 }
 
 // writeFleets prints the fleets table.

@@ -222,6 +222,18 @@ func TestLaunchAndFleetsCommands(t *testing.T) {
 		t.Errorf("history has rollback events %+v, want one naming web-prod-v001", evs)
 	}
 
+	// fleets flags a group whose version was revoked since.
+	mustRun(t, env, "revoke", "web@1.1.0", "--reason", "CVE-2026-3")
+	r = mustRun(t, env, "-o", "json", "fleets", "web")
+	doc = fleetsDoc{}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatalf("decoding fleets JSON %q: %v", r.stdout, err)
+	}
+	want := "web-prod-v002 runs web@1.1.0, which is revoked: launch another version"
+	if !slices.Equal(doc.Anomalies, []string{want}) || !strings.Contains(r.stderr, "bakery: warning: "+want) {
+		t.Errorf("fleets after the revocation: anomalies %q, stderr %q", doc.Anomalies, r.stderr)
+	}
+
 	// Nothing else is left: the two groups, their templates, v001's instances.
 	got := accountState(t, moto)
 	for _, want := range []string{"web-prod-v002:0/0/2:0 suspended:3", "web-prod-v001:1/2/2:1 suspended:0", "templates [web-prod-v001 web-prod-v002]"} {
