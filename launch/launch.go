@@ -292,6 +292,12 @@ type state struct {
 // that says what failed and what was undone; the result then describes
 // the attempt.
 func (l *Launcher) Launch(ctx context.Context, req Request) (*Result, error) {
+	return l.launch(ctx, req, catalog.ActionLaunch)
+}
+
+// launch launches req, recording action (a launch, or a rollback that
+// launches the previous version again).
+func (l *Launcher) launch(ctx context.Context, req Request, action string) (*Result, error) {
 	if req.Fleet == nil {
 		return nil, fmt.Errorf("launching %s to %s: the recipe has no fleet \"%s\" block: add one to say where the stage runs", req.Recipe, req.Stage, req.Stage)
 	}
@@ -304,7 +310,7 @@ func (l *Launcher) Launch(ctx context.Context, req Request) (*Result, error) {
 	if err := checkSizes(req.Fleet); err != nil {
 		return nil, fmt.Errorf("launching %s to %s: %w", req.Recipe, req.Stage, err)
 	}
-	st := &state{req: req, region: req.region(), action: catalog.ActionLaunch}
+	st := &state{req: req, region: req.region(), action: action}
 	st.res = &Result{Recipe: req.Recipe, Stage: req.Stage, Region: st.region, Strategy: req.Fleet.Strategy,
 		LaunchID: newLaunchID(), DryRun: req.DryRun, Disabled: []string{}, Deleted: []string{}, Instances: []fleet.Instance{}}
 	if st.region == "" {

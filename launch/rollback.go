@@ -36,12 +36,23 @@ var ErrNothingToRollBack = errors.New("no disabled group is left to roll back to
 // If the gate fails, times out or the run is interrupted before the
 // replaced groups are scaled down, both are put back exactly as they
 // were. A target whose version was revoked, or whose AMI is gone, is
-// refused. With no disabled group left it fails with
-// ErrNothingToRollBack, naming the version to launch instead.
-// req.Version and req.Capacity are ignored.
+// refused. With no disabled group left, it launches the version that was
+// in the stage before the current one (from the history) as a forced
+// launch, recorded as a rollback; when there is none it fails with
+// ErrNothingToRollBack, and when that version was revoked or its AMI is
+// gone it says so and stops. req.Version and req.Capacity are ignored.
 func (l *Launcher) Rollback(ctx context.Context, req Request) (*Result, error) {
 	if req.Fleet == nil {
 		return nil, fmt.Errorf("rolling back %s in %s: the recipe has no fleet \"%s\" block", req.Recipe, req.Stage, req.Stage)
+	}
+	if region := req.region(); region != "" {
+		groups, err := l.inv.List(ctx, region, fleet.Selector{Recipe: req.Recipe, Stage: req.Stage})
+		if err != nil {
+			return nil, fmt.Errorf("rolling back %s in %s: %w", req.Recipe, req.Stage, err)
+		}
+		if _, ok := RollbackTarget(groups); !ok {
+			return l.relaunchPrevious(ctx, req)
+		}
 	}
 	st := &state{req: req, region: req.region(), action: catalog.ActionRollback}
 	st.res = &Result{Recipe: req.Recipe, Stage: req.Stage, Region: st.region, Strategy: req.Fleet.Strategy,
@@ -111,11 +122,8 @@ func (s *targetStep) Run(ctx context.Context, st *state, _ progress.Step) error 
 	}
 	target, ok := RollbackTarget(groups)
 	if !ok {
-		hint := "launch the version to go back to (bakery launch " + req.Recipe + " --stage " + req.Stage + " after promoting it)"
-		if v := previousVersion(entries, req.Stage); v != "" {
-			hint = fmt.Sprintf("the version before in %s was %s: promote it back (bakery promote %s@%s --to %s --force --reason ...) and launch it", req.Stage, v, req.Recipe, v, req.Stage)
-		}
-		return fmt.Errorf("%w in %s of %s: %s", ErrNothingToRollBack, req.Stage, req.Recipe, hint)
+		// Rollback checked before; another run took it meanwhile.
+		return fmt.Errorf("%w in %s of %s: run the rollback again", ErrNothingToRollBack, req.Stage, req.Recipe)
 	}
 	i := slices.IndexFunc(entries, func(e catalog.Entry) bool { return e.Version == target.Version })
 	switch {
@@ -157,6 +165,30 @@ func (s *targetStep) Run(ctx context.Context, st *state, _ progress.Step) error 
 }
 
 func (*targetStep) Cleanup(context.Context, *state, bool) error { return nil }
+
+// relaunchPrevious rolls back by launching again the version that was in
+// the stage before the current one, when no disabled group is left.
+func (l *Launcher) relaunchPrevious(ctx context.Context, req Request) (*Result, error) {
+	what := fmt.Sprintf("rolling back %s in %s", req.Recipe, req.Stage)
+	entries, err := l.cat.Entries(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading the versions of %s: %w", what, req.Recipe, err)
+	}
+	prev := previousVersion(entries, req.Stage)
+	if prev == "" {
+		return nil, fmt.Errorf("%s: %w, and no other version was ever in %s: launch the version to go back to", what, ErrNothingToRollBack, req.Stage)
+	}
+	i := slices.IndexFunc(entries, func(e catalog.Entry) bool { return e.Version == prev })
+	switch {
+	case i < 0:
+		return nil, fmt.Errorf("%s: %w, and %s@%s, the version before in %s, is retired: launch another version", what, ErrNothingToRollBack, req.Recipe, prev, req.Stage)
+	case entries[i].Revoked:
+		return nil, fmt.Errorf("%s: %w, and %s@%s, the version before in %s, is revoked (%s): launch another version", what, ErrNothingToRollBack, req.Recipe, prev, req.Stage, cmpOr(entries[i].RevokeReason, "no reason given"))
+	}
+	req.Version, req.Force, req.Capacity = prev, true, 0
+	req.Reason = fmt.Sprintf("rollback: no disabled group was left, so %s, the version before in %s, was launched again", prev, req.Stage)
+	return l.launch(ctx, req, catalog.ActionRollback)
+}
 
 // previousVersion returns the version that held stage before the one
 // that holds it now, from the history ("" when none did).

@@ -93,22 +93,65 @@ func TestRollbackTwiceInARowSwapsTheGroups(t *testing.T) {
 	}
 }
 
-func TestRollbackWithNoDisabledGroupNamesThePreviousVersion(t *testing.T) {
+func TestRollbackWithNoDisabledGroupLaunchesThePreviousVersion(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	l := w.launcher()
 	f := w.fleet()
-	f.Strategy = recipes.StrategyHighlander
+	f.Strategy = recipes.StrategyHighlander // no disabled group is kept
 	w.twoReleases(l, f)
+	ctx := context.Background()
+
+	// The version before was revoked: say so and stop.
+	if err := w.store.Revoke(ctx, w.entry("1.0.0"), catalog.Event{Actor: actor, Reason: "CVE-2026-4"}); err != nil {
+		t.Fatal(err)
+	}
 	before := w.everything()
 	_, err := w.rollback(l, f)
-	if !errors.Is(err, launch.ErrNothingToRollBack) || !strings.Contains(err.Error(), "the version before in prod was 1.0.0: promote it back") {
-		t.Errorf("rollback with nothing disabled: %v", err)
+	if !errors.Is(err, launch.ErrNothingToRollBack) || !strings.Contains(err.Error(), "web@1.0.0, the version before in prod, is revoked (CVE-2026-4)") {
+		t.Errorf("rollback to a revoked previous version: %v", err)
 	}
 	if after := w.everything(); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("a refused rollback changed the account:\nbefore %+v\nafter  %+v", before, after)
 	}
-	w.requireOnly("web-prod-v002:serving")
+
+	// Not revoked: it is launched again, as a rollback.
+	if err := w.store.Unrevoke(ctx, w.entry("1.0.0"), catalog.Event{Actor: actor}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := w.rollback(l, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Group != "web-prod-v003" || r.Version != "1.0.0" || r.Previous != "web-prod-v002" || !slices.Equal(r.Deleted, []string{"web-prod-v002"}) {
+		t.Errorf("rollback by relaunch: %+v", r)
+	}
+	w.requireOnly("web-prod-v003:serving")
+	var evs []catalog.Event
+	for _, ev := range w.entry("1.0.0").Events {
+		if ev.Action == catalog.ActionRollback {
+			evs = append(evs, ev)
+		}
+	}
+	if len(evs) != 1 || !evs[0].Forced || !strings.Contains(evs[0].Reason, "no disabled group was left") {
+		t.Errorf("rollback events of 1.0.0 = %+v", evs)
+	}
+}
+
+func TestRollbackWithNothingBeforeFails(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	l := w.launcher()
+	w.bake("1.0.0")
+	w.promote("1.0.0", "prod")
+	w.mustLaunch(l, launch.Request{})
+	before := w.everything()
+	if _, err := w.rollback(l, nil); !errors.Is(err, launch.ErrNothingToRollBack) || !strings.Contains(err.Error(), "no other version was ever in prod") {
+		t.Errorf("rollback with nothing before: %v", err)
+	}
+	if after := w.everything(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("a refused rollback changed the account:\nbefore %+v\nafter  %+v", before, after)
+	}
 }
 
 func TestRollbackRefusesARevokedTarget(t *testing.T) {
