@@ -21,8 +21,9 @@ func rollbackCommand(e *env) *ucli.Command {
 			"serving group, drains it and scales it to 0, and gives the restored group\n" +
 			"the serving group's min. If the gate fails, times out or the run is\n" +
 			"interrupted, both groups are put back exactly as they were. A group whose\n" +
-			"version was revoked, or whose AMI is gone, is refused; with no disabled\n" +
-			"group left, bakery says which version to launch instead.",
+			"version was revoked, or whose AMI is gone, is refused. With no disabled\n" +
+			"group left, the version that was in the stage before is launched again\n" +
+			"(unless it was revoked or retired).",
 		Flags: append(recipeFlags(),
 			&ucli.StringFlag{Name: "stage", Usage: "the `STAGE` to roll back (required)"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "print the plan; change nothing"},
