@@ -40,7 +40,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
@@ -167,8 +166,9 @@ type Result struct {
 const (
 	// DefaultPoll is how often the health gate asks AWS.
 	DefaultPoll = 15 * time.Second
-	// DefaultCleanupTimeout bounds the undoing of a failed launch.
-	DefaultCleanupTimeout = 10 * time.Minute
+	// DefaultCleanupTimeout bounds the undoing of a failed launch: more
+	// than fleet.DeleteTimeout, the wait for a deleted group to be gone.
+	DefaultCleanupTimeout = fleet.DeleteTimeout + 5*time.Minute
 )
 
 // Option configures a Launcher.
@@ -326,7 +326,9 @@ func (l *Launcher) launch(ctx context.Context, req Request, action string) (*Res
 			err = fmt.Errorf("interrupted (%w): %w", cause, err)
 		}
 		what := fmt.Sprintf("launching %s to %s in %s", req.Recipe, req.Stage, st.region)
-		if st.res.Failed != "" {
+		if st.committed {
+			what += fmt.Sprintf(" (%s serves and %s are disabled: nothing was undone, but what came after did not run; check with bakery fleets)", st.res.Group, orNone(st.res.Disabled))
+		} else if st.res.Failed != "" {
 			what += fmt.Sprintf(" (%s kept for debugging: disabled, not serving; delete it when done", st.res.Failed)
 			if len(st.disabled) > 0 {
 				what += ", " + names(st.disabled) + " restored"
@@ -473,12 +475,4 @@ func (l *Launcher) wait(ctx context.Context, d time.Duration) error {
 	case <-l.clock.After(d):
 		return nil
 	}
-}
-
-// awsString is aws.String for optional values: nil for "".
-func awsString(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return aws.String(s)
 }

@@ -709,3 +709,28 @@ func TestKeepFailedKeepsTheFailedGroupDisabledForDebugging(t *testing.T) {
 	}
 	w.requireOnly("web-prod-v001:disabled", "web-prod-v003:serving")
 }
+
+// cancelOnRecord is a catalog that interrupts the run when the launch is
+// recorded, after the new group serves.
+type cancelOnRecord struct {
+	launch.Catalog
+	cancel context.CancelCauseFunc
+}
+
+func (c cancelOnRecord) Record(ctx context.Context, e catalog.Entry, ev catalog.Event) error {
+	c.cancel(errors.New("interrupt"))
+	return c.Catalog.Record(ctx, e, ev)
+}
+
+func TestAnInterruptAfterTheNewGroupServesUndoesNothing(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.serving(w.launcher())
+	ctx, cancel := context.WithCancelCause(context.Background())
+	l := launch.New(w.inv, func(string) launch.Images { return w.ec2 }, cancelOnRecord{w.store, cancel}, launch.WithClock(w.clock), launch.WithPollInterval(time.Second))
+	_, err := l.Launch(ctx, launch.Request{Recipe: "web", Stage: "prod", Fleet: w.fleet(), Actor: actor})
+	if err == nil || !strings.Contains(err.Error(), "web-prod-v002 serves and web-prod-v001 are disabled: nothing was undone") {
+		t.Errorf("interrupted after the commit: %v", err)
+	}
+	w.requireOnly("web-prod-v001:disabled", "web-prod-v002:serving")
+}
