@@ -418,7 +418,7 @@ func TestHighlanderDeletesEveryOldGroup(t *testing.T) {
 	w.requireOnly("web-prod-v002:serving")
 }
 
-// failAfter is a health source that reads the real one and lets a test
+// hookHealth is a health source that reads the real one and lets a test
 // act on the group before the first reading.
 type hookHealth struct {
 	real  launch.HealthSource
