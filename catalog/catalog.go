@@ -146,6 +146,13 @@ const (
 	ActionRevoke = "revoke"
 	// ActionUnrevoke lifts a revocation (the image enters no stage).
 	ActionUnrevoke = "unrevoke"
+	// ActionLaunch is a fleet of the image launched for a stage (its
+	// Reason names the group); it changes nothing on the image.
+	ActionLaunch = "launch"
+	// ActionRollback is a disabled fleet of the image brought back to
+	// serve a stage (its Reason names the group); it changes nothing on
+	// the image.
+	ActionRollback = "rollback"
 )
 
 // Event is one entry of an image's history. Events are stored on the

@@ -41,3 +41,18 @@ stage "prod" {
     require_approval = true
   }
 }
+
+# The platform team's canary fleet runs the prod base image: one instance,
+# replaced red/black on every launch (bakery launch base --stage prod), the
+# replaced group kept disabled for bakery rollback.
+fleet "prod" {
+  region           = "us-east-1"
+  instance_type    = "t3.micro"
+  min_size         = 1
+  max_size         = 2
+  desired_capacity = 1
+  healthy_timeout  = "10m"
+  tags = {
+    team = "platform"
+  }
+}

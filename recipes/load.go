@@ -191,6 +191,7 @@ var fileSchema = &hcl.BodySchema{
 		{Type: "machine_image", LabelNames: []string{"name"}},
 		{Type: "stage", LabelNames: []string{"name"}},
 		{Type: "catalog"},
+		{Type: "fleet", LabelNames: []string{"stage"}},
 	},
 }
 
@@ -198,7 +199,7 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 	content, diags := file.Body.Content(fileSchema)
 	s.addAll(diags)
 
-	var varBlocks, localBlocks, recipeBlocks, containerBlocks, imageBlocks, stageBlocks, catalogBlocks []*hcl.Block
+	var varBlocks, localBlocks, recipeBlocks, containerBlocks, imageBlocks, stageBlocks, catalogBlocks, fleetBlocks []*hcl.Block
 	for _, b := range content.Blocks {
 		switch b.Type {
 		case "variable":
@@ -215,6 +216,8 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 			stageBlocks = append(stageBlocks, b)
 		case "catalog":
 			catalogBlocks = append(catalogBlocks, b)
+		case "fleet":
+			fleetBlocks = append(fleetBlocks, b)
 		}
 	}
 
@@ -288,6 +291,7 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 		s.checkTagBudget(r, m)
 	}
 	s.decodeCatalogs(catalogBlocks, r)
+	s.decodeFleets(fleetBlocks, r)
 
 	// A recipe bakes something. Blocks that Content skipped for a label
 	// error count: they were reported already.

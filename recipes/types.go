@@ -44,6 +44,10 @@ type Recipe struct {
 	// when the recipe has none. It says where history is kept, not what is
 	// baked: it is not part of the bake key.
 	Catalog *Catalog `json:"catalog,omitempty"`
+	// Fleets maps each stage that has a fleet block to how `bakery
+	// launch` runs its image. They say where images run, not what is
+	// baked: not part of the bake key.
+	Fleets map[string]*Fleet `json:"fleets,omitempty"`
 	// DeclRange is where the recipe block starts.
 	DeclRange hcl.Range `json:"-"`
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: bake an AMI against a local moto server, so a newcomer can
-# watch a machine-image bake (and its skip on the second run), then its
-# promotion to prod, without an AWS account. Everything runs on 127.0.0.1
+# watch a machine-image bake (and its skip on the second run), its
+# promotion to prod, and the fleet of prod launched, replaced and rolled
+# back, without an AWS account. Everything runs on 127.0.0.1
 # and is gone when it ends.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -54,4 +55,17 @@ step "$bakery" promote base@1.0.0 --to staging
 step "$bakery" promote base@1.0.0 --to prod --approved-by "release manager"
 step "$bakery" promote base@1.0.0 --to prod --approved-by "release manager"
 step "$bakery" status base
+step "$bakery" history base
+
+# Launch runs the image of prod as a fresh Auto Scaling group (the recipe's
+# fleet "prod" block), health-gated. Launching 1.1.0 then replaces it
+# red/black: 1.0.0's group is disabled and kept; rollback brings it back.
+step "$bakery" launch base --stage prod
+step "$bakery" promote base@1.1.0 --to dev
+step "$bakery" promote base@1.1.0 --to staging
+step "$bakery" promote base@1.1.0 --to prod --approved-by "release manager"
+step "$bakery" launch base --stage prod
+step "$bakery" fleets base
+step "$bakery" rollback base --stage prod
+step "$bakery" fleets base
 step "$bakery" history base

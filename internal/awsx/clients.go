@@ -8,10 +8,13 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwschemas "github.com/aws/aws-sdk-go-v2/service/cloudwatch/schemas"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go/transport/http/protocol/awsquery"
 )
 
 // NewEC2 returns an EC2 client for region, with cfg's credentials, retryer and
@@ -28,6 +31,18 @@ func NewEC2(cfg aws.Config, region string, optFns ...func(*ec2.Options)) *ec2.Cl
 func NewAutoScaling(cfg aws.Config, region string, optFns ...func(*autoscaling.Options)) *autoscaling.Client {
 	return autoscaling.NewFromConfig(cfg, append([]func(*autoscaling.Options){func(o *autoscaling.Options) {
 		o.Region = pick(region, o.Region)
+	}}, optFns...)...)
+}
+
+// NewCloudWatch returns a CloudWatch client for region (launch reads the
+// alarms of its health gate through it), with cfg's credentials, retryer
+// and endpoint override. An empty region keeps cfg.Region. It speaks the
+// awsQuery protocol, which CloudWatch accepts besides the SDK's default RPC
+// v2 CBOR, and which moto 5.2.5, the emulator of the tests, answers.
+func NewCloudWatch(cfg aws.Config, region string, optFns ...func(*cloudwatch.Options)) *cloudwatch.Client {
+	return cloudwatch.NewFromConfig(cfg, append([]func(*cloudwatch.Options){func(o *cloudwatch.Options) {
+		o.Region = pick(region, o.Region)
+		o.Protocol = awsquery.New(cwschemas.GraniteServiceVersion20100801)
 	}}, optFns...)...)
 }
 

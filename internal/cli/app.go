@@ -262,6 +262,9 @@ func newApp(e *env) *ucli.App {
 		Commands: []*ucli.Command{
 			bakeCommand(e),
 			promoteCommand(e),
+			launchCommand(e),
+			fleetsCommand(e),
+			rollbackCommand(e),
 			statusCommand(e),
 			historyCommand(e),
 			revokeCommand(e, true),

@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/bakery-sh/bakery/launch"
+)
+
+func rollbackCommand(e *env) *ucli.Command {
+	return withUsageErrors(&ucli.Command{
+		Name:      "rollback",
+		Usage:     "bring back the newest disabled group of a stage and disable the serving one",
+		ArgsUsage: "RECIPE --stage STAGE",
+		Description: "Re-enables the stage's newest disabled group (its min and desired pinned\n" +
+			"to the serving group's desired capacity, processes resumed, target groups\n" +
+			"attached), waits for the same health gate as launch, then disables the\n" +
+			"serving group, drains it and scales it to 0, and gives the restored group\n" +
+			"the serving group's min. If the gate fails, times out or the run is\n" +
+			"interrupted, both groups are put back exactly as they were. A group whose\n" +
+			"version was revoked, or whose AMI is gone, is refused. With no disabled\n" +
+			"group left, the version that was in the stage before is launched again\n" +
+			"(unless it was revoked or retired).",
+		Flags: append(recipeFlags(),
+			&ucli.StringFlag{Name: "stage", Usage: "the `STAGE` to roll back (required)"},
+			&ucli.BoolFlag{Name: "dry-run", Usage: "print the plan; change nothing"},
+		),
+		Action: func(c *ucli.Context) error {
+			g, err := readGlobals(c)
+			if err != nil {
+				return err
+			}
+			if c.NArg() != 1 {
+				return usagef("rollback takes one RECIPE, for example: bakery rollback web --stage prod")
+			}
+			stage := c.String("stage")
+			if stage == "" {
+				return usagef("rollback needs the stage to roll back: --stage STAGE")
+			}
+			rs, err := e.findRecipes(c, g, c.Args().First())
+			if err != nil {
+				return err
+			}
+			r := rs[0]
+			f, err := fleetOf(r, stage)
+			if err != nil {
+				return err
+			}
+			s := &session{e: e, c: c}
+			l, cfg, err := s.launcher(r, f, g)
+			if err != nil {
+				return err
+			}
+			ctx, unlock, err := s.stageContext(r, stage, c.Bool("dry-run"), fmt.Sprintf("roll back %s in %s", r.Name, stage))
+			if err != nil {
+				return err
+			}
+			res, err := l.Rollback(ctx, launch.Request{Recipe: r.Name, Stage: stage, Fleet: f, Region: cfg.Region,
+				DryRun: c.Bool("dry-run"), Actor: s.actor()})
+			unlock()
+			if err != nil {
+				return err
+			}
+			for _, w := range res.Warnings {
+				fmt.Fprintln(e.stderr, "bakery: warning: "+w)
+			}
+			if g.json {
+				return json.NewEncoder(e.stdout).Encode(res)
+			}
+			verb := "rolled back"
+			if res.DryRun {
+				verb = "would roll back"
+			}
+			fmt.Fprintf(e.stdout, "%s %s in %s to %s (%s@%s, %s), %d/%d/%d (min/desired/max)\n", verb, res.Recipe, res.Stage, res.Group,
+				res.Recipe, res.Version, res.Image, res.Min, res.Desired, res.Max)
+			if len(res.Disabled) > 0 {
+				disabled := "disabled"
+				if res.DryRun {
+					disabled = "would disable"
+				}
+				fmt.Fprintf(e.stdout, "%s %s\n", disabled, strings.Join(res.Disabled, ", "))
+			}
+			return nil
+		},
+	})
+}
