@@ -170,6 +170,31 @@ func TestLaunchAndFleetsCommands(t *testing.T) {
 		t.Errorf("launch JSON: %+v", res)
 	}
 
+	// status: which version each stage's fleet runs.
+	r = mustRun(t, env, "-o", "json", "status", "web")
+	var st statusDoc
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatalf("decoding status JSON %q: %v", r.stdout, err)
+	}
+	if runs := st.Fleets["prod"]; len(runs) != 1 || runs[0].Group != "web-prod-v002" || runs[0].Version != "1.1.0" || runs[0].Image != baked["1.1.0"] {
+		t.Errorf("status fleets = %+v, want prod served by web-prod-v002 running 1.1.0", st.Fleets)
+	}
+	if _, ok := st.Fleets["dev"]; ok {
+		t.Errorf("status reports a fleet for dev, which has no fleet block: %+v", st.Fleets)
+	}
+	r = mustRun(t, env, "status", "web")
+	for _, line := range strings.Split(r.stdout, "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 0 && f[0] == "VERSION" && !slices.Contains(f, "FLEET"):
+			t.Errorf("status header lacks FLEET: %q", line)
+		case len(f) > 0 && f[0] == "1.1.0" && !strings.Contains(line, "prod web-prod-v002"):
+			t.Errorf("status row of 1.1.0 does not say prod's fleet runs it: %q", line)
+		case len(f) > 0 && f[0] == "1.0.0" && strings.Contains(line, "web-prod-v"):
+			t.Errorf("status row of 1.0.0 names a fleet, but no group serving runs it: %q", line)
+		}
+	}
+
 	// fleets: the table and the JSON.
 	r = mustRun(t, env, "fleets", "web")
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")

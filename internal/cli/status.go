@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/bakery-sh/bakery/catalog"
+	"github.com/bakery-sh/bakery/catalog/fleet"
 	"github.com/bakery-sh/bakery/promote"
 	"github.com/bakery-sh/bakery/recipes"
 )
@@ -75,9 +77,13 @@ func statusCommand(e *env) *ucli.Command {
 			for i, r := range read {
 				revoked = append(revoked, promote.Revoked(r.Name, all[i])...)
 			}
-			var docs []promote.RecipeStatus
+			var docs []statusDoc
 			for i, r := range read {
-				docs = append(docs, promote.Status(r.Name, r.Stages, all[i], revoked))
+				d := statusDoc{RecipeStatus: promote.Status(r.Name, r.Stages, all[i], revoked)}
+				if d.Fleets, err = e.runningFleets(c, s, r); err != nil {
+					return err
+				}
+				docs = append(docs, d)
 			}
 			if len(failed) > 0 {
 				defer fmt.Fprintf(e.stderr, "bakery: could not read %d of %d recipes (%s); see above\n", len(failed), len(rs), strings.Join(failed, ", "))
@@ -102,7 +108,58 @@ func statusCommand(e *env) *ucli.Command {
 	})
 }
 
-func printStatus(w io.Writer, d promote.RecipeStatus) {
+// statusDoc is one recipe's status: its versions × stages and, for the
+// stages with a fleet block, the groups serving them.
+type statusDoc struct {
+	promote.RecipeStatus
+	// Fleets maps a stage to the groups that serve it (one, unless a
+	// launch is under way or something is wrong: bakery fleets says).
+	Fleets map[string][]fleetRun `json:"fleets,omitempty"`
+}
+
+// fleetRun is a group serving a stage.
+type fleetRun struct {
+	Group   string `json:"group"`
+	Region  string `json:"region"`
+	Version string `json:"version"`
+	Image   string `json:"image"`
+}
+
+// runningFleets returns, for each stage of r with a fleet block, the
+// groups serving it (one paginated DescribeAutoScalingGroups per stage);
+// nil when r has no fleet.
+func (e *env) runningFleets(c *ucli.Context, s *session, r *recipes.Recipe) (map[string][]fleetRun, error) {
+	var out map[string][]fleetRun
+	var inv *fleet.Inventory
+	for _, st := range r.Stages {
+		f := r.Fleet(st)
+		if f == nil {
+			continue
+		}
+		cfg, err := s.awsFor(r)
+		if err != nil {
+			return nil, err
+		}
+		if inv == nil {
+			inv = fleet.NewFromConfig(cfg)
+			out = map[string][]fleetRun{}
+		}
+		region := cmp.Or(f.Region, cfg.Region)
+		groups, err := inv.List(c.Context, region, fleet.Selector{Recipe: r.Name, Stage: st})
+		if err != nil {
+			return nil, fmt.Errorf("reading the fleet of %s in %s: %w", r.Name, st, err)
+		}
+		out[st] = []fleetRun{}
+		for _, g := range groups {
+			if g.State == fleet.StateServing {
+				out[st] = append(out[st], fleetRun{Group: g.Name, Region: g.Region, Version: g.Version, Image: g.Image})
+			}
+		}
+	}
+	return out, nil
+}
+
+func printStatus(w io.Writer, d statusDoc) {
 	fmt.Fprintf(w, "%s  (%s)\n", d.Recipe, strings.Join(d.Stages, " → "))
 	if len(d.Versions) == 0 {
 		fmt.Fprintln(w, "  no versions baked yet")
@@ -112,6 +169,9 @@ func printStatus(w io.Writer, d promote.RecipeStatus) {
 	fmt.Fprint(tw, "VERSION")
 	for _, s := range d.Stages {
 		fmt.Fprint(tw, "\t"+strings.ToUpper(s))
+	}
+	if d.Fleets != nil {
+		fmt.Fprint(tw, "\tFLEET")
 	}
 	fmt.Fprintln(tw, "\tWHERE\tNOTES")
 	for _, v := range d.Versions {
@@ -129,6 +189,17 @@ func printStatus(w io.Writer, d promote.RecipeStatus) {
 		}
 		if len(v.TaintedBy) > 0 {
 			notes = append(notes, "TAINTED: baked from revoked "+strings.Join(v.TaintedBy, ", "))
+		}
+		if d.Fleets != nil {
+			var runs []string
+			for _, st := range d.Stages {
+				for _, run := range d.Fleets[st] {
+					if run.Version == v.Version {
+						runs = append(runs, st+" "+run.Group)
+					}
+				}
+			}
+			fmt.Fprint(tw, "\t"+orDash(strings.Join(runs, ", ")))
 		}
 		fmt.Fprintf(tw, "\t%s\t%s\n", where(v.Artifacts), strings.Join(notes, "; "))
 	}
