@@ -195,7 +195,7 @@ func (s *state) decodeFleets(blocks []*hcl.Block, r *Recipe) {
 	for _, b := range blocks {
 		f := s.decodeFleet(b, r)
 		stage := b.Labels[0]
-		if !s.checkFleetLabel(b, r) {
+		if !s.checkStageLabel(b, r, "runs the image of", "fleet of unknown stage %q") {
 			continue
 		}
 		if s.duplicate(seen, b, "fleet", fmt.Sprintf("Each stage runs at most one fleet and %q is first configured at %%s; merge the two blocks into one.", stage)) {
@@ -206,32 +206,6 @@ func (s *state) decodeFleets(blocks []*hcl.Block, r *Recipe) {
 		}
 		r.Fleets[stage] = f
 	}
-}
-
-// checkFleetLabel reports the label of fleet block b unless it names one
-// of the recipe's stages (nothing when the stages are unknown: that is
-// reported already).
-func (s *state) checkFleetLabel(b *hcl.Block, r *Recipe) bool {
-	stage := b.Labels[0]
-	if len(r.Stages) == 0 || r.StageIndex(stage) >= 0 {
-		return true
-	}
-	quoted := make([]string, len(r.Stages))
-	for i, st := range r.Stages {
-		quoted[i] = fmt.Sprintf("%q", st)
-	}
-	detail := fmt.Sprintf("A fleet block runs the image of one of the recipe's stages, %s (stages at %s); rename the block, or add %q to stages.",
-		strings.Join(quoted, ", "), posString(s.stagesRange), stage)
-	if sug := suggest(stage, r.Stages); sug != "" {
-		detail = fmt.Sprintf("Did you mean %q? ", sug) + detail
-	}
-	s.add(&hcl.Diagnostic{
-		Severity: hcl.DiagError,
-		Summary:  fmt.Sprintf("fleet of unknown stage %q", stage),
-		Detail:   detail,
-		Subject:  b.LabelRanges[0].Ptr(),
-	})
-	return false
 }
 
 func (s *state) decodeFleet(b *hcl.Block, r *Recipe) *Fleet {

@@ -42,7 +42,7 @@ func (s *state) decodeStages(blocks []*hcl.Block, r *Recipe) {
 	for _, b := range blocks {
 		st := s.decodeStage(b, r)
 		stageName := b.Labels[0]
-		if !s.checkStageLabel(b, r) {
+		if !s.checkStageLabel(b, r, "configures", "unknown stage %q") {
 			continue
 		}
 		if s.duplicate(seen, b, "stage", fmt.Sprintf("Each stage has at most one stage block and %q is first configured at %%s; merge the two blocks into one.", stageName)) {
@@ -56,11 +56,13 @@ func (s *state) decodeStages(blocks []*hcl.Block, r *Recipe) {
 	}
 }
 
-// checkStageLabel reports the label of stage block b unless it names one
-// of the recipe's stages. When the stages are not known (the recipe block
-// or its stages list is missing or wrong, which is reported already) it
-// reports nothing.
-func (s *state) checkStageLabel(b *hcl.Block, r *Recipe) bool {
+// checkStageLabel reports the label of block b (a stage or fleet block)
+// unless it names one of the recipe's stages. does says what such a block
+// does ("configures", "runs the image of") and summary is the
+// diagnostic's summary with %q for the label. When the stages are not
+// known (the recipe block or its stages list is missing or wrong, which
+// is reported already) it reports nothing.
+func (s *state) checkStageLabel(b *hcl.Block, r *Recipe, does, summary string) bool {
 	stageName := b.Labels[0]
 	if len(r.Stages) == 0 || r.StageIndex(stageName) >= 0 {
 		return true
@@ -69,14 +71,14 @@ func (s *state) checkStageLabel(b *hcl.Block, r *Recipe) bool {
 	for i, st := range r.Stages {
 		quoted[i] = fmt.Sprintf("%q", st)
 	}
-	detail := fmt.Sprintf("A stage block configures one of the recipe's stages, %s (stages at %s); rename the block, or add %q to stages.",
-		strings.Join(quoted, ", "), posString(s.stagesRange), stageName)
+	detail := fmt.Sprintf("A %s block %s one of the recipe's stages, %s (stages at %s); rename the block, or add %q to stages.",
+		b.Type, does, strings.Join(quoted, ", "), posString(s.stagesRange), stageName)
 	if sug := suggest(stageName, r.Stages); sug != "" {
 		detail = fmt.Sprintf("Did you mean %q? ", sug) + detail
 	}
 	s.add(&hcl.Diagnostic{
 		Severity: hcl.DiagError,
-		Summary:  fmt.Sprintf("unknown stage %q", stageName),
+		Summary:  fmt.Sprintf(summary, stageName),
 		Detail:   detail,
 		Subject:  b.LabelRanges[0].Ptr(),
 	})

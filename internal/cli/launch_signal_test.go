@@ -14,9 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
-	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 
 	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/mototest"
@@ -33,15 +30,7 @@ func TestSIGINTDuringTheHealthWaitUndoesTheLaunch(t *testing.T) {
 	env := awsEnv(t, moto)
 	ctx := context.Background()
 	cfg := moto.Config(t, "us-east-1")
-	vpcs, err := ec2.NewFromConfig(cfg).DescribeVpcs(ctx, &ec2.DescribeVpcsInput{})
-	if err != nil || len(vpcs.Vpcs) == 0 {
-		t.Fatalf("moto has no VPC: %v", err)
-	}
-	out, err := elb.NewFromConfig(cfg).CreateTargetGroup(ctx, &elb.CreateTargetGroupInput{Name: aws.String("web"), Protocol: elbtypes.ProtocolEnumHttp,
-		Port: aws.Int32(80), VpcId: vpcs.Vpcs[0].VpcId, TargetType: elbtypes.TargetTypeEnumInstance})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tg := webTargetGroup(t, moto)
 	cw := awsx.NewCloudWatch(cfg, "us-east-1")
 	if _, err := cw.PutMetricAlarm(ctx, &cloudwatch.PutMetricAlarmInput{AlarmName: aws.String("web-5xx"), MetricName: aws.String("HTTPCode_Target_5XX_Count"),
 		Namespace: aws.String("AWS/ApplicationELB"), Statistic: cwtypes.StatisticSum, Period: aws.Int32(60), EvaluationPeriods: aws.Int32(1),
@@ -54,7 +43,7 @@ func TestSIGINTDuringTheHealthWaitUndoesTheLaunch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	src := strings.Replace(launchRecipe(aws.ToString(out.TargetGroups[0].TargetGroupArn)), `  healthy_timeout  = "1m"`, `  healthy_timeout  = "30m"
+	src := strings.Replace(launchRecipe(tg), `  healthy_timeout  = "1m"`, `  healthy_timeout  = "30m"
   alarms           = ["web-5xx"]`, 1)
 	project := t.TempDir()
 	writeFiles(t, project, map[string]string{"recipes/web.bake.hcl": src})

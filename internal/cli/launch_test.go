@@ -91,9 +91,10 @@ func accountState(t *testing.T, moto *mototest.Server) string {
 	return fmt.Sprintf("groups %v\ntemplates %v\ninstances %v", groups, templates, instances)
 }
 
-func TestLaunchAndFleetsCommands(t *testing.T) {
-	moto := mototest.Start(t)
-	env := awsEnv(t, moto)
+// webTargetGroup creates target group "web" in moto's default VPC of
+// us-east-1 and returns its ARN.
+func webTargetGroup(t *testing.T, moto *mototest.Server) string {
+	t.Helper()
 	ctx := context.Background()
 	cfg := moto.Config(t, "us-east-1")
 	vpcs, err := ec2.NewFromConfig(cfg).DescribeVpcs(ctx, &ec2.DescribeVpcsInput{})
@@ -105,7 +106,13 @@ func TestLaunchAndFleetsCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg := aws.ToString(out.TargetGroups[0].TargetGroupArn)
+	return aws.ToString(out.TargetGroups[0].TargetGroupArn)
+}
+
+func TestLaunchAndFleetsCommands(t *testing.T) {
+	moto := mototest.Start(t)
+	env := awsEnv(t, moto)
+	tg := webTargetGroup(t, moto)
 	project := t.TempDir()
 	writeFiles(t, project, map[string]string{"recipes/web.bake.hcl": launchRecipe(tg)})
 	recipe := filepath.Join(project, "recipes", "web.bake.hcl")
@@ -285,20 +292,10 @@ func TestLaunchTakesTheLedgersStageLock(t *testing.T) {
 	moto := mototest.Start(t)
 	env := awsEnv(t, moto)
 	ctx := context.Background()
-	cfg := moto.Config(t, "us-east-1")
 	bucket, l := ledgerBucket(t, moto)
 	env = append(env, "BAKERY_LEDGER=s3://"+bucket+"/team")
-	vpcs, err := ec2.NewFromConfig(cfg).DescribeVpcs(ctx, &ec2.DescribeVpcsInput{})
-	if err != nil || len(vpcs.Vpcs) == 0 {
-		t.Fatalf("moto has no VPC: %v", err)
-	}
-	out, err := elb.NewFromConfig(cfg).CreateTargetGroup(ctx, &elb.CreateTargetGroupInput{Name: aws.String("web"), Protocol: elbtypes.ProtocolEnumHttp,
-		Port: aws.Int32(80), VpcId: vpcs.Vpcs[0].VpcId, TargetType: elbtypes.TargetTypeEnumInstance})
-	if err != nil {
-		t.Fatal(err)
-	}
 	project := t.TempDir()
-	writeFiles(t, project, map[string]string{"recipes/web.bake.hcl": launchRecipe(aws.ToString(out.TargetGroups[0].TargetGroupArn))})
+	writeFiles(t, project, map[string]string{"recipes/web.bake.hcl": launchRecipe(webTargetGroup(t, moto))})
 	recipe := filepath.Join(project, "recipes", "web.bake.hcl")
 	t.Chdir(project)
 	bakeJSON(t, env, recipe)
