@@ -348,4 +348,3 @@ func isBaseOf(e catalog.Entry, baseName, baseDigest string) bool {
 	}
 	return e.Digest != "" && e.Digest == baseDigest
 }
-
