@@ -14,6 +14,7 @@ package retire
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -52,6 +53,18 @@ func (p Policy) String() string {
 		"revoked ones for "+Days(p.KeepRevoked),
 		"and always what is staged, in use, or the base of a kept image")
 	return strings.Join(parts, ", ")
+}
+
+// MarshalJSON encodes the policy with its durations in days where they
+// are whole days ("30d") and its String as "text".
+func (p Policy) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		KeepLast     int    `json:"keep_last"`
+		KeepWithin   string `json:"keep_within"`
+		KeepPrevious int    `json:"keep_previous"`
+		KeepRevoked  string `json:"keep_revoked"`
+		Text         string `json:"text"`
+	}{p.KeepLast, Days(p.KeepWithin), p.KeepPrevious, Days(p.KeepRevoked), p.String()})
 }
 
 // Days renders d in days when it is a whole number of days ("30d"),

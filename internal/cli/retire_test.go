@@ -1,0 +1,248 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+
+	"github.com/bakery-sh/bakery/internal/mototest"
+	"github.com/bakery-sh/bakery/internal/redact"
+)
+
+// runAt runs bakery in-process as run does, with the env's clock stopped
+// at now.
+func runAt(t *testing.T, now time.Time, extra []string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, environ: append([]string{"PATH=" + os.Getenv("PATH")}, extra...),
+		now: func() time.Time { return now }, logMask: redact.NewWriter(io.Discard)}
+	app := newApp(e)
+	err := app.RunContext(context.Background(), interspersed(app, append([]string{"bakery"}, args...)))
+	code := exitOK
+	var ee exitError
+	var ue usageError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.code
+	case errors.As(err, &ue):
+		fmt.Fprintf(&errb, "bakery: %s\n", ue.msg)
+		code = exitUsage
+	default:
+		fmt.Fprintf(&errb, "bakery: %v\n", err)
+		code = exitFailure
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+func mustRunAt(t *testing.T, now time.Time, extra []string, args ...string) result {
+	t.Helper()
+	r := runAt(t, now, extra, args...)
+	if r.code != 0 {
+		t.Fatalf("bakery %v: exit %d\nstdout:\n%s\nstderr:\n%s", args, r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+const retireRecipe = `variable "version" {
+  type    = string
+  default = "1.0.0"
+}
+
+recipe "web" {
+  version = var.version
+  stages  = ["dev", "prod"]
+}
+
+machine_image "web" {
+  region         = "us-east-1"
+  regions        = ["eu-west-1"]
+  source_ami_ssm = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+}
+
+retain {
+  keep_last     = 1
+  keep_within   = "30d"
+  keep_previous = 0
+}
+`
+
+// ownImages returns the account's AMIs in region and their snapshots.
+func ownImages(t *testing.T, moto *mototest.Server, region string) (amis, snaps []string) {
+	t.Helper()
+	c := ec2.NewFromConfig(moto.Config(t, region))
+	out, err := c.DescribeImages(context.Background(), &ec2.DescribeImagesInput{Owners: []string{"self"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, img := range out.Images {
+		amis = append(amis, aws.ToString(img.ImageId))
+	}
+	sn, err := c.DescribeSnapshots(context.Background(), &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sn.Snapshots {
+		snaps = append(snaps, aws.ToString(s.SnapshotId))
+	}
+	slices.Sort(amis)
+	slices.Sort(snaps)
+	return amis, snaps
+}
+
+func TestRetireCommand(t *testing.T) {
+	moto := mototest.Start(t)
+	env := awsEnv(t, moto)
+	project := t.TempDir()
+	writeFiles(t, project, map[string]string{
+		"recipes/web.bake.hcl": retireRecipe,
+		"bad.bake.hcl":         strings.Replace(retireRecipe, `"30d"`, `"30 days"`, 1),
+	})
+	t.Chdir(project)
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	baked := map[string]map[string]string{} // version → region → AMI
+	for _, b := range []struct {
+		version string
+		age     time.Duration
+	}{{"1.0.0", 60 * day}, {"1.1.0", 40 * day}, {"1.2.0", 20 * day}, {"1.3.0", day}} {
+		r := mustRunAt(t, now.Add(-b.age), env, "-q", "--output", "json", "bake", "-var", "version="+b.version, "recipes/web.bake.hcl")
+		var res struct {
+			Artifacts []struct {
+				ID     string `json:"id"`
+				Region string `json:"region"`
+			} `json:"artifacts"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || len(res.Artifacts) != 2 {
+			t.Fatalf("bake output %q: %v", r.stdout, err)
+		}
+		baked[b.version] = map[string]string{}
+		for _, a := range res.Artifacts {
+			baked[b.version][a.Region] = a.ID
+		}
+	}
+	mustRunAt(t, now.Add(-59*day), env, "promote", "web@1.0.0", "--to", "dev")
+	eastBefore, eastSnaps := ownImages(t, moto, "us-east-1")
+	westBefore, westSnaps := ownImages(t, moto, "eu-west-1")
+	if len(eastBefore) != 4 || len(westBefore) != 4 {
+		t.Fatalf("baked %d AMIs in us-east-1 and %d in eu-west-1, want 4 each (bake output regions: %v)", len(eastBefore), len(westBefore), baked)
+	}
+
+	// The plan: a table, and nothing changes.
+	r := mustRunAt(t, now, env, "retire", "web")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) < 7 || !strings.HasPrefix(lines[0], "web/web: keep the newest 1, those baked within 30d, 0 previous per stage, revoked ones for 7d") ||
+		strings.Join(strings.Fields(lines[1]), " ") != "VERSION DECISION LOCATIONS REASONS" {
+		t.Fatalf("retire printed:\n%s", r.stdout)
+	}
+	rows := map[string]string{}
+	for _, l := range lines[2:6] {
+		f := strings.Fields(l)
+		rows[f[0]] = f[1] + " " + strings.Join(f[3:], " ")
+	}
+	want := map[string]string{
+		"1.3.0": "keep newest 1; baked within 30d",
+		"1.2.0": "keep baked within 30d",
+		"1.1.0": "remove not among the newest 1; baked 40d ago (kept 30d); in no stage, unused, no rollback target, the base of no kept image",
+		"1.0.0": "keep in dev",
+	}
+	for v, w := range want {
+		if rows[v] != w {
+			t.Errorf("row of %s: %q, want %q", v, rows[v], w)
+		}
+	}
+	if !strings.Contains(r.stdout, "us-east-1:"+baked["1.1.0"]["us-east-1"]+",eu-west-1:"+baked["1.1.0"]["eu-west-1"]) &&
+		!strings.Contains(r.stdout, "eu-west-1:"+baked["1.1.0"]["eu-west-1"]+",us-east-1:"+baked["1.1.0"]["us-east-1"]) {
+		t.Errorf("the plan does not list both locations of 1.1.0 (%v):\n%s", baked["1.1.0"], r.stdout)
+	}
+	if !strings.Contains(r.stdout, "would remove 1 versions (2 AMIs and their snapshots); nothing removed: run again with --yes") {
+		t.Errorf("the plan does not say that nothing was removed:\n%s", r.stdout)
+	}
+	if a, _ := ownImages(t, moto, "us-east-1"); !slices.Equal(a, eastBefore) {
+		t.Fatalf("a plan without --yes changed the AMIs: %v, was %v", a, eastBefore)
+	}
+
+	// JSON says the same.
+	r = mustRunAt(t, now, env, "retire", "--output", "json", "recipes/web.bake.hcl")
+	var doc struct {
+		Recipe   string `json:"recipe"`
+		Artifact string `json:"artifact"`
+		Policy   struct {
+			KeepLast   int    `json:"keep_last"`
+			KeepWithin string `json:"keep_within"`
+		} `json:"policy"`
+		Decisions []struct {
+			Ref       struct{ Version string } `json:"ref"`
+			Keep      bool                     `json:"keep"`
+			Reasons   []string                 `json:"reasons"`
+			Locations []struct{ Where, ID string }
+		} `json:"decisions"`
+		Applied bool `json:"applied"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatalf("decoding %q: %v", r.stdout, err)
+	}
+	if doc.Recipe != "web" || doc.Artifact != "web" || doc.Policy.KeepLast != 1 || doc.Policy.KeepWithin != "30d" || doc.Applied || len(doc.Decisions) != 4 {
+		t.Fatalf("JSON plan: %+v", doc)
+	}
+	for _, d := range doc.Decisions {
+		verb := "keep"
+		if !d.Keep {
+			verb = "remove"
+		}
+		if got := verb + " " + strings.Join(d.Reasons, "; "); got != want[d.Ref.Version] || len(d.Locations) != 2 {
+			t.Errorf("JSON decision of %s: %q in %d locations, want %q in 2", d.Ref.Version, got, len(d.Locations), want[d.Ref.Version])
+		}
+	}
+
+	// --yes removes 1.1.0 in both regions with its snapshots.
+	r = mustRunAt(t, now, env, "retire", "--yes")
+	if !strings.Contains(r.stdout, "retired 1 of 1 versions: 2 AMIs, 2 snapshots,") {
+		t.Errorf("retire --yes printed:\n%s", r.stdout)
+	}
+	for region, before := range map[string][]string{"us-east-1": eastBefore, "eu-west-1": westBefore} {
+		amis, _ := ownImages(t, moto, region)
+		wantAMIs := slices.DeleteFunc(slices.Clone(before), func(id string) bool { return id == baked["1.1.0"][region] })
+		if !slices.Equal(amis, wantAMIs) || len(amis) != 3 {
+			t.Errorf("AMIs in %s after retire: %v, want %v", region, amis, wantAMIs)
+		}
+	}
+	_, eastAfter := ownImages(t, moto, "us-east-1")
+	_, westAfter := ownImages(t, moto, "eu-west-1")
+	if len(eastAfter) != len(eastSnaps)-1 || len(westAfter) != len(westSnaps)-1 {
+		t.Errorf("snapshots: us-east-1 %d → %d, eu-west-1 %d → %d; want one fewer in each", len(eastSnaps), len(eastAfter), len(westSnaps), len(westAfter))
+	}
+	if r := mustRunAt(t, now, env, "retire", "--yes"); !strings.Contains(r.stdout, "nothing to remove") {
+		t.Errorf("a second retire --yes printed:\n%s", r.stdout)
+	}
+
+	// Bad input changes nothing and says what to do.
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"retire", "nosuch"}, 1, `unknown recipe "nosuch"; ./recipes has: web`},
+		{[]string{"retire", "bad.bake.hcl"}, 1, `bad.bake.hcl:19,19: Error: invalid duration "30 days"`},
+		{[]string{"retire", "--yes", "--dry-run"}, 2, "--yes and --dry-run contradict each other"},
+	} {
+		r := runAt(t, now, env, tc.args...)
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("bakery %v: exit %d (want %d), stderr lacks %q:\n%s", tc.args, r.code, tc.code, tc.want, r.stderr)
+		}
+	}
+	if a, _ := ownImages(t, moto, "us-east-1"); len(a) != 3 {
+		t.Errorf("bad input changed the AMIs: %v", a)
+	}
+}
