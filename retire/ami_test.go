@@ -47,6 +47,9 @@ type world struct {
 	// deregister, when set, answers DeregisterImage in place of EC2.
 	mu         sync.Mutex
 	deregister func(region, id string) error
+	// extra are AMIs added to every listing of the account's AMIs in
+	// us-east-1 (what moto cannot make).
+	extra []ec2types.Image
 }
 
 func newWorld(t *testing.T) *world {
@@ -153,7 +156,7 @@ func (w *world) snapshotExists(t *testing.T, region, id string) bool {
 }
 
 // deregisterFault is an EC2 client whose DeregisterImage the world may
-// answer instead of EC2.
+// answer instead of EC2, and whose listings show the world's extra AMIs.
 type deregisterFault struct {
 	catalogami.API
 	w      *world
@@ -170,6 +173,14 @@ func (d deregisterFault) DeregisterImage(ctx context.Context, in *ec2.Deregister
 		}
 	}
 	return d.API.DeregisterImage(ctx, in, o...)
+}
+
+func (d deregisterFault) DescribeImages(ctx context.Context, in *ec2.DescribeImagesInput, o ...func(*ec2.Options)) (*ec2.DescribeImagesOutput, error) {
+	out, err := d.API.DescribeImages(ctx, in, o...)
+	if err == nil && d.region == east && len(in.ImageIds) == 0 && len(in.Filters) == 0 {
+		out.Images = append(out.Images, d.w.extra...)
+	}
+	return out, err
 }
 
 func (w *world) store() *catalogami.LifecycleStore {
@@ -287,7 +298,7 @@ func TestRetireByCountAndAgeDeletesEveryCopyAndSnapshot(t *testing.T) {
 func TestRetireKeepsWhatIsStagedOrInUse(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
-	for i := range 7 {
+	for i := range 8 {
 		w.bake(t, fmt.Sprintf("1.%d.0", i), time.Duration(70-i)*day)
 	}
 	c := w.ec2(east)
@@ -324,6 +335,10 @@ func TestRetireKeepsWhatIsStagedOrInUse(t *testing.T) {
 		LaunchTemplate:    &astypes.LaunchTemplateSpecification{LaunchTemplateId: aws.String(ltID), Version: aws.String("2")}}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := autoscaling.NewFromConfig(w.cfg).CreateLaunchConfiguration(ctx, &autoscaling.CreateLaunchConfigurationInput{
+		LaunchConfigurationName: aws.String("web-old"), ImageId: aws.String(w.amis["1.5.0"][east]), InstanceType: aws.String("t3.micro")}); err != nil {
+		t.Fatal(err)
+	}
 	store := w.store()
 	entries, err := store.Entries(ctx)
 	if err != nil {
@@ -343,8 +358,9 @@ func TestRetireKeepsWhatIsStagedOrInUse(t *testing.T) {
 		"1.2.0": "keep: in use by launch template " + ltID + " version 1 in us-east-1",
 		"1.3.0": "keep: in use by auto scaling group web-prod-v001 in us-east-1; in use by launch template " + ltID + " version 2 in us-east-1",
 		"1.4.0": "keep: in prod",
-		"1.5.0": "remove",
-		"1.6.0": "keep: newest 1",
+		"1.5.0": "keep: in use by launch configuration web-old in us-east-1",
+		"1.6.0": "remove",
+		"1.7.0": "keep: newest 1",
 	}
 	if !equalMaps(got, want) {
 		t.Fatalf("plan:\n%s\nwant:\n%s", lines(got), lines(want))
@@ -353,11 +369,11 @@ func TestRetireKeepsWhatIsStagedOrInUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(rep.Retired) != "[web@1.5.0]" {
-		t.Errorf("retired %v, want only 1.5.0", rep.Retired)
+	if fmt.Sprint(rep.Retired) != "[web@1.6.0]" {
+		t.Errorf("retired %v, want only 1.6.0", rep.Retired)
 	}
 	for v, ids := range w.amis {
-		if gone := !w.exists(t, east, ids[east]); gone != (v == "1.5.0") {
+		if gone := !w.exists(t, east, ids[east]); gone != (v == "1.6.0") {
 			t.Errorf("%s deregistered: %v", v, gone)
 		}
 	}
@@ -441,6 +457,59 @@ func TestRetireFinishesAnInterruptedRun(t *testing.T) {
 	}
 	if n := w.retireEvents(t)["1.0.0"]; n != 1 {
 		t.Errorf("%d retire events for 1.0.0 after two runs, want 1", n)
+	}
+}
+
+func TestRetireSkipsAVersionStagedAfterThePlan(t *testing.T) {
+	w := newWorld(t)
+	w.bake(t, "1.0.0", 30*day)
+	w.bake(t, "1.1.0", 20*day)
+	r := w.retirer()
+	plan := w.plan(t, r, retire.Policy{KeepLast: 1})
+	store := w.store()
+	entries, err := store.Entries(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Promote(context.Background(), entries[0], catalog.StageSpec{Name: "dev"}, catalog.Event{Actor: "tester"}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Apply(context.Background(), plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Retired) != 0 || len(rep.Skipped) != 1 || rep.Skipped[0].Reason != "entered stage dev since the plan" {
+		t.Fatalf("report %+v, want 1.0.0 skipped as staged", rep)
+	}
+	if !w.exists(t, east, w.amis["1.0.0"][east]) {
+		t.Error("a version promoted after the plan was deregistered")
+	}
+}
+
+func TestRetireKeepsASnapshotAnotherAMIUses(t *testing.T) {
+	w := newWorld(t)
+	w.bake(t, "1.0.0", 30*day)
+	w.bake(t, "1.1.0", 20*day)
+	ctx := context.Background()
+	snaps := w.snapshots(t, east, w.amis["1.0.0"][east])
+	// Someone registered an AMI of their own from 1.0.0's snapshot.
+	// moto 5.2.5's RegisterImage ignores the snapshot it is given (it
+	// makes a new one), so the listing bakery reads is given that AMI
+	// the way EC2 would list it.
+	other := &ec2.RegisterImageOutput{ImageId: aws.String("ami-0handmade0000000")}
+	w.extra = []ec2types.Image{{ImageId: other.ImageId, Name: aws.String("hand-made"), State: ec2types.ImageStateAvailable,
+		BlockDeviceMappings: []ec2types.BlockDeviceMapping{{DeviceName: aws.String("/dev/xvda"), Ebs: &ec2types.EbsBlockDevice{SnapshotId: aws.String(snaps[0])}}}}}
+	r := w.retirer()
+	rep, err := r.Apply(ctx, w.plan(t, r, retire.Policy{KeepLast: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(rep.Retired) != "[web@1.0.0]" || rep.AMIs != 1 || rep.Snapshots != len(snaps)-1 || len(rep.Skipped) != 1 ||
+		rep.Skipped[0].ID != snaps[0] || !strings.Contains(rep.Skipped[0].Reason, "also used by AMI "+aws.ToString(other.ImageId)) {
+		t.Fatalf("report %+v, want 1.0.0 retired with snapshot %s kept for %s", rep, snaps[0], aws.ToString(other.ImageId))
+	}
+	if w.exists(t, east, w.amis["1.0.0"][east]) || !w.snapshotExists(t, east, snaps[0]) {
+		t.Errorf("want the AMI gone and snapshot %s kept", snaps[0])
 	}
 }
 
