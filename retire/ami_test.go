@@ -184,8 +184,12 @@ func (d deregisterFault) DescribeImages(ctx context.Context, in *ec2.DescribeIma
 }
 
 func (w *world) store() *catalogami.LifecycleStore {
+	// Like the CLI, look in every enabled region: a copy may be in a
+	// region the recipe no longer names.
+	more := func(ctx context.Context) ([]string, error) { return awsx.EnabledRegions(ctx, w.ec2(east)) }
 	return catalogami.NewLifecycleStore(w.cfg, "web", "web", []string{east, west},
-		catalogami.WithClock(func() time.Time { return now }), catalogami.WithJournal(w.ledger), catalogami.WithPollInterval(time.Millisecond))
+		catalogami.WithClock(func() time.Time { return now }), catalogami.WithJournal(w.ledger), catalogami.WithPollInterval(time.Millisecond),
+		catalogami.WithMoreRegions(more))
 }
 
 func (w *world) retirer() *retire.AMIs {
@@ -233,12 +237,13 @@ func (w *world) retireEvents(t *testing.T) map[string]int {
 
 func TestRetireByCountAndAgeDeletesEveryCopyAndSnapshot(t *testing.T) {
 	w := newWorld(t)
-	w.bake(t, "1.0.0", 60*day, west)
+	w.bake(t, "1.0.0", 60*day, west, "ap-southeast-2") // a region the store was not given
 	w.bake(t, "1.1.0", 40*day)
 	w.bake(t, "1.2.0", 20*day)
 	w.bake(t, "1.3.0", 10*day)
 	w.bake(t, "1.4.0", 1*day)
 	snaps := map[string][]string{}
+	var gib int64
 	for _, v := range []string{"1.0.0", "1.1.0"} {
 		for region, id := range w.amis[v] {
 			s := w.snapshots(t, region, id)
@@ -246,6 +251,13 @@ func TestRetireByCountAndAgeDeletesEveryCopyAndSnapshot(t *testing.T) {
 				t.Fatalf("AMI %s in %s has no snapshot to delete", id, region)
 			}
 			snaps[region+"/"+id] = s
+			out, err := w.ec2(region).DescribeSnapshots(context.Background(), &ec2.DescribeSnapshotsInput{SnapshotIds: s})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, sn := range out.Snapshots {
+				gib += int64(aws.ToInt32(sn.VolumeSize))
+			}
 		}
 	}
 	r := w.retirer()
@@ -256,16 +268,16 @@ func TestRetireByCountAndAgeDeletesEveryCopyAndSnapshot(t *testing.T) {
 		t.Fatalf("plan %v, want %v", got, want)
 	}
 	for _, d := range plan.Decisions {
-		if d.Ref.Version == "1.0.0" && len(d.Locations) != 2 {
-			t.Fatalf("1.0.0 is planned in %v, want both regions", d.Locations)
+		if d.Ref.Version == "1.0.0" && len(d.Locations) != 3 {
+			t.Fatalf("1.0.0 is planned in %v, want its three regions", d.Locations)
 		}
 	}
 	rep, err := r.Apply(context.Background(), plan)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.AMIs != 3 || rep.Snapshots != 3 || rep.GiB <= 0 || len(rep.Skipped) != 0 {
-		t.Errorf("report %+v, want 3 AMIs and their 3 snapshots reclaimed, with their size", rep)
+	if rep.AMIs != 4 || rep.Snapshots != 4 || rep.GiB != gib || gib == 0 || len(rep.Skipped) != 0 {
+		t.Errorf("report %+v, want 4 AMIs and their 4 snapshots reclaimed, %d GiB", rep, gib)
 	}
 	if got := fmt.Sprint(rep.Retired); got != "[web@1.0.0 web@1.1.0]" {
 		t.Errorf("retired %s, want the oldest first", got)
