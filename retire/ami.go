@@ -86,6 +86,9 @@ func (a *AMIs) Observe(ctx context.Context) (Observed, error) {
 		}
 	}
 	o := Observed{Recipe: a.recipe, Artifact: a.artifact, Entries: entries, InUse: map[string][]Use{}}
+	if o.Orphans, err = a.orphans(ctx, dedupe(slices.Concat(a.store.Regions(), a.regions, located))); err != nil {
+		return Observed{}, fmt.Errorf("%s: %w", what, err)
+	}
 	if len(entries) == 0 {
 		return o, nil
 	}
@@ -112,6 +115,57 @@ func (a *AMIs) Observe(ctx context.Context) (Observed, error) {
 		}
 	}
 	return o, nil
+}
+
+// orphans lists, in regions, the snapshots tagged with the artifact that
+// no AMI of the account names: one paginated DescribeSnapshots and one
+// paginated DescribeImages per region.
+func (a *AMIs) orphans(ctx context.Context, regions []string) ([]Orphan, error) {
+	var out []Orphan
+	for _, region := range regions {
+		named, err := a.namedSnapshots(ctx, region)
+		if err != nil {
+			return nil, err
+		}
+		p := ec2.NewDescribeSnapshotsPaginator(a.ops.Client(region), &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, Filters: []ec2types.Filter{
+			{Name: aws.String("tag:" + catalog.TagRecipe), Values: []string{a.recipe}},
+			{Name: aws.String("tag:" + catalog.TagArtifact), Values: []string{a.artifact}},
+		}})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("listing the snapshots of %s/%s in %s: %w", a.recipe, a.artifact, region, awsx.ExplainError(err))
+			}
+			for _, sn := range page.Snapshots {
+				tags := catalogami.TagMap(sn.Tags)
+				id := aws.ToString(sn.SnapshotId)
+				// Filters narrow; they do not prove.
+				if named[id] || tags[catalog.TagRecipe] != a.recipe || tags[catalog.TagArtifact] != a.artifact {
+					continue
+				}
+				out = append(out, Orphan{Ref: catalog.Ref{Recipe: a.recipe, Version: tags[catalog.TagVersion]}, Kind: "snapshot",
+					Where: region, ID: id, Created: aws.ToTime(sn.StartTime).UTC(), GiB: int64(aws.ToInt32(sn.VolumeSize)),
+					Reason: "snapshot of " + a.recipe + "@" + tags[catalog.TagVersion] + " that no AMI names"})
+			}
+		}
+	}
+	return out, nil
+}
+
+// namedSnapshots returns the snapshots that an AMI of the account in
+// region names (any AMI, bakery's or not, in any state).
+func (a *AMIs) namedSnapshots(ctx context.Context, region string) (map[string]bool, error) {
+	imgs, err := a.find.List(ctx, region)
+	if err != nil {
+		return nil, err
+	}
+	named := map[string]bool{}
+	for _, img := range imgs {
+		for _, s := range img.Snapshots {
+			named[s] = true
+		}
+	}
+	return named, nil
 }
 
 func (a *AMIs) usageRegions(located []string) []string {
@@ -152,7 +206,8 @@ type Report struct {
 	Skipped []Skipped `json:"skipped"`
 }
 
-// Apply retires the versions plan removes, oldest first. Right before
+// Apply retires the versions plan removes, oldest first, then deletes
+// its orphans. Right before
 // each version it reads again what uses its AMIs and whether it entered
 // a stage; a version found in use or staged is skipped whole (and
 // reported). Otherwise it records a retire event on the version (the
@@ -180,7 +235,45 @@ func (a *AMIs) Apply(ctx context.Context, plan *Plan) (*Report, error) {
 			rep.Retired = append(rep.Retired, d.Ref)
 		}
 	}
+	byRegion := map[string][]Orphan{}
+	var regions []string
+	for _, o := range plan.Orphans {
+		if byRegion[o.Where] == nil {
+			regions = append(regions, o.Where)
+		}
+		byRegion[o.Where] = append(byRegion[o.Where], o)
+	}
+	for _, region := range regions {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("deleting orphaned snapshots: %w", err))
+			break
+		}
+		if err := a.deleteOrphans(ctx, region, byRegion[region], rep); err != nil {
+			errs = append(errs, fmt.Errorf("deleting orphaned snapshots in %s: %w: run bakery retire --yes again to finish", region, err))
+		}
+	}
 	return rep, errors.Join(errs...)
+}
+
+// deleteOrphans deletes the orphans of region that no AMI names now (an
+// AMI registered since the plan keeps its snapshot: skipped, reported).
+func (a *AMIs) deleteOrphans(ctx context.Context, region string, orphans []Orphan, rep *Report) error {
+	named, err := a.namedSnapshots(ctx, region)
+	if err != nil {
+		return err
+	}
+	for _, o := range orphans {
+		if named[o.ID] {
+			rep.Skipped = append(rep.Skipped, Skipped{Ref: o.Ref, Where: region, ID: o.ID, Reason: "an AMI names the snapshot since the plan: kept"})
+			continue
+		}
+		if err := a.ops.DeleteSnapshot(ctx, region, o.ID); err != nil {
+			return err
+		}
+		rep.Snapshots++
+		rep.GiB += o.GiB
+	}
+	return nil
 }
 
 // retire retires one version; done is true when all its AMIs are gone.

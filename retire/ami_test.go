@@ -45,8 +45,9 @@ type world struct {
 	// amis maps VERSION to its AMI id in each region.
 	amis map[string]map[string]string
 	// deregister, when set, answers DeregisterImage in place of EC2.
-	mu         sync.Mutex
-	deregister func(region, id string) error
+	mu             sync.Mutex
+	deregister     func(region, id string) error
+	deleteSnapshot func(region, id string) error
 	// extra are AMIs added to every listing of the account's AMIs in
 	// us-east-1 (what moto cannot make).
 	extra []ec2types.Image
@@ -173,6 +174,18 @@ func (d deregisterFault) DeregisterImage(ctx context.Context, in *ec2.Deregister
 		}
 	}
 	return d.API.DeregisterImage(ctx, in, o...)
+}
+
+func (d deregisterFault) DeleteSnapshot(ctx context.Context, in *ec2.DeleteSnapshotInput, o ...func(*ec2.Options)) (*ec2.DeleteSnapshotOutput, error) {
+	d.w.mu.Lock()
+	f := d.w.deleteSnapshot
+	d.w.mu.Unlock()
+	if f != nil {
+		if err := f(d.region, aws.ToString(in.SnapshotId)); err != nil {
+			return nil, err
+		}
+	}
+	return d.API.DeleteSnapshot(ctx, in, o...)
 }
 
 func (d deregisterFault) DescribeImages(ctx context.Context, in *ec2.DescribeImagesInput, o ...func(*ec2.Options)) (*ec2.DescribeImagesOutput, error) {
@@ -522,6 +535,58 @@ func TestRetireKeepsASnapshotAnotherAMIUses(t *testing.T) {
 	}
 	if w.exists(t, east, w.amis["1.0.0"][east]) || !w.snapshotExists(t, east, snaps[0]) {
 		t.Errorf("want the AMI gone and snapshot %s kept", snaps[0])
+	}
+}
+
+func TestRetireDeletesTheSnapshotsAnInterruptedRunLeft(t *testing.T) {
+	w := newWorld(t)
+	w.bake(t, "1.0.0", 30*day, west)
+	w.bake(t, "1.1.0", 20*day)
+	westSnaps := w.snapshots(t, west, w.amis["1.0.0"][west])
+	// The first run stops after deregistering the copy in eu-west-1,
+	// before its snapshot is deleted.
+	w.deleteSnapshot = func(region, id string) error {
+		if region == west {
+			return errors.New("connection reset")
+		}
+		return nil
+	}
+	r := w.retirer()
+	if _, err := r.Apply(context.Background(), w.plan(t, r, retire.Policy{KeepLast: 1})); err == nil {
+		t.Fatal("the interrupted run returned no error")
+	}
+	if w.exists(t, west, w.amis["1.0.0"][west]) || !w.snapshotExists(t, west, westSnaps[0]) {
+		t.Fatal("the interruption did not leave the deregistered copy's snapshot behind")
+	}
+
+	w.deleteSnapshot = nil
+	r = w.retirer()
+	o, err := r.Observe(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Right after, the orphan is too young to be told from a snapshot
+	// whose AMI is being made; an hour later it is removed.
+	if p := retire.MakePlan(o, retire.Policy{KeepLast: 1}, time.Now()); len(p.Orphans) != 0 {
+		t.Fatalf("a snapshot made a moment ago is planned for removal: %+v", p.Orphans)
+	}
+	plan := retire.MakePlan(o, retire.Policy{KeepLast: 1}, time.Now().Add(retire.OrphanMinAge+time.Minute))
+	if len(plan.Orphans) != 1 || plan.Orphans[0].ID != westSnaps[0] || plan.Orphans[0].Where != west || plan.Orphans[0].Ref.Version != "1.0.0" {
+		t.Fatalf("orphans %+v, want snapshot %s of 1.0.0 in eu-west-1", plan.Orphans, westSnaps[0])
+	}
+	if got := decided(plan); got["1.0.0"] != "" {
+		t.Errorf("1.0.0 is still a version of the catalog: %s", got["1.0.0"])
+	}
+	rep, err := r.Apply(context.Background(), plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Snapshots != 1 || rep.GiB != plan.Orphans[0].GiB || w.snapshotExists(t, west, westSnaps[0]) {
+		t.Errorf("report %+v; the orphan is still there: %v", rep, w.snapshotExists(t, west, westSnaps[0]))
+	}
+	// The kept version's snapshots are named by its AMI: never orphans.
+	if !w.exists(t, east, w.amis["1.1.0"][east]) || !w.snapshotExists(t, east, w.snapshots(t, east, w.amis["1.1.0"][east])[0]) {
+		t.Error("the kept version lost its AMI or snapshot")
 	}
 }
 

@@ -142,6 +142,32 @@ type Observed struct {
 	InUse map[string][]Use
 	// Dependents are the images outside the plan baked from its images.
 	Dependents []Dependent
+	// Orphans are pieces of its versions left without an image: the
+	// snapshots of an AMI deregistered by a run stopped before it
+	// deleted them.
+	Orphans []Orphan
+}
+
+// OrphanMinAge is how old an orphan must be before a plan removes it: a
+// snapshot appears a moment before the AMI that names it (a bake or a
+// copy in progress), so a younger one is left for a later run.
+const OrphanMinAge = time.Hour
+
+// Orphan is a piece of a version that no image names any more.
+type Orphan struct {
+	// Ref is the version its tags name.
+	Ref catalog.Ref `json:"ref"`
+	// Kind is what it is ("snapshot").
+	Kind string `json:"kind"`
+	// Where and ID locate it.
+	Where string `json:"where"`
+	ID    string `json:"id"`
+	// Created is when it was made.
+	Created time.Time `json:"created"`
+	// GiB is its size.
+	GiB int64 `json:"gib"`
+	// Reason says why it is an orphan.
+	Reason string `json:"reason"`
 }
 
 // Decision is what the plan does with one version.
@@ -178,6 +204,9 @@ type Plan struct {
 	Now time.Time `json:"now"`
 	// Decisions are one per version, newest first.
 	Decisions []Decision `json:"decisions"`
+	// Orphans are the orphans at least OrphanMinAge old, removed with the
+	// versions.
+	Orphans []Orphan `json:"orphans"`
 }
 
 // Remove returns the decisions to remove, newest first.
@@ -267,7 +296,12 @@ func MakePlan(o Observed, p Policy, now time.Time) *Plan {
 			}
 		}
 	}
-	plan := &Plan{Recipe: o.Recipe, Artifact: o.Artifact, Policy: p, Now: now, Decisions: make([]Decision, len(entries))}
+	plan := &Plan{Recipe: o.Recipe, Artifact: o.Artifact, Policy: p, Now: now, Decisions: make([]Decision, len(entries)), Orphans: []Orphan{}}
+	for _, orphan := range o.Orphans {
+		if now.Sub(orphan.Created) >= OrphanMinAge {
+			plan.Orphans = append(plan.Orphans, orphan)
+		}
+	}
 	for i, e := range entries {
 		d := Decision{Ref: e.Ref, Artifact: e.Artifact, Kind: e.Kind, Created: e.Created, Keep: len(reasons[i]) > 0,
 			Reasons: reasons[i], Locations: slices.Clone(e.Locations), Uses: uses[i], Entry: e}

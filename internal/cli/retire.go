@@ -180,7 +180,7 @@ func (e *env) writeRetire(docs []retireDoc, applied bool) {
 			fmt.Fprintln(e.stdout)
 		}
 		fmt.Fprintf(e.stdout, "%s/%s: %s\n", d.Recipe, d.Artifact, d.Policy)
-		if len(d.Decisions) == 0 {
+		if len(d.Decisions) == 0 && len(d.Orphans) == 0 {
 			fmt.Fprintln(e.stdout, "no versions")
 			continue
 		}
@@ -199,13 +199,16 @@ func (e *env) writeRetire(docs []retireDoc, applied bool) {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", dec.Ref.Version, decision, strings.Join(locs, ","), strings.Join(dec.Reasons, "; "))
 		}
+		for _, o := range d.Orphans {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.Ref.Version, "remove "+o.Kind, o.Where+":"+o.ID, o.Reason)
+		}
 		tw.Flush()
 		remove := len(d.Remove())
 		switch {
-		case remove == 0:
+		case remove == 0 && len(d.Orphans) == 0:
 			fmt.Fprintln(e.stdout, "nothing to remove")
 		case !applied:
-			fmt.Fprintf(e.stdout, "would remove %d versions (%d AMIs and their snapshots); nothing removed: run again with --yes to remove them\n", remove, amis)
+			fmt.Fprintf(e.stdout, "would remove %d versions (%d AMIs and their snapshots) and %d orphaned snapshots; nothing removed: run again with --yes to remove them\n", remove, amis, len(d.Orphans))
 		case d.Report != nil:
 			rep := d.Report
 			fmt.Fprintf(e.stdout, "retired %d of %d versions: %d AMIs, %d snapshots, %d GiB of snapshot storage reclaimed\n",
