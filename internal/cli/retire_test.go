@@ -175,6 +175,12 @@ func TestRetireCommand(t *testing.T) {
 
 	// JSON says the same.
 	r = mustRunAt(t, now, env, "retire", "--output", "json", "recipes/web.bake.hcl")
+	var recipeDoc struct {
+		Recipe string            `json:"recipe"`
+		Images []json.RawMessage `json:"images"`
+		Groups []json.RawMessage `json:"groups"`
+		Apply  bool              `json:"applied"`
+	}
 	var doc struct {
 		Recipe   string `json:"recipe"`
 		Artifact string `json:"artifact"`
@@ -188,13 +194,17 @@ func TestRetireCommand(t *testing.T) {
 			Reasons   []string                 `json:"reasons"`
 			Locations []struct{ Where, ID string }
 		} `json:"decisions"`
-		Applied bool `json:"applied"`
+		Orphans []json.RawMessage `json:"orphans"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+	if err := json.Unmarshal([]byte(r.stdout), &recipeDoc); err != nil || len(recipeDoc.Images) != 1 {
 		t.Fatalf("decoding %q: %v", r.stdout, err)
 	}
-	if doc.Recipe != "web" || doc.Artifact != "web" || doc.Policy.KeepLast != 1 || doc.Policy.KeepWithin != "30d" || doc.Applied || len(doc.Decisions) != 4 {
-		t.Fatalf("JSON plan: %+v", doc)
+	if err := json.Unmarshal(recipeDoc.Images[0], &doc); err != nil {
+		t.Fatalf("decoding %s: %v", recipeDoc.Images[0], err)
+	}
+	if recipeDoc.Recipe != "web" || recipeDoc.Apply || recipeDoc.Groups == nil || doc.Recipe != "web" || doc.Artifact != "web" ||
+		doc.Policy.KeepLast != 1 || doc.Policy.KeepWithin != "30d" || len(doc.Decisions) != 4 || doc.Orphans == nil {
+		t.Fatalf("JSON plan: %s", r.stdout)
 	}
 	for _, d := range doc.Decisions {
 		verb := "keep"
