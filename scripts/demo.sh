@@ -2,8 +2,8 @@
 # make demo: bake an AMI against a local moto server, so a newcomer can
 # watch a machine-image bake (and its skip on the second run), its
 # promotion to prod, the fleet of prod launched, replaced and rolled
-# back, and retire's plan of what stays and why, without an AWS account. Everything runs on 127.0.0.1
-# and is gone when it ends.
+# back, and retire's plan of what stays and why, without an AWS account.
+# Everything runs on 127.0.0.1 and is gone when it ends.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
