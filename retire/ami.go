@@ -207,9 +207,9 @@ type Report struct {
 }
 
 // Apply retires the versions plan removes, oldest first, then deletes
-// its orphans. Right before
-// each version it reads again what uses its AMIs and whether it entered
-// a stage; a version found in use or staged is skipped whole (and
+// its orphans. Right before each version it reads again what uses its
+// AMIs, whether it entered a stage or was revoked, and whether an image
+// was baked from it since the plan; such a version is skipped whole (and
 // reported). Otherwise it records a retire event on the version (the
 // store appends it to the journal first, when it has one), then
 // deregisters the AMI of every region the version is in and deletes
@@ -221,13 +221,21 @@ func (a *AMIs) Apply(ctx context.Context, plan *Plan) (*Report, error) {
 	rep := &Report{Retired: []catalog.Ref{}, Skipped: []Skipped{}}
 	remove := plan.Remove()
 	slices.Reverse(remove)
+	// The AMIs the plan removes: an image baked from one of them goes
+	// with it and keeps nothing.
+	removed := map[string]bool{}
+	for _, d := range remove {
+		for _, l := range d.Locations {
+			removed[l.ID] = true
+		}
+	}
 	var errs []error
 	for _, d := range remove {
 		if err := ctx.Err(); err != nil {
 			errs = append(errs, fmt.Errorf("retiring %s: %w", d.Ref, err))
 			break
 		}
-		done, err := a.retire(ctx, d, rep)
+		done, err := a.retire(ctx, d, removed, rep)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("retiring %s: %w: run bakery retire --yes again to finish", d.Ref, err))
 		}
@@ -277,7 +285,7 @@ func (a *AMIs) deleteOrphans(ctx context.Context, region string, orphans []Orpha
 }
 
 // retire retires one version; done is true when all its AMIs are gone.
-func (a *AMIs) retire(ctx context.Context, d Decision, rep *Report) (done bool, err error) {
+func (a *AMIs) retire(ctx context.Context, d Decision, removed map[string]bool, rep *Report) (done bool, err error) {
 	var regions []string
 	ids := map[string]bool{}
 	for _, l := range d.Locations {
@@ -314,10 +322,28 @@ func (a *AMIs) retire(ctx context.Context, d Decision, rep *Report) (done bool, 
 				return false, nil
 			}
 		}
+		if _, revoked := img.Tags[catalogami.TagRevoked]; revoked && !d.Entry.Revoked {
+			rep.Skipped = append(rep.Skipped, Skipped{Ref: d.Ref, Where: l.Where, ID: l.ID, Reason: "revoked since the plan: kept for keep_revoked"})
+			return false, nil
+		}
 		present = append(present, img)
 	}
 	if len(present) == 0 {
 		return true, nil
+	}
+	// An image baked from one of its AMIs since the plan keeps it.
+	for _, img := range present {
+		deps, err := a.find.List(ctx, img.Region, ec2types.Filter{Name: aws.String("tag:" + catalog.TagSourceAMI), Values: []string{img.ImageID}})
+		if err != nil {
+			return false, err
+		}
+		for _, dep := range deps {
+			if dep.BaseName == img.ImageID && !removed[dep.ImageID] {
+				rep.Skipped = append(rep.Skipped, Skipped{Ref: d.Ref, Where: img.Region, ID: img.ImageID,
+					Reason: "base of " + dep.Ref.String() + " (" + dep.ImageID + ") since the plan"})
+				return false, nil
+			}
+		}
 	}
 	ev := catalog.Event{Time: a.now().UTC(), Action: catalog.ActionRetire, Actor: a.actor, Reason: strings.Join(d.Reasons, "; ")}
 	for _, old := range d.Entry.Events {

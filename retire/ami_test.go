@@ -511,6 +511,60 @@ func TestRetireSkipsAVersionStagedAfterThePlan(t *testing.T) {
 	}
 }
 
+func TestRetireSkipsAVersionRevokedOrBuiltOnAfterThePlan(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	w.bake(t, "1.0.0", 30*day)
+	base := w.bake(t, "1.1.0", 25*day)[east]
+	w.bake(t, "1.2.0", 20*day)
+	r := w.retirer()
+	plan := w.plan(t, r, retire.Policy{KeepLast: 1, KeepRevoked: 7 * day})
+	if got := decided(plan); got["1.0.0"] != "remove" || got["1.1.0"] != "remove" {
+		t.Fatalf("plan %v, want 1.0.0 and 1.1.0 removed", got)
+	}
+	// Since the plan: 1.0.0 is revoked (keep_revoked keeps it), and
+	// another recipe bakes from 1.1.0's AMI.
+	store := w.store()
+	entries, err := store.Entries(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Revoke(ctx, entries[0], catalog.Event{Actor: "tester", Reason: "CVE"}); err != nil {
+		t.Fatal(err)
+	}
+	c := w.ec2(east)
+	run, err := c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(base), MinCount: aws.Int32(1), MaxCount: aws.Int32(1), InstanceType: ec2types.InstanceTypeT3Micro})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := c.CreateImage(ctx, &ec2.CreateImageInput{InstanceId: run.Instances[0].InstanceId, Name: aws.String("app-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{aws.ToString(run.Instances[0].InstanceId)}}); err != nil {
+		t.Fatal(err)
+	}
+	w.tag(t, east, aws.ToString(app.ImageId), map[string]string{catalog.TagRecipe: "app", catalog.TagArtifact: "app", catalog.TagVersion: "1",
+		catalog.TagBakeKey: "key-app", catalog.TagSourceAMI: base})
+	rep, err := r.Apply(ctx, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reasons []string
+	for _, sk := range rep.Skipped {
+		reasons = append(reasons, sk.Ref.Version+": "+sk.Reason)
+	}
+	want := []string{"1.0.0: revoked since the plan: kept for keep_revoked", "1.1.0: base of app@1 (" + aws.ToString(app.ImageId) + ") since the plan"}
+	if len(rep.Retired) != 0 || !slices.Equal(reasons, want) {
+		t.Fatalf("retired %v, skipped %q; want nothing retired and %q", rep.Retired, reasons, want)
+	}
+	for _, v := range []string{"1.0.0", "1.1.0"} {
+		if !w.exists(t, east, w.amis[v][east]) {
+			t.Errorf("%s was deregistered", v)
+		}
+	}
+}
+
 func TestRetireKeepsASnapshotAnotherAMIUses(t *testing.T) {
 	w := newWorld(t)
 	w.bake(t, "1.0.0", 30*day)
