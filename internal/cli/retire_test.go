@@ -15,7 +15,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/bakery-sh/bakery/catalog"
+	"github.com/bakery-sh/bakery/catalog/fleet"
 	"github.com/bakery-sh/bakery/internal/mototest"
 	"github.com/bakery-sh/bakery/internal/redact"
 )
@@ -76,6 +79,8 @@ retain {
   keep_within   = "30d"
   keep_previous = 0
 }
+
+fleet "prod" {}
 `
 
 // ownImages returns the account's AMIs in region and their snapshots.
@@ -133,6 +138,39 @@ func TestRetireCommand(t *testing.T) {
 		}
 	}
 	mustRunAt(t, now.Add(-59*day), env, "promote", "web@1.0.0", "--to", "dev")
+	// Three groups of prod (of an AMI not the recipe's): two disabled,
+	// one serving; keep_disabled is 1 by default.
+	cfg := moto.Config(t, "us-east-1")
+	inv := fleet.NewFromConfig(cfg, fleet.WithPollInterval(time.Millisecond))
+	ctx := context.Background()
+	amazon, err := ec2.NewFromConfig(cfg).DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: []string{"amazon"}})
+	if err != nil || len(amazon.Images) == 0 {
+		t.Fatalf("moto has no AMI: %v", err)
+	}
+	subnets, err := inv.DefaultSubnets(ctx, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= 3; n++ {
+		name := fleet.Name("web", "prod", n)
+		tpl, err := inv.CreateTemplate(ctx, "us-east-1", name, &ec2types.RequestLaunchTemplateData{ImageId: amazon.Images[0].ImageId, InstanceType: ec2types.InstanceTypeT3Micro}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := inv.CreateGroup(ctx, "us-east-1", fleet.GroupSpec{Name: name, Template: tpl, Max: 1, Subnets: subnets, HealthCheckType: "EC2",
+			Tags: map[string]string{catalog.TagRecipe: "web", fleet.TagStage: "prod", catalog.TagVersion: "0.9.0"}}); err != nil {
+			t.Fatal(err)
+		}
+		if n < 3 {
+			g, _, err := inv.Get(ctx, "us-east-1", name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := inv.Disable(ctx, g, now.Add(-time.Duration(5-n)*day)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	eastBefore, eastSnaps := ownImages(t, moto, "us-east-1")
 	westBefore, westSnaps := ownImages(t, moto, "eu-west-1")
 	if len(eastBefore) != 4 || len(westBefore) != 4 {
@@ -172,6 +210,40 @@ func TestRetireCommand(t *testing.T) {
 	if a, _ := ownImages(t, moto, "us-east-1"); !slices.Equal(a, eastBefore) {
 		t.Fatalf("a plan without --yes changed the AMIs: %v, was %v", a, eastBefore)
 	}
+	groupRows := map[string]string{}
+	for _, l := range lines {
+		if f := strings.Fields(l); len(f) > 5 && strings.HasPrefix(f[0], "web-prod-v") {
+			groupRows[f[0]] = strings.Join(f[3:], " ")
+		}
+	}
+	wantGroups := map[string]string{
+		"web-prod-v001": "disabled remove disabled, beyond keep_disabled 1",
+		"web-prod-v002": "disabled keep rollback target of prod; one of the newest 1 disabled",
+		"web-prod-v003": "serving keep serving",
+	}
+	for g, w := range wantGroups {
+		if groupRows[g] != w {
+			t.Errorf("row of group %s: %q, want %q", g, groupRows[g], w)
+		}
+	}
+	if !strings.Contains(r.stdout, "would delete 1 groups; nothing deleted: run again with --yes") {
+		t.Errorf("the plan does not say that no group was deleted:\n%s", r.stdout)
+	}
+	groupsLeft := func() []string {
+		t.Helper()
+		gs, err := inv.List(ctx, "us-east-1", fleet.Selector{Recipe: "web"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, g := range gs {
+			names = append(names, g.Name)
+		}
+		return names
+	}
+	if got := groupsLeft(); len(got) != 3 {
+		t.Fatalf("a plan without --yes deleted groups: %v left", got)
+	}
 
 	// JSON says the same.
 	r = mustRunAt(t, now, env, "retire", "--output", "json", "recipes/web.bake.hcl")
@@ -202,7 +274,7 @@ func TestRetireCommand(t *testing.T) {
 	if err := json.Unmarshal(recipeDoc.Images[0], &doc); err != nil {
 		t.Fatalf("decoding %s: %v", recipeDoc.Images[0], err)
 	}
-	if recipeDoc.Recipe != "web" || recipeDoc.Apply || recipeDoc.Groups == nil || doc.Recipe != "web" || doc.Artifact != "web" ||
+	if recipeDoc.Recipe != "web" || recipeDoc.Apply || len(recipeDoc.Groups) != 3 || doc.Recipe != "web" || doc.Artifact != "web" ||
 		doc.Policy.KeepLast != 1 || doc.Policy.KeepWithin != "30d" || len(doc.Decisions) != 4 || doc.Orphans == nil {
 		t.Fatalf("JSON plan: %s", r.stdout)
 	}
@@ -218,8 +290,11 @@ func TestRetireCommand(t *testing.T) {
 
 	// --yes removes 1.1.0 in both regions with its snapshots.
 	r = mustRunAt(t, now, env, "retire", "--yes")
-	if !strings.Contains(r.stdout, "retired 1 of 1 versions: 2 AMIs, 2 snapshots,") {
+	if !strings.Contains(r.stdout, "retired 1 of 1 versions: 2 AMIs, 2 snapshots,") || !strings.Contains(r.stdout, "deleted 1 of 1 groups with their launch templates") {
 		t.Errorf("retire --yes printed:\n%s", r.stdout)
+	}
+	if got := fmt.Sprint(groupsLeft()); got != "[web-prod-v002 web-prod-v003]" {
+		t.Errorf("groups left: %s, want the rollback target and the serving group", got)
 	}
 	for region, before := range map[string][]string{"us-east-1": eastBefore, "eu-west-1": westBefore} {
 		amis, _ := ownImages(t, moto, region)
