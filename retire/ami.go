@@ -217,6 +217,11 @@ type Report struct {
 // (reported). What is gone already counts as done: running Apply again
 // with a new plan finishes an interrupted run. It goes on after an error
 // and returns them all, with what it did.
+//
+// The re-check costs, per version, one fleet.ImagesInUse of the regions
+// the version is in (calls grow with pages and launch templates) and one
+// DescribeImages per AMI: the price of never deleting what something
+// started to use a moment ago.
 func (a *AMIs) Apply(ctx context.Context, plan *Plan) (*Report, error) {
 	rep := &Report{Retired: []catalog.Ref{}, Skipped: []Skipped{}}
 	remove := plan.Remove()
