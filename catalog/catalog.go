@@ -153,6 +153,10 @@ const (
 	// serve a stage (its Reason names the group); it changes nothing on
 	// the image.
 	ActionRollback = "rollback"
+	// ActionRetire is the image deleted by a retention policy (bakery
+	// retire): recorded before its AMIs or manifests go, so the ledger
+	// keeps the version's end.
+	ActionRetire = "retire"
 )
 
 // Event is one entry of an image's history. Events are stored on the

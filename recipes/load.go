@@ -192,6 +192,7 @@ var fileSchema = &hcl.BodySchema{
 		{Type: "stage", LabelNames: []string{"name"}},
 		{Type: "catalog"},
 		{Type: "fleet", LabelNames: []string{"stage"}},
+		{Type: "retain"},
 	},
 }
 
@@ -199,7 +200,7 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 	content, diags := file.Body.Content(fileSchema)
 	s.addAll(diags)
 
-	var varBlocks, localBlocks, recipeBlocks, containerBlocks, imageBlocks, stageBlocks, catalogBlocks, fleetBlocks []*hcl.Block
+	var varBlocks, localBlocks, recipeBlocks, containerBlocks, imageBlocks, stageBlocks, catalogBlocks, fleetBlocks, retainBlocks []*hcl.Block
 	for _, b := range content.Blocks {
 		switch b.Type {
 		case "variable":
@@ -218,6 +219,8 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 			catalogBlocks = append(catalogBlocks, b)
 		case "fleet":
 			fleetBlocks = append(fleetBlocks, b)
+		case "retain":
+			retainBlocks = append(retainBlocks, b)
 		}
 	}
 
@@ -292,6 +295,7 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 	}
 	s.decodeCatalogs(catalogBlocks, r)
 	s.decodeFleets(fleetBlocks, r)
+	s.decodeRetains(retainBlocks, r)
 
 	// A recipe bakes something. Blocks that Content skipped for a label
 	// error count: they were reported already.

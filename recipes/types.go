@@ -48,6 +48,9 @@ type Recipe struct {
 	// launch` runs its image. They say where images run, not what is
 	// baked: not part of the bake key.
 	Fleets map[string]*Fleet `json:"fleets,omitempty"`
+	// Retain is the retain block: what `bakery retire` keeps. Load sets
+	// DefaultRetain when the recipe has none. Not part of the bake key.
+	Retain Retain `json:"retain"`
 	// DeclRange is where the recipe block starts.
 	DeclRange hcl.Range `json:"-"`
 

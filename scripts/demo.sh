@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # make demo: bake an AMI against a local moto server, so a newcomer can
 # watch a machine-image bake (and its skip on the second run), its
-# promotion to prod, and the fleet of prod launched, replaced and rolled
-# back, without an AWS account. Everything runs on 127.0.0.1
-# and is gone when it ends.
+# promotion to prod, the fleet of prod launched, replaced and rolled
+# back, and retire's plan of what stays and why, without an AWS account.
+# Everything runs on 127.0.0.1 and is gone when it ends.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -69,3 +69,9 @@ step "$bakery" fleets base
 step "$bakery" rollback base --stage prod
 step "$bakery" fleets base
 step "$bakery" history base
+
+# Retire plans, per version, keep or remove with every reason (the recipe's
+# retain block; here the defaults: the newest 5, one previous per stage):
+# nothing is removed here, and the plan says why each version stays.
+step "$bakery" retire base
+step "$bakery" retire base --yes

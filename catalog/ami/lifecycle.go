@@ -170,6 +170,16 @@ func (s *LifecycleStore) remember(img Image) {
 	s.written[img.Region+"/"+img.ImageID] = img
 }
 
+// Forget drops AMI id of region from the AMIs this store changed, which
+// Entries shows even while a listing lags behind: call it once the AMI
+// is deregistered (retire), or Entries keeps showing it as the store
+// left it.
+func (s *LifecycleStore) Forget(region, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.written, region+"/"+id)
+}
+
 // withOwnWrites returns imgs, a filtered listing, with the AMIs this
 // store changed read again by id (what a listing on AWS may not show
 // yet: new copies, new tags), or as the store left them where EC2 does

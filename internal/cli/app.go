@@ -271,6 +271,7 @@ func newApp(e *env) *ucli.App {
 			revokeCommand(e, false),
 			outdatedCommand(e),
 			sweepCommand(e),
+			retireCommand(e),
 			validateCommand(e),
 			fmtCommand(e),
 			versionCommand(e),

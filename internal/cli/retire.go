@@ -1,0 +1,299 @@
+package cli
+
+import (
+	"cmp"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/bakery-sh/bakery/catalog"
+	catalogami "github.com/bakery-sh/bakery/catalog/ami"
+	"github.com/bakery-sh/bakery/catalog/fleet"
+	"github.com/bakery-sh/bakery/internal/awsx"
+	"github.com/bakery-sh/bakery/recipes"
+	"github.com/bakery-sh/bakery/retire"
+)
+
+// retireDoc is what retire prints per recipe, in text and JSON.
+type retireDoc struct {
+	// Recipe is the recipe name.
+	Recipe string `json:"recipe"`
+	// Images are the plans of its machine images.
+	Images []imagePlan `json:"images"`
+	// Groups are the decisions on its Auto Scaling groups.
+	Groups []retire.GroupDecision `json:"groups"`
+	// GroupReport is what was deleted of them (with --yes).
+	GroupReport *retire.GroupReport `json:"group_report,omitempty"`
+	// Applied is true when --yes was given.
+	Applied bool `json:"applied"`
+}
+
+// imagePlan is the plan of one machine image and, with --yes, what was
+// done.
+type imagePlan struct {
+	*retire.Plan
+	// Report is what was deleted and skipped (with --yes).
+	Report *retire.Report `json:"report,omitempty"`
+}
+
+func retireCommand(e *env) *ucli.Command {
+	return withUsageErrors(&ucli.Command{
+		Name:      "retire",
+		Usage:     "delete superseded machine images the recipe's retain block does not keep",
+		ArgsUsage: "[RECIPE|FILE...]",
+		Description: "Plans, for every version of each machine_image of RECIPE (every recipe in\n" +
+			"./recipes by default, or the recipe FILEs given), keep or remove, with every\n" +
+			"reason: in a stage, in use (an instance not terminated, any launch template\n" +
+			"version, a launch configuration or Auto Scaling group, in every region the\n" +
+			"version is in), a rollback target, the base of a kept image, or inside the\n" +
+			"retain block's keep_last, keep_within and keep_revoked. A version is kept or\n" +
+			"removed as a whole, in every region. Without --yes nothing changes. With\n" +
+			"--yes it checks again right before each version that nothing uses it, then\n" +
+			"deregisters every copy and deletes each snapshot, and records a retire event.\n" +
+			"Run it again to finish an interrupted run. Disabled Auto Scaling groups beyond\n" +
+			"a fleet's keep_disabled go first, with their launch templates (never the\n" +
+			"newest disabled one, the rollback target). Container images are not retired yet.",
+		Flags: append(varFlags(),
+			&ucli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "remove what the plan removes"},
+			&ucli.BoolFlag{Name: "dry-run", Usage: "print the plan only (the default without --yes)"},
+		),
+		Action: func(c *ucli.Context) error {
+			g, err := readGlobals(c)
+			if err != nil {
+				return err
+			}
+			if c.Bool("yes") && c.Bool("dry-run") {
+				return usagef("--yes and --dry-run contradict each other; give one")
+			}
+			rs, err := e.retireRecipes(c, g)
+			if err != nil {
+				return err
+			}
+			apply := c.Bool("yes")
+			var docs []retireDoc
+			var failed error
+			for _, r := range rs {
+				if len(r.Containers) > 0 {
+					fmt.Fprintf(e.stderr, "bakery: warning: %s: container images are not retired yet; only its machine images are planned\n", r.Name)
+				}
+				doc, err := e.retireRecipe(c, r, apply)
+				docs = append(docs, doc)
+				if err != nil {
+					failed = err
+					break
+				}
+			}
+			if g.json {
+				if err := writeJSONLines(e.stdout, docs); err != nil {
+					return err
+				}
+			} else {
+				e.writeRetire(docs, apply)
+			}
+			return failed
+		},
+	})
+}
+
+// retireRecipes loads the recipes the arguments name: recipe files (an
+// argument that is a file or ends in .hcl) or names of recipes in
+// ./recipes; every recipe in ./recipes without arguments.
+func (e *env) retireRecipes(c *ucli.Context, g globals) ([]*recipes.Recipe, error) {
+	if c.NArg() == 0 {
+		return e.findRecipes(c, g, "")
+	}
+	var out []*recipes.Recipe
+	for _, a := range c.Args().Slice() {
+		if st, err := os.Stat(a); (err == nil && !st.IsDir()) || strings.HasSuffix(a, ".hcl") {
+			rs, err := e.loadRecipeFiles(c, g, []string{a})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, rs...)
+			continue
+		}
+		rs, err := e.findRecipes(c, g, a)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
+}
+
+// retireRecipe plans, and with apply retires, r's Auto Scaling groups
+// (first: a group deleted no longer keeps its AMI), then every machine
+// image of r.
+func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (retireDoc, error) {
+	doc := retireDoc{Recipe: r.Name, Images: []imagePlan{}, Groups: []retire.GroupDecision{}, Applied: apply}
+	if len(r.MachineImages) == 0 {
+		return doc, nil
+	}
+	s := &session{e: e, c: c}
+	arts, err := s.artifacts(r)
+	if err != nil {
+		return doc, err
+	}
+	cfg, err := s.awsFor(r)
+	if err != nil {
+		return doc, err
+	}
+	poll, err := e.pollInterval()
+	if err != nil {
+		return doc, err
+	}
+	var fleetRegions []string
+	keepDisabled := map[string]int{}
+	for stage, f := range r.Fleets {
+		fleetRegions = append(fleetRegions, cmp.Or(f.Region, cfg.Region))
+		keepDisabled[stage] = f.KeepDisabled
+	}
+	if len(r.Fleets) > 0 {
+		gs := retire.NewGroups(fleet.NewFromConfig(cfg, fleet.WithPollInterval(poll)))
+		groups, err := gs.Observe(c.Context, r.Name, fleetRegions)
+		if err != nil {
+			return doc, err
+		}
+		doc.Groups = retire.PlanGroups(groups, keepDisabled)
+		if apply {
+			rep, err := gs.Apply(c.Context, doc.Groups)
+			doc.GroupReport = rep
+			if err != nil {
+				return doc, err
+			}
+		}
+	}
+	clients := awsx.NewRegional(func(region string) *ec2.Client { return awsx.NewEC2(cfg, region) })
+	ops := catalogami.NewOps(func(region string) catalogami.API { return clients.Get(region) }, poll, nil)
+	find := catalogami.NewStoreFromConfig(cfg)
+	usage := fleet.UsageClientsFromConfig(cfg)
+	rt := r.Retain
+	policy := retire.Policy{KeepLast: rt.KeepLast, KeepWithin: rt.KeepWithin, KeepPrevious: rt.KeepPrevious, KeepRevoked: rt.KeepRevoked}
+	for _, art := range arts {
+		store, ok := art.Store.(*catalogami.LifecycleStore)
+		if art.Kind != catalog.KindAMI || !ok {
+			continue
+		}
+		var m *recipes.MachineImage
+		for _, mi := range r.MachineImages {
+			if mi.Name == art.Name {
+				m = mi
+			}
+		}
+		amis := retire.NewAMIs(r.Name, art.Name, store, find, ops, usage,
+			retire.WithClock(e.now), retire.WithActor(s.actor()),
+			retire.WithUsageRegions(append(amiRegions(r, m, cfg.Region), fleetRegions...)...))
+		o, err := amis.Observe(c.Context)
+		if err != nil {
+			return doc, err
+		}
+		ip := imagePlan{Plan: retire.MakePlan(o, policy, e.now().UTC())}
+		if apply {
+			rep, err := amis.Apply(c.Context, ip.Plan)
+			ip.Report = rep
+			doc.Images = append(doc.Images, ip)
+			if err != nil {
+				return doc, err
+			}
+			continue
+		}
+		doc.Images = append(doc.Images, ip)
+	}
+	return doc, nil
+}
+
+// writeRetire prints each plan as a table, then what was done or what
+// --yes would do.
+func (e *env) writeRetire(docs []retireDoc, applied bool) {
+	first := true
+	for _, doc := range docs {
+		for _, d := range doc.Images {
+			if !first {
+				fmt.Fprintln(e.stdout)
+			}
+			first = false
+			e.writeImagePlan(d, applied)
+		}
+		if len(doc.Groups) == 0 {
+			continue
+		}
+		if !first {
+			fmt.Fprintln(e.stdout)
+		}
+		first = false
+		fmt.Fprintf(e.stdout, "%s: Auto Scaling groups (disabled ones beyond each fleet's keep_disabled go)\n", doc.Recipe)
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "GROUP\tREGION\tVERSION\tSTATE\tDECISION\tREASONS")
+		remove := 0
+		for _, g := range doc.Groups {
+			decision := "keep"
+			if !g.Keep {
+				decision = "remove"
+				remove++
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Name, g.Region, g.Version, g.State, decision, strings.Join(g.Reasons, "; "))
+		}
+		tw.Flush()
+		switch {
+		case remove == 0:
+			fmt.Fprintln(e.stdout, "no group to delete")
+		case doc.GroupReport != nil:
+			fmt.Fprintf(e.stdout, "deleted %d of %d groups with their launch templates\n", len(doc.GroupReport.Deleted), remove)
+			for _, sk := range doc.GroupReport.Skipped {
+				fmt.Fprintf(e.stdout, "skipped group %s\n", sk)
+			}
+		case !applied:
+			fmt.Fprintf(e.stdout, "would delete %d groups; nothing deleted: run again with --yes to delete them\n", remove)
+		}
+	}
+}
+
+// writeImagePlan prints the plan of one machine image.
+func (e *env) writeImagePlan(d imagePlan, applied bool) {
+	fmt.Fprintf(e.stdout, "%s/%s: %s\n", d.Recipe, d.Artifact, d.Policy)
+	if len(d.Decisions) == 0 && len(d.Orphans) == 0 {
+		fmt.Fprintln(e.stdout, "no versions")
+		return
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tDECISION\tLOCATIONS\tREASONS")
+	amis := 0
+	for _, dec := range d.Decisions {
+		decision := "keep"
+		if !dec.Keep {
+			decision = "remove"
+			amis += len(dec.Locations)
+		}
+		var locs []string
+		for _, l := range dec.Locations {
+			locs = append(locs, l.Where+":"+l.ID)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", dec.Ref.Version, decision, strings.Join(locs, ","), strings.Join(dec.Reasons, "; "))
+	}
+	for _, o := range d.Orphans {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.Ref.Version, "remove "+o.Kind, o.Where+":"+o.ID, o.Reason)
+	}
+	tw.Flush()
+	remove := len(d.Remove())
+	switch {
+	case remove == 0 && len(d.Orphans) == 0:
+		fmt.Fprintln(e.stdout, "nothing to remove")
+	case d.Report != nil:
+		rep := d.Report
+		fmt.Fprintf(e.stdout, "retired %d of %d versions: %d AMIs, %d snapshots, %d GiB of snapshot storage reclaimed\n",
+			len(rep.Retired), remove, rep.AMIs, rep.Snapshots, rep.GiB)
+		for _, sk := range rep.Skipped {
+			what := sk.Ref.String()
+			if sk.ID != "" {
+				what += " " + sk.Where + ":" + sk.ID
+			}
+			fmt.Fprintf(e.stdout, "skipped %s: %s\n", what, sk.Reason)
+		}
+	case !applied:
+		fmt.Fprintf(e.stdout, "would remove %d versions (%d AMIs and their snapshots) and %d orphaned snapshots; nothing removed: run again with --yes to remove them\n", remove, amis, len(d.Orphans))
+	}
+}
