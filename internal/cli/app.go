@@ -150,7 +150,13 @@ var Version = "dev"
 // Run runs bakery with args (args[0] is the program name) and returns the
 // process exit code: 0 on success, 1 on failure, 2 on usage errors.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, environ []string) int {
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, environ: environ, now: time.Now}
+	return (&env{stdin: stdin, stdout: stdout, stderr: stderr, environ: environ, now: time.Now}).run(ctx, args)
+}
+
+// run runs bakery in e (tests make an env with a clock of their own) and
+// returns the exit code; see Run.
+func (e *env) run(ctx context.Context, args []string) int {
+	stderr := e.stderr
 	// packer-plugin-sdk logs [DEBUG] lines through the standard logger;
 	// they are shown only with BAKERY_DEBUG=1, with secrets masked (the
 	// SSH communicator logs each remote command, env values included).

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strings"
@@ -20,7 +18,6 @@ import (
 	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/catalog/fleet"
 	"github.com/bakery-sh/bakery/internal/mototest"
-	"github.com/bakery-sh/bakery/internal/redact"
 )
 
 // runAt runs bakery in-process as run does, with the env's clock stopped
@@ -29,23 +26,8 @@ func runAt(t *testing.T, now time.Time, extra []string, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
 	e := &env{stdin: strings.NewReader(""), stdout: &out, stderr: &errb, environ: append([]string{"PATH=" + os.Getenv("PATH")}, extra...),
-		now: func() time.Time { return now }, logMask: redact.NewWriter(io.Discard)}
-	app := newApp(e)
-	err := app.RunContext(context.Background(), interspersed(app, append([]string{"bakery"}, args...)))
-	code := exitOK
-	var ee exitError
-	var ue usageError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.code
-	case errors.As(err, &ue):
-		fmt.Fprintf(&errb, "bakery: %s\n", ue.msg)
-		code = exitUsage
-	default:
-		fmt.Fprintf(&errb, "bakery: %v\n", err)
-		code = exitFailure
-	}
+		now: func() time.Time { return now }}
+	code := e.run(context.Background(), append([]string{"bakery"}, args...))
 	return result{code, out.String(), errb.String()}
 }
 
