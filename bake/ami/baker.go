@@ -382,6 +382,18 @@ func (b *Baker) Fill(ctx context.Context, p *Plan, e *Existing) ([]RegionImage, 
 			}
 		}
 	}
+	if after := p.recipe.Retain.DeprecateAfter; err == nil && after > 0 {
+		// A copy does not keep its source's deprecation time.
+		for _, img := range imgs {
+			at := img.Created.Add(after)
+			if soon := b.now().Add(time.Minute); at.Before(soon) {
+				at = soon // its time has passed: deprecated at once
+			}
+			if err = b.ops.Deprecate(ctx, img.Region, img.ImageID, at); err != nil {
+				break
+			}
+		}
+	}
 	step.Done(err)
 	if err != nil {
 		return nil, fmt.Errorf("machine image %s: %w", m.Name, err)

@@ -166,6 +166,9 @@ func (b *Baker) Build(ctx context.Context, p *Plan) (*Result, error) {
 	if len(m.ShareWith) > 0 {
 		list = append(list, shareStep{})
 	}
+	if r := p.recipe; r != nil && r.Retain.DeprecateAfter > 0 {
+		list = append(list, deprecateStep{})
+	}
 	list = append(list, completeStep{})
 
 	hbctx, stopHeartbeat := context.WithCancel(ctx)

@@ -3,6 +3,8 @@ package ami_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 	"github.com/bakery-sh/bakery/bake/ami"
 	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/internal/awsx"
+	"github.com/bakery-sh/bakery/recipes"
 )
 
 // handler is the body of an Initialize middleware.
@@ -243,5 +246,68 @@ func TestSweepReportsDuplicates(t *testing.T) {
 	imgs, err := e.ec2("us-east-1").DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{staged, dup}})
 	if err != nil || len(imgs.Images) != 2 {
 		t.Errorf("sweep --yes removed a complete AMI: %v, %d left", err, len(imgs.Images))
+	}
+}
+
+// TestBakeSetsTheDeprecationTime: retain.deprecate_after makes every AMI
+// of the bake deprecated that long after it, in every region. moto has no
+// image deprecation, so a middleware answers EnableImageDeprecation and
+// the test reads what bakery sent.
+func TestBakeSetsTheDeprecationTime(t *testing.T) {
+	e := newBakeEnv(t)
+	var mu sync.Mutex
+	sent := map[string]time.Time{}
+	e.cfg = e.withMiddleware("fake-deprecation", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+		if p, ok := in.Parameters.(*ec2.EnableImageDeprecationInput); ok {
+			mu.Lock()
+			sent[aws.ToString(p.ImageId)] = aws.ToTime(p.DeprecateAt)
+			mu.Unlock()
+			return middleware.InitializeOutput{Result: &ec2.EnableImageDeprecationOutput{Return: aws.Bool(true)}}, middleware.Metadata{}, nil
+		}
+		return next.HandleInitialize(ctx, in)
+	})
+	baked := time.Date(2026, 5, 4, 3, 2, 1, 0, time.UTC)
+	b := e.baker(ami.WithClock(func() time.Time { return baked }))
+	dir := t.TempDir()
+	src := `recipe "web" {
+  version = "1.0.0"
+  stages  = ["dev", "prod"]
+}
+
+retain {
+  deprecate_after = "60d"
+}
+
+machine_image "server" {
+  region     = "us-east-1"
+  source_ami = "` + bakeAL2023 + `"
+  regions    = ["eu-west-1"]
+}
+`
+	path := filepath.Join(dir, "web.bake.hcl")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, diags := recipes.NewLoader().Load(path, recipes.Options{})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	ctx := context.Background()
+	p, err := b.Prepare(ctx, r, r.MachineImages[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.Build(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := baked.Add(60 * 24 * time.Hour).Truncate(time.Minute)
+	if len(sent) != len(res.Images) {
+		t.Errorf("deprecation set on %v, want every AMI of %+v", sent, res.Images)
+	}
+	for _, img := range res.Images {
+		if got, ok := sent[img.ImageID]; !ok || !got.Equal(want) {
+			t.Errorf("AMI %s in %s: DeprecateAt %v (sent: %v), want %v", img.ImageID, img.Region, got, ok, want)
+		}
 	}
 }

@@ -31,6 +31,7 @@ type API interface {
 	ModifyImageAttribute(context.Context, *ec2.ModifyImageAttributeInput, ...func(*ec2.Options)) (*ec2.ModifyImageAttributeOutput, error)
 	DescribeSnapshotAttribute(context.Context, *ec2.DescribeSnapshotAttributeInput, ...func(*ec2.Options)) (*ec2.DescribeSnapshotAttributeOutput, error)
 	ModifySnapshotAttribute(context.Context, *ec2.ModifySnapshotAttributeInput, ...func(*ec2.Options)) (*ec2.ModifySnapshotAttributeOutput, error)
+	EnableImageDeprecation(context.Context, *ec2.EnableImageDeprecationInput, ...func(*ec2.Options)) (*ec2.EnableImageDeprecationOutput, error)
 }
 
 // Default bounds of the AMI waits, as Packer's amazon builders have them.
@@ -248,6 +249,22 @@ func (o *Ops) findCopy(ctx context.Context, region, name, desc string) (string, 
 		}
 	}
 	return "", nil
+}
+
+// Deprecate sets the deprecation time of AMI id in region to at (the
+// recipe's retain.deprecate_after after the bake): consoles and
+// DescribeImages then flag it as deprecated, and it stops showing in
+// launch wizards. EC2 keeps minutes only; at must be in the future.
+func (o *Ops) Deprecate(ctx context.Context, region, id string, at time.Time) error {
+	at = at.UTC().Truncate(time.Minute)
+	err := o.fresh("EC2 to know AMI "+id).Retry(ctx, awsx.IsNotFound, func(ctx context.Context) error {
+		_, err := o.client(region).EnableImageDeprecation(ctx, &ec2.EnableImageDeprecationInput{ImageId: aws.String(id), DeprecateAt: aws.Time(at)})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("setting the deprecation time of AMI %s in %s to %s: %w", id, region, at.Format(time.RFC3339), awsx.ExplainError(err))
+	}
+	return nil
 }
 
 // LaunchPermissions returns the accounts that may launch AMI id in region
