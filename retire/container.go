@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/catalog/oci"
@@ -80,7 +81,7 @@ func (c *LayoutContainers) retire(ctx context.Context, d Decision, planned map[s
 	}
 	now := es[i]
 	if len(now.Stages) > 0 {
-		rep.Skipped = append(rep.Skipped, Skipped{Ref: d.Ref, Reason: fmt.Sprintf("in %v since the plan: kept", slices.Sorted(maps.Keys(now.Stages)))})
+		rep.Skipped = append(rep.Skipped, Skipped{Ref: d.Ref, Reason: "in " + strings.Join(slices.Sorted(maps.Keys(now.Stages)), ", ") + " since the plan: kept"})
 		return nil
 	}
 	if now.Revoked && !d.Entry.Revoked {
