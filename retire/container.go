@@ -12,24 +12,62 @@ import (
 	"github.com/bakery-sh/bakery/catalog/oci"
 )
 
-// LayoutContainers observes and retires the versions of one container
-// artifact in a local OCI image layout.
-type LayoutContainers struct {
+// Containers observes and retires the versions of one container artifact,
+// in a local OCI image layout or in a registry.
+type Containers struct {
 	recipe, artifact string
-	store            *oci.LayoutStore
-	layout           *oci.Layout
+	store            interface {
+		Entries(ctx context.Context) ([]catalog.Entry, error)
+	}
+	// remove deletes the version e, adding what it did to rep.
+	remove func(ctx context.Context, e catalog.Entry, rep *Report) error
 }
 
 // NewLayoutContainers returns the retirer of recipe's container artifact
-// whose catalog is store, in layout l.
-func NewLayoutContainers(recipe, artifact string, l *oci.Layout, store *oci.LayoutStore) *LayoutContainers {
-	return &LayoutContainers{recipe: recipe, artifact: artifact, store: store, layout: l}
+// whose catalog is store, in layout l: a version removed leaves index.json
+// with its event artifacts, then the blobs nothing else references are
+// deleted.
+func NewLayoutContainers(recipe, artifact string, l *oci.Layout, store *oci.LayoutStore) *Containers {
+	return &Containers{recipe: recipe, artifact: artifact, store: store,
+		remove: func(ctx context.Context, e catalog.Entry, rep *Report) error {
+			rm, err := store.RemoveVersion(ctx, e)
+			if err != nil {
+				return err
+			}
+			if rm.Entries > 0 {
+				rep.Manifests++
+			}
+			pr, err := l.Prune(ctx, rm.Candidates)
+			rep.Blobs += pr.Blobs
+			rep.Bytes += pr.Bytes
+			return err
+		}}
 }
 
+// NewRegistryContainers returns the retirer of recipe's container artifact
+// whose catalog is the registry store: a version removed has its events,
+// tag and manifest deleted by digest. A registry that refuses deletion is
+// reported in the Report's Skipped, with the version kept.
+func NewRegistryContainers(recipe, artifact string, store *oci.RegistryStore) *Containers {
+	return &Containers{recipe: recipe, artifact: artifact, store: store,
+		remove: func(ctx context.Context, e catalog.Entry, rep *Report) error {
+			n, err := store.RemoveVersion(ctx, e)
+			rep.Manifests += n
+			if errors.Is(err, oci.ErrDeleteRefused) {
+				rep.Skipped = append(rep.Skipped, Skipped{Ref: e.Ref, Where: store.Repository(), Reason: err.Error()})
+				return errSkipped
+			}
+			return err
+		}}
+}
+
+// errSkipped says that remove reported the version in Skipped.
+var errSkipped = errors.New("skipped")
+
 // Observe reads every version of the artifact with its stages, history
-// and lineage (BaseDigest). Nothing outside the plan uses a layout's
-// images, so InUse is empty.
-func (c *LayoutContainers) Observe(ctx context.Context) (Observed, error) {
+// and lineage (BaseDigest). What runs a container image is not observed,
+// so InUse is empty: stages and the keep_* rules decide.
+func (c *Containers) Observe(ctx context.Context) (Observed, error) {
 	es, err := c.store.Entries(ctx)
 	if err != nil {
 		return Observed{}, fmt.Errorf("observing %s/%s: %w", c.recipe, c.artifact, err)
@@ -38,16 +76,15 @@ func (c *LayoutContainers) Observe(ctx context.Context) (Observed, error) {
 }
 
 // Apply retires the versions plan removes, oldest first. Right before
-// each it reads the layout again and skips (and reports) a version that
-// entered a stage or was revoked since the plan; the store checks the
-// stage tags once more under the layout lock before it takes the version
-// and its event artifacts out of index.json. Then the blobs they reached
-// that nothing else references are deleted. A version already gone counts
+// each it reads the catalog again and skips (and reports) a version that
+// entered a stage, was revoked or re-baked, or became the base of an image
+// baked since the plan; the store checks the stage tags once more (in a
+// layout, under its lock) as it removes the version. A version already gone counts
 // as retired, so running Apply again with a new plan finishes an
-// interrupted run. No retire event is recorded: a layout keeps events as
-// referrers of the image, which go with it. It goes on after an error
+// interrupted run. No retire event is recorded: events are referrers of
+// the image, which go with it. It goes on after an error
 // and returns them all, with what it did.
-func (c *LayoutContainers) Apply(ctx context.Context, plan *Plan) (*Report, error) {
+func (c *Containers) Apply(ctx context.Context, plan *Plan) (*Report, error) {
 	rep := &Report{Retired: []catalog.Ref{}, Skipped: []Skipped{}}
 	remove := plan.Remove()
 	slices.Reverse(remove)
@@ -69,7 +106,7 @@ func (c *LayoutContainers) Apply(ctx context.Context, plan *Plan) (*Report, erro
 }
 
 // retire re-checks and removes the version of d.
-func (c *LayoutContainers) retire(ctx context.Context, d Decision, planned map[string]bool, rep *Report) error {
+func (c *Containers) retire(ctx context.Context, d Decision, planned map[string]bool, rep *Report) error {
 	es, err := c.store.Entries(ctx)
 	if err != nil {
 		return err
@@ -98,16 +135,12 @@ func (c *LayoutContainers) retire(ctx context.Context, d Decision, planned map[s
 			return nil
 		}
 	}
-	rm, err := c.store.RemoveVersion(ctx, now)
-	if err != nil {
-		return err
+	err = c.remove(ctx, now, rep)
+	if errors.Is(err, errSkipped) {
+		return nil
 	}
-	pr, err := c.layout.Prune(ctx, rm.Candidates)
-	rep.Blobs += pr.Blobs
-	rep.Bytes += pr.Bytes
-	if rm.Entries > 0 {
-		rep.Manifests++
+	if err == nil {
+		rep.Retired = append(rep.Retired, d.Ref)
 	}
-	rep.Retired = append(rep.Retired, d.Ref)
 	return err
 }
