@@ -62,7 +62,8 @@ func retireCommand(e *env) *ucli.Command {
 			"newest disabled one, the rollback target). Container images in the local\n" +
 			"layout ($BAKERY_HOME) are planned the same way; with --yes each version's tag\n" +
 			"and event artifacts leave index.json, then the blobs nothing else references\n" +
-			"are deleted. Container images in registries are not retired yet.",
+			"are deleted; in a registry, its events, tag and manifest are deleted by digest\n" +
+			"(a registry refusing deletion is reported and the version kept).",
 		Flags: append(varFlags(),
 			&ucli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "remove what the plan removes"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "print the plan only (the default without --yes)"},
@@ -83,11 +84,6 @@ func retireCommand(e *env) *ucli.Command {
 			var docs []retireDoc
 			var failed error
 			for _, r := range rs {
-				for _, ct := range r.Containers {
-					if ct.Repository != "" {
-						fmt.Fprintf(e.stderr, "bakery: warning: %s: container %s is in registry %s, where images are not retired yet; only images in the local layout and machine images are planned\n", r.Name, ct.Name, ct.Repository)
-					}
-				}
 				doc, err := e.retireRecipe(c, r, apply)
 				docs = append(docs, doc)
 				if err != nil {
@@ -141,14 +137,20 @@ func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (reti
 	rt := r.Retain
 	policy := retire.Policy{KeepLast: rt.KeepLast, KeepWithin: rt.KeepWithin, KeepPrevious: rt.KeepPrevious, KeepRevoked: rt.KeepRevoked}
 	for _, ct := range r.Containers {
-		if ct.Repository != "" {
-			continue
+		var lc *retire.Containers
+		if ct.Repository == "" {
+			l, err := catalogoci.OpenLayout(e.home())
+			if err != nil {
+				return doc, err
+			}
+			lc = retire.NewLayoutContainers(r.Name, ct.Name, l, l.Store(ct.Name, r.Name, ct.Name))
+		} else {
+			rs, err := catalogoci.NewRegistryStore(ct.Repository, r.Name, ct.Name)
+			if err != nil {
+				return doc, err
+			}
+			lc = retire.NewRegistryContainers(r.Name, ct.Name, rs)
 		}
-		l, err := catalogoci.OpenLayout(e.home())
-		if err != nil {
-			return doc, err
-		}
-		lc := retire.NewLayoutContainers(r.Name, ct.Name, l, l.Store(ct.Name, r.Name, ct.Name))
 		o, err := lc.Observe(c.Context)
 		if err != nil {
 			return doc, err
@@ -314,7 +316,7 @@ func (e *env) writeImagePlan(d imagePlan, applied bool) {
 		fmt.Fprintln(e.stdout, "nothing to remove")
 	case d.Report != nil && d.Kind == catalog.KindContainer:
 		rep := d.Report
-		fmt.Fprintf(e.stdout, "retired %d of %d versions: %d manifests untagged, %d blobs (%d bytes) deleted\n",
+		fmt.Fprintf(e.stdout, "retired %d of %d versions: %d manifests deleted or untagged, %d layout blobs (%d bytes) deleted\n",
 			len(rep.Retired), remove, rep.Manifests, rep.Blobs, rep.Bytes)
 		for _, sk := range rep.Skipped {
 			fmt.Fprintf(e.stdout, "skipped %s: %s\n", sk.Ref, sk.Reason)
@@ -331,7 +333,7 @@ func (e *env) writeImagePlan(d imagePlan, applied bool) {
 			fmt.Fprintf(e.stdout, "skipped %s: %s\n", what, sk.Reason)
 		}
 	case !applied && d.Kind == catalog.KindContainer:
-		fmt.Fprintf(e.stdout, "would remove %d versions from the layout (their tags, events and unshared blobs); nothing removed: run again with --yes to remove them\n", remove)
+		fmt.Fprintf(e.stdout, "would remove %d versions (their tags, events and manifests; in a layout, their unshared blobs); nothing removed: run again with --yes to remove them\n", remove)
 	case !applied:
 		fmt.Fprintf(e.stdout, "would remove %d versions (%d AMIs and their snapshots) and %d orphaned snapshots; nothing removed: run again with --yes to remove them\n", remove, amis, len(d.Orphans))
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,14 +12,16 @@ import (
 	"time"
 
 	catalogoci "github.com/bakery-sh/bakery/catalog/oci"
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
 // retainContainerRecipe is the hello recipe with keep_last = 1.
-func retainContainerRecipe(t *testing.T) string {
+func retainContainerRecipe(t *testing.T, repo string) string {
 	t.Helper()
-	recipe := helloProject(t, "")
+	recipe := helloProject(t, repo)
 	b, err := os.ReadFile(recipe)
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +52,7 @@ func layoutBlobs(t *testing.T, home string) int {
 func TestRetireContainerLayout(t *testing.T) {
 	home := t.TempDir()
 	env := []string{"BAKERY_HOME=" + home}
-	recipe := retainContainerRecipe(t)
+	recipe := retainContainerRecipe(t, "")
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	versions := []string{"1.0.0", "1.0.1", "1.0.2", "1.0.3"}
 	for i, v := range versions {
@@ -143,6 +146,56 @@ func TestRetireContainerLayout(t *testing.T) {
 
 	again := mustRunAt(t, now, env, "retire", "--yes", recipe)
 	if !strings.Contains(again.stdout, "nothing to remove") || layoutBlobs(t, home) != after {
+		t.Errorf("a second retire:\n%s", again.stdout)
+	}
+}
+
+// TestRetireContainerRegistry bakes three versions into the in-process
+// registry, promotes the first to dev, and retires with keep_last = 1:
+// the middle version's tag and manifest are deleted, dev and the newest
+// stay, and a second retire finds nothing.
+func TestRetireContainerRegistry(t *testing.T) {
+	noDockerConfig(t)
+	srv := httptest.NewServer(quietRegistry())
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	recipe := retainContainerRecipe(t, host+"/team/hello")
+	env := []string{"BAKERY_HOME=" + t.TempDir()}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	digests := map[string]string{}
+	for i, v := range []string{"1.0.0", "1.0.1", "1.0.2"} {
+		mustRunAt(t, t0.Add(time.Duration(i)*time.Hour), env, "bake", "-var", "version="+v, recipe)
+		ref, err := name.ParseReference(host + "/team/hello:" + v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := remote.Head(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		digests[v] = d.Digest.String()
+	}
+	now := t0.Add(10 * time.Hour)
+	mustRunAt(t, now, env, "promote", "hello@1.0.0", "--to", "dev", "-f", recipe)
+	out := mustRunAt(t, now, env, "retire", "--yes", recipe)
+	if !strings.Contains(out.stdout, "retired 1 of 1 versions") || strings.Contains(out.stderr, "not retired yet") {
+		t.Errorf("retire --yes:\n%s\n%s", out.stdout, out.stderr)
+	}
+	repo, err := name.NewRepository(host + "/team/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tag, want := range map[string]bool{"1.0.0": true, "1.0.1": false, "1.0.2": true, "dev": true} {
+		_, err := remote.Head(repo.Tag(tag))
+		if got := err == nil; got != want {
+			t.Errorf("%s present = %v, want %v (%v)", tag, got, want, err)
+		}
+	}
+	if _, err := remote.Head(repo.Digest(digests["1.0.1"])); err == nil {
+		t.Error("the manifest of 1.0.1 is still there by digest")
+	}
+	again := mustRunAt(t, now, env, "retire", "--yes", recipe)
+	if !strings.Contains(again.stdout, "nothing to remove") {
 		t.Errorf("a second retire:\n%s", again.stdout)
 	}
 }
