@@ -66,11 +66,22 @@ var errSkipped = errors.New("skipped")
 
 // Observe reads every version of the artifact with its stages, history
 // and lineage (BaseDigest). What runs a container image is not observed,
-// so InUse is empty: stages and the keep_* rules decide.
+// so InUse is empty: stages and the keep_* rules decide. A version's
+// Created is its first bake event's time when it has one: the image's own
+// created annotation is SOURCE_DATE_EPOCH (reproducible digests), not
+// when it was baked, and keep_last and keep_within go by bake time.
 func (c *Containers) Observe(ctx context.Context) (Observed, error) {
 	es, err := c.store.Entries(ctx)
 	if err != nil {
 		return Observed{}, fmt.Errorf("observing %s/%s: %w", c.recipe, c.artifact, err)
+	}
+	for i, e := range es {
+		for _, ev := range e.Events {
+			if ev.Action == catalog.ActionBake && !ev.Time.IsZero() {
+				es[i].Created = ev.Time
+				break
+			}
+		}
 	}
 	return Observed{Recipe: c.recipe, Artifact: c.artifact, Entries: es}, nil
 }

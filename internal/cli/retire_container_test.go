@@ -72,6 +72,7 @@ func TestRetireContainerLayout(t *testing.T) {
 			Decisions []struct {
 				Ref       struct{ Version string } `json:"ref"`
 				Keep      bool                     `json:"keep"`
+				Created   time.Time                `json:"created"`
 				Locations []struct {
 					Where, ID string
 				} `json:"locations"`
@@ -88,6 +89,9 @@ func TestRetireContainerLayout(t *testing.T) {
 		}
 		if !d.Keep {
 			removed = append(removed, d.Ref.Version)
+		}
+		if i := slices.Index(versions, d.Ref.Version); !d.Created.Equal(t0.Add(time.Duration(i) * time.Hour)) {
+			t.Errorf("%s: created %s, want its bake time %s", d.Ref.Version, d.Created, t0.Add(time.Duration(i)*time.Hour))
 		}
 	}
 	slices.Sort(removed)
