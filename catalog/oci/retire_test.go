@@ -133,3 +133,32 @@ func TestPruneCancelled(t *testing.T) {
 	validateLayout(t, dir)
 	readable(t, dir, "hello:1.0.0", "hello:1.0.1", "hello:1.0.3", "hello:prod")
 }
+
+// TestPruneSparesUncommittedBake: a bake whose transaction has written its
+// blobs but not committed yet while a version is removed and pruned still
+// commits, and its image is complete.
+func TestPruneSparesUncommittedBake(t *testing.T) {
+	ctx := context.Background()
+	dir, l, s := retireLayout(t)
+	tx := l.Begin()
+	defer tx.Rollback()
+	img := withPlatform(t, bakedImage(t, "1.0.4", testTime(7*time.Hour).Format(time.RFC3339)), "amd64")
+	if _, err := tx.WriteImage(ctx, img); err != nil {
+		t.Fatal(err)
+	}
+	rm, err := s.RemoveVersion(ctx, entryOf(t, entries(t, s), "1.0.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Prune(ctx, rm.Candidates); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Tag("hello:1.0.4", descriptor(t, img)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("the bake in progress failed to commit after a prune: %v", err)
+	}
+	validateLayout(t, dir)
+	readable(t, dir, "hello:1.0.4", "hello:prod")
+}
