@@ -201,6 +201,12 @@ type Report struct {
 	AMIs      int   `json:"amis"`
 	Snapshots int   `json:"snapshots"`
 	GiB       int64 `json:"gib"`
+	// Manifests counts the container versions taken out of a layout's
+	// index.json (or deleted from a registry); Blobs and Bytes what was
+	// deleted of the layout's blobs.
+	Manifests int   `json:"manifests,omitempty"`
+	Blobs     int   `json:"blobs,omitempty"`
+	Bytes     int64 `json:"bytes,omitempty"`
 	// Skipped are the versions found in use or staged since the plan,
 	// and the snapshots another AMI uses.
 	Skipped []Skipped `json:"skipped"`

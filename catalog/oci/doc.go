@@ -15,4 +15,8 @@
 // bakery processes: blobs only ever appear complete under their final name,
 // and index.json, the only file that makes anything visible, is replaced
 // atomically by [Tx.Commit] while holding the layout's lock.
+//
+// Retiring a version ([LayoutStore.RemoveVersion], then [Layout.Prune];
+// [RegistryStore.RemoveVersion]) refuses a version a stage tag names, and in
+// a layout deletes only blobs nothing in index.json references any more.
 package oci

@@ -40,6 +40,9 @@ const (
 type change struct {
 	refName string
 	desc    *v1.Descriptor
+	// subject, when set, removes every descriptor without ref name whose
+	// AnnotationSubject is it (see Tx.detachSubject).
+	subject string
 }
 
 // Tx groups blob writes and index.json changes so that a failed or
@@ -222,6 +225,22 @@ func (tx *Tx) attach(desc v1.Descriptor) error {
 		return err
 	}
 	tx.changes = append(tx.changes, change{desc: &d})
+	return nil
+}
+
+// detachSubject stages removing from index.json every descriptor without
+// a ref name whose AnnotationSubject is subject: the event artifacts of an
+// image being removed.
+func (tx *Tx) detachSubject(subject v1.Hash) error {
+	if err := checkHash(subject); err != nil {
+		return fmt.Errorf("detaching the events of %s: %w", subject, err)
+	}
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if err := tx.checkOpenLocked("detaching the events of " + subject.String()); err != nil {
+		return err
+	}
+	tx.changes = append(tx.changes, change{subject: subject.String()})
 	return nil
 }
 
@@ -408,6 +427,12 @@ func applyChanges(raw []byte, changes []change) ([]byte, error) {
 				return nil, fmt.Errorf("parsing a descriptor of the index: %w", err)
 			}
 			name, named := d.Annotations[catalog.AnnotationRefName]
+			if c.subject != "" {
+				if named || d.Annotations[AnnotationSubject] != c.subject {
+					out = append(out, m)
+				}
+				continue
+			}
 			if c.refName == "" {
 				// attach: keep an unnamed descriptor of the same digest.
 				if !named && d.Digest == c.desc.Digest.String() {

@@ -13,6 +13,7 @@ import (
 	"github.com/bakery-sh/bakery/catalog"
 	catalogami "github.com/bakery-sh/bakery/catalog/ami"
 	"github.com/bakery-sh/bakery/catalog/fleet"
+	catalogoci "github.com/bakery-sh/bakery/catalog/oci"
 	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/recipes"
 	"github.com/bakery-sh/bakery/retire"
@@ -36,6 +37,8 @@ type retireDoc struct {
 // done.
 type imagePlan struct {
 	*retire.Plan
+	// Kind is the kind of image the plan is about.
+	Kind catalog.Kind `json:"kind"`
 	// Report is what was deleted and skipped (with --yes).
 	Report *retire.Report `json:"report,omitempty"`
 }
@@ -43,7 +46,7 @@ type imagePlan struct {
 func retireCommand(e *env) *ucli.Command {
 	return withUsageErrors(&ucli.Command{
 		Name:      "retire",
-		Usage:     "delete superseded machine images the recipe's retain block does not keep",
+		Usage:     "delete superseded machine and container images the recipe's retain block does not keep",
 		ArgsUsage: "[RECIPE|FILE...]",
 		Description: "Plans, for every version of each machine_image of RECIPE (every recipe in\n" +
 			"./recipes by default, or the recipe FILEs given), keep or remove, with every\n" +
@@ -56,7 +59,11 @@ func retireCommand(e *env) *ucli.Command {
 			"deregisters every copy and deletes each snapshot, and records a retire event.\n" +
 			"Run it again to finish an interrupted run. Disabled Auto Scaling groups beyond\n" +
 			"a fleet's keep_disabled go first, with their launch templates (never the\n" +
-			"newest disabled one, the rollback target). Container images are not retired yet.",
+			"newest disabled one, the rollback target). Container images in the local\n" +
+			"layout ($BAKERY_HOME) are planned the same way; with --yes each version's tag\n" +
+			"and event artifacts leave index.json, then the blobs nothing else references\n" +
+			"are deleted; in a registry, its events, tag and manifest are deleted by digest\n" +
+			"(a registry refusing deletion is reported and the version kept).",
 		Flags: append(varFlags(),
 			&ucli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "remove what the plan removes"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "print the plan only (the default without --yes)"},
@@ -77,9 +84,6 @@ func retireCommand(e *env) *ucli.Command {
 			var docs []retireDoc
 			var failed error
 			for _, r := range rs {
-				if len(r.Containers) > 0 {
-					fmt.Fprintf(e.stderr, "bakery: warning: %s: container images are not retired yet; only its machine images are planned\n", r.Name)
-				}
 				doc, err := e.retireRecipe(c, r, apply)
 				docs = append(docs, doc)
 				if err != nil {
@@ -130,6 +134,36 @@ func (e *env) retireRecipes(c *ucli.Context, g globals) ([]*recipes.Recipe, erro
 // image of r.
 func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (retireDoc, error) {
 	doc := retireDoc{Recipe: r.Name, Images: []imagePlan{}, Groups: []retire.GroupDecision{}, Applied: apply}
+	rt := r.Retain
+	policy := retire.Policy{KeepLast: rt.KeepLast, KeepWithin: rt.KeepWithin, KeepPrevious: rt.KeepPrevious, KeepRevoked: rt.KeepRevoked}
+	for _, ct := range r.Containers {
+		var lc *retire.Containers
+		if ct.Repository == "" {
+			l, err := catalogoci.OpenLayout(e.home())
+			if err != nil {
+				return doc, err
+			}
+			lc = retire.NewLayoutContainers(r.Name, ct.Name, l, l.Store(ct.Name, r.Name, ct.Name))
+		} else {
+			rs, err := catalogoci.NewRegistryStore(ct.Repository, r.Name, ct.Name)
+			if err != nil {
+				return doc, err
+			}
+			lc = retire.NewRegistryContainers(r.Name, ct.Name, rs)
+		}
+		o, err := lc.Observe(c.Context)
+		if err != nil {
+			return doc, err
+		}
+		ip := imagePlan{Plan: retire.MakePlan(o, policy, e.now().UTC()), Kind: catalog.KindContainer}
+		if apply {
+			ip.Report, err = lc.Apply(c.Context, ip.Plan)
+		}
+		doc.Images = append(doc.Images, ip)
+		if err != nil {
+			return doc, err
+		}
+	}
 	if len(r.MachineImages) == 0 {
 		return doc, nil
 	}
@@ -171,8 +205,6 @@ func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (reti
 	ops := catalogami.NewOps(func(region string) catalogami.API { return clients.Get(region) }, poll, nil)
 	find := catalogami.NewStoreFromConfig(cfg)
 	usage := fleet.UsageClientsFromConfig(cfg)
-	rt := r.Retain
-	policy := retire.Policy{KeepLast: rt.KeepLast, KeepWithin: rt.KeepWithin, KeepPrevious: rt.KeepPrevious, KeepRevoked: rt.KeepRevoked}
 	for _, art := range arts {
 		store, ok := art.Store.(*catalogami.LifecycleStore)
 		if art.Kind != catalog.KindAMI || !ok {
@@ -191,7 +223,7 @@ func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (reti
 		if err != nil {
 			return doc, err
 		}
-		ip := imagePlan{Plan: retire.MakePlan(o, policy, e.now().UTC())}
+		ip := imagePlan{Plan: retire.MakePlan(o, policy, e.now().UTC()), Kind: catalog.KindAMI}
 		if apply {
 			rep, err := amis.Apply(c.Context, ip.Plan)
 			ip.Report = rep
@@ -282,6 +314,13 @@ func (e *env) writeImagePlan(d imagePlan, applied bool) {
 	switch {
 	case remove == 0 && len(d.Orphans) == 0:
 		fmt.Fprintln(e.stdout, "nothing to remove")
+	case d.Report != nil && d.Kind == catalog.KindContainer:
+		rep := d.Report
+		fmt.Fprintf(e.stdout, "retired %d of %d versions: %d manifests deleted or untagged, %d layout blobs (%d bytes) deleted\n",
+			len(rep.Retired), remove, rep.Manifests, rep.Blobs, rep.Bytes)
+		for _, sk := range rep.Skipped {
+			fmt.Fprintf(e.stdout, "skipped %s: %s\n", sk.Ref, sk.Reason)
+		}
 	case d.Report != nil:
 		rep := d.Report
 		fmt.Fprintf(e.stdout, "retired %d of %d versions: %d AMIs, %d snapshots, %d GiB of snapshot storage reclaimed\n",
@@ -293,6 +332,8 @@ func (e *env) writeImagePlan(d imagePlan, applied bool) {
 			}
 			fmt.Fprintf(e.stdout, "skipped %s: %s\n", what, sk.Reason)
 		}
+	case !applied && d.Kind == catalog.KindContainer:
+		fmt.Fprintf(e.stdout, "would remove %d versions (their tags, events and manifests; in a layout, their unshared blobs); nothing removed: run again with --yes to remove them\n", remove)
 	case !applied:
 		fmt.Fprintf(e.stdout, "would remove %d versions (%d AMIs and their snapshots) and %d orphaned snapshots; nothing removed: run again with --yes to remove them\n", remove, amis, len(d.Orphans))
 	}
