@@ -1,7 +1,6 @@
 package recipes
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -110,31 +109,10 @@ func (s *state) decodeRetain(b *hcl.Block) Retain {
 	}
 	for name, dst := range map[string]*time.Duration{"keep_within": &rt.KeepWithin, "keep_revoked": &rt.KeepRevoked, "deprecate_after": &rt.DeprecateAfter} {
 		if attr := attrs[name]; attr != nil {
-			if d, ok := s.retention(attr); ok {
+			if d, ok := s.days(attr, "30d", "none"); ok {
 				*dst = d
 			}
 		}
 	}
 	return rt
-}
-
-// retention evaluates attr as a duration that is not negative, in which
-// "d" counts days of 24 hours ("30d", "12h", "1d12h").
-func (s *state) retention(attr *hcl.Attribute) (time.Duration, bool) {
-	v, ok := s.stringValue(attr, true, fmt.Sprintf(`quote a duration, as in %s = "30d"`, attr.Name))
-	if !ok {
-		return 0, false
-	}
-	d, err := parseDays(v)
-	switch {
-	case err != nil:
-		s.attrError(attr, fmt.Sprintf("invalid duration %q", v),
-			fmt.Sprintf(`%s is a duration such as "7d", "36h" or "1d12h" (units ns, us, ms, s, m, h, and d for 24 hours).`, attr.Name))
-		return 0, false
-	case d < 0:
-		s.attrError(attr, fmt.Sprintf("invalid duration %q", v),
-			fmt.Sprintf(`%s must not be negative, such as "30d"; "0s" means none.`, attr.Name))
-		return 0, false
-	}
-	return d, true
 }

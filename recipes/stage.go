@@ -174,7 +174,7 @@ func (s *state) decodeGate(b *hcl.Block, st *Stage, r *Recipe) Gate {
 	}
 
 	if attr := attrs["min_soak"]; attr != nil {
-		if d, ok := s.soak(attr); ok {
+		if d, ok := s.days(attr, "24h", "no minimum"); ok {
 			if d > 0 && r.StageIndex(st.Name) == 0 {
 				detail := fmt.Sprintf("%q is the first of the recipe's stages (at %s): an image enters it from its bake, so there is no previous stage to soak in. Remove min_soak", st.Name, posString(s.stagesRange))
 				if len(r.Stages) > 1 {
@@ -194,10 +194,11 @@ func (s *state) decodeGate(b *hcl.Block, st *Stage, r *Recipe) Gate {
 	return g
 }
 
-// soak evaluates attr as a duration that is not negative: a Go duration
+// days evaluates attr as a duration that is not negative: a Go duration
 // ("24h", "90m") in which "d" counts days of 24 hours ("7d", "1d12h").
-func (s *state) soak(attr *hcl.Attribute) (time.Duration, bool) {
-	v, ok := s.stringValue(attr, true, fmt.Sprintf(`quote a duration, as in %s = "24h"`, attr.Name))
+// example is a value for the messages and zero says what "0s" means.
+func (s *state) days(attr *hcl.Attribute, example, zero string) (time.Duration, bool) {
+	v, ok := s.stringValue(attr, true, fmt.Sprintf(`quote a duration, as in %s = %q`, attr.Name, example))
 	if !ok {
 		return 0, false
 	}
@@ -205,11 +206,11 @@ func (s *state) soak(attr *hcl.Attribute) (time.Duration, bool) {
 	switch {
 	case err != nil:
 		s.attrError(attr, fmt.Sprintf("invalid duration %q", v),
-			fmt.Sprintf(`%s is a duration such as "30m", "24h", "1d" or "1d12h" (units ns, us, ms, s, m, h, and d for 24 hours).`, attr.Name))
+			fmt.Sprintf(`%s is a duration such as "30m", "24h", "1d", "7d" or "1d12h" (units ns, us, ms, s, m, h, and d for 24 hours).`, attr.Name))
 		return 0, false
 	case d < 0:
 		s.attrError(attr, fmt.Sprintf("invalid duration %q", v),
-			fmt.Sprintf(`%s must be not negative, such as "24h"; "0s" means no minimum.`, attr.Name))
+			fmt.Sprintf(`%s cannot be negative: write a duration that is not negative, such as %q; "0s" means %s.`, attr.Name, example, zero))
 		return 0, false
 	}
 	return d, true
