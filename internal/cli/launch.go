@@ -54,30 +54,14 @@ func launchCommand(e *env) *ucli.Command {
 			if c.Bool("force") && (c.String("reason") == "" || c.String("version") == "") {
 				return usagef("--force needs --version and --reason: name the version and say why it runs a stage it is not in")
 			}
-			if c.NArg() != 1 {
-				return usagef("launch takes one RECIPE, for example: bakery launch web --stage prod")
-			}
-			stage := c.String("stage")
-			if stage == "" {
-				return usagef("launch needs the stage to launch: --stage STAGE")
-			}
 			if c.Int("capacity") < 0 {
 				return usagef("--capacity must be 0 or more, not %d", c.Int("capacity"))
 			}
-			rs, err := e.findRecipes(c, g, c.Args().First())
+			fc, err := e.openFleet(c, g, "launch", "launch")
 			if err != nil {
 				return err
 			}
-			r := rs[0]
-			f, err := fleetOf(r, stage)
-			if err != nil {
-				return err
-			}
-			s := &session{e: e, c: c}
-			l, cfg, err := s.launcher(r, f, g)
-			if err != nil {
-				return err
-			}
+			s, r, stage, f, l, cfg := fc.s, fc.r, fc.stage, fc.f, fc.l, fc.cfg
 			req := launch.Request{Recipe: r.Name, Stage: stage, Fleet: f, Region: cfg.Region, Version: c.String("version"),
 				Capacity: c.Int("capacity"), DryRun: c.Bool("dry-run"), Actor: s.actor(),
 				Force: c.Bool("force"), Reason: c.String("reason"), KeepFailed: onError == "abort"}
@@ -100,6 +84,42 @@ func launchCommand(e *env) *ucli.Command {
 			return nil
 		},
 	})
+}
+
+// fleetCmd is what launch and rollback both start from.
+type fleetCmd struct {
+	s     *session
+	r     *recipes.Recipe
+	stage string
+	f     *recipes.Fleet
+	l     *launch.Launcher
+	cfg   aws.Config
+}
+
+// openFleet reads one RECIPE argument and --stage, the recipe, its fleet
+// block of the stage, and makes a launcher with its AWS config. verb
+// names the command in usage errors and does says what --stage is needed
+// for ("launch", "roll back").
+func (e *env) openFleet(c *ucli.Context, g globals, verb, does string) (*fleetCmd, error) {
+	if c.NArg() != 1 {
+		return nil, usagef("%s takes one RECIPE, for example: bakery %s web --stage prod", verb, verb)
+	}
+	fc := &fleetCmd{s: &session{e: e, c: c}, stage: c.String("stage")}
+	if fc.stage == "" {
+		return nil, usagef("%s needs the stage to %s: --stage STAGE", verb, does)
+	}
+	rs, err := e.findRecipes(c, g, c.Args().First())
+	if err != nil {
+		return nil, err
+	}
+	fc.r = rs[0]
+	if fc.f, err = fleetOf(fc.r, fc.stage); err != nil {
+		return nil, err
+	}
+	if fc.l, fc.cfg, err = fc.s.launcher(fc.r, fc.f, g); err != nil {
+		return nil, err
+	}
+	return fc, nil
 }
 
 // stageContext takes the ledger's lock on r's stage (the one promotions

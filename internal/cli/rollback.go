@@ -33,27 +33,11 @@ func rollbackCommand(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			if c.NArg() != 1 {
-				return usagef("rollback takes one RECIPE, for example: bakery rollback web --stage prod")
-			}
-			stage := c.String("stage")
-			if stage == "" {
-				return usagef("rollback needs the stage to roll back: --stage STAGE")
-			}
-			rs, err := e.findRecipes(c, g, c.Args().First())
+			fc, err := e.openFleet(c, g, "rollback", "roll back")
 			if err != nil {
 				return err
 			}
-			r := rs[0]
-			f, err := fleetOf(r, stage)
-			if err != nil {
-				return err
-			}
-			s := &session{e: e, c: c}
-			l, cfg, err := s.launcher(r, f, g)
-			if err != nil {
-				return err
-			}
+			s, r, stage, f, l, cfg := fc.s, fc.r, fc.stage, fc.f, fc.l, fc.cfg
 			ctx, unlock, err := s.stageContext(r, stage, c.Bool("dry-run"), fmt.Sprintf("roll back %s in %s", r.Name, stage))
 			if err != nil {
 				return err
