@@ -36,7 +36,36 @@ type Options struct {
 	Env []string
 	// Now is the clock for timestamp(). Nil means time.Now.
 	Now func() time.Time
+	// Scope is how much of the recipe the caller needs. The default,
+	// ScopeAll, evaluates and checks everything (bake, validate, launch).
+	Scope Scope
+	// SharedVars says that Vars and VarFiles are shared by several
+	// recipes: a name this recipe does not declare is ignored here, and
+	// the caller reports, with Loader.CheckVars after loading them all,
+	// the names that no recipe declares. The default reports them here.
+	SharedVars bool
 }
+
+// Scope is how much of a recipe a caller needs.
+type Scope int
+
+const (
+	// ScopeAll evaluates and checks the whole recipe: every required
+	// variable has a value and every file it names exists.
+	ScopeAll Scope = iota
+	// ScopeCatalog is for the verbs that read and change the catalog
+	// (promote, status, history, revoke, unrevoke): only what decides
+	// where the artifacts live, their stages and ledger must be known.
+	// A required variable without a value is unknown rather than an
+	// error, and files the recipe names (layer sources, scripts) are not
+	// read or checked, so that a fresh checkout without them works. A
+	// variable that such an attribute needs is reported as an error that
+	// names the attribute. Fields left unknown are empty in the Recipe.
+	ScopeCatalog
+	// ScopeBases is ScopeCatalog plus what outdated reads: the bases of
+	// containers and the source AMIs of machine images.
+	ScopeBases
+)
 
 // Loader parses recipe files and keeps their sources (and those of any
 // var files) so that diagnostics can be printed with source snippets by
@@ -44,11 +73,42 @@ type Options struct {
 type Loader struct {
 	mu    sync.Mutex
 	files map[string]*hcl.File
+	// declared are the variable names declared by the recipes loaded.
+	declared map[string]bool
+	// names maps a recipe file, as given to Load, to its recipe name.
+	names map[string]string
 }
 
 // NewLoader returns an empty Loader.
 func NewLoader() *Loader {
-	return &Loader{files: make(map[string]*hcl.File)}
+	return &Loader{files: make(map[string]*hcl.File), declared: make(map[string]bool), names: make(map[string]string)}
+}
+
+// RecipeName returns the name of the recipe in the file at path, as given
+// to Load, even when the recipe had errors; "" when Load could not read
+// a recipe block label from it.
+func (l *Loader) RecipeName(path string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.names[path]
+}
+
+func (l *Loader) declare(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.declared[name] = true
+}
+
+// declaredNames returns the variable names declared by the recipes loaded.
+func (l *Loader) declaredNames() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]string, 0, len(l.declared))
+	for n := range l.declared {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Files returns the sources read so far, keyed by the file name used in
@@ -103,6 +163,11 @@ func (l *Loader) Load(path string, opts Options) (*Recipe, hcl.Diagnostics) {
 		file.Bytes = src
 	}
 	l.addFile(path, file)
+	if name := recipeLabel(file); name != "" {
+		l.mu.Lock()
+		l.names[path] = name
+		l.mu.Unlock()
+	}
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -153,6 +218,12 @@ type state struct {
 	// has been read.
 	stagesRange hcl.Range
 
+	// missing are the variables left without a value (only outside
+	// ScopeAll, where that is an error), and missingFiles the files that
+	// file() could not read there; both make values unknown.
+	missing      map[string]bool
+	missingFiles []string
+
 	diags hcl.Diagnostics
 }
 
@@ -165,6 +236,7 @@ func newState(l *Loader, name, abs string, opts Options) *state {
 		opts:    opts,
 		env:     make(map[string]string),
 		varByID: make(map[string]*variable),
+		missing: make(map[string]bool),
 	}
 	for _, kv := range opts.Env {
 		k, v, ok := strings.Cut(kv, "=")
@@ -296,6 +368,9 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 	s.decodeCatalogs(catalogBlocks, r)
 	s.decodeFleets(fleetBlocks, r)
 	s.decodeRetains(retainBlocks, r)
+	if s.opts.Scope != ScopeAll {
+		s.checkNeeded(file, localBlocks, r.Name)
+	}
 
 	// A recipe bakes something. Blocks that Content skipped for a label
 	// error count: they were reported already.
@@ -327,6 +402,23 @@ func (s *state) duplicate(seen map[string]*hcl.Block, b *hcl.Block, typ, detail 
 		Subject:  b.DefRange.Ptr(),
 	})
 	return true
+}
+
+// recipeLabel returns the label of the first recipe block of file, or "".
+func recipeLabel(file *hcl.File) string {
+	if file == nil {
+		return ""
+	}
+	sb, ok := file.Body.(*hclsyntax.Body)
+	if !ok {
+		return ""
+	}
+	for _, b := range sb.Blocks {
+		if b.Type == "recipe" && len(b.Labels) == 1 {
+			return b.Labels[0]
+		}
+	}
+	return ""
 }
 
 // hasBlock reports whether body has a block of type typ, even one that

@@ -3,6 +3,7 @@ package recipes
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -101,6 +102,7 @@ func (s *state) declareVariables(blocks []*hcl.Block, funcs map[string]function.
 			})
 			continue
 		}
+		s.loader.declare(name)
 		v := &variable{name: name, ty: cty.DynamicPseudoType, declRange: b.DefRange}
 		s.vars = append(s.vars, v)
 		s.varByID[name] = v
@@ -244,6 +246,9 @@ func (s *state) assignVariables() {
 		raw := s.opts.Vars[k]
 		fname := "<-var " + k + ">"
 		v := s.varByID[k]
+		if v == nil && s.opts.SharedVars {
+			continue // another recipe may declare it: Loader.CheckVars
+		}
 		if v == nil {
 			s.loader.addFile(fname, &hcl.File{Bytes: []byte(raw)})
 			s.add(&hcl.Diagnostic{
@@ -257,6 +262,11 @@ func (s *state) assignVariables() {
 		s.setRaw(v, raw, fname, "-var "+k)
 	}
 	for _, v := range s.vars {
+		if !v.set && !v.broken && s.opts.Scope != ScopeAll {
+			// Unknown; checkNeeded reports it where it is needed.
+			s.missing[v.name] = true
+			continue
+		}
 		if !v.set && !v.broken {
 			s.add(&hcl.Diagnostic{
 				Severity: hcl.DiagError,
@@ -382,6 +392,9 @@ func (s *state) loadVarFile(path string) {
 	sort.Slice(attrs, func(i, j int) bool { return attrs[i].NameRange.Start.Byte < attrs[j].NameRange.Start.Byte })
 	for _, a := range attrs {
 		v := s.varByID[a.Name]
+		if v == nil && s.opts.SharedVars {
+			continue // another recipe may declare it: Loader.CheckVars
+		}
 		if v == nil {
 			s.add(&hcl.Diagnostic{
 				Severity: hcl.DiagError,
@@ -569,4 +582,80 @@ func (s *state) sensitiveValues() []string {
 		})
 	}
 	return out
+}
+
+// CheckVars reports the -var names and the var file entries of opts that
+// no recipe loaded by l declares. With Options.SharedVars, Load ignores a
+// name its recipe does not declare: a folder's recipes declare different
+// variables, and one -var serves those that declare it. The caller calls
+// CheckVars once every recipe is loaded, so that a typo is still caught.
+func (l *Loader) CheckVars(opts Options) hcl.Diagnostics {
+	declared := l.declaredNames()
+	l.mu.Lock()
+	recipesLoaded := make([]string, 0, len(l.names))
+	for _, n := range l.names {
+		recipesLoaded = append(recipesLoaded, n)
+	}
+	l.mu.Unlock()
+	if len(recipesLoaded) == 0 {
+		return nil // no recipe could be read: their errors say why
+	}
+	sort.Strings(recipesLoaded)
+	recipesLoaded = slices.Compact(recipesLoaded)
+	isDeclared := func(n string) bool { _, ok := slices.BinarySearch(declared, n); return ok }
+	which := "recipe " + recipesLoaded[0] + " does not declare"
+	if len(recipesLoaded) > 1 {
+		which = "none of the recipes (" + strings.Join(recipesLoaded, ", ") + ") declares"
+	}
+	didYouMean := func(n string) string {
+		if sug := suggest(n, declared); sug != "" {
+			return fmt.Sprintf(" (did you mean %q?)", sug)
+		}
+		return ""
+	}
+	var diags hcl.Diagnostics
+	for _, path := range opts.VarFiles {
+		f := l.Files()[path]
+		if f == nil {
+			continue // it could not be read: Load reported it
+		}
+		attrMap, _ := f.Body.JustAttributes()
+		attrs := make([]*hcl.Attribute, 0, len(attrMap))
+		for _, a := range attrMap {
+			attrs = append(attrs, a)
+		}
+		sort.Slice(attrs, func(i, j int) bool { return attrs[i].NameRange.Start.Byte < attrs[j].NameRange.Start.Byte })
+		for _, a := range attrs {
+			if isDeclared(a.Name) {
+				continue
+			}
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  fmt.Sprintf("undeclared variable %q", a.Name),
+				Detail: fmt.Sprintf("This var file sets a variable that %s%s. Declare it with a variable block, or remove it from %s.",
+					which, didYouMean(a.Name), path),
+				Subject: a.NameRange.Ptr(),
+			})
+		}
+	}
+	names := make([]string, 0, len(opts.Vars))
+	for k := range opts.Vars {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if isDeclared(k) {
+			continue
+		}
+		raw := opts.Vars[k]
+		fname := "<-var " + k + ">"
+		l.addFile(fname, &hcl.File{Bytes: []byte(raw)})
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  fmt.Sprintf("undeclared variable %q", k),
+			Detail:   fmt.Sprintf("-var %s=... sets a variable that %s%s. Declare it with a variable block, or drop the -var.", k, which, didYouMean(k)),
+			Subject:  textRange(fname, raw).Ptr(),
+		})
+	}
+	return diags
 }
