@@ -102,9 +102,9 @@ func (s *state) checkNeeded(file *hcl.File, localBlocks []*hcl.Block, recipeName
 				reported[v] = true
 				s.add(&hcl.Diagnostic{
 					Severity: hcl.DiagError,
-					Summary:  fmt.Sprintf("variable %q is needed %s", v, why),
-					Detail: fmt.Sprintf("variable %q is needed %s (%s at %s): set it with -var %s=... or %s%s=....",
-						v, why, what, posString(rng), v, EnvVarPrefix, v),
+					Summary:  fmt.Sprintf("variable %q is needed %s (%s at %s)", v, why, what, posString(rng)),
+					Detail: fmt.Sprintf("Set it with -var %s=... or %s%s=...; the variables that only a bake reads may stay unset.",
+						v, EnvVarPrefix, v),
 					Subject: rng.Ptr(),
 				})
 			}

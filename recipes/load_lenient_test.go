@@ -86,8 +86,11 @@ func TestScopeCatalogSaysWhichVariableIsNeededAndWhere(t *testing.T) {
 		t.Errorf("want one diagnostic (the first place registry is needed), got:\n%s", diagText(diags))
 	}
 	d := diags[0]
-	want := `variable "registry" is needed to find where web's images live (repository at ` + path + `:19,16): set it with -var registry=... or BAKERY_VAR_registry=....`
-	if d.Detail != want {
+	want := `variable "registry" is needed to find where web's images live (repository at ` + path + `:19,16)`
+	if d.Summary != want {
+		t.Errorf("summary:\n got %s\nwant %s", d.Summary, want)
+	}
+	if want := "Set it with -var registry=... or BAKERY_VAR_registry=...; the variables that only a bake reads may stay unset."; d.Detail != want {
 		t.Errorf("detail:\n got %s\nwant %s", d.Detail, want)
 	}
 	if d.Subject == nil || d.Subject.Start.Line != 19 || d.Subject.Start.Column != 16 {
@@ -134,11 +137,12 @@ stage "prod" {
 }
 `
 	dir := writeTree(t, map[string]string{"base.bake.hcl": src})
-	_, diags := NewLoader().Load(filepath.Join(dir, "base.bake.hcl"), Options{Scope: ScopeCatalog})
+	path := filepath.Join(dir, "base.bake.hcl")
+	_, diags := NewLoader().Load(path, Options{Scope: ScopeCatalog})
 	text := diagText(diags)
 	if len(diags) != 2 ||
-		!strings.Contains(text, `variable "regions" is needed to find where base's images live (regions at `) ||
-		!strings.Contains(text, `variable "account" is needed to find where base's images live and what its stages ask (accounts of stage "prod" at `) {
+		!strings.Contains(text, `variable "regions" is needed to find where base's images live (regions at `+path+`:20,20)`) ||
+		!strings.Contains(text, `variable "account" is needed to find where base's images live and what its stages ask (accounts of stage "prod" at `+path+`:28,14)`) {
 		t.Errorf("diagnostics:\n%s", text)
 	}
 }
@@ -165,7 +169,7 @@ container "api" {
 		t.Errorf("base = %q", r.Containers[0].Base)
 	}
 	_, diags := NewLoader().Load(path, Options{Scope: ScopeBases})
-	if len(diags) != 1 || !strings.Contains(diags[0].Detail, `variable "base" is needed to check whether api's base has moved on (base at `) {
+	if len(diags) != 1 || !strings.Contains(diags[0].Summary, `variable "base" is needed to check whether api's base has moved on (base at `+path+`:9,10)`) {
 		t.Errorf("diagnostics:\n%s", diagText(diags))
 	}
 }

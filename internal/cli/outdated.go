@@ -110,7 +110,8 @@ func outdatedCommand(e *env) *ucli.Command {
 func (e *env) outdatedRecipes(c *ucli.Context, g globals) ([]*recipes.Recipe, error) {
 	args := c.Args().Slice()
 	if len(args) == 0 {
-		return e.findRecipes(c, g, "")
+		rs, _, err := e.findRecipesIn(c, g, "", recipes.ScopeBases, false)
+		return rs, err
 	}
 	var out []*recipes.Recipe
 	var files []string
@@ -119,14 +120,14 @@ func (e *env) outdatedRecipes(c *ucli.Context, g globals) ([]*recipes.Recipe, er
 			files = append(files, a)
 			continue
 		}
-		rs, err := e.findRecipes(c, g, a)
+		rs, _, err := e.findRecipesIn(c, g, a, recipes.ScopeBases, false)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, rs...)
 	}
 	if len(files) > 0 {
-		rs, err := e.loadRecipeFiles(c, g, files)
+		rs, err := e.loadRecipeFilesScoped(c, g, files, recipes.ScopeBases)
 		if err != nil {
 			return nil, err
 		}

@@ -72,7 +72,7 @@ func promoteCommand(e *env) *ucli.Command {
 			if c.String("to") == "" {
 				return usagef("promote needs the target stage: --to STAGE")
 			}
-			rs, err := e.findRecipes(c, g, name)
+			rs, err := e.catalogRecipes(c, g, name)
 			if err != nil {
 				return err
 			}
@@ -278,7 +278,7 @@ func revokeCommand(e *env, revoke bool) *ucli.Command {
 			if revoke && strings.TrimSpace(c.String("reason")) == "" {
 				return usagef("revoke needs a reason: give a --reason \"...\" (it is recorded in the history and shown by status)")
 			}
-			rs, err := e.findRecipes(c, g, rname)
+			rs, err := e.catalogRecipes(c, g, rname)
 			if err != nil {
 				return err
 			}

@@ -50,7 +50,8 @@ func statusCommand(e *env) *ucli.Command {
 			if c.NArg() > 1 {
 				return usagef("status takes at most one RECIPE")
 			}
-			rs, err := e.findRecipes(c, g, c.Args().First())
+			// A recipe that does not load is reported and the others shown.
+			rs, failed, err := e.findRecipesIn(c, g, c.Args().First(), recipes.ScopeCatalog, true)
 			if err != nil {
 				return err
 			}
@@ -59,11 +60,11 @@ func statusCommand(e *env) *ucli.Command {
 			// credentials, registry down) does not hide the others.
 			var read []*recipes.Recipe
 			var all [][]*promote.Artifact
-			var failed []string
+			total := len(rs) + len(failed)
 			for _, r := range rs {
 				arts, err := s.loadCatalog([]*recipes.Recipe{r})
 				if err != nil {
-					if len(rs) == 1 || c.Context.Err() != nil {
+					if total == 1 || c.Context.Err() != nil {
 						return err
 					}
 					fmt.Fprintf(e.stderr, "bakery: %s: %v\n", r.Name, err)
@@ -86,7 +87,7 @@ func statusCommand(e *env) *ucli.Command {
 				docs = append(docs, d)
 			}
 			if len(failed) > 0 {
-				defer fmt.Fprintf(e.stderr, "bakery: could not read %d of %d recipes (%s); see above\n", len(failed), len(rs), strings.Join(failed, ", "))
+				defer fmt.Fprintf(e.stderr, "bakery: could not read %d of %d recipes (%s); see above\n", len(failed), total, strings.Join(failed, ", "))
 			}
 			if g.json {
 				if err := writeJSONLines(e.stdout, docs); err != nil {
@@ -259,7 +260,7 @@ func historyCommand(e *env) *ucli.Command {
 			if c.NArg() != 1 {
 				return usagef("history takes one RECIPE, for example: bakery history web")
 			}
-			rs, err := e.findRecipes(c, g, c.Args().First())
+			rs, err := e.catalogRecipes(c, g, c.Args().First())
 			if err != nil {
 				return err
 			}
