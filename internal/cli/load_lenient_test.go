@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bakery-sh/bakery/internal/mototest"
 )
 
 // lenientWebRecipe needs a version and a team (a label) to be baked, and
@@ -176,5 +178,40 @@ func TestStatusShowsTheRecipesThatLoad(t *testing.T) {
 	}
 	if _, err := os.Stat("recipes/web.bake.hcl"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// lenientAMIRecipe needs its user data file and a team (a tag) to be
+// baked; neither says where its AMIs live.
+const lenientAMIRecipe = `variable "team" {
+  type = string
+}
+recipe "base" {
+  version = "1.0.0"
+  stages  = ["dev", "prod"]
+}
+machine_image "base" {
+  region         = "us-east-1"
+  source_ami_ssm = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+  user_data_file = "boot.sh"
+  tags           = { team = var.team }
+}
+`
+
+func TestEmergencyAMIRevokeFromAFreshCheckout(t *testing.T) {
+	moto := mototest.Start(t)
+	env := awsEnv(t, moto)
+	baked := t.TempDir()
+	writeFiles(t, baked, map[string]string{"base.bake.hcl": lenientAMIRecipe, "boot.sh": "#!/bin/sh\necho boot\n"})
+	bakeJSON(t, env, "-var", "team=platform", filepath.Join(baked, "base.bake.hcl"))
+
+	freshCheckout(t, map[string]string{"base.bake.hcl": lenientAMIRecipe})
+	mustRun(t, env, "promote", "base@1.0.0", "--to", "dev")
+	mustRun(t, env, "revoke", "base@1.0.0", "--reason", "CVE-2026-2")
+	all := readAMIs(t, moto)
+	requireNoStage(t, all, "1.0.0")
+	st := statusOf(t, env, "recipes/base.bake.hcl")
+	if len(st.Versions) != 1 || !st.Versions[0].Revoked || st.Versions[0].RevokeReason != "CVE-2026-2" {
+		t.Errorf("status after the revoke: %+v", st)
 	}
 }
