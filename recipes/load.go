@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/bakery-sh/bakery/internal/redact"
 )
 
 // EnvVarPrefix is the prefix of environment variables that set recipe
@@ -77,6 +80,47 @@ type Loader struct {
 	declared map[string]bool
 	// names maps a recipe file, as given to Load, to its recipe name.
 	names map[string]string
+	// secrets are the texts of the sensitive variables' values (valid
+	// or not) of the recipes loaded: never printed.
+	secrets []string
+}
+
+// SensitivePlaceholder is what diagnostics show instead of the value of
+// a variable declared sensitive.
+const SensitivePlaceholder = "(sensitive value)"
+
+// SensitiveValues returns the texts of every value given to a variable
+// declared sensitive in the recipes loaded so far, including values that
+// were rejected and the recipes that have errors: what no output may
+// show. Values shorter than redact.MinLen bytes are left out.
+func (l *Loader) SensitiveValues() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.secrets)
+}
+
+func (l *Loader) addSecrets(texts []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, t := range texts {
+		if len(t) >= redact.MinLen && !slices.Contains(l.secrets, t) {
+			l.secrets = append(l.secrets, t)
+		}
+	}
+}
+
+// mask replaces, in the summary and detail of diags, every sensitive
+// value of the recipes loaded by SensitivePlaceholder (an error of a
+// function, such as parseint, may quote its argument).
+func (l *Loader) mask(diags hcl.Diagnostics) {
+	secrets := l.SensitiveValues()
+	if len(secrets) == 0 {
+		return
+	}
+	for _, d := range diags {
+		d.Summary = redact.MaskAs(d.Summary, secrets, SensitivePlaceholder)
+		d.Detail = redact.MaskAs(d.Detail, secrets, SensitivePlaceholder)
+	}
 }
 
 // NewLoader returns an empty Loader.
@@ -175,6 +219,8 @@ func (l *Loader) Load(path string, opts Options) (*Recipe, hcl.Diagnostics) {
 	s := newState(l, path, abs, opts)
 	r, more := s.load(file)
 	diags = append(diags, more...)
+	l.addSecrets(s.sensitiveTexts())
+	l.mask(diags)
 	sortInFile(diags, path)
 	if diags.HasErrors() {
 		return nil, diags
@@ -185,18 +231,22 @@ func (l *Loader) Load(path string, opts Options) (*Recipe, hcl.Diagnostics) {
 // WriteDiagnostics prints diags for a human: each one starts with its
 // position as FILE:LINE,COL, then the severity and summary, the source
 // snippet with the offending range highlighted (in bold and underlined
-// when color is true) and the detail.
+// when color is true) and the detail. The values of variables declared
+// sensitive show as SensitivePlaceholder, in snippets too (a -var value,
+// a var file line or a default holds one).
 func (l *Loader) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics, color bool) error {
-	tw := hcl.NewDiagnosticTextWriter(w, l.Files(), 0, color)
+	var buf strings.Builder
+	tw := hcl.NewDiagnosticTextWriter(&buf, l.Files(), 0, color)
 	for _, d := range diags {
 		if d.Subject != nil {
-			if _, err := fmt.Fprintf(w, "%s:%d,%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column); err != nil {
-				return fmt.Errorf("writing diagnostics: %w", err)
-			}
+			fmt.Fprintf(&buf, "%s:%d,%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
 		}
 		if err := tw.WriteDiagnostic(d); err != nil {
 			return fmt.Errorf("writing diagnostics: %w", err)
 		}
+	}
+	if _, err := io.WriteString(w, redact.MaskAs(buf.String(), l.SensitiveValues(), SensitivePlaceholder)); err != nil {
+		return fmt.Errorf("writing diagnostics: %w", err)
 	}
 	return nil
 }

@@ -55,6 +55,34 @@ type variable struct {
 	value    cty.Value // the last valid value
 	source   string    // where value came from, for messages
 	srcRange hcl.Range // where value is written
+	// texts are the strings and numbers of every value given to the
+	// variable, valid or not, and the raw text of those given as text:
+	// what must not be printed when the variable is sensitive.
+	texts []string
+}
+
+// given records the text of a value given to v, for SensitiveValues.
+func (v *variable) given(val cty.Value) {
+	v.texts = append(v.texts, valueTexts(val)...)
+}
+
+// valueTexts returns every string and number in val, as text.
+func valueTexts(val cty.Value) []string {
+	var out []string
+	_ = cty.Walk(val, func(_ cty.Path, val cty.Value) (bool, error) {
+		val, _ = val.Unmark()
+		if val.IsNull() || !val.IsKnown() {
+			return false, nil
+		}
+		switch val.Type() {
+		case cty.String:
+			out = append(out, val.AsString())
+		case cty.Number:
+			out = append(out, val.AsBigFloat().Text('f', -1))
+		}
+		return true, nil
+	})
+	return out
 }
 
 type validation struct {
@@ -143,6 +171,7 @@ func (s *state) declareVariables(blocks []*hcl.Block, funcs map[string]function.
 		}
 		if attr := content.Attributes["default"]; attr != nil {
 			val, diags := attr.Expr.Value(defaultCtx)
+			v.given(val)
 			s.addAll(diags)
 			switch {
 			case diags.HasErrors():
@@ -294,6 +323,7 @@ func (s *state) didYouMean(name string) string {
 // text is registered as a pseudo-file named fname so that diagnostics
 // about it show it.
 func (s *state) setRaw(v *variable, raw, fname, source string) {
+	v.texts = append(v.texts, raw)
 	s.loader.addFile(fname, &hcl.File{Bytes: []byte(raw)})
 	rng := textRange(fname, raw)
 	if v.ty.IsPrimitiveType() || v.ty == cty.DynamicPseudoType {
@@ -340,6 +370,7 @@ func rawExample(v *variable, source string) string {
 // setValue converts val to v's type and, if that works, makes it v's value.
 func (s *state) setValue(v *variable, val cty.Value, rng hcl.Range, source string) {
 	v.set = true
+	v.given(val)
 	if v.broken {
 		return
 	}
@@ -408,6 +439,8 @@ func (s *state) loadVarFile(path string) {
 		val, diags := a.Expr.Value(nil)
 		s.addAll(diags)
 		if diags.HasErrors() {
+			// The value is not printed: its source text is masked.
+			v.texts = append(v.texts, strings.Trim(string(a.Expr.Range().SliceBytes(f.Bytes)), `"`))
 			v.set, v.failed = true, true
 			continue
 		}
@@ -467,7 +500,11 @@ func (s *state) checkValidation(v *variable, val cty.Value, vd *validation, func
 	msg := "The value is not valid."
 	mval, diags := vd.errorMessage.Value(ctx)
 	s.addAll(diags)
-	if !diags.HasErrors() {
+	if !diags.HasErrors() && mval.ContainsMarked() {
+		// Derived from the sensitive value (upper(var.token)), it would
+		// show it: masking finds only the value as it was given.
+		msg = "The value is not valid. (The error message is derived from a sensitive value, so it is not shown.)"
+	} else if !diags.HasErrors() {
 		mval, _ = mval.UnmarkDeep()
 		if m, err := convert.Convert(mval, cty.String); err == nil && m.IsKnown() && !m.IsNull() {
 			msg = strings.TrimSpace(m.AsString())
@@ -554,32 +591,34 @@ func typeName(val cty.Value) string {
 // values of the variables declared sensitive, without repeats, in
 // declaration order.
 func (s *state) sensitiveValues() []string {
+	return s.sensitive(func(v *variable) []string {
+		if !v.set || v.broken || v.failed {
+			return nil
+		}
+		return valueTexts(v.value)
+	})
+}
+
+// sensitiveTexts returns, as sensitiveValues, what must not be printed:
+// also the values given but rejected, and the raw text of -var and
+// environment values.
+func (s *state) sensitiveTexts() []string {
+	return s.sensitive(func(v *variable) []string { return v.texts })
+}
+
+func (s *state) sensitive(texts func(*variable) []string) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, v := range s.vars {
-		if !v.sensitive || !v.set || v.broken || v.failed {
+		if !v.sensitive {
 			continue
 		}
-		_ = cty.Walk(v.value, func(_ cty.Path, val cty.Value) (bool, error) {
-			val, _ = val.Unmark()
-			if val.IsNull() || !val.IsKnown() {
-				return false, nil
-			}
-			var text string
-			switch val.Type() {
-			case cty.String:
-				text = val.AsString()
-			case cty.Number:
-				text = val.AsBigFloat().Text('f', -1)
-			default:
-				return true, nil
-			}
+		for _, text := range texts(v) {
 			if text != "" && !seen[text] {
 				seen[text] = true
 				out = append(out, text)
 			}
-			return true, nil
-		})
+		}
 	}
 	return out
 }
