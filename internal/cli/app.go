@@ -19,6 +19,7 @@ import (
 	"github.com/bakery-sh/bakery/internal/progress"
 	"github.com/bakery-sh/bakery/internal/redact"
 	"github.com/bakery-sh/bakery/internal/steps"
+	"github.com/bakery-sh/bakery/recipes"
 )
 
 // Exit codes.
@@ -51,6 +52,9 @@ type env struct {
 	// logMask is the standard logger's output; verbs add the secrets it
 	// must hide (a bake: bakeami.Secrets of its recipes).
 	logMask *redact.Writer
+	// outMask and errMask mask the sensitive values of the recipes
+	// loaded (hide adds them) in everything written to stdout and stderr.
+	outMask, errMask *redact.Stream
 	// unknownCommand is set when the command line named no known verb.
 	unknownCommand bool
 }
@@ -122,6 +126,9 @@ func readGlobals(c *ucli.Context) (globals, error) {
 
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {
+	if u, ok := w.(interface{ Unwrap() io.Writer }); ok {
+		w = u.Unwrap()
+	}
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
@@ -156,6 +163,9 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // run runs bakery in e (tests make an env with a clock of their own) and
 // returns the exit code; see Run.
 func (e *env) run(ctx context.Context, args []string) int {
+	e.outMask = redact.NewStream(e.stdout, recipes.SensitivePlaceholder)
+	e.errMask = redact.NewStream(e.stderr, recipes.SensitivePlaceholder)
+	e.stdout, e.stderr = e.outMask, e.errMask
 	stderr := e.stderr
 	// packer-plugin-sdk logs [DEBUG] lines through the standard logger;
 	// they are shown only with BAKERY_DEBUG=1, with secrets masked (the

@@ -112,6 +112,7 @@ func (e *env) loadRecipeFilesScoped(c *ucli.Context, g globals, files []string, 
 		}
 		out = append(out, r)
 	}
+	e.hide(loader)
 	if err := e.checkVars(g, loader, opts); err != nil {
 		return out, err
 	}
@@ -170,6 +171,7 @@ func (e *env) findRecipesIn(c *ucli.Context, g globals, name string, scope recip
 		r, diags := loader.Load(f, opts)
 		all = append(all, loaded{f, r, diags})
 	}
+	e.hide(loader)
 	if err := e.checkVars(g, loader, opts); err != nil {
 		return nil, nil, err
 	}
@@ -221,4 +223,18 @@ func (e *env) findRecipesIn(c *ucli.Context, g globals, name string, scope recip
 func (e *env) catalogRecipes(c *ucli.Context, g globals, name string) ([]*recipes.Recipe, error) {
 	rs, _, err := e.findRecipesIn(c, g, name, recipes.ScopeCatalog, false)
 	return rs, err
+}
+
+// hide masks the sensitive values of the recipes loader loaded, from now
+// on, in everything bakery prints: results, JSON documents, progress,
+// errors and the debug log.
+func (e *env) hide(loader *recipes.Loader) {
+	secrets := loader.SensitiveValues()
+	if e.outMask != nil { // nil in tests that make an env of their own
+		e.outMask.Add(secrets...)
+		e.errMask.Add(secrets...)
+	}
+	if e.logMask != nil {
+		e.logMask.Add(secrets...)
+	}
 }
