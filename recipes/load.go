@@ -213,6 +213,13 @@ func (l *Loader) Load(path string, opts Options) (*Recipe, hcl.Diagnostics) {
 		l.mu.Unlock()
 	}
 	if diags.HasErrors() {
+		// What it declares still counts for CheckVars: the syntax error
+		// is the problem to report, not an "undeclared" -var.
+		for _, v := range blockLabels(file, "variable") {
+			l.declare(v)
+		}
+	}
+	if diags.HasErrors() {
 		return nil, diags
 	}
 
@@ -456,19 +463,29 @@ func (s *state) duplicate(seen map[string]*hcl.Block, b *hcl.Block, typ, detail 
 
 // recipeLabel returns the label of the first recipe block of file, or "".
 func recipeLabel(file *hcl.File) string {
+	if labels := blockLabels(file, "recipe"); len(labels) > 0 {
+		return labels[0]
+	}
+	return ""
+}
+
+// blockLabels returns the labels of the blocks of type typ with one label
+// in file, as far as it could be parsed.
+func blockLabels(file *hcl.File, typ string) []string {
 	if file == nil {
-		return ""
+		return nil
 	}
 	sb, ok := file.Body.(*hclsyntax.Body)
 	if !ok {
-		return ""
+		return nil
 	}
+	var out []string
 	for _, b := range sb.Blocks {
-		if b.Type == "recipe" && len(b.Labels) == 1 {
-			return b.Labels[0]
+		if b.Type == typ && len(b.Labels) == 1 {
+			out = append(out, b.Labels[0])
 		}
 	}
-	return ""
+	return out
 }
 
 // hasBlock reports whether body has a block of type typ, even one that

@@ -301,3 +301,15 @@ func TestRecipeNameOfABrokenRecipe(t *testing.T) {
 		t.Errorf("RecipeName = %q", got)
 	}
 }
+
+func TestCheckVarsCountsTheVariablesOfARecipeWithASyntaxError(t *testing.T) {
+	dir := writeTree(t, map[string]string{"x.bake.hcl": "variable \"region\" {}\nrecipe \"x\" {\n  version = \n}\n"})
+	l := NewLoader()
+	opts := Options{Vars: map[string]string{"region": "eu-west-1"}, SharedVars: true}
+	if _, diags := l.Load(filepath.Join(dir, "x.bake.hcl"), opts); !diags.HasErrors() {
+		t.Fatal("no error")
+	}
+	if diags := l.CheckVars(opts); len(diags) != 0 {
+		t.Errorf("CheckVars: %s", diagText(diags))
+	}
+}
