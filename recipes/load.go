@@ -87,7 +87,7 @@ type Loader struct {
 
 // SensitivePlaceholder is what diagnostics show instead of the value of
 // a variable declared sensitive.
-const SensitivePlaceholder = "(sensitive value)"
+const SensitivePlaceholder = redact.Placeholder
 
 // SensitiveValues returns the texts of every value given to a variable
 // declared sensitive in the recipes loaded so far, including values that

@@ -72,9 +72,9 @@ func TestSensitiveValuesAreNotPrintedByAnyVerb(t *testing.T) {
 		}
 	}
 	// Progress lines, the JSON result and the debug log (which masks as
-	// provisioner output does, with <sensitive>).
+	// provisioner output does, with (sensitive value)).
 	r := mustRun(t, env, "--output", "json", "bake", recipe)
-	check("bake --output json", r, `"(sensitive value)/team/web`, "[DEBUG] registry request GET <sensitive>/v2/")
+	check("bake --output json", r, `"(sensitive value)/team/web`, "[DEBUG] registry request GET (sensitive value)/v2/")
 	r = mustRun(t, env, "bake", recipe)
 	check("bake (text)", r)
 	r = mustRun(t, env, "--output", "json", "status", "-f", recipe)

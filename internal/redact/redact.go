@@ -17,7 +17,7 @@ import (
 )
 
 // Placeholder replaces each secret.
-const Placeholder = "<sensitive>"
+const Placeholder = "(sensitive value)"
 
 // MinLen is the length in bytes below which a secret is not masked.
 const MinLen = 4
