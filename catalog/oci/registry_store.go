@@ -192,10 +192,12 @@ func (s *RegistryStore) Promote(ctx context.Context, e catalog.Entry, spec catal
 }
 
 // Revoke records ev (a revoke; its Time must be set) on version e, unless
-// the image is already revoked, and deletes every stage tag that points at
+// the image is already revoked, and empties every stage tag that points at
 // the image, in its repository and in the stage repositories it was
-// promoted into (each tag is re-read right before its deletion). Running it
-// again finishes the job.
+// promoted into (each tag is re-read right before): the tag is pointed at
+// an empty stage artifact naming the revocation (see
+// [EmptyStageArtifactType]), which works on registries that delete no tag.
+// Running it again finishes the job.
 func (s *RegistryStore) Revoke(ctx context.Context, e catalog.Entry, ev catalog.Event) error {
 	fail := func(err error) error {
 		return fmt.Errorf("revoking %s@%s (%s in %s): %w", s.recipe, e.Version, s.artifact, s.repo, err)
@@ -234,8 +236,9 @@ func (s *RegistryStore) Revoke(ctx context.Context, e catalog.Entry, ev catalog.
 		t := repo.Tag(p.Stage)
 		tags[t.String()] = t
 	}
+	why := revokedWhy(v, re)
 	for _, k := range slices.Sorted(maps.Keys(tags)) {
-		if err := ss.untagIf(tags[k], v.desc.Digest); err != nil {
+		if err := ss.emptyIf(tags[k], v.desc.Digest, why); err != nil {
 			return fail(err)
 		}
 	}
@@ -520,18 +523,6 @@ func (ss *regSession) tagged(tag name.Tag) (v1.Hash, error) {
 	return d.Digest, nil
 }
 
-// untagIf deletes tag if it still points at digest.
-func (ss *regSession) untagIf(tag name.Tag, digest v1.Hash) error {
-	h, err := ss.tagged(tag)
-	if err != nil || h != digest {
-		return err
-	}
-	if err := remote.Delete(tag, ss.opts...); err != nil && (ss.ctx.Err() != nil || !isAbsent(err)) {
-		return fmt.Errorf("deleting tag %s: %w", tag, ss.explain(tag.Context(), err))
-	}
-	return nil
-}
-
 // stageRepo is where the stage tag of promotion we lives.
 func (ss *regSession) stageRepo(we *event) (name.Repository, error) {
 	if we.Repository == "" {
@@ -587,7 +578,8 @@ func (ss *regSession) converge(stage string) (*regState, *version, *event, error
 			// would keep serving an old version.
 			if where.Name() != ss.s.repo.Name() {
 				if old, ok := st.others[stage]; ok {
-					if err := ss.untagIf(ss.s.repo.Tag(stage), old); err != nil {
+					why := fmt.Sprintf("the stage moved to %s", where.Tag(stage))
+					if err := ss.emptyIf(ss.s.repo.Tag(stage), old, why); err != nil {
 						return nil, nil, nil, err
 					}
 				}
