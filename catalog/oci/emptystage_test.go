@@ -154,3 +154,42 @@ func TestStageMovedToAnotherRepositoryEmptiesTheOldTag(t *testing.T) {
 		}
 	})
 }
+
+// TestStageRepositoryHoldsTheVersionTag: promoting into a stage with its
+// own repository gives STAGE_REPO:VERSION as well as STAGE_REPO:STAGE,
+// and a version tag there that holds another image is never overwritten:
+// the promotion is refused and changes nothing.
+func TestStageRepositoryHoldsTheVersionTag(t *testing.T) {
+	everyRegistry(t, func(t *testing.T, host string) {
+		ctx := context.Background()
+		repo := mustRepo(t, host+"/team/hello")
+		prodRepo := mustRepo(t, host+"/prod/hello")
+		imgs := pushVersions(t, repo, "1.4.2", "1.5.0")
+		s := newStore(t, repo)
+		spec := catalog.StageSpec{Name: "prod", Repository: prodRepo.Name()}
+		mustPromote(t, s, "1.4.2", spec, "ann", testTime(0))
+		d := digestOf(t, imgs["1.4.2"])
+		for _, tag := range []string{"1.4.2", "prod"} {
+			if got := tagged(t, prodRepo, tag); got != d {
+				t.Errorf("prod/hello:%s = %q, want %s", tag, got, d)
+			}
+		}
+
+		// Someone else's image already holds prod/hello:1.5.0.
+		squatter := push(t, prodRepo, "1.5.0", randomImage(t, nil))
+		e := entryOf(t, entries(t, s), "1.5.0")
+		err := s.Promote(ctx, e, spec, promoteEvent("1.5.0", "prod", "ann", testTime(time.Hour)))
+		if err == nil || !strings.Contains(err.Error(), "never overwritten") || !strings.Contains(err.Error(), prodRepo.Tag("1.5.0").String()) {
+			t.Fatalf("promoting over another image's version tag: err = %v, want a refusal naming the tag", err)
+		}
+		if got := tagged(t, prodRepo, "1.5.0"); got != squatter.String() {
+			t.Errorf("prod/hello:1.5.0 = %s, want it left at %s", got, squatter)
+		}
+		if got := tagged(t, prodRepo, "prod"); got != d {
+			t.Errorf("prod/hello:prod = %s after the refusal, want it still %s", got, d)
+		}
+		if evs := findEvents(entryOf(t, entries(t, s), "1.5.0"), catalog.ActionPromote, "prod"); len(evs) != 0 {
+			t.Errorf("a refused promotion recorded %v", evs)
+		}
+	})
+}

@@ -482,36 +482,21 @@ func (ss *regSession) writeEvent(v *version, e event) error {
 	return fmt.Errorf("%s: the registry does not list the event after %d writes: retry", what, eventWrites)
 }
 
-// copyTo copies v by digest into dst unless it is there already: blobs
-// are mounted from the store's repository when dst is in the same
+// copyTo publishes v in dst (see publish), reading it from the store's
+// repository: blobs are mounted from there when dst is in the same
 // registry, and only missing blobs are streamed otherwise.
 func (ss *regSession) copyTo(v *version, dst name.Repository) error {
-	ref := dst.Digest(v.desc.Digest.String())
-	if there, err := ss.head(ss.ctx, ref); err != nil || there != nil {
-		return err
-	}
 	src := ss.s.repo.Digest(v.desc.Digest.String())
-	desc, err := remote.Get(src, ss.opts...)
-	if err != nil {
-		return fmt.Errorf("copying %s to %s: %w", src, dst, ss.explain(ss.s.repo, err))
-	}
-	if desc.MediaType.IsIndex() {
-		idx, ierr := desc.ImageIndex()
-		if ierr == nil {
-			ierr = remote.WriteIndex(ref, idx, ss.opts...)
+	return publish(ss.ctx, ss.opts, v, dst, func() (any, error) {
+		desc, err := remote.Get(src, ss.opts...)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", src, ss.explain(ss.s.repo, err))
 		}
-		err = ierr
-	} else {
-		img, ierr := desc.Image()
-		if ierr == nil {
-			ierr = remote.Write(ref, img, ss.opts...)
+		if desc.MediaType.IsIndex() {
+			return desc.ImageIndex()
 		}
-		err = ierr
-	}
-	if err != nil {
-		return fmt.Errorf("copying %s to %s: %w", src, dst, ss.explain(dst, err))
-	}
-	return nil
+		return desc.Image()
+	})
 }
 
 // tagged returns the digest tag points at, or the zero hash if none.
@@ -668,12 +653,18 @@ func (ss *regSession) placements(st *regState) (map[string]v1.Hash, map[*version
 
 // head HEADs ref; it returns nil, nil if there is no such manifest.
 func (ss *regSession) head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error) {
-	d, err := remote.Head(ref, ss.with(ctx)...)
+	return head(ctx, ss.opts, ref)
+}
+
+// head HEADs ref with opts and ctx; it returns nil, nil if there is no
+// such manifest.
+func head(ctx context.Context, opts []remote.Option, ref name.Reference) (*v1.Descriptor, error) {
+	d, err := remote.Head(ref, append(slices.Clip(opts), remote.WithContext(ctx))...)
 	if err != nil {
 		if ctx.Err() == nil && isAbsent(err) {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("reading %s: %w", ref, ss.explain(ref.Context(), err))
+		return nil, fmt.Errorf("reading %s: %w", ref, explain(ctx, ref.Context(), err))
 	}
 	return d, nil
 }
