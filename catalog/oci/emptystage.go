@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -97,16 +98,23 @@ func isEmptyStage(raw []byte) (string, bool) {
 	return m.Annotations[AnnotationEmptyStage], true
 }
 
-// empty points tag at the empty stage artifact saying why, if the tag
-// still points at digest (it is re-read right before); a tag that is
-// absent or names another digest is left alone. It works on every
-// registry that accepts a manifest: nothing is deleted.
+// emptyIf points tag at the empty stage artifact saying why, if the tag
+// still points at digest (see emptyStageTag).
 func (ss *regSession) emptyIf(tag name.Tag, digest v1.Hash, why string) error {
-	h, err := ss.tagged(tag)
-	if err != nil || h != digest {
+	return emptyStageTag(ss.ctx, ss.opts, ss.s.recipe, ss.s.artifact, tag, digest, why)
+}
+
+// emptyStageTag points tag at the empty stage artifact of recipe's
+// artifact saying why, if the tag still points at digest (it is re-read
+// right before); a tag that is absent or names another digest is left
+// alone. It works on every registry that accepts a manifest: nothing is
+// deleted.
+func emptyStageTag(ctx context.Context, opts []remote.Option, recipe, artifact string, tag name.Tag, digest v1.Hash, why string) error {
+	d, err := head(ctx, opts, tag)
+	if err != nil || d == nil || d.Digest != digest {
 		return err
 	}
-	es, err := newEmptyStage(ss.s.recipe, ss.s.artifact, tag.TagStr(), why)
+	es, err := newEmptyStage(recipe, artifact, tag.TagStr(), why)
 	if err != nil {
 		return err
 	}
@@ -116,12 +124,12 @@ func (ss *regSession) emptyIf(tag name.Tag, digest v1.Hash, why string) error {
 		static.NewLayer([]byte(emptyJSON), types.OCIEmptyJSON),
 		static.NewLayer(es.config, EmptyStageArtifactType),
 	} {
-		if err := remote.WriteLayer(repo, l, ss.opts...); err != nil {
-			return fmt.Errorf("%s: uploading its blobs: %w", what, ss.explain(repo, err))
+		if err := remote.WriteLayer(repo, l, opts...); err != nil {
+			return fmt.Errorf("%s: uploading its blobs: %w", what, explain(ctx, repo, err))
 		}
 	}
-	if err := remote.Put(tag, rawManifest{es.manifest, es.desc.MediaType}, ss.opts...); err != nil {
-		return fmt.Errorf("%s: %w", what, ss.explain(repo, err))
+	if err := remote.Put(tag, rawManifest{es.manifest, es.desc.MediaType}, opts...); err != nil {
+		return fmt.Errorf("%s: %w", what, explain(ctx, repo, err))
 	}
 	return nil
 }

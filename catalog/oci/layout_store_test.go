@@ -69,8 +69,8 @@ func TestLayoutStoreLifecycle(t *testing.T) {
 		}
 	}
 
-	// Promote; the stage repository does not apply to a layout.
-	dev := catalog.StageSpec{Name: "dev", Repository: "ghcr.io/acme/ignored"}
+	// Promote into a stage of the layout (no repository of its own).
+	dev := catalog.StageSpec{Name: "dev"}
 	ev := promoteEvent("1.0.0", "dev", "ann", testTime(0))
 	if err := s.Promote(ctx, entryOf(t, es, "1.0.0"), dev, ev); err != nil {
 		t.Fatal(err)

@@ -295,7 +295,18 @@ type regSession struct {
 }
 
 func (s *RegistryStore) session(ctx context.Context) (*regSession, error) {
-	base := s.reg.remoteOptions(ctx)
+	opts, err := s.reg.sessionOptions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &regSession{s: s, ctx: ctx, opts: opts, versions: map[string]*version{}}, nil
+}
+
+// sessionOptions returns the remote options of one store call: one puller
+// and one pusher shared by its requests (one ping and token per
+// repository).
+func (r *Registry) sessionOptions(ctx context.Context) ([]remote.Option, error) {
+	base := r.remoteOptions(ctx)
 	puller, err := remote.NewPuller(base...)
 	if err != nil {
 		return nil, fmt.Errorf("setting up registry client: %w", err)
@@ -304,8 +315,7 @@ func (s *RegistryStore) session(ctx context.Context) (*regSession, error) {
 	if err != nil {
 		return nil, fmt.Errorf("setting up registry client: %w", err)
 	}
-	opts := append(base, remote.Reuse(puller), remote.Reuse(pusher))
-	return &regSession{s: s, ctx: ctx, opts: opts, versions: map[string]*version{}}, nil
+	return append(base, remote.Reuse(puller), remote.Reuse(pusher)), nil
 }
 
 // with returns the session's options with ctx.
@@ -587,14 +597,24 @@ func (ss *regSession) converge(stage string) (*regState, *version, *event, error
 // repository) and where each version is: its repository, and every stage
 // repository it was promoted into that still has it.
 func (ss *regSession) placements(st *regState) (map[string]v1.Hash, map[*version][]catalog.Location, error) {
-	home := ss.s.repo.Name()
+	return placements(ss.ctx, ss.opts, ss.s.reg.jobs, &st.lifecycle, st.others, ss.s.repo.Name())
+}
+
+// placements finds which digest holds each stage of lc and where each
+// version is. A stage whose newest promotion names no repository is held
+// by others[stage], a tag where the versions are; one in another
+// repository by that repository's tag (a HEAD). Each version is at home
+// (its registry repository, or the layout directory) and in every stage
+// repository it was promoted into that still has its digest (a HEAD
+// each), at most jobs requests at once.
+func placements(ctx context.Context, opts []remote.Option, jobs int, lc *lifecycle, others map[string]v1.Hash, home string) (map[string]v1.Hash, map[*version][]catalog.Location, error) {
 	holders := map[string]v1.Hash{}
 	locations := map[*version][]catalog.Location{}
 	var checks []func(context.Context) error // HEADs in other repositories
 	var mu sync.Mutex                        // guards holders and locations once checks run
-	for stage, repo := range st.stageRepos() {
+	for stage, repo := range lc.stageRepos() {
 		if repo == "" {
-			if h, ok := st.others[stage]; ok {
+			if h, ok := others[stage]; ok {
 				holders[stage] = h
 			}
 			continue
@@ -604,7 +624,7 @@ func (ss *regSession) placements(st *regState) (map[string]v1.Hash, map[*version
 			continue // not a repository bakery wrote
 		}
 		checks = append(checks, func(ctx context.Context) error {
-			d, err := ss.head(ctx, r.Tag(stage))
+			d, err := head(ctx, opts, r.Tag(stage))
 			if d != nil {
 				mu.Lock()
 				holders[stage] = d.Digest
@@ -613,7 +633,7 @@ func (ss *regSession) placements(st *regState) (map[string]v1.Hash, map[*version
 			return err
 		})
 	}
-	for _, v := range st.versions {
+	for _, v := range lc.versions {
 		locations[v] = []catalog.Location{{Where: home, ID: v.desc.Digest.String()}}
 		repos := map[string]bool{}
 		for _, e := range v.events {
@@ -627,7 +647,7 @@ func (ss *regSession) placements(st *regState) (map[string]v1.Hash, map[*version
 				continue
 			}
 			checks = append(checks, func(ctx context.Context) error {
-				d, err := ss.head(ctx, r.Digest(v.desc.Digest.String()))
+				d, err := head(ctx, opts, r.Digest(v.desc.Digest.String()))
 				if d != nil {
 					mu.Lock()
 					locations[v] = append(locations[v], catalog.Location{Where: r.Name(), ID: v.desc.Digest.String()})
@@ -637,8 +657,8 @@ func (ss *regSession) placements(st *regState) (map[string]v1.Hash, map[*version
 			})
 		}
 	}
-	g, gctx := errgroup.WithContext(ss.ctx)
-	g.SetLimit(ss.s.reg.jobs)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
 	for _, check := range checks {
 		g.Go(func() error { return check(gctx) })
 	}
