@@ -18,7 +18,8 @@ import (
 
 // LayoutStore is the lifecycle store ([catalog.Store]) of one container
 // artifact whose images are in a local OCI image layout (bakery's embedded
-// default). Everything it knows is in the layout's index.json and blobs:
+// default). Everything it knows is in the layout's index.json, its history
+// file and blobs:
 //
 //   - a version is the descriptor named NAME:VERSION (the
 //     org.opencontainers.image.ref.name annotation) of a manifest carrying
@@ -28,8 +29,9 @@ import (
 //     registry: promotion publishes the image there (bake locally, publish
 //     on promotion; see [LayoutStore.Promote]);
 //   - its history is event artifacts like a registry's (see
-//     [EventArtifactType]), listed in index.json without a ref name, so
-//     that tools looking images up by name ignore them, with
+//     [EventArtifactType]), listed in the layout's history file
+//     bakery-history.json (see [Layout.History]), not in index.json, so
+//     that tools reading the layout see the images only, with
 //     [AnnotationSubject] naming the image and the event in the
 //     descriptor's annotations.
 //
@@ -367,9 +369,10 @@ type layoutState struct {
 	others map[string]v1.Hash
 }
 
-// read reads index.json and the manifest of each of the artifact's tags.
+// read reads index.json, the history file and the manifest of each of the
+// artifact's tags.
 func (s *LayoutStore) read(ctx context.Context) (*layoutState, error) {
-	descs, err := s.l.Descriptors()
+	descs, err := s.l.allDescriptors()
 	if err != nil {
 		return nil, err
 	}
@@ -427,8 +430,8 @@ func (s *LayoutStore) read(ctx context.Context) (*layoutState, error) {
 }
 
 // writeEvent stages e on v in tx: the empty blob and the event manifest,
-// and the manifest's descriptor in index.json with AnnotationSubject and
-// the event's annotations. It also adds e to v in memory.
+// and the manifest's descriptor in the history file with AnnotationSubject
+// and the event's annotations. It also adds e to v in memory.
 func (s *LayoutStore) writeEvent(tx *Tx, v *version, e event) error {
 	raw, d, err := eventManifest(v.desc, e)
 	if err != nil {
