@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/bakery-sh/bakery/catalog"
@@ -151,4 +153,53 @@ func revokedWhy(v *version, re event) string {
 		msg += ": " + re.Reason
 	}
 	return msg
+}
+
+// emptyLeftBehind empties the tags of stage that earlier promotions put
+// in repositories other than where, the stage's repository now (home is
+// the versions' registry repository, for promotions that named none; nil
+// for a layout, whose own tags the caller handles): each is emptied when
+// it still points at one of lc's versions, saying where the stage went.
+func emptyLeftBehind(ctx context.Context, opts []remote.Option, recipe, artifact string, lc *lifecycle, stage string, home, where name.Repository) error {
+	repos := map[string]name.Repository{}
+	for _, v := range lc.versions {
+		for _, e := range v.events {
+			if e.Action != catalog.ActionPromote || e.Stage != stage {
+				continue
+			}
+			r := home
+			if e.Repository != "" {
+				var err error
+				if r, err = name.NewRepository(e.Repository); err != nil {
+					continue // not a repository bakery wrote
+				}
+			} else if r == (name.Repository{}) {
+				continue
+			}
+			if where == (name.Repository{}) || r.Name() != where.Name() {
+				repos[r.Name()] = r
+			}
+		}
+	}
+	if len(repos) == 0 {
+		return nil
+	}
+	why := "the stage moved to the local layout"
+	if where != (name.Repository{}) {
+		why = fmt.Sprintf("the stage moved to %s", where.Tag(stage))
+	}
+	for _, k := range slices.Sorted(maps.Keys(repos)) {
+		tag := repos[k].Tag(stage)
+		d, err := head(ctx, opts, tag)
+		if err != nil {
+			return err
+		}
+		if d == nil || !slices.ContainsFunc(lc.versions, func(v *version) bool { return v.desc.Digest == d.Digest }) {
+			continue // gone, emptied already, or not ours
+		}
+		if err := emptyStageTag(ctx, opts, recipe, artifact, tag, d.Digest, why); err != nil {
+			return err
+		}
+	}
+	return nil
 }

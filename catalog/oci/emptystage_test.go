@@ -193,3 +193,26 @@ func TestStageRepositoryHoldsTheVersionTag(t *testing.T) {
 		}
 	})
 }
+
+// TestStageMovedBackEmptiesTheStageRepositoryTag: a stage that had its
+// own repository and returns to the image's repository (or moves to a
+// third one) leaves no tag behind serving the version.
+func TestStageMovedBackEmptiesTheStageRepositoryTag(t *testing.T) {
+	tr := newTestRegistry(t, true)
+	repo := tr.repo(t, "team/hello")
+	aRepo, bRepo := tr.repo(t, "a/hello"), tr.repo(t, "b/hello")
+	imgs := pushVersions(t, repo, "1.0.0")
+	d := digestOf(t, imgs["1.0.0"])
+	s := newStore(t, repo)
+	mustPromote(t, s, "1.0.0", catalog.StageSpec{Name: "qa", Repository: aRepo.Name()}, "ann", testTime(0))
+	mustPromote(t, s, "1.0.0", catalog.StageSpec{Name: "qa", Repository: bRepo.Name()}, "ann", testTime(time.Hour))
+	checkEmptied(t, aRepo, "qa", d, "the stage moved to "+bRepo.Tag("qa").String())
+	mustPromote(t, s, "1.0.0", catalog.StageSpec{Name: "qa"}, "ann", testTime(2*time.Hour))
+	checkEmptied(t, bRepo, "qa", d, "the stage moved to "+repo.Tag("qa").String())
+	if got := tagged(t, repo, "qa"); got != d {
+		t.Errorf("team/hello:qa = %s, want %s", got, d)
+	}
+	if h := holders(entries(t, s), "qa"); !slices.Equal(h, []string{"1.0.0"}) {
+		t.Errorf("qa holders = %v", h)
+	}
+}

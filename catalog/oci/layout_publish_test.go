@@ -113,3 +113,26 @@ func TestLayoutStoreStageMovesToRepository(t *testing.T) {
 		t.Errorf("qa holders = %v", h)
 	}
 }
+
+// TestLayoutStoreStageMovesBetweenRepositories: a stage moved from one
+// stage repository to another, then back into the layout, leaves no
+// remote tag behind serving the version.
+func TestLayoutStoreStageMovesBetweenRepositories(t *testing.T) {
+	tr := newTestRegistry(t, true)
+	aRepo, bRepo := tr.repo(t, "a/hello"), tr.repo(t, "b/hello")
+	l := openLayout(t, t.TempDir())
+	imgs := bakeVersions(t, l, "1.0.0")
+	d := digestOf(t, imgs["1.0.0"])
+	s := l.Store(testArtifact, testRecipe, testArtifact, WithKeychain(anonymous))
+	mustPromote(t, s, "1.0.0", catalog.StageSpec{Name: "qa", Repository: aRepo.Name()}, "ann", testTime(0))
+	mustPromote(t, s, "1.0.0", catalog.StageSpec{Name: "qa", Repository: bRepo.Name()}, "ann", testTime(time.Hour))
+	checkEmptied(t, aRepo, "qa", d, "the stage moved to "+bRepo.Tag("qa").String())
+	mustPromote(t, s, "1.0.0", catalog.StageSpec{Name: "qa"}, "ann", testTime(2*time.Hour))
+	checkEmptied(t, bRepo, "qa", d, "the stage moved to the local layout")
+	if got := layoutTag(t, l, "qa"); got != d {
+		t.Errorf("hello:qa = %q in the layout, want %s", got, d)
+	}
+	if h := holders(entries(t, s), "qa"); !slices.Equal(h, []string{"1.0.0"}) {
+		t.Errorf("qa holders = %v", h)
+	}
+}

@@ -128,16 +128,17 @@ func (s *LayoutStore) Promote(ctx context.Context, e catalog.Entry, spec catalog
 	if err != nil {
 		return fail(err)
 	}
-	var opts []remote.Option
+	// Creating the options costs no request.
+	opts, err := s.reg.sessionOptions(ctx)
+	if err != nil {
+		return fail(err)
+	}
 	if spec.Repository != "" {
 		dst, err := name.NewRepository(spec.Repository)
 		if err != nil {
 			return fail(fmt.Errorf("stage repository %q: %w: write it as HOST/PATH", spec.Repository, err))
 		}
 		pe.Repository = dst.Name()
-		if opts, err = s.reg.sessionOptions(ctx); err != nil {
-			return fail(err)
-		}
 		// Publish first, outside the lock (it is idempotent): the
 		// transaction then only records and tags.
 		st, err := s.read(ctx)
@@ -176,6 +177,7 @@ func (s *LayoutStore) Promote(ctx context.Context, e catalog.Entry, spec catalog
 		if w, we = st.winner(pe.Stage); w == nil {
 			return errors.New("no version claims the stage: check with bakery status")
 		}
+		var where name.Repository // the stage's repository; zero: the layout
 		if we.Repository == "" {
 			if st.others[pe.Stage] != w.desc.Digest {
 				if err := tx.Tag(s.name+":"+pe.Stage, w.desc); err != nil {
@@ -183,6 +185,9 @@ func (s *LayoutStore) Promote(ctx context.Context, e catalog.Entry, spec catalog
 				}
 			}
 		} else {
+			if where, err = name.NewRepository(we.Repository); err != nil {
+				return fmt.Errorf("the promote event of %s names repository %q: %w", we.Stage, we.Repository, err)
+			}
 			if _, ok := st.others[pe.Stage]; ok {
 				// The stage lives in a registry now: a layout tag left
 				// by an earlier configuration would claim it still.
@@ -190,7 +195,16 @@ func (s *LayoutStore) Promote(ctx context.Context, e catalog.Entry, spec catalog
 					return err
 				}
 			}
-			after = func() error { return s.tagRemoteStage(ctx, opts, w, we) }
+		}
+		after = func() error {
+			if we.Repository != "" {
+				if err := s.tagRemoteStage(ctx, opts, w, we); err != nil {
+					return err
+				}
+			}
+			// A tag of the stage left in another stage repository by an
+			// earlier configuration would keep serving an old version.
+			return emptyLeftBehind(ctx, opts, s.recipe, s.artifact, &st.lifecycle, pe.Stage, name.Repository{}, where)
 		}
 		for _, d := range st.demotions(pe.Stage, w, we) {
 			if err := s.writeEvent(tx, d.v, d.e); err != nil {

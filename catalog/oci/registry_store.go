@@ -568,16 +568,10 @@ func (ss *regSession) converge(stage string) (*regState, *version, *event, error
 				settled = w.desc.Digest
 				continue // confirm with another read
 			}
-			// The stage lives in another repository now: a tag left in
-			// the image's own repository by an earlier configuration
-			// would keep serving an old version.
-			if where.Name() != ss.s.repo.Name() {
-				if old, ok := st.others[stage]; ok {
-					why := fmt.Sprintf("the stage moved to %s", where.Tag(stage))
-					if err := ss.emptyIf(ss.s.repo.Tag(stage), old, why); err != nil {
-						return nil, nil, nil, err
-					}
-				}
+			// A tag of the stage left in another repository by an
+			// earlier configuration would keep serving an old version.
+			if err := emptyLeftBehind(ss.ctx, ss.opts, ss.s.recipe, ss.s.artifact, &st.lifecycle, stage, ss.s.repo, where); err != nil {
+				return nil, nil, nil, err
 			}
 			return st, w, we, nil
 		}
