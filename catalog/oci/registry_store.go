@@ -105,7 +105,9 @@ func (s *RegistryStore) Entries(ctx context.Context) ([]catalog.Entry, error) {
 //
 //  1. with spec.Repository set, it copies the image there by digest (blobs
 //     are mounted from the repository within one registry and streamed only
-//     when missing across registries; nothing is rebuilt, the digest stays);
+//     when missing across registries; nothing is rebuilt, the digest stays)
+//     and tags it STAGE_REPO:VERSION, refusing, before any change, when
+//     that version tag holds another image (see publish);
 //  2. it records ev on the image, unless an identical event (action, stage,
 //     time) is there or the image already holds a live promotion into the
 //     stage with the same repository;
@@ -115,6 +117,8 @@ func (s *RegistryStore) Entries(ctx context.Context) ([]catalog.Entry, error) {
 //  4. it reads everything again and repeats 3 until two reads in a row
 //     find the tag on the winner (at most 12 reads), so that concurrent
 //     promotions into one stage end with exactly one holder, the newest;
+//     a tag of the stage left in another repository by an earlier
+//     configuration is then emptied (see [EmptyStageArtifactType]);
 //  5. it records a demote event ("replaced by VERSION", at the winner's
 //     promotion time) on every other version that lost the stage, re-reading
 //     each one's history first; processes racing to demote the same

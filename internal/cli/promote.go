@@ -40,7 +40,8 @@ func promoteCommand(e *env) *ucli.Command {
 			"before it (or into the first), after the stage's gates (min_soak,\n" +
 			"require_approval). AMIs are tagged, shared with the stage's accounts and\n" +
 			"copied to its regions; container images are copied by digest to the\n" +
-			"stage's repository and the stage tag is moved. The version that held the\n" +
+			"stage's repository (tagged VERSION there too; images baked into the local\n" +
+			"layout are pushed from it) and the stage tag is moved. The version that held the\n" +
 			"stage leaves it. Promoting what is already there changes nothing; after a\n" +
 			"failure, running the same command again finishes the job.\n\n" +
 			"With a ledger (a catalog block in the recipe, or BAKERY_LEDGER), the\n" +
