@@ -249,8 +249,9 @@ func (tx *Tx) detachSubject(subject v1.Hash) error {
 // that every blob the tagged descriptors reference is present, re-reads
 // index.json (another process may have committed meanwhile), applies the
 // staged changes in order, keeping every other descriptor as it is, and
-// replaces index.json atomically. If Commit fails, the layout is unchanged
-// and the transaction stays open: Rollback it.
+// replaces index.json atomically. Staged events go to the history file the
+// same way, just before (see Layout.writeChanges). If Commit fails, the
+// images are unchanged and the transaction stays open: Rollback it.
 func (tx *Tx) Commit(ctx context.Context) error {
 	return tx.commit(ctx, false)
 }
