@@ -96,10 +96,13 @@ func (b *Baker) layoutBase(c *recipes.Container) (*base, error) {
 	var matches []v1.Descriptor
 	var names []string
 	for _, d := range im.Manifests {
-		n := d.Annotations[catalog.AnnotationRefName]
+		n, named := d.Annotations[catalog.AnnotationRefName]
+		if !named && d.Annotations[catalogoci.AnnotationSubject] != "" {
+			continue // a bakery history entry (older layouts list them here), not an image
+		}
 		names = append(names, n)
-		if ref == "" || n == ref || strings.HasSuffix(n, ":"+ref) {
-			matches = append(matches, d)
+		if (ref == "" || n == ref || strings.HasSuffix(n, ":"+ref)) && !slices.ContainsFunc(matches, func(m v1.Descriptor) bool { return m.Digest == d.Digest }) {
+			matches = append(matches, d) // one image under several tags (a version and its stage) is one
 		}
 	}
 	switch {

@@ -6,14 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/catalog/ledger"
 	"github.com/bakery-sh/bakery/promote"
 	"github.com/bakery-sh/bakery/recipes"
@@ -42,7 +40,8 @@ func promoteCommand(e *env) *ucli.Command {
 			"before it (or into the first), after the stage's gates (min_soak,\n" +
 			"require_approval). AMIs are tagged, shared with the stage's accounts and\n" +
 			"copied to its regions; container images are copied by digest to the\n" +
-			"stage's repository and the stage tag is moved. The version that held the\n" +
+			"stage's repository (tagged VERSION there too; images baked into the local\n" +
+			"layout are pushed from it) and the stage tag is moved. The version that held the\n" +
 			"stage leaves it. Promoting what is already there changes nothing; after a\n" +
 			"failure, running the same command again finishes the job.\n\n" +
 			"With a ledger (a catalog block in the recipe, or BAKERY_LEDGER), the\n" +
@@ -290,7 +289,7 @@ func revokeCommand(e *env, revoke bool) *ucli.Command {
 			if err := promote.Load(c.Context, arts); err != nil {
 				return err
 			}
-			if noop := alreadyRevoked(arts, version, revoke); noop {
+			if noop := promote.RevocationDone(arts, version, revoke); noop {
 				state := "not revoked"
 				if revoke {
 					state = "already revoked"
@@ -315,17 +314,4 @@ func revokeCommand(e *env, revoke bool) *ucli.Command {
 			return nil
 		},
 	})
-}
-
-// alreadyRevoked reports whether every artifact holds version and its
-// revocation is already revoke, so revoke (or unrevoke) has nothing to
-// do. A missing version is not: the revocation reports it.
-func alreadyRevoked(arts []*promote.Artifact, version string, revoke bool) bool {
-	for _, a := range arts {
-		i := slices.IndexFunc(a.Entries, func(e catalog.Entry) bool { return e.Version == version })
-		if i < 0 || a.Entries[i].Revoked != revoke {
-			return false
-		}
-	}
-	return len(arts) > 0
 }
