@@ -162,6 +162,25 @@ func fromImage(c *recipes.Container, name, digest string, img v1.Image) (*base, 
 	if p == nil {
 		p = &v1.Platform{}
 	}
+	if p.OS == "" || p.Architecture == "" {
+		// The OCI spec requires both in a config; a base without them
+		// takes them from the one platform the recipe names.
+		if len(c.Platforms) != 1 {
+			return nil, fmt.Errorf("container %s: base %s does not say which os and architecture it is for (its config has os %q, architecture %q); name its platform in the recipe, like platforms = [\"linux/amd64\"]", c.Name, name, p.OS, p.Architecture)
+		}
+		want, err := v1.ParsePlatform(c.Platforms[0])
+		if err != nil {
+			return nil, fmt.Errorf("container %s: platform %q: %w", c.Name, c.Platforms[0], err)
+		}
+		filled := *p
+		if filled.OS == "" {
+			filled.OS = want.OS
+		}
+		if filled.Architecture == "" {
+			filled.Architecture, filled.Variant = want.Architecture, want.Variant
+		}
+		p = &filled
+	}
 	for _, s := range c.Platforms {
 		want, err := v1.ParsePlatform(s)
 		if err != nil {

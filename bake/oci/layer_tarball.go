@@ -3,6 +3,7 @@ package oci
 import (
 	"archive/tar"
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/bakery-sh/bakery/internal/progress"
 	"github.com/bakery-sh/bakery/recipes"
 )
 
@@ -36,34 +38,46 @@ func openTarball(l *recipes.Layer) (*os.File, int64, error) {
 	return f, fi.Size(), nil
 }
 
-// writeTarball re-emits the entries of a tar archive (plain or gzip,
-// told apart by its first bytes) under the layer's destination, in
-// archive order and normalised like files from disk.
-func (w *layerWriter) writeTarball(l *recipes.Layer, archive *os.File) error {
+// tarballReader reads the entries of a tar archive, plain or gzip (told
+// apart by its first bytes), reporting the archive bytes read to step.
+// Call closeTar when done.
+func tarballReader(ctx context.Context, l *recipes.Layer, archive io.Reader, step progress.Step) (tr *tar.Reader, closeTar func(), err error) {
+	br := bufio.NewReaderSize(&layerReader{ctx: ctx, r: archive, step: step}, layerBufSize)
+	var r io.Reader = br
+	closeTar = func() {}
+	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading tarball %s: %w", l.Path, err)
+		}
+		r, closeTar = zr, func() { zr.Close() }
+	} else if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	return tar.NewReader(r), closeTar, nil
+}
+
+// writeTarball re-emits the entries of a tar archive (plain or gzip)
+// under the layer's destination, in archive order and normalised like
+// files from disk. A folder that exists below the layer (in kept) is
+// written with the metadata it has there.
+func (w *layerWriter) writeTarball(l *recipes.Layer, archive *os.File, kept keptDirs) error {
 	dst, _, err := layerDestination(l)
 	if err != nil {
 		return err
 	}
 	uid, gid := layerOwner(l)
 	for _, e := range layerParents(dst, uid, gid) {
-		if err := w.writeHeader(e); err != nil {
+		if err := w.writeHeader(kept.keep(e)); err != nil {
 			return err
 		}
 	}
 
-	br := bufio.NewReaderSize(&layerReader{ctx: w.ctx, r: archive, step: w.step}, layerBufSize)
-	var r io.Reader = br
-	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return fmt.Errorf("reading tarball %s: %w", l.Path, err)
-		}
-		defer zr.Close()
-		r = zr
-	} else if err := w.ctx.Err(); err != nil {
+	tr, closeTar, err := tarballReader(w.ctx, l, archive, w.step)
+	if err != nil {
 		return err
 	}
-	tr := tar.NewReader(r)
+	defer closeTar()
 	modes := map[string]int64{} // regular files written so far, for hard links
 	for {
 		hdr, err := tr.Next()
@@ -103,7 +117,7 @@ func (w *layerWriter) writeTarball(l *recipes.Layer, archive *os.File) error {
 		default:
 			return fmt.Errorf("reading tarball %s: entry %q has unsupported type %q; repack the archive with regular files, folders and links only", l.Path, hdr.Name, hdr.Typeflag)
 		}
-		if err := w.writeHeader(e); err != nil {
+		if err := w.writeHeader(kept.keep(e)); err != nil {
 			return err
 		}
 		if e.typ != tar.TypeReg {
