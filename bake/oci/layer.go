@@ -84,8 +84,8 @@ func WithLayerConcurrency(n int) LayerOption {
 // the inputs.
 //
 // The tar stream is deterministic. It starts with the folders leading to
-// the destination (mode 0755; those above the destination are owned by
-// root, the destination folder itself by the layer's owner), followed by
+// the destination (mode 0755, owned by the layer's owner; a folder that
+// exists below the layer is written as it is there, see keptDirs), followed by
 // the entries of a file or folder source in byte order of their names
 // (a folder before its contents), or those of a tarball source in
 // archive order. Names are relative, folders end in "/". Every time is
