@@ -626,7 +626,10 @@ func buildProbe(t *testing.T) []byte {
 }
 
 func TestBakedImageRunsInRuncAsNonRootUser(t *testing.T) {
-	runc := requireTool(t, "runc")
+	runc := "/usr/sbin/runc" // where Debian installs it, often not on PATH
+	if _, err := os.Stat(runc); err != nil {
+		runc = requireTool(t, "runc")
+	}
 	umoci := requireTool(t, "umoci")
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") != "" {
@@ -723,5 +726,29 @@ container "run" {
 	}
 	if b, err := os.ReadFile(filepath.Join(bundle, "rootfs", "tmp", "probe.out")); err != nil || string(b) != "written\n" {
 		t.Errorf("/tmp/probe.out after the run: %q, %v", b, err)
+	}
+}
+
+func TestChangedBaseFoldersChangeTheBakeKey(t *testing.T) {
+	noDockerConfig(t)
+	srv := httptest.NewServer(quietRegistry())
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	base := host + "/base/keep:1"
+	amd64 := &v1.Platform{OS: "linux", Architecture: "amd64"}
+	pushBase(t, base, baseImage(t, false, amd64, keepBaseLayers(t, false, 0o700)...))
+	home := t.TempDir()
+	env := []string{"BAKERY_HOME=" + home}
+	recipe := keepProject(t, base, "")
+	first := bakeJSON(t, env, recipe)
+	if again := bakeJSON(t, env, recipe); !again.Cached {
+		t.Fatalf("unchanged base: %+v, want up to date", again)
+	}
+	// The same tag now holds a base whose /home/app differs: the layers
+	// would differ, so the bake is not up to date (the version is taken).
+	pushBase(t, base, baseImage(t, false, amd64, keepBaseLayers(t, false, 0o750)...))
+	r := run(t, env, "bake", recipe)
+	if r.code == 0 || !strings.Contains(r.stderr, "already holds other content") || !strings.Contains(r.stderr, first.Artifacts[0].BakeKey[:len("sha256:")+12]) {
+		t.Fatalf("bake over a changed base: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
