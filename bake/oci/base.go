@@ -164,13 +164,19 @@ func fromImage(c *recipes.Container, name, digest string, img v1.Image) (*base, 
 	}
 	if p.OS == "" || p.Architecture == "" {
 		// The OCI spec requires both in a config; a base without them
-		// takes them from the one platform the recipe names.
-		if len(c.Platforms) != 1 {
-			return nil, fmt.Errorf("container %s: base %s does not say which os and architecture it is for (its config has os %q, architecture %q); name its platform in the recipe, like platforms = [\"linux/amd64\"]", c.Name, name, p.OS, p.Architecture)
+		// takes them from the one platform the recipe names, or else
+		// from the default platform, as a scratch image does.
+		plat := defaultPlatform
+		switch len(c.Platforms) {
+		case 0:
+		case 1:
+			plat = c.Platforms[0]
+		default:
+			return nil, fmt.Errorf("container %s: base %s is a single-platform image that does not say its os and architecture; it cannot be %s: name one platform", c.Name, name, strings.Join(c.Platforms, " and "))
 		}
-		want, err := v1.ParsePlatform(c.Platforms[0])
+		want, err := v1.ParsePlatform(plat)
 		if err != nil {
-			return nil, fmt.Errorf("container %s: platform %q: %w", c.Name, c.Platforms[0], err)
+			return nil, fmt.Errorf("container %s: platform %q: %w", c.Name, plat, err)
 		}
 		filled := *p
 		if filled.OS == "" {

@@ -552,14 +552,20 @@ func TestConfigTakesPlatformFromRecipeWhenBaseLacksIt(t *testing.T) {
 	base := host + "/base/noplat:1"
 	pushBase(t, base, baseImage(t, false, nil, keepBaseLayers(t, false, 0o700)...))
 
-	// Without platforms: a clear error, nothing written.
+	// Without platforms: the default platform, as for scratch.
 	home := t.TempDir()
-	r := run(t, []string{"BAKERY_HOME=" + home}, "bake", keepProject(t, base, ""))
-	if r.code != 1 || !strings.Contains(r.stderr, "does not say which os and architecture") || !strings.Contains(r.stderr, `platforms = ["linux/amd64"]`) {
-		t.Fatalf("bake on a base without os/architecture: exit %d\n%s", r.code, r.stderr)
+	bakeJSON(t, []string{"BAKERY_HOME=" + home}, keepProject(t, base, ""))
+	if cfg, err := layoutImage(t, home, "keep:1.0.0").ConfigFile(); err != nil || cfg.OS != "linux" || cfg.Architecture != "amd64" {
+		t.Errorf("config without platforms: %+v, %v; want linux/amd64", cfg, err)
+	}
+	// Two platforms for a single-platform base: refused.
+	r := run(t, []string{"BAKERY_HOME=" + t.TempDir()}, "bake", keepProject(t, base, `platforms = ["linux/amd64", "linux/arm64"]`))
+	if r.code != 1 || !strings.Contains(r.stderr, "cannot be linux/amd64 and linux/arm64") {
+		t.Fatalf("two platforms on a base without os/architecture: exit %d\n%s", r.code, r.stderr)
 	}
 
 	// With one platform: the config says it.
+	home = t.TempDir()
 	bakeJSON(t, []string{"BAKERY_HOME=" + home}, keepProject(t, base, `platforms = ["linux/arm64/v8"]`))
 	img := layoutImage(t, home, "keep:1.0.0")
 	cfg, err := img.ConfigFile()
