@@ -131,18 +131,20 @@ func (s lowerStep) Run(ctx context.Context, st *buildState, _ progress.Step) err
 	images := st.plan.base.images
 	cache := map[v1.Hash][]lowerOp{}
 	fss := make([]lowerFS, len(images))
-	bare := true // no base folders: nothing to keep
 	for i, pi := range images {
 		fs, err := readLowerFS(ctx, pi.img, s.b.jobs, cache)
 		if err != nil {
 			return fmt.Errorf("reading base %s (%s): %w", st.plan.base.name, pi.platform.String(), err)
 		}
-		fss[i], bare = fs, bare && len(fs) == 0
+		fss[i] = fs
 	}
 	st.builds, st.platformLayers = nil, make([][]*layerBuild, len(images))
 	for li, l := range c.Layers {
+		// The last layer over nothing (one layer on scratch) keeps
+		// nothing: its entries need not be listed (a tarball read twice).
+		bare := li == len(c.Layers)-1 && !slices.ContainsFunc(fss, func(fs lowerFS) bool { return len(fs) > 0 })
 		var es []layerEntry
-		if !bare || li < len(c.Layers)-1 {
+		if !bare {
 			var err error
 			if es, err = plannedEntries(ctx, l); err != nil {
 				return fmt.Errorf("layer %d (%s): %w", li+1, l.Source, err)

@@ -758,3 +758,91 @@ func TestChangedBaseFoldersChangeTheBakeKey(t *testing.T) {
 		t.Fatalf("bake over a changed base: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+func TestLayerKeepsFoldersOfEarlierLayersOnScratch(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"app.bake.hcl": `recipe "app" {
+  version = "1.0.0"
+  stages  = ["dev"]
+}
+container "app" {
+  base = "scratch"
+  layer {
+    source      = "bin/"
+    destination = "/app/"
+    uid         = 1000
+    gid         = 1000
+  }
+  layer {
+    source      = "app.conf"
+    destination = "/app/conf/"
+  }
+}
+`,
+		"bin/run":  "#!/bin/sh\n",
+		"app.conf": "a = 1\n",
+	})
+	home := t.TempDir()
+	bakeJSON(t, []string{"BAKERY_HOME=" + home}, filepath.Join(dir, "app.bake.hcl"))
+	fs := flatten(t, layoutImage(t, home, "app:1.0.0"))
+	wantDir(t, fs, "app", 0o755, 1000, 1000, time.Unix(0, 0))
+	wantDir(t, fs, "app/conf", 0o755, 0, 0, time.Unix(0, 0))
+}
+
+func TestDockerManifestListBaseBakesToOCIIndex(t *testing.T) {
+	noDockerConfig(t)
+	srv := httptest.NewServer(quietRegistry())
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	idx := mutate.IndexMediaType(empty.Index, types.DockerManifestList)
+	for _, arch := range []string{"amd64", "arm64"} {
+		p := v1.Platform{OS: "linux", Architecture: arch}
+		img := baseImage(t, true, &p, keepBaseLayers(t, true, 0o700)...)
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{MediaType: types.DockerManifestSchema2, Platform: &p}})
+	}
+	ref, _ := name.ParseReference(host + "/base/list:1")
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	bakeJSON(t, []string{"BAKERY_HOME=" + home}, keepProject(t, ref.String(), ""))
+	skopeo := requireTool(t, "skopeo")
+	// skopeo reads the index and copies every platform.
+	if out, err := exec.Command(skopeo, "copy", "--quiet", "--all", "oci:"+home+":keep:1.0.0", "oci:"+filepath.Join(t.TempDir(), "copy")+":keep").CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy --all: %v\n%s", err, out)
+	}
+	lp, err := layout.FromPath(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	li, _ := lp.ImageIndex()
+	im, _ := li.IndexManifest()
+	for _, d := range im.Manifests {
+		if d.Annotations[catalog.AnnotationRefName] != "keep:1.0.0" {
+			continue
+		}
+		out, err := li.ImageIndex(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		om, _ := out.IndexManifest()
+		if om.MediaType != types.OCIImageIndex || len(om.Manifests) != 2 {
+			t.Fatalf("index %s with %d images, want an OCI index of 2", om.MediaType, len(om.Manifests))
+		}
+		for _, c := range om.Manifests {
+			img, err := out.Image(c.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, _ := img.Manifest()
+			for i, l := range m.Layers {
+				if c.MediaType != types.OCIManifestSchema1 || m.MediaType != types.OCIManifestSchema1 || m.Config.MediaType != types.OCIConfigJSON || l.MediaType != types.OCILayer {
+					t.Errorf("%s: descriptor %s, manifest %s, config %s, layer %d %s; want OCI types", c.Platform, c.MediaType, m.MediaType, m.Config.MediaType, i, l.MediaType)
+				}
+			}
+		}
+		return
+	}
+	t.Fatal("no keep:1.0.0 in the layout")
+}
