@@ -15,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/bakery-sh/bakery/internal/progress"
 	"github.com/bakery-sh/bakery/recipes"
 )
 
@@ -153,7 +154,7 @@ func layerOps(ctx context.Context, l v1.Layer) ([]lowerOp, error) {
 		return nil, err
 	}
 	defer rc.Close()
-	tr := tar.NewReader(bufio.NewReaderSize(&layerReader{ctx: ctx, r: rc, step: discardStep{}}, 256<<10))
+	tr := tar.NewReader(bufio.NewReaderSize(&layerReader{ctx: ctx, r: rc, step: progress.Discard().Step("")}, 256<<10))
 	var ops []lowerOp
 	for {
 		h, err := tr.Next()
@@ -247,7 +248,7 @@ func plannedEntries(ctx context.Context, l *recipes.Layer) ([]layerEntry, error)
 		return nil, err
 	}
 	defer archive.Close()
-	tr, closeTar, err := tarballReader(ctx, l, archive, discardStep{})
+	tr, closeTar, err := tarballReader(ctx, l, archive, progress.Discard().Step(""))
 	if err != nil {
 		return nil, err
 	}
@@ -311,13 +312,6 @@ func planKept(l *recipes.Layer, es []layerEntry, fs lowerFS, epoch time.Time) (k
 
 // layerTime is the time BuildLayer writes into entries for epoch.
 func layerTime(epoch time.Time) time.Time { return time.Unix(max(epoch.Unix(), 0), 0) }
-
-// discardStep is a progress.Step that reports nowhere.
-type discardStep struct{}
-
-func (discardStep) SetTotal(int64) {}
-func (discardStep) Add(int64)      {}
-func (discardStep) Done(error)     {}
 
 // withKept makes BuildLayer write each folder named in kept with the
 // metadata given there instead of its own. Default: none.
