@@ -130,7 +130,7 @@ func (s lowerStep) Run(ctx context.Context, st *buildState, _ progress.Step) err
 	c := st.plan.container
 	images := st.plan.base.images
 	cache := map[v1.Hash][]lowerOp{}
-	fss := make([]lowerFS, len(images))
+	fss := make([]*lowerFS, len(images))
 	for i, pi := range images {
 		fs, err := readLowerFS(ctx, pi.img, s.b.jobs, cache)
 		if err != nil {
@@ -142,7 +142,7 @@ func (s lowerStep) Run(ctx context.Context, st *buildState, _ progress.Step) err
 	for li, l := range c.Layers {
 		// The last layer over nothing (one layer on scratch) keeps
 		// nothing: its entries need not be listed (a tarball read twice).
-		bare := li == len(c.Layers)-1 && !slices.ContainsFunc(fss, func(fs lowerFS) bool { return len(fs) > 0 })
+		bare := li == len(c.Layers)-1 && !slices.ContainsFunc(fss, func(fs *lowerFS) bool { return !fs.empty() })
 		var es []layerEntry
 		if !bare {
 			var err error

@@ -52,9 +52,9 @@ func regHdr(name string) *tar.Header {
 }
 
 // describe lists a lowerFS as "name dir MODE UID" and "name -> target".
-func describe(fs lowerFS) []string {
+func describe(fs *lowerFS) []string {
 	var out []string
-	for n, e := range fs {
+	for n, e := range fs.entries {
 		if e.dir != nil {
 			out = append(out, fmt.Sprintf("%s dir %o %d", n, e.dir.mode, e.dir.uid))
 		} else {
@@ -81,6 +81,8 @@ func TestReadLowerFSAppliesLayersAndWhiteouts(t *testing.T) {
 			dirHdr("var/run/", 0o755, 0),
 			dirHdr("lib/", 0o755, 0),
 			&tar.Header{Name: "../escape/", Typeflag: tar.TypeDir, Mode: 0o755},
+			dirHdr("implicit/sub/", 0o700, 0), // its parent has no entry of its own
+			dirHdr("gone/sub/", 0o700, 0),
 		),
 		tarLayer(t,
 			regHdr("opt/.wh.old"),            // removes opt/old and what is under it
@@ -88,7 +90,9 @@ func TestReadLowerFSAppliesLayersAndWhiteouts(t *testing.T) {
 			dirHdr("srv/new/", 0o750, 3),     // added by the same layer
 			dirHdr("home/app/", 0o750, 1000), // a folder again: its new metadata
 			&tar.Header{Name: "var/run", Typeflag: tar.TypeSymlink, Linkname: "/run"}, // a symlink replaces a folder
-			regHdr("lib"), // a file replaces a folder
+			regHdr("lib"),          // a file replaces a folder
+			regHdr(".wh.implicit"), // removes what is under an unlisted folder
+			regHdr("gone"),         // a file replaces an unlisted folder
 		),
 	)
 	if err != nil {
@@ -148,7 +152,7 @@ func TestBuildLayerTarballKeepsFoldersBelowIt(t *testing.T) {
 	)
 	l := &recipes.Layer{Source: "root.tar", Path: p, Kind: recipes.SourceTarball, Destination: "/srv/root/", UID: ptr(7), GID: ptr(7)}
 
-	base := lowerFS{}
+	base := newLowerFS()
 	mt := time.Unix(1600000000, 0)
 	for _, op := range []lowerOp{
 		{kind: 'd', name: "srv", dir: &dirMeta{mode: 0o755, mtime: mt}},
@@ -190,16 +194,16 @@ func TestBuildLayerTarballKeepsFoldersBelowIt(t *testing.T) {
 		t.Errorf("layer:\n got %q\nwant %q", got, want)
 	}
 	// The layer's new folders are now below the next layer.
-	if e := base["srv/root/tmp/cache"]; e.dir == nil || e.dir.uid != 7 || e.dir.mode != 0o755 {
+	if e, _ := base.get("srv/root/tmp/cache"); e.dir == nil || e.dir.uid != 7 || e.dir.mode != 0o755 {
 		t.Errorf("after the layer, srv/root/tmp/cache = %+v, want a folder 0755 owned by 7", e)
 	}
-	if _, ok := base["srv/root/tmp/cache/x"]; ok {
+	if _, ok := base.get("srv/root/tmp/cache/x"); ok {
 		t.Error("a file was recorded in the lower filesystem")
 	}
 }
 
 func TestPlanKeptRefusesAFolderOverASymlink(t *testing.T) {
-	fs := lowerFS{}
+	fs := newLowerFS()
 	fs.apply(lowerOp{kind: 'd', name: "usr", dir: &dirMeta{mode: 0o755}})
 	fs.apply(lowerOp{kind: 'l', name: "lib", link: "usr/lib"})
 	l := &recipes.Layer{Source: "x.so", Kind: recipes.SourceFile, Destination: "/lib/x/"}

@@ -91,29 +91,53 @@ type lowerEntry struct {
 // lowerFS is the filesystem a layer lands on, as far as the layer's
 // folders care: every folder and symlink, by clean relative name
 // ("tmp", "home/app"), with whiteouts applied. Files are not kept.
-type lowerFS map[string]lowerEntry
+type lowerFS struct {
+	entries map[string]lowerEntry
+	// parents holds every folder that has held an entry, listed or
+	// not: a whiteout of a name outside it has nothing under it to
+	// remove, which spares a scan of entries.
+	parents map[string]bool
+}
 
-// remove deletes name and everything under it.
-func (fs lowerFS) remove(name string) {
-	e, ok := fs[name]
-	if !ok {
-		return
-	}
-	delete(fs, name)
-	if e.dir != nil {
-		fs.removeUnder(name)
+func newLowerFS() *lowerFS {
+	return &lowerFS{entries: map[string]lowerEntry{}, parents: map[string]bool{}}
+}
+
+// get returns the entry at name.
+func (fs *lowerFS) get(name string) (lowerEntry, bool) {
+	e, ok := fs.entries[name]
+	return e, ok
+}
+
+// set puts e at name, over whatever was there.
+func (fs *lowerFS) set(name string, e lowerEntry) {
+	fs.entries[name] = e
+	for d := path.Dir(name); d != "." && !fs.parents[d]; d = path.Dir(d) {
+		fs.parents[d] = true
 	}
 }
 
+// empty reports whether fs holds nothing.
+func (fs *lowerFS) empty() bool { return len(fs.entries) == 0 }
+
+// remove deletes name and everything under it.
+func (fs *lowerFS) remove(name string) {
+	delete(fs.entries, name)
+	fs.removeUnder(name)
+}
+
 // removeUnder deletes everything under the folder name ("" for the root).
-func (fs lowerFS) removeUnder(name string) {
+func (fs *lowerFS) removeUnder(name string) {
+	if name != "" && !fs.parents[name] {
+		return
+	}
 	prefix := name + "/"
 	if name == "" {
 		prefix = ""
 	}
-	for n := range fs {
+	for n := range fs.entries {
 		if strings.HasPrefix(n, prefix) {
-			delete(fs, n)
+			delete(fs.entries, n)
 		}
 	}
 }
@@ -127,20 +151,20 @@ type lowerOp struct {
 }
 
 // apply applies op the way an unpacker applies a layer entry.
-func (fs lowerFS) apply(op lowerOp) {
+func (fs *lowerFS) apply(op lowerOp) {
 	switch op.kind {
 	case 'o':
 		fs.removeUnder(op.name)
 	case 'w':
 		fs.remove(op.name)
 	case 'd':
-		if e, ok := fs[op.name]; ok && e.dir == nil {
-			delete(fs, op.name) // a folder replaces a symlink
+		if e, ok := fs.get(op.name); ok && e.dir == nil {
+			fs.remove(op.name) // a folder replaces a symlink
 		}
-		fs[op.name] = lowerEntry{dir: op.dir}
+		fs.set(op.name, lowerEntry{dir: op.dir})
 	case 'l':
 		fs.remove(op.name)
-		fs[op.name] = lowerEntry{link: op.link}
+		fs.set(op.name, lowerEntry{link: op.link})
 	default:
 		fs.remove(op.name)
 	}
@@ -188,7 +212,7 @@ func layerOps(ctx context.Context, l v1.Layer) ([]lowerOp, error) {
 // readLowerFS reads the folders and symlinks of img's flattened
 // filesystem, reading up to jobs layers at once; layers already in
 // cache (by digest) are not read again, and those read are added to it.
-func readLowerFS(ctx context.Context, img v1.Image, jobs int, cache map[v1.Hash][]lowerOp) (lowerFS, error) {
+func readLowerFS(ctx context.Context, img v1.Image, jobs int, cache map[v1.Hash][]lowerOp) (*lowerFS, error) {
 	layers, err := img.Layers()
 	if err != nil {
 		return nil, fmt.Errorf("listing the base's layers: %w", err)
@@ -217,7 +241,7 @@ func readLowerFS(ctx context.Context, img v1.Image, jobs int, cache map[v1.Hash]
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	fs := lowerFS{}
+	fs := newLowerFS()
 	for i, l := range layers {
 		if d, err := l.Digest(); err == nil {
 			cache[d] = ops[i]
@@ -286,23 +310,23 @@ func plannedEntries(ctx context.Context, l *recipes.Layer) ([]layerEntry, error)
 // folders owned as es says, at time epoch). A folder entry where fs has
 // a symlink is an error: writing it would replace the symlink (a merged
 // /usr's /bin or /lib) with a folder.
-func planKept(l *recipes.Layer, es []layerEntry, fs lowerFS, epoch time.Time) (keptDirs, error) {
+func planKept(l *recipes.Layer, es []layerEntry, fs *lowerFS, epoch time.Time) (keptDirs, error) {
 	kept := keptDirs{}
 	for _, e := range es {
 		name := strings.TrimSuffix(e.name, "/")
 		switch e.typ {
 		case tar.TypeDir:
-			if le, ok := fs[name]; ok {
+			if le, ok := fs.get(name); ok {
 				if le.dir == nil {
 					return nil, fmt.Errorf("layer %s → %s: /%s is a symlink to %s in the image below this layer, and the layer would replace it with a folder; write to the symlink's target instead", l.Source, l.Destination, name, le.link)
 				}
 				kept[e.name] = le.dir
 				continue
 			}
-			fs[name] = lowerEntry{dir: &dirMeta{mode: e.mode, uid: e.uid, gid: e.gid, mtime: layerTime(epoch)}}
+			fs.set(name, lowerEntry{dir: &dirMeta{mode: e.mode, uid: e.uid, gid: e.gid, mtime: layerTime(epoch)}})
 		case tar.TypeSymlink:
 			fs.remove(name)
-			fs[name] = lowerEntry{link: e.link}
+			fs.set(name, lowerEntry{link: e.link})
 		default:
 			fs.remove(name)
 		}
