@@ -3,7 +3,6 @@ package oci
 import (
 	"archive/tar"
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
-	"github.com/bakery-sh/bakery/internal/progress"
 	"github.com/bakery-sh/bakery/recipes"
 )
 
@@ -38,29 +36,10 @@ func openTarball(l *recipes.Layer) (*os.File, int64, error) {
 	return f, fi.Size(), nil
 }
 
-// tarballReader reads the entries of a tar archive, plain or gzip (told
-// apart by its first bytes), reporting the archive bytes read to step.
-// Call closeTar when done.
-func tarballReader(ctx context.Context, l *recipes.Layer, archive io.Reader, step progress.Step) (tr *tar.Reader, closeTar func(), err error) {
-	br := bufio.NewReaderSize(&layerReader{ctx: ctx, r: archive, step: step}, layerBufSize)
-	var r io.Reader = br
-	closeTar = func() {}
-	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, nil, fmt.Errorf("reading tarball %s: %w", l.Path, err)
-		}
-		r, closeTar = zr, func() { zr.Close() }
-	} else if err := ctx.Err(); err != nil {
-		return nil, nil, err
-	}
-	return tar.NewReader(r), closeTar, nil
-}
-
-// writeTarball re-emits the entries of a tar archive (plain or gzip)
-// under the layer's destination, in archive order and normalised like
-// files from disk. A folder that exists below the layer (in kept) is
-// written with the metadata it has there.
+// writeTarball re-emits the entries of a tar archive (plain or gzip,
+// told apart by its first bytes) under the layer's destination, in
+// archive order and normalised like files from disk. A folder that
+// exists below the layer (in kept) is written as it is there.
 func (w *layerWriter) writeTarball(l *recipes.Layer, archive *os.File, kept keptDirs) error {
 	dst, _, err := layerDestination(l)
 	if err != nil {
@@ -73,11 +52,19 @@ func (w *layerWriter) writeTarball(l *recipes.Layer, archive *os.File, kept kept
 		}
 	}
 
-	tr, closeTar, err := tarballReader(w.ctx, l, archive, w.step)
-	if err != nil {
+	br := bufio.NewReaderSize(&layerReader{ctx: w.ctx, r: archive, step: w.step}, layerBufSize)
+	var r io.Reader = br
+	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return fmt.Errorf("reading tarball %s: %w", l.Path, err)
+		}
+		defer zr.Close()
+		r = zr
+	} else if err := w.ctx.Err(); err != nil {
 		return err
 	}
-	defer closeTar()
+	tr := tar.NewReader(r)
 	modes := map[string]int64{} // regular files written so far, for hard links
 	for {
 		hdr, err := tr.Next()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/klauspost/compress/gzip"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bakery-sh/bakery/internal/progress"
@@ -272,11 +273,17 @@ func plannedEntries(ctx context.Context, l *recipes.Layer) ([]layerEntry, error)
 		return nil, err
 	}
 	defer archive.Close()
-	tr, closeTar, err := tarballReader(ctx, l, archive, progress.Discard().Step(""))
-	if err != nil {
-		return nil, err
+	br := bufio.NewReaderSize(&layerReader{ctx: ctx, r: archive, step: progress.Discard().Step("")}, layerBufSize)
+	var r io.Reader = br
+	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("reading tarball %s: %w", l.Path, err)
+		}
+		defer zr.Close()
+		r = zr
 	}
-	defer closeTar()
+	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
