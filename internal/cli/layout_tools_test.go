@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // installCrane installs go-containerregistry's crane, at the version
@@ -151,6 +153,21 @@ func TestReadmeLayoutCommandsRunAsWritten(t *testing.T) {
 				t.Errorf("%q printed no %s:\n%s", line, digest, out)
 			}
 		case "skopeo copy", "crane push":
+			if m := regexp.MustCompile(`docker-archive:([^:\s]+):(\S+)`).FindStringSubmatch(line); m != nil {
+				// A docker load archive: the same layers (diff IDs) as the baked image.
+				tag, err := name.NewTag(m[2])
+				if err != nil {
+					t.Fatal(err)
+				}
+				archived, err := tarball.ImageFromPath(filepath.Join(dir, m[1]), &tag)
+				if err != nil {
+					t.Fatalf("after %q: reading %s: %v", line, m[1], err)
+				}
+				if got, want := diffIDs(t, archived), diffIDs(t, layoutImage(t, filepath.Join(dir, ".bakery"), "hello:1.0.0")); !slices.Equal(got, want) {
+					t.Errorf("after %q: the archive's layers are %v, want the baked image's %v", line, got, want)
+				}
+				continue
+			}
 			if got := remoteDigest("1.0.0"); got != digest {
 				t.Errorf("after %q: team/hello:1.0.0 = %s, want %s", line, got, digest)
 			}
@@ -239,4 +256,18 @@ container "child" {
 	if img.BaseDigest != digest {
 		t.Errorf("child's base digest = %q, want the hello image %s", img.BaseDigest, digest)
 	}
+}
+
+// diffIDs returns the uncompressed layer digests of img.
+func diffIDs(t *testing.T, img v1.Image) []string {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, h := range cf.RootFS.DiffIDs {
+		ids = append(ids, h.String())
+	}
+	return ids
 }
