@@ -11,7 +11,6 @@ import (
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/bakery-sh/bakery/catalog"
@@ -65,7 +64,7 @@ func (e *env) findRecipes(c *ucli.Context, g globals, name string) ([]*recipes.R
 		if diags.HasErrors() {
 			// A broken recipe matters only when it is the one asked for.
 			if c.String("file") != "" || name == "" || strings.Contains(string(mustRead(f)), `recipe "`+name+`"`) {
-				if werr := loader.WriteDiagnostics(e.stderr, diags, e.color(g)); werr != nil {
+				if werr := e.writeDiagnostics(loader, diags, g); werr != nil {
 					return nil, werr
 				}
 				return nil, exitError{exitFailure}
@@ -275,26 +274,4 @@ func stages(r *recipes.Recipe) map[string]promote.Stage {
 		}
 	}
 	return out
-}
-
-// actor is who acts: $BAKERY_ACTOR, else the AWS caller identity when AWS
-// is in use, else $USER.
-func (s *session) actor() string { return s.e.actor(s.c.Context, s.aws) }
-
-// actor is who acts: $BAKERY_ACTOR, else the AWS caller identity of cfg
-// (when not nil), else $USER.
-func (e *env) actor(ctx context.Context, cfg *aws.Config) string {
-	if a := e.getenv("BAKERY_ACTOR"); a != "" {
-		return a
-	}
-	if cfg != nil {
-		out, err := awsx.NewSTS(*cfg, "").GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
-		if err == nil && out.Arn != nil {
-			return *out.Arn
-		}
-	}
-	if u := e.getenv("USER"); u != "" {
-		return u
-	}
-	return "unknown"
 }

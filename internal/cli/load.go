@@ -90,7 +90,7 @@ func (e *env) loadRecipeFiles(c *ucli.Context, g globals, files []string) ([]*re
 	for _, f := range files {
 		r, diags := loader.Load(f, opts)
 		if len(diags) > 0 {
-			if werr := loader.WriteDiagnostics(e.stderr, diags, e.color(g)); werr != nil {
+			if werr := e.writeDiagnostics(loader, diags, g); werr != nil {
 				return nil, fmt.Errorf("printing diagnostics: %w", werr)
 			}
 		}
@@ -101,7 +101,7 @@ func (e *env) loadRecipeFiles(c *ucli.Context, g globals, files []string) ([]*re
 		out = append(out, r)
 	}
 	if failed > 0 {
-		fmt.Fprintf(e.stderr, "bakery: %d of %d recipe files have errors; fix them and run again\n", failed, len(files))
+		e.noteFailure("%d of %d recipe files have errors; fix them and run again", failed, len(files))
 		return out, exitError{exitFailure}
 	}
 	return out, nil

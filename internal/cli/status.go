@@ -86,7 +86,7 @@ func statusCommand(e *env) *ucli.Command {
 				docs = append(docs, d)
 			}
 			if len(failed) > 0 {
-				defer fmt.Fprintf(e.stderr, "bakery: could not read %d of %d recipes (%s); see above\n", len(failed), len(rs), strings.Join(failed, ", "))
+				defer e.noteFailure("could not read %d of %d recipes (%s); see above", len(failed), len(rs), strings.Join(failed, ", "))
 			}
 			if g.json {
 				if err := writeJSONLines(e.stdout, docs); err != nil {
