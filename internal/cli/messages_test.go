@@ -2,6 +2,7 @@ package cli
 
 import (
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -33,5 +34,77 @@ func TestForeignImageUnderTheVersionTag(t *testing.T) {
 	if r.code != exitFailure || !strings.Contains(r.stderr, repo+":1.0.0 already holds an image bakery did not bake") ||
 		strings.Contains(r.stderr, "bake key ,") || strings.Contains(r.stderr, "(bake key )") {
 		t.Errorf("bake over a foreign image: exit %d:\n%s", r.code, r.stderr)
+	}
+}
+
+// repeatedContext returns a part of msg ("looking up X") that is said
+// twice in a row, or "".
+func repeatedContext(msg string) string {
+	parts := strings.Split(msg, ": ")
+	for i := 1; i < len(parts); i++ {
+		if len(parts[i]) > 3 && parts[i] == parts[i-1] {
+			return parts[i]
+		}
+	}
+	return ""
+}
+
+// TestNoRepeatedContextInMessages: a failure is wrapped once per layer,
+// each adding what it was doing, never the same context twice (the
+// registry lookup of a bake used to say "looking up X: looking up X:").
+func TestNoRepeatedContextInMessages(t *testing.T) {
+	if got := repeatedContext("a: looking up x: looking up x: down"); got != "looking up x" {
+		t.Fatalf("repeatedContext misses a repeat: %q", got)
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	writeFiles(t, dir, map[string]string{
+		"recipes/hello.bake.hcl": helloRecipe("127.0.0.1:1/team/hello"),
+		"recipes/app/hello":      "x",
+	})
+	env := []string{"BAKERY_HOME=" + filepath.Join(dir, "home")}
+	for _, args := range [][]string{
+		{"bake", "recipes/"},
+		{"status", "hello"},
+		{"promote", "hello@1.0.0", "--to", "dev"},
+		{"history", "hello"},
+	} {
+		r := run(t, env, append([]string{"-q"}, args...)...)
+		if r.code != exitFailure || !strings.Contains(r.stderr, "127.0.0.1:1") {
+			t.Errorf("bakery %v with the registry down: exit %d:\n%s", args, r.code, r.stderr)
+		}
+		if rep := repeatedContext(r.stderr); rep != "" {
+			t.Errorf("bakery %v says %q twice in a row:\n%s", args, rep, r.stderr)
+		}
+	}
+}
+
+// TestReasonFlags: a missing --reason where one is required is a usage
+// error (exit 2) said before anything is read, and the usage messages of
+// revoke and unrevoke name only their flags, --reason optional for
+// unrevoke.
+func TestReasonFlags(t *testing.T) {
+	t.Chdir(t.TempDir()) // no ./recipes: nothing may be loaded
+	r := run(t, nil, "promote", "web@1.0.0", "--to", "prod", "--force")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "--force needs a reason") {
+		t.Errorf("promote --force without --reason: exit %d:\n%s", r.code, r.stderr)
+	}
+	r = run(t, nil, "unrevoke")
+	if r.code != exitUsage || !strings.Contains(r.stderr, `bakery unrevoke web@1.4.2 [--reason "..."]`) {
+		t.Errorf("unrevoke without an image: exit %d:\n%s", r.code, r.stderr)
+	}
+	r = run(t, nil, "revoke")
+	if r.code != exitUsage || !strings.Contains(r.stderr, `bakery revoke web@1.4.2 --reason "..."`) {
+		t.Errorf("revoke without an image: exit %d:\n%s", r.code, r.stderr)
+	}
+	for _, verb := range []string{"revoke", "unrevoke"} {
+		help := mustRun(t, nil, verb, "--help").stdout
+		usage := help[strings.Index(help, "USAGE:"):strings.Index(help, "OPTIONS:")]
+		for _, f := range strings.Fields(usage) {
+			f = strings.Trim(f, "[]")
+			if strings.HasPrefix(f, "--") && !strings.Contains(help[strings.Index(help, "OPTIONS:"):], "   "+f+" ") {
+				t.Errorf("%s --help: usage names %s, which is not one of its options:\n%s", verb, f, help)
+			}
+		}
 	}
 }

@@ -72,6 +72,9 @@ func promoteCommand(e *env) *ucli.Command {
 			if c.String("to") == "" {
 				return usagef("promote needs the target stage: --to STAGE")
 			}
+			if c.Bool("force") && strings.TrimSpace(c.String("reason")) == "" {
+				return usagef("promote --force needs a reason: give a --reason \"...\" (it is recorded in the history)")
+			}
 			rs, err := e.findRecipes(c, g, name)
 			if err != nil {
 				return err
@@ -269,7 +272,7 @@ func revokeCommand(e *env, revoke bool) *ucli.Command {
 				return err
 			}
 			if c.NArg() != 1 {
-				return usagef("%s takes one RECIPE@VERSION, for example: bakery %s web@1.4.2 --reason \"...\"", name, name)
+				return usagef("%s takes one RECIPE@VERSION, for example: bakery %s %s", name, name, strings.Replace(args, "RECIPE@VERSION", "web@1.4.2", 1))
 			}
 			rname, version, err := parseRef(c.Args().First())
 			if err != nil {
