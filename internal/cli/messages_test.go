@@ -108,3 +108,28 @@ func TestReasonFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusOfOneRecipeShowsTaint: status RECIPE marks a version baked
+// from another recipe's revoked image as tainted, as plain status does.
+func TestStatusOfOneRecipeShowsTaint(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	home := filepath.Join(dir, "home")
+	app := strings.NewReplacer(`recipe "hello"`, `recipe "app"`, `container "hello" {`, `container "app" {`,
+		`"scratch"`, `"oci:`+home+`:hello:1.0.0"`).Replace(helloRecipe(""))
+	writeFiles(t, dir, map[string]string{
+		"recipes/hello.bake.hcl": helloRecipe(""),
+		"recipes/app.bake.hcl":   app,
+		"recipes/app/hello":      "x",
+	})
+	env := []string{"BAKERY_HOME=" + home}
+	mustRun(t, env, "-q", "bake", "recipes/hello.bake.hcl")
+	mustRun(t, env, "-q", "bake", "recipes/app.bake.hcl")
+	mustRun(t, env, "revoke", "hello@1.0.0", "--reason", "CVE-1")
+	all := mustRun(t, env, "status").stdout
+	one := mustRun(t, env, "status", "app").stdout
+	const want = "TAINTED: baked from revoked hello@1.0.0"
+	if !strings.Contains(all, want) || !strings.Contains(one, want) {
+		t.Errorf("status, then status app: want both to say %q:\n%s\n%s", want, all, one)
+	}
+}
