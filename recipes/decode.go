@@ -125,6 +125,7 @@ func (s *state) decodeRecipe(b *hcl.Block, r *Recipe) {
 			r.Stages, r.stageRanges, s.stagesRange = stages, seen, attr.Expr.Range()
 		}
 	}
+	s.checkVersionNotStage(r)
 	if attr := content.Attributes["description"]; attr != nil {
 		if v, ok := s.stringValue(attr, false, ""); ok {
 			r.Description = v

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -131,5 +133,36 @@ func TestStatusOfOneRecipeShowsTaint(t *testing.T) {
 	const want = "TAINTED: baked from revoked hello@1.0.0"
 	if !strings.Contains(all, want) || !strings.Contains(one, want) {
 		t.Errorf("status, then status app: want both to say %q:\n%s\n%s", want, all, one)
+	}
+}
+
+// TestValidateAcrossRecipes: validate of a folder reports a recipe name
+// defined in two files and a fifo in a layer source folder (which bake
+// would stop at), pointing at file:line,col; and a version equal to a
+// stage name.
+func TestValidateAcrossRecipes(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"a.bake.hcl": helloRecipe(""),
+		"b.bake.hcl": helloRecipe(""),
+		"app/hello":  "x",
+	})
+	if err := syscall.Mkfifo(filepath.Join(dir, "app", "pipe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, nil, "validate", dir)
+	a, b := filepath.Join(dir, "a.bake.hcl"), filepath.Join(dir, "b.bake.hcl")
+	for _, want := range []string{b + `:5,1: Error: recipe "hello" is defined twice`, a + `:12,19: Error: layer source "app/" holds a named pipe (fifo): pipe`} {
+		if r.code != exitFailure || !strings.Contains(r.stderr, want) || strings.Contains(r.stdout, "valid") {
+			t.Errorf("validate: exit %d, stdout %q, stderr lacks %q:\n%s", r.code, r.stdout, want, r.stderr)
+		}
+	}
+	writeFiles(t, dir, map[string]string{"b.bake.hcl": strings.Replace(helloRecipe(""), `default = "1.0.0"`, `default = "prod"`, 1)})
+	if err := os.Remove(filepath.Join(dir, "app", "pipe")); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, nil, "validate", "-o", "json", b)
+	if e := decodeErrorDoc(t, []string{"validate", b}, r); r.code != exitFailure || e.File != b || e.Line != 6 || !strings.Contains(e.Diagnostics[0].Summary, `version "prod" is also a stage name`) {
+		t.Errorf("validate of version = \"prod\": exit %d, %+v", r.code, e)
 	}
 }
