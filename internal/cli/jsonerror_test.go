@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -174,6 +175,71 @@ func TestEveryEventHasTheSameActor(t *testing.T) {
 		for _, ev := range h.Events {
 			if ev.Actor != tc.want {
 				t.Errorf("env %v: %s event by %q, want %q", tc.env, ev.Action, ev.Actor, tc.want)
+			}
+		}
+	}
+}
+
+// jsonKeys collects every object key in the JSON documents of out (one
+// per line).
+func jsonKeys(t *testing.T, out string) []string {
+	t.Helper()
+	var keys []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				keys = append(keys, k)
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var v any
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatalf("not JSON: %q: %v", line, err)
+		}
+		walk(v)
+	}
+	return keys
+}
+
+// TestJSONFieldNamesAgreeAcrossVerbs: every verb's JSON names its fields
+// in lower snake_case, and the image's reference is "ref" everywhere
+// (status used to say "reference").
+func TestJSONFieldNamesAgreeAcrossVerbs(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	writeFiles(t, dir, map[string]string{"recipes/hello.bake.hcl": helloRecipe(""), "recipes/app/hello": "x"})
+	env := []string{"BAKERY_HOME=" + filepath.Join(dir, "home"), "BAKERY_ACTOR=ann"}
+	for _, v := range []string{"1.0.0", "1.0.1"} {
+		mustRun(t, env, "-q", "bake", "-var", "version="+v, "recipes/hello.bake.hcl")
+	}
+	snake := regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	for _, args := range [][]string{
+		{"bake", "recipes/"},
+		{"validate", "recipes/"},
+		{"promote", "hello@1.0.0", "--to", "dev"},
+		{"status"},
+		{"history", "hello"},
+		{"revoke", "hello@1.0.0", "--reason", "CVE-1"},
+		{"outdated"},
+		{"retire"},
+		{"fmt", "recipes/"},
+		{"version"},
+	} {
+		r := run(t, env, append([]string{"-q", "--output", "json"}, args...)...)
+		if r.code != 0 && r.code != exitOutdated {
+			t.Fatalf("bakery %v: exit %d\n%s", args, r.code, r.stderr)
+		}
+		for _, k := range jsonKeys(t, r.stdout) {
+			if !snake.MatchString(k) || k == "reference" {
+				t.Errorf("bakery %v: JSON field %q (want lower snake_case, and ref for an image's reference)", args, k)
 			}
 		}
 	}
