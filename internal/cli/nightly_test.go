@@ -2,6 +2,8 @@ package cli
 
 import (
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,24 +45,7 @@ func TestNightlyJobRebakesAnOutdatedRecipe(t *testing.T) {
 	srv := httptest.NewServer(quietRegistry())
 	defer srv.Close()
 	base := strings.TrimPrefix(srv.URL, "http://") + "/base/os:latest"
-	pushBase := func() {
-		t.Helper()
-		img, err := random.Image(256, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg, _ := img.ConfigFile()
-		cfg = cfg.DeepCopy()
-		cfg.OS, cfg.Architecture = "linux", "amd64"
-		img, _ = mutate.ConfigFile(img, cfg)
-		ref, err := name.ParseReference(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := remote.Write(ref, img); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pushBase := func() { pushRandomBase(t, base) }
 	pushBase()
 	dir := t.TempDir()
 	t.Chdir(dir)
@@ -103,5 +88,72 @@ func TestNightlyJobRebakesAnOutdatedRecipe(t *testing.T) {
 	mustRun(t, env, job...)
 	if r := run(t, env, "-q", "outdated", "--files", web); r.code != 0 || r.stdout != "" {
 		t.Errorf("outdated after the nightly bake: exit %d, %q", r.code, r.stdout)
+	}
+}
+
+// TestNightlyJobAsTheREADMEWritesIt runs the README's nightly job, as
+// written, in a project whose recipe's base moved on: it bakes a new
+// version, and run again it does nothing.
+func TestNightlyJobAsTheREADMEWritesIt(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), "**The nightly job.**")
+	_, after, ok2 := strings.Cut(after, "```sh\n")
+	job, _, ok3 := strings.Cut(after, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README has no nightly job snippet after **The nightly job.**")
+	}
+	noDockerConfig(t)
+	srv := httptest.NewServer(quietRegistry())
+	defer srv.Close()
+	base := strings.TrimPrefix(srv.URL, "http://") + "/base/os:latest"
+	pushRandomBase(t, base)
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"recipes/web.bake.hcl": nightlyRecipe("web", base, "var.version"), "recipes/app/web": "web\n"})
+	bin := bakeryBinary(t)
+	home := filepath.Join(dir, "home")
+	runJob := func() string {
+		t.Helper()
+		cmd := exec.Command("bash", "-euo", "pipefail", "-c", job)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"), "BAKERY_HOME="+home)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("the README's nightly job failed: %v\n%s\n%s", err, job, out)
+		}
+		return string(out)
+	}
+	mustRun(t, []string{"BAKERY_HOME=" + home}, "-q", "bake", filepath.Join(dir, "recipes", "web.bake.hcl"))
+	if out := runJob(); out != "" {
+		t.Errorf("the nightly job with nothing outdated printed %q", out)
+	}
+	pushRandomBase(t, base)
+	if out := runJob(); !strings.Contains(out, "web@1.4.") || !strings.Contains(out, ": baked ") {
+		t.Errorf("the nightly job after the base moved did not bake web@1.4.*:\n%s", out)
+	}
+	if r := run(t, []string{"BAKERY_HOME=" + home}, "-q", "outdated", "--files", filepath.Join(dir, "recipes", "web.bake.hcl")); r.code != 0 {
+		t.Errorf("outdated after the nightly job: exit %d %q", r.code, r.stdout)
+	}
+}
+
+// pushRandomBase pushes a new random linux/amd64 image to ref.
+func pushRandomBase(t *testing.T, ref string) {
+	t.Helper()
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := img.ConfigFile()
+	cfg = cfg.DeepCopy()
+	cfg.OS, cfg.Architecture = "linux", "amd64"
+	img, _ = mutate.ConfigFile(img, cfg)
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
 	}
 }
