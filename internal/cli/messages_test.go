@@ -88,7 +88,7 @@ func TestNoRepeatedContextInMessages(t *testing.T) {
 func TestReasonFlags(t *testing.T) {
 	t.Chdir(t.TempDir()) // no ./recipes: nothing may be loaded
 	r := run(t, nil, "promote", "web@1.0.0", "--to", "prod", "--force")
-	if r.code != exitUsage || !strings.Contains(r.stderr, "--force needs a reason") {
+	if r.code != exitUsage || !strings.Contains(r.stderr, "--force needs --reason") {
 		t.Errorf("promote --force without --reason: exit %d:\n%s", r.code, r.stderr)
 	}
 	r = run(t, nil, "unrevoke")

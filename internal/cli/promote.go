@@ -73,7 +73,7 @@ func promoteCommand(e *env) *ucli.Command {
 				return usagef("promote needs the target stage: --to STAGE")
 			}
 			if c.Bool("force") && strings.TrimSpace(c.String("reason")) == "" {
-				return usagef("promote --force needs a reason: give a --reason \"...\" (it is recorded in the history)")
+				return usagef("promote --force needs --reason \"...\": say why the stage order or gates are overridden (it is recorded in the history)")
 			}
 			rs, err := e.findRecipes(c, g, name)
 			if err != nil {
