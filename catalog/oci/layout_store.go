@@ -51,7 +51,9 @@ func (l *Layout) Store(name, recipe, artifact string) *LayoutStore {
 func (s *LayoutStore) Entries(ctx context.Context) ([]catalog.Entry, error) {
 	st, err := s.read(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reading the catalog of %s in layout %s: %w", s.name, s.l.dir, err)
+		// The caller says whose catalog it reads (promote.Load: "reading
+		// the catalog of container NAME"); this says where.
+		return nil, fmt.Errorf("layout %s: %w", s.l.dir, err)
 	}
 	holders := map[string]v1.Hash{}
 	for stage := range st.stageRepos() {

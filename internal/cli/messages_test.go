@@ -4,6 +4,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -39,12 +40,14 @@ func TestForeignImageUnderTheVersionTag(t *testing.T) {
 	}
 }
 
-// repeatedContext returns a part of msg ("looking up X") that is said
-// twice in a row, or "".
+// repeatedContext returns a part of msg that repeats the context of the
+// part before it ("looking up X: looking up X", "reading the catalog of
+// container x: reading the catalog of x in layout y"), or "".
 func repeatedContext(msg string) string {
 	parts := strings.Split(msg, ": ")
 	for i := 1; i < len(parts); i++ {
-		if len(parts[i]) > 3 && parts[i] == parts[i-1] {
+		a, b := strings.Fields(parts[i-1]), strings.Fields(parts[i])
+		if len(parts[i]) > 3 && parts[i] == parts[i-1] || len(a) >= 3 && len(b) >= 3 && slices.Equal(a[:3], b[:3]) {
 			return parts[i]
 		}
 	}
@@ -57,6 +60,9 @@ func repeatedContext(msg string) string {
 func TestNoRepeatedContextInMessages(t *testing.T) {
 	if got := repeatedContext("a: looking up x: looking up x: down"); got != "looking up x" {
 		t.Fatalf("repeatedContext misses a repeat: %q", got)
+	}
+	if got := repeatedContext("reading the catalog of container x: reading the catalog of x in layout y: gone"); got == "" {
+		t.Fatal("repeatedContext misses a repeated prefix")
 	}
 	dir := t.TempDir()
 	t.Chdir(dir)
@@ -164,5 +170,30 @@ func TestValidateAcrossRecipes(t *testing.T) {
 	r = run(t, nil, "validate", "-o", "json", b)
 	if e := decodeErrorDoc(t, []string{"validate", b}, r); r.code != exitFailure || e.File != b || e.Line != 6 || !strings.Contains(e.Diagnostics[0].Summary, `version "prod" is also a stage name`) {
 		t.Errorf("validate of version = \"prod\": exit %d, %+v", r.code, e)
+	}
+}
+
+// TestNoRepeatedContextForADamagedLayout: a layout missing a manifest
+// blob is reported once per layer of context by every catalog verb.
+func TestNoRepeatedContextForADamagedLayout(t *testing.T) {
+	recipe := helloProject(t, "")
+	home := t.TempDir()
+	env := []string{"BAKERY_HOME=" + home}
+	res := bakeJSON(t, env, recipe)
+	if err := os.Remove(filepath.Join(home, "blobs", "sha256", strings.TrimPrefix(res.Artifacts[0].Digest, "sha256:"))); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"status", "-f", recipe, "hello"},
+		{"history", "-f", recipe, "hello"},
+		{"promote", "-f", recipe, "hello@1.0.0", "--to", "dev"},
+	} {
+		r := run(t, env, args...)
+		if r.code != exitFailure || !strings.Contains(r.stderr, "the layout is damaged") {
+			t.Errorf("bakery %v on a damaged layout: exit %d:\n%s", args, r.code, r.stderr)
+		}
+		if rep := repeatedContext(r.stderr); rep != "" {
+			t.Errorf("bakery %v repeats %q:\n%s", args, rep, r.stderr)
+		}
 	}
 }
