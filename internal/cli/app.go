@@ -174,7 +174,7 @@ func (e *env) run(ctx context.Context, args []string) int {
 	err := app.RunContext(ctx, interspersed(app, args))
 	if err == nil && e.unknownCommand {
 		if jsonAsked(args) {
-			writeErrorDoc(e.stdout, e.errorDocument(exitUsage, "usage", e.failed.message))
+			writeErrorDoc(e.stdout, e.errorDocument(exitUsage, "usage", e.failed.message, false))
 		}
 		return exitUsage
 	}

@@ -141,36 +141,34 @@ func jsonAsked(args []string) bool {
 var positionRE = regexp.MustCompile(`([^\s"'(]+\.hcl):(\d+)[,:](\d+)`)
 
 // errorDocument builds the JSON error document of a failure with the
-// given exit code, kind and message.
-func (e *env) errorDocument(code int, kind, msg string) errorDoc {
+// given exit code, kind and message. The diagnostics the verb printed are
+// listed; when they are what failed (printed is true: the verb printed
+// its messages and returned an exitError, and an error is among them),
+// the kind is "recipe", the position is the first error's and, unless
+// the verb summed the failure up itself, so is the message.
+func (e *env) errorDocument(code int, kind, msg string, printed bool) errorDoc {
 	f := e.failed
 	b := errorBody{Message: msg, Kind: kind, ExitCode: code, Command: f.command, Recipe: f.recipe, Version: f.version}
+	var first *hcl.Diagnostic
 	for _, d := range f.diags {
 		dd := diagnosticDoc{Severity: "error", Summary: d.Summary, Detail: d.Detail}
 		if d.Severity == hcl.DiagWarning {
 			dd.Severity = "warning"
+		} else if first == nil {
+			first = d
 		}
 		if d.Subject != nil {
 			dd.File, dd.Line, dd.Column = d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column
 		}
 		b.Diagnostics = append(b.Diagnostics, dd)
-		if dd.Severity == "error" && b.File == "" && b.Line == 0 {
-			b.File, b.Line, b.Column = dd.File, dd.Line, dd.Column
-			if b.Hint == "" {
-				b.Hint = d.Detail
-			}
-		}
 	}
-	if len(b.Diagnostics) > 0 {
-		b.Kind = "recipe"
-		if first := b.Diagnostics[0]; f.message == "" {
+	if first != nil && printed {
+		b.Kind, b.Hint = "recipe", first.Detail
+		if f.message == "" {
 			b.Message = first.Summary
-			for _, d := range b.Diagnostics {
-				if d.Severity == "error" {
-					b.Message = d.Summary
-					break
-				}
-			}
+		}
+		if first.Subject != nil {
+			b.File, b.Line, b.Column = first.Subject.Filename, first.Subject.Start.Line, first.Subject.Start.Column
 		}
 	}
 	if b.File == "" {
@@ -219,7 +217,7 @@ func (e *env) report(args []string, err error, interrupted bool) int {
 	// Exit 3 is an answer (outdated, fmt -check), not a failure: the
 	// verb printed its own document.
 	if wantJSON && code != exitUnformat {
-		writeErrorDoc(e.stdout, e.errorDocument(code, kind, msg))
+		writeErrorDoc(e.stdout, e.errorDocument(code, kind, msg, errors.As(err, &ee)))
 	}
 	return code
 }
