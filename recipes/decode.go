@@ -83,6 +83,7 @@ func (s *state) decodeRecipe(b *hcl.Block, r *Recipe) {
 	s.addAll(diags)
 
 	if attr := s.required(b, content, "version", `version = "1.0.0"`); attr != nil {
+		r.VersionRange, r.VersionVars = attr.Expr.Range(), versionVars(attr.Expr)
 		if v, ok := s.stringValue(attr, true, `quote it, as in version = "1.0.0"`); ok {
 			switch {
 			case v == "":
@@ -124,6 +125,7 @@ func (s *state) decodeRecipe(b *hcl.Block, r *Recipe) {
 			r.Stages, r.stageRanges, s.stagesRange = stages, seen, attr.Expr.Range()
 		}
 	}
+	s.checkVersionNotStage(r)
 	if attr := content.Attributes["description"]; attr != nil {
 		if v, ok := s.stringValue(attr, false, ""); ok {
 			r.Description = v

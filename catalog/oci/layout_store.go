@@ -64,7 +64,9 @@ func (l *Layout) Store(name, recipe, artifact string, opts ...Option) *LayoutSto
 // repository a version was published to one HEAD of its digest.
 func (s *LayoutStore) Entries(ctx context.Context) ([]catalog.Entry, error) {
 	fail := func(err error) error {
-		return fmt.Errorf("reading the catalog of %s in layout %s: %w", s.name, s.l.dir, err)
+		// The caller says whose catalog it reads (promote.Load: "reading
+		// the catalog of container NAME"); this says where.
+		return fmt.Errorf("layout %s: %w", s.l.dir, err)
 	}
 	st, err := s.read(ctx)
 	if err != nil {

@@ -339,9 +339,11 @@ func TestBakeFolderContinuesPastAFailingRecipe(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "1 of 3 recipes failed (bbb)") {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 	}
+	// The results of the good recipes, then the error document.
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if len(lines) != 2 || !strings.Contains(lines[0], `"recipe":"aaa"`) || !strings.Contains(lines[1], `"recipe":"ccc"`) {
-		t.Fatalf("stdout = %q, want the two good recipes, one JSON document per line", r.stdout)
+	if len(lines) != 3 || !strings.Contains(lines[0], `"recipe":"aaa"`) || !strings.Contains(lines[1], `"recipe":"ccc"`) ||
+		!strings.HasPrefix(lines[2], `{"error":{"message":"1 of 3 recipes failed (bbb)`) {
+		t.Fatalf("stdout = %q, want the two good recipes and the error, one JSON document per line", r.stdout)
 	}
 }
 

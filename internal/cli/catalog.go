@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/bakery-sh/bakery/catalog"
@@ -224,26 +223,4 @@ func stages(r *recipes.Recipe) map[string]promote.Stage {
 		}
 	}
 	return out
-}
-
-// actor is who acts: $BAKERY_ACTOR, else the AWS caller identity when AWS
-// is in use, else $USER.
-func (s *session) actor() string { return s.e.actor(s.c.Context, s.aws) }
-
-// actor is who acts: $BAKERY_ACTOR, else the AWS caller identity of cfg
-// (when not nil), else $USER.
-func (e *env) actor(ctx context.Context, cfg *aws.Config) string {
-	if a := e.getenv("BAKERY_ACTOR"); a != "" {
-		return a
-	}
-	if cfg != nil {
-		out, err := awsx.NewSTS(*cfg, "").GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
-		if err == nil && out.Arn != nil {
-			return *out.Arn
-		}
-	}
-	if u := e.getenv("USER"); u != "" {
-		return u
-	}
-	return "unknown"
 }

@@ -102,7 +102,7 @@ func (e *env) loadRecipeFilesScoped(c *ucli.Context, g globals, files []string, 
 	for _, f := range files {
 		r, diags := loader.Load(f, opts)
 		if len(diags) > 0 {
-			if werr := loader.WriteDiagnostics(e.stderr, diags, e.color(g)); werr != nil {
+			if werr := e.writeDiagnostics(loader, diags, g); werr != nil {
 				return nil, fmt.Errorf("printing diagnostics: %w", werr)
 			}
 		}
@@ -117,7 +117,7 @@ func (e *env) loadRecipeFilesScoped(c *ucli.Context, g globals, files []string, 
 		return out, err
 	}
 	if failed > 0 {
-		fmt.Fprintf(e.stderr, "bakery: %d of %d recipe files have errors; fix them and run again\n", failed, len(files))
+		e.noteFailure("%d of %d recipe files have errors; fix them and run again", failed, len(files))
 		return out, exitError{exitFailure}
 	}
 	return out, nil
@@ -130,7 +130,7 @@ func (e *env) checkVars(g globals, loader *recipes.Loader, opts recipes.Options)
 	if len(diags) == 0 {
 		return nil
 	}
-	if err := loader.WriteDiagnostics(e.stderr, diags, e.color(g)); err != nil {
+	if err := e.writeDiagnostics(loader, diags, g); err != nil {
 		return fmt.Errorf("printing diagnostics: %w", err)
 	}
 	return exitError{exitFailure}
@@ -186,7 +186,7 @@ func (e *env) findRecipesIn(c *ucli.Context, g globals, name string, scope recip
 			if c.String("file") == "" && name != "" && rname != name {
 				continue
 			}
-			if werr := loader.WriteDiagnostics(e.stderr, l.diags, e.color(g)); werr != nil {
+			if werr := e.writeDiagnostics(loader, l.diags, g); werr != nil {
 				return nil, nil, werr
 			}
 			if !keepGoing || name != "" {

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -71,6 +72,7 @@ func outdatedCommand(e *env) *ucli.Command {
 					return err
 				}
 				stale = append(stale, found...)
+				warnFixedVersion(e.stderr, r, found)
 			}
 			switch {
 			case g.json:
@@ -103,6 +105,23 @@ func outdatedCommand(e *env) *ucli.Command {
 			return nil
 		},
 	})
+}
+
+// warnFixedVersion says, for a recipe whose version is written in it and
+// already baked, that rebaking it needs a new version there first: bake
+// would refuse to put other content under the same version.
+func warnFixedVersion(w io.Writer, r *recipes.Recipe, found []bake.Stale) {
+	if !r.VersionFixed() {
+		return
+	}
+	for _, s := range found {
+		if s.Version == r.Version {
+			fmt.Fprintf(w, "bakery: warning: %s's version %q is written in the recipe (%s:%d,%d) and already baked: "+
+				"bake will refuse to rebake it until it is bumped there, or until the recipe says version = var.version and the job gives -var version=...\n",
+				r.Name, r.Version, r.VersionRange.Filename, r.VersionRange.Start.Line, r.VersionRange.Start.Column)
+			return
+		}
+	}
 }
 
 // outdatedRecipes loads the recipes named by the arguments (names or

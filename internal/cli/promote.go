@@ -71,6 +71,9 @@ func promoteCommand(e *env) *ucli.Command {
 			if c.String("to") == "" {
 				return usagef("promote needs the target stage: --to STAGE")
 			}
+			if c.Bool("force") && strings.TrimSpace(c.String("reason")) == "" {
+				return usagef("promote --force needs --reason \"...\": say why the stage order or gates are overridden (it is recorded in the history)")
+			}
 			rs, err := e.catalogRecipes(c, g, name)
 			if err != nil {
 				return err
@@ -268,7 +271,7 @@ func revokeCommand(e *env, revoke bool) *ucli.Command {
 				return err
 			}
 			if c.NArg() != 1 {
-				return usagef("%s takes one RECIPE@VERSION, for example: bakery %s web@1.4.2 --reason \"...\"", name, name)
+				return usagef("%s takes one RECIPE@VERSION, for example: bakery %s %s", name, name, strings.Replace(args, "RECIPE@VERSION", "web@1.4.2", 1))
 			}
 			rname, version, err := parseRef(c.Args().First())
 			if err != nil {

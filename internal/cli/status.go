@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -78,6 +79,11 @@ func statusCommand(e *env) *ucli.Command {
 			for i, r := range read {
 				revoked = append(revoked, promote.Revoked(r.Name, all[i])...)
 			}
+			if c.Args().First() != "" && c.String("file") == "" {
+				// One recipe's images may be baked from another's: its
+				// taint needs the others' revocations, as without RECIPE.
+				revoked = append(revoked, s.revokedElsewhere(c.Args().First())...)
+			}
 			var docs []statusDoc
 			for i, r := range read {
 				d := statusDoc{RecipeStatus: promote.Status(r.Name, r.Stages, all[i], revoked)}
@@ -87,7 +93,7 @@ func statusCommand(e *env) *ucli.Command {
 				docs = append(docs, d)
 			}
 			if len(failed) > 0 {
-				defer fmt.Fprintf(e.stderr, "bakery: could not read %d of %d recipes (%s); see above\n", len(failed), total, strings.Join(failed, ", "))
+				defer e.noteFailure("could not read %d of %d recipes (%s); see above", len(failed), total, strings.Join(failed, ", "))
 			}
 			if g.json {
 				if err := writeJSONLines(e.stdout, docs); err != nil {
@@ -107,6 +113,32 @@ func statusCommand(e *env) *ucli.Command {
 			return nil
 		},
 	})
+}
+
+// revokedElsewhere lists the revoked images of the recipes in ./recipes
+// other than name, for the taint of name's versions. A recipe that does
+// not load or whose catalog cannot be read is left out quietly: status
+// of every recipe reports it.
+func (s *session) revokedElsewhere(name string) []promote.RevokedImage {
+	opts, err := s.e.recipeOptions(s.c)
+	if err != nil {
+		return nil
+	}
+	files, _ := filepath.Glob(filepath.Join("recipes", "*.bake.hcl"))
+	loader := recipes.NewLoader()
+	var out []promote.RevokedImage
+	for _, f := range files {
+		r, diags := loader.Load(f, opts)
+		if diags.HasErrors() || r.Name == name {
+			continue
+		}
+		arts, err := s.loadCatalog([]*recipes.Recipe{r})
+		if err != nil {
+			continue
+		}
+		out = append(out, promote.Revoked(r.Name, arts[0])...)
+	}
+	return out
 }
 
 // statusDoc is one recipe's status: its versions × stages and, for the
