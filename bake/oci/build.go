@@ -118,7 +118,7 @@ func (s layersStep) Run(ctx context.Context, st *buildState, _ progress.Step) er
 	for i, l := range c.Layers {
 		g.Go(func() error {
 			ps := s.b.progress.Step(fmt.Sprintf("%s: layer %d/%d %s → %s", c.Name, i+1, len(c.Layers), l.Source, l.Destination))
-			built, err := BuildLayer(gctx, l, st.stage, s.b.epoch, ps)
+			built, err := BuildLayer(gctx, l, st.stage, s.b.epoch, ps, WithCompression(c.Compression))
 			ps.Done(err)
 			if err != nil {
 				return fmt.Errorf("layer %d (%s): %w", i+1, l.Source, catalogoci.ExplainDiskError(st.layout.Dir(), err))
@@ -191,7 +191,7 @@ func (b *Baker) image(p *Plan, pi platformImage, layers []*Built, ann map[string
 	for i, l := range layers {
 		adds[i] = mutate.Addendum{
 			Layer:     l.Layer(),
-			MediaType: types.OCILayer,
+			MediaType: l.MediaType,
 			History: v1.History{
 				Created:   v1.Time{Time: b.epoch},
 				CreatedBy: fmt.Sprintf("bakery: layer %s → %s", c.Layers[i].Source, c.Layers[i].Destination),
