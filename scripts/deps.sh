@@ -8,6 +8,7 @@ set -euo pipefail
 need=()
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v umoci >/dev/null 2>&1 || need+=(umoci)
+command -v zstd >/dev/null 2>&1 || need+=(zstd) # reads tar+zstd layers in bake/oci tests
 # sshd lives in /usr/sbin, often not on a non-root PATH.
 { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; } || need+=(openssh-server)
 
