@@ -278,7 +278,7 @@ func (s writeLayoutStep) Run(ctx context.Context, st *buildState, _ progress.Ste
 	p := st.plan
 	st.tx = st.layout.Begin()
 	for _, l := range st.layers {
-		if _, err := st.tx.AdoptBlob(l.Digest, l.Path); err != nil {
+		if _, err := st.tx.AdoptBuiltBlob(l.Digest, l.Size, l.Path); err != nil {
 			return err
 		}
 	}
