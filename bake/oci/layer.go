@@ -204,7 +204,7 @@ type layerWriter struct {
 	step  progress.Step
 	epoch time.Time
 	sink  *layerSink
-	gz    *blockCompressor
+	comp  *blockCompressor
 	diff  hash.Hash
 	tw    *tar.Writer
 	buf   []byte
@@ -212,7 +212,7 @@ type layerWriter struct {
 
 func newLayerWriter(ctx context.Context, f *os.File, epoch time.Time, step progress.Step, compression recipes.Compression, concurrency int) *layerWriter {
 	sink := &layerSink{f: f, h: sha256.New()}
-	gz := newBlockCompressor(sink, compression, concurrency) // the gzip header holds no time
+	comp := newBlockCompressor(sink, compression, concurrency)
 	diff := sha256.New()
 	sec := max(epoch.Unix(), 0)
 	return &layerWriter{
@@ -220,9 +220,9 @@ func newLayerWriter(ctx context.Context, f *os.File, epoch time.Time, step progr
 		step:  step,
 		epoch: time.Unix(sec, 0),
 		sink:  sink,
-		gz:    gz,
+		comp:  comp,
 		diff:  diff,
-		tw:    tar.NewWriter(io.MultiWriter(diff, gz)),
+		tw:    tar.NewWriter(io.MultiWriter(diff, comp)),
 		buf:   make([]byte, layerBufSize),
 	}
 }
@@ -324,7 +324,7 @@ func (w *layerWriter) close() (diffID, digest v1.Hash, size int64, err error) {
 	if err := w.tw.Close(); err != nil {
 		return v1.Hash{}, v1.Hash{}, 0, fmt.Errorf("finishing the tar stream: %w", err)
 	}
-	if err := w.gz.Close(); err != nil {
+	if err := w.comp.Close(); err != nil {
 		return v1.Hash{}, v1.Hash{}, 0, err
 	}
 	diffID = sha256Hash(w.diff)
@@ -336,7 +336,7 @@ func (w *layerWriter) close() (diffID, digest v1.Hash, size int64, err error) {
 func (w *layerWriter) abort() {
 	w.sink.aborted.Store(true)
 	// stop waits for the compressor's goroutines.
-	_ = w.gz.stop()
+	_ = w.comp.stop()
 }
 
 func sha256Hash(h hash.Hash) v1.Hash {

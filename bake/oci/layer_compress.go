@@ -127,7 +127,7 @@ type blockCompressor struct {
 	buf  []byte
 	hist int
 
-	pending chan *compressBlock // blocks in stream order, at most concurrency
+	pending chan *compressBlock // blocks in stream order: with the one drain waits for, concurrency
 	done    chan error          // the result of drain
 	closed  bool
 
@@ -154,7 +154,7 @@ func newBlockCompressor(out io.Writer, kind recipes.Compression, concurrency int
 	c := &blockCompressor{
 		kind:    normalCompression(kind),
 		out:     out,
-		pending: make(chan *compressBlock, max(concurrency, 1)),
+		pending: make(chan *compressBlock, max(concurrency, 1)-1),
 		done:    make(chan error, 1),
 	}
 	c.bufs.New = func() any {
