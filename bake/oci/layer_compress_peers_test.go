@@ -1,13 +1,24 @@
 package oci
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/bakery-sh/bakery/recipes"
 )
@@ -147,5 +158,69 @@ func TestPeersReadCompressedImages(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestPushZstdImageToRegistry(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	src, files := compressionTree(t)
+	r, ct := compressionRecipe(src, recipes.CompressionZstd)
+	ct.Repository = host + "/team/img"
+	b, err := NewBaker(WithHome(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	p, err := b.Prepare(ctx, r, ct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Build(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(host + "/team/img:1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("layers %v, %v", layers, err)
+	}
+	if mt, _ := layers[0].MediaType(); mt != types.OCILayerZStd {
+		t.Errorf("pushed layer media type %s", mt)
+	}
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	seen := 0
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, ok := files[strings.TrimPrefix(h.Name, "data/")]
+		if !ok || h.Typeflag != tar.TypeReg {
+			continue
+		}
+		got, err := io.ReadAll(tr)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %d bytes (%v), want the %d of the source", h.Name, len(got), err, len(want))
+		}
+		seen++
+	}
+	if seen != len(files) {
+		t.Errorf("found %d of the %d files in the pushed layer", seen, len(files))
 	}
 }
