@@ -211,7 +211,7 @@ type layerWriter struct {
 }
 
 func newLayerWriter(ctx context.Context, f *os.File, epoch time.Time, step progress.Step, compression recipes.Compression, concurrency int) *layerWriter {
-	sink := &layerSink{f: f, h: sha256.New()}
+	sink := &layerSink{f: f, h: sha256.New(), writeback: fileWriteback(f)}
 	comp := newBlockCompressor(sink, compression, concurrency)
 	diff := sha256.New()
 	sec := max(epoch.Unix(), 0)
@@ -347,6 +347,10 @@ func sha256Hash(h hash.Hash) v1.Hash {
 // errLayerAborted is what the compressor sees once a build has failed.
 var errLayerAborted = errors.New("layer build aborted")
 
+// writebackSize is how much of a layer file is written before the
+// kernel is asked to start writing it to disk (see fileWriteback).
+const writebackSize = 8 << 20
+
 // layerSink receives the compressed stream: it writes it to the file,
 // hashes it and counts it. The compressor calls Write from one goroutine.
 type layerSink struct {
@@ -354,6 +358,11 @@ type layerSink struct {
 	h       hash.Hash
 	n       int64
 	aborted atomic.Bool
+	// writeback, when not nil, starts writing bytes [off, off+n) of f to
+	// disk without waiting; it is called for every writebackSize bytes.
+	writeback func(off, n int64)
+	// synced is the offset writeback has been called up to.
+	synced int64
 }
 
 func (s *layerSink) Write(p []byte) (int, error) {
@@ -363,6 +372,10 @@ func (s *layerSink) Write(p []byte) (int, error) {
 	n, err := s.f.Write(p)
 	s.h.Write(p[:n])
 	s.n += int64(n)
+	if s.writeback != nil && s.n-s.synced >= writebackSize {
+		s.writeback(s.synced, s.n-s.synced)
+		s.synced = s.n
+	}
 	return n, err
 }
 
