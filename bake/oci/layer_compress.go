@@ -33,9 +33,10 @@ import (
 //
 // zstd: each block is one zstd frame (RFC 8878) compressed at
 // zstd.SpeedFastest, with a content checksum; a zstd stream is a
-// sequence of frames, and every zstd reader (containerd, Docker, podman,
-// skopeo, umoci, the zstd command) reads all of them. zstd itself writes
-// a block that does not compress as a raw block.
+// sequence of frames, and zstd readers (containerd, Docker, podman,
+// skopeo, the zstd command) read all of them, as they read zstd:chunked
+// layers. zstd itself writes a block that does not compress as a raw
+// block.
 //
 // Changing anything here, or upgrading klauspost/compress in a way that
 // changes its output, changes the bytes of layers built from the same
