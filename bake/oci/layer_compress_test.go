@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -401,4 +402,39 @@ func TestBuildLayerRejectsUnknownCompression(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	assertEmpty(t, dir)
+}
+
+// failingWriter accepts n bytes, then fails.
+type failingWriter struct{ n int }
+
+var errDiskFull = errors.New("no space left on device")
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if len(p) > w.n {
+		m := w.n
+		w.n = 0
+		return m, errDiskFull
+	}
+	w.n -= len(p)
+	return len(p), nil
+}
+
+func TestBlockCompressorReportsWriteErrors(t *testing.T) {
+	for _, c := range []recipes.Compression{recipes.CompressionGzip, recipes.CompressionZstd} {
+		bc := newBlockCompressor(&failingWriter{n: 100 << 10}, c, 2)
+		data := randomData(16<<20, 14)
+		var werr error
+		for p := data; len(p) > 0 && werr == nil; p = p[min(len(p), 1<<20):] {
+			_, werr = bc.Write(p[:min(len(p), 1<<20)])
+		}
+		if werr == nil {
+			t.Errorf("%s: 16 MiB written into a writer that fails after 100 KiB", c)
+		}
+		if err := bc.Close(); !errors.Is(err, errDiskFull) {
+			t.Errorf("%s: Close = %v, want the write error", c, err)
+		}
+		if err := bc.Close(); err == nil {
+			t.Errorf("%s: a second Close succeeded", c)
+		}
+	}
 }
