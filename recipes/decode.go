@@ -55,6 +55,7 @@ var containerSchema = &hcl.BodySchema{
 		{Name: "labels"},
 		{Name: "exposed_ports"},
 		{Name: "platforms"},
+		{Name: "compression"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{{Type: "layer"}},
 }
@@ -251,6 +252,18 @@ func (s *state) decodeContainer(b *hcl.Block) *Container {
 					seen[p] = true
 					c.Platforms = append(c.Platforms, p)
 				}
+			}
+		}
+	}
+	c.Compression = CompressionGzip
+	if attr := attrs["compression"]; attr != nil {
+		if v, ok := s.stringValue(attr, true, `write compression = "gzip" or compression = "zstd"`); ok {
+			switch Compression(v) {
+			case CompressionGzip, CompressionZstd:
+				c.Compression = Compression(v)
+			default:
+				s.attrError(attr, fmt.Sprintf("invalid compression %q", v),
+					`Write compression = "gzip" (the default, read everywhere) or compression = "zstd" (faster; read by containerd 1.5+, Docker 23+, podman, skopeo and umoci).`)
 			}
 		}
 	}

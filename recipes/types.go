@@ -192,9 +192,27 @@ type Container struct {
 	// multi-platform base, or sets the platform of a scratch image.
 	// Empty means every platform of the base, or linux/amd64 for scratch.
 	Platforms []string `json:"platforms,omitempty"`
+	// Compression is how the container's layers are compressed:
+	// CompressionGzip (the default, which Load sets when the recipe has
+	// no compression attribute) or CompressionZstd. It changes the
+	// layers' bytes, so it is part of the bake key.
+	Compression Compression `json:"compression"`
 	// DeclRange is where the container block starts.
 	DeclRange hcl.Range `json:"-"`
 }
+
+// Compression is how the layers of a container image are compressed.
+type Compression string
+
+const (
+	// CompressionGzip writes application/vnd.oci.image.layer.v1.tar+gzip
+	// layers, which every registry and runtime reads. The default.
+	CompressionGzip Compression = "gzip"
+	// CompressionZstd writes application/vnd.oci.image.layer.v1.tar+zstd
+	// layers: faster to write and to unpack, read by containerd 1.5+,
+	// Docker 23+, podman, skopeo and umoci.
+	CompressionZstd Compression = "zstd"
+)
 
 // Layer is an evaluated layer block: one filesystem layer.
 type Layer struct {

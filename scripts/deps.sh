@@ -14,6 +14,7 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 # runc runs a baked image (unpacked by umoci) in the runtime test; it
 # lives in /usr/sbin, often not on a non-root PATH.
 { [ -x /usr/sbin/runc ] || command -v runc >/dev/null 2>&1; } || need+=(runc)
+command -v zstd >/dev/null 2>&1 || need+=(zstd) # reads tar+zstd layers in bake/oci tests
 # sshd lives in /usr/sbin, often not on a non-root PATH.
 { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; } || need+=(openssh-server)
 

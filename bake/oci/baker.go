@@ -20,7 +20,9 @@ import (
 
 // keyScheme names the bake key layout for container images. Changing how
 // keys are computed must change it, so old keys never match new bakes.
-const keyScheme = "bakery/oci/v1"
+// v2: the canonical recipe names the container's compression, and the
+// key has an "oci.compression" part (compressionFormat).
+const keyScheme = "bakery/oci/v2"
 
 // Baker bakes container images: it resolves bases, computes bake keys,
 // builds layers and writes images to the local OCI layout or a registry.
@@ -132,6 +134,7 @@ func (b *Baker) Prepare(ctx context.Context, r *recipes.Recipe, c *recipes.Conta
 	k.Add("recipe", recipes.Canonical(r, c))
 	k.AddString("base", bs.name+"@"+bs.digest)
 	k.AddString("epoch", b.epoch.Format(time.RFC3339))
+	k.AddString("oci.compression", compressionFormat(c.Compression))
 	err = HashInputs(ctx, c.Layers, k)
 	step.Done(err)
 	if err != nil {

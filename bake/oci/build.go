@@ -191,7 +191,7 @@ func (s layersStep) Run(ctx context.Context, st *buildState, _ progress.Step) er
 				name += " (" + strings.Join(lb.platforms, ", ") + ")"
 			}
 			ps := s.b.progress.Step(name)
-			built, err := BuildLayer(gctx, l, st.stage, s.b.epoch, ps, withKept(lb.kept))
+			built, err := BuildLayer(gctx, l, st.stage, s.b.epoch, ps, withKept(lb.kept), WithCompression(c.Compression))
 			ps.Done(err)
 			if err != nil {
 				return fmt.Errorf("layer %d (%s): %w", i+1, l.Source, catalogoci.ExplainDiskError(st.layout.Dir(), err))
@@ -273,7 +273,7 @@ func (b *Baker) image(p *Plan, pi platformImage, layers []*Built, ann map[string
 	for i, l := range layers {
 		adds[i] = mutate.Addendum{
 			Layer:     l.Layer(),
-			MediaType: types.OCILayer,
+			MediaType: l.MediaType,
 			History: v1.History{
 				Created:   v1.Time{Time: b.epoch},
 				CreatedBy: fmt.Sprintf("bakery: layer %s → %s", c.Layers[i].Source, c.Layers[i].Destination),
@@ -360,7 +360,7 @@ func (s writeLayoutStep) Run(ctx context.Context, st *buildState, _ progress.Ste
 	p := st.plan
 	st.tx = st.layout.Begin()
 	for _, lb := range st.builds {
-		if _, err := st.tx.AdoptBlob(lb.built.Digest, lb.built.Path); err != nil {
+		if _, err := st.tx.AdoptBuiltBlob(lb.built.Digest, lb.built.Size, lb.built.Path); err != nil {
 			return err
 		}
 	}

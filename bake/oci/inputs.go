@@ -23,12 +23,12 @@ import (
 	"github.com/bakery-sh/bakery/recipes"
 )
 
-// layerFormat names how BuildLayer lays out and compresses a layer. It is
-// part of every bake key: change it whenever a change in this package,
-// or an upgrade of klauspost/pgzip or klauspost/compress, changes the
-// bytes of a layer built from the same inputs, so that keys of images
-// baked the old way stop matching.
-const layerFormat = "bakery-layer/v1 tar=pax order=bytes gzip=pgzip/default/1MiB"
+// layerFormat names how BuildLayer lays out a layer's tar stream. It is
+// part of every bake key: change it whenever a change in this package
+// changes the bytes of a layer built from the same inputs, so that keys
+// of images baked the old way stop matching. How the stream is compressed
+// is the key's "oci.compression" part (compressionFormat).
+const layerFormat = "bakery-layer/v2 tar=pax order=bytes"
 
 // keptFolders names how a layer writes a folder that already exists
 // below it (in the base or an earlier layer): with that folder's mode,

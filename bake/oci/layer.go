@@ -16,31 +16,29 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/klauspost/pgzip"
 
 	"github.com/bakery-sh/bakery/internal/progress"
 	"github.com/bakery-sh/bakery/recipes"
 )
 
-// layerBlockSize is the size of the blocks pgzip compresses in parallel.
-// The compressed bytes depend on it (and on nothing else about
-// concurrency), so it is part of layerFormat.
-const layerBlockSize = 1 << 20
-
 // layerBufSize is the read buffer of BuildLayer.
 const layerBufSize = 1 << 20
 
 // maxLayerConcurrency caps the default number of blocks compressed at
-// once per layer, which bounds memory (about 2.5 MiB per block) on
+// once per layer, which bounds memory (about 2.2 MiB per block) on
 // machines with many cores.
 const maxLayerConcurrency = 8
 
 // Built is a layer that BuildLayer wrote to a file, with the digests it
 // computed while writing it.
 type Built struct {
-	// Path is the gzip-compressed tar file. The caller owns it: move it
-	// into place or remove it.
+	// Path is the compressed tar file. The caller owns it: move it into
+	// place or remove it.
 	Path string
+	// MediaType is the layer's OCI media type, which names its
+	// compression: application/vnd.oci.image.layer.v1.tar+gzip or
+	// application/vnd.oci.image.layer.v1.tar+zstd.
+	MediaType types.MediaType
 	// Digest is the sha256 of the compressed file: the layer's blob digest.
 	Digest v1.Hash
 	// DiffID is the sha256 of the uncompressed tar stream.
@@ -51,9 +49,8 @@ type Built struct {
 	layer v1.Layer
 }
 
-// Layer returns the file as an OCI layer
-// (application/vnd.oci.image.layer.v1.tar+gzip) whose Digest, DiffID and
-// Size are the fields of b, not computed again. Its Compressed and
+// Layer returns the file as an OCI layer of b.MediaType whose Digest,
+// DiffID and Size are the fields of b, not computed again. Its Compressed and
 // Uncompressed methods open Path, so they fail once the file has been
 // moved or removed.
 func (b *Built) Layer() v1.Layer { return b.layer }
@@ -64,10 +61,11 @@ type LayerOption func(*layerOptions)
 type layerOptions struct {
 	concurrency int
 	kept        keptDirs // folders that exist below the layer (see withKept)
+	compression recipes.Compression
 }
 
 // WithLayerConcurrency sets how many 1 MiB blocks of one layer are
-// compressed at once. It changes speed and memory (about 2.5 MiB
+// compressed at once. It changes speed and memory (about 2.2 MiB
 // per block), never the bytes of the layer. The default is
 // runtime.GOMAXPROCS(0), at most 8; n < 1 keeps the default.
 func WithLayerConcurrency(n int) LayerOption {
@@ -78,7 +76,14 @@ func WithLayerConcurrency(n int) LayerOption {
 	}
 }
 
-// BuildLayer writes the layer l as a gzip-compressed tar file in dir and
+// WithCompression sets how the layer is compressed: recipes.CompressionGzip
+// (the default, also for "") or recipes.CompressionZstd. See
+// compressBlockSize for what each writes.
+func WithCompression(c recipes.Compression) LayerOption {
+	return func(o *layerOptions) { o.compression = c }
+}
+
+// BuildLayer writes the layer l as a compressed tar file in dir and
 // returns it with its digests, which are computed in the same single
 // pass that reads the sources. Memory does not grow with the size of
 // the inputs.
@@ -94,8 +99,9 @@ func WithLayerConcurrency(n int) LayerOption {
 // have mode 0755, symlinks 0777 and regular files l.Mode, or else 0755
 // when any execute bit is set and 0644 when none is. Symlinks are kept
 // as they are; hard links in a folder are written as regular files;
-// devices, sockets and named pipes are an error. The gzip stream is the
-// same whatever the concurrency.
+// devices, sockets and named pipes are an error. The compressed stream
+// (gzip unless WithCompression says zstd) is the same whatever the
+// concurrency: blocks that look random are stored rather than deflated.
 //
 // step receives the total number of input bytes and the progress made;
 // the caller still calls step.Done. step may be nil.
@@ -106,6 +112,12 @@ func BuildLayer(ctx context.Context, l *recipes.Layer, dir string, epoch time.Ti
 	o := layerOptions{concurrency: min(runtime.GOMAXPROCS(0), maxLayerConcurrency)}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	o.compression = normalCompression(o.compression)
+	switch o.compression {
+	case recipes.CompressionGzip, recipes.CompressionZstd:
+	default:
+		return nil, fmt.Errorf("building layer from %s: unknown compression %q: use gzip or zstd", l.Source, o.compression)
 	}
 	if step == nil {
 		step = progress.Discard().Step("")
@@ -143,11 +155,15 @@ func BuildLayer(ctx context.Context, l *recipes.Layer, dir string, epoch time.Ti
 	}
 	step.SetTotal(total)
 
-	f, err := os.CreateTemp(dir, "layer-*.tar.gz")
+	ext := ".tar.gz"
+	if o.compression == recipes.CompressionZstd {
+		ext = ".tar.zst"
+	}
+	f, err := os.CreateTemp(dir, "layer-*"+ext)
 	if err != nil {
 		return nil, fmt.Errorf("creating the layer file: %w; check that %s exists and is writable", err, dir)
 	}
-	w := newLayerWriter(ctx, f, epoch, step, o.concurrency)
+	w := newLayerWriter(ctx, f, epoch, step, o.compression, o.concurrency)
 	defer func() {
 		if err != nil {
 			w.abort()
@@ -174,32 +190,31 @@ func BuildLayer(ctx context.Context, l *recipes.Layer, dir string, epoch time.Ti
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("writing the layer file: %w", err)
 	}
-	fl := &fileLayer{path: f.Name(), digest: digest, diffID: diffID, size: size}
+	mt := layerMediaType(o.compression)
+	fl := &fileLayer{path: f.Name(), digest: digest, diffID: diffID, size: size, mediaType: mt}
 	layer, err := partial.CompressedToLayer(fl)
 	if err != nil {
 		return nil, err
 	}
-	return &Built{Path: fl.path, Digest: digest, DiffID: diffID, Size: size, layer: layer}, nil
+	return &Built{Path: fl.path, MediaType: mt, Digest: digest, DiffID: diffID, Size: size, layer: layer}, nil
 }
 
-// layerWriter writes one layer: tar → (diffID hash, parallel gzip) →
-// (file, digest hash).
+// layerWriter writes one layer: tar → (diffID hash, parallel block
+// compression) → (file, digest hash).
 type layerWriter struct {
 	ctx   context.Context
 	step  progress.Step
 	epoch time.Time
 	sink  *layerSink
-	gz    *pgzip.Writer
+	comp  *blockCompressor
 	diff  hash.Hash
 	tw    *tar.Writer
 	buf   []byte
 }
 
-func newLayerWriter(ctx context.Context, f *os.File, epoch time.Time, step progress.Step, concurrency int) *layerWriter {
-	sink := &layerSink{f: f, h: sha256.New()}
-	gz, _ := pgzip.NewWriterLevel(sink, pgzip.DefaultCompression) // the level is valid
-	_ = gz.SetConcurrency(layerBlockSize, concurrency)            // both are valid
-	gz.ModTime = time.Unix(0, 0)                                  // the gzip header holds no time
+func newLayerWriter(ctx context.Context, f *os.File, epoch time.Time, step progress.Step, compression recipes.Compression, concurrency int) *layerWriter {
+	sink := &layerSink{f: f, h: sha256.New(), writeback: fileWriteback(f)}
+	comp := newBlockCompressor(sink, compression, concurrency)
 	diff := sha256.New()
 	sec := max(epoch.Unix(), 0)
 	return &layerWriter{
@@ -207,9 +222,9 @@ func newLayerWriter(ctx context.Context, f *os.File, epoch time.Time, step progr
 		step:  step,
 		epoch: time.Unix(sec, 0),
 		sink:  sink,
-		gz:    gz,
+		comp:  comp,
 		diff:  diff,
-		tw:    tar.NewWriter(io.MultiWriter(diff, gz)),
+		tw:    tar.NewWriter(io.MultiWriter(diff, comp)),
 		buf:   make([]byte, layerBufSize),
 	}
 }
@@ -309,13 +324,13 @@ func (w *layerWriter) copyN(r io.Reader, n int64) error {
 	return nil
 }
 
-// close finishes the tar and gzip streams and returns the digests.
+// close finishes the tar and compressed streams and returns the digests.
 func (w *layerWriter) close() (diffID, digest v1.Hash, size int64, err error) {
 	if err := w.tw.Close(); err != nil {
 		return v1.Hash{}, v1.Hash{}, 0, fmt.Errorf("finishing the tar stream: %w", err)
 	}
-	if err := w.gz.Close(); err != nil {
-		return v1.Hash{}, v1.Hash{}, 0, fmt.Errorf("writing the layer file: %w", err)
+	if err := w.comp.Close(); err != nil {
+		return v1.Hash{}, v1.Hash{}, 0, err
 	}
 	diffID = sha256Hash(w.diff)
 	digest = sha256Hash(w.sink.h)
@@ -325,8 +340,8 @@ func (w *layerWriter) close() (diffID, digest v1.Hash, size int64, err error) {
 // abort stops the compressor's goroutines without writing anything more.
 func (w *layerWriter) abort() {
 	w.sink.aborted.Store(true)
-	// Reset closes the compressor's queue and waits for its goroutines.
-	w.gz.Reset(io.Discard)
+	// stop waits for the compressor's goroutines.
+	_ = w.comp.stop()
 }
 
 func sha256Hash(h hash.Hash) v1.Hash {
@@ -337,13 +352,22 @@ func sha256Hash(h hash.Hash) v1.Hash {
 // errLayerAborted is what the compressor sees once a build has failed.
 var errLayerAborted = errors.New("layer build aborted")
 
+// writebackSize is how much of a layer file is written before the
+// kernel is asked to start writing it to disk (see fileWriteback).
+const writebackSize = 8 << 20
+
 // layerSink receives the compressed stream: it writes it to the file,
-// hashes it and counts it. pgzip calls Write from one goroutine at a time.
+// hashes it and counts it. The compressor calls Write from one goroutine.
 type layerSink struct {
 	f       *os.File
 	h       hash.Hash
 	n       int64
 	aborted atomic.Bool
+	// writeback, when not nil, starts writing bytes [off, off+n) of f to
+	// disk without waiting; it is called for every writebackSize bytes.
+	writeback func(off, n int64)
+	// synced is the offset writeback has been called up to.
+	synced int64
 }
 
 func (s *layerSink) Write(p []byte) (int, error) {
@@ -353,6 +377,10 @@ func (s *layerSink) Write(p []byte) (int, error) {
 	n, err := s.f.Write(p)
 	s.h.Write(p[:n])
 	s.n += int64(n)
+	if s.writeback != nil && s.n-s.synced >= writebackSize {
+		s.writeback(s.synced, s.n-s.synced)
+		s.synced = s.n
+	}
 	return n, err
 }
 
@@ -381,6 +409,7 @@ type fileLayer struct {
 	path           string
 	digest, diffID v1.Hash
 	size           int64
+	mediaType      types.MediaType
 }
 
 // Digest implements partial.CompressedLayer.
@@ -393,7 +422,7 @@ func (l *fileLayer) DiffID() (v1.Hash, error) { return l.diffID, nil }
 func (l *fileLayer) Size() (int64, error) { return l.size, nil }
 
 // MediaType implements partial.CompressedLayer.
-func (l *fileLayer) MediaType() (types.MediaType, error) { return types.OCILayer, nil }
+func (l *fileLayer) MediaType() (types.MediaType, error) { return l.mediaType, nil }
 
 // Compressed implements partial.CompressedLayer.
 func (l *fileLayer) Compressed() (io.ReadCloser, error) {

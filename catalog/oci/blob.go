@@ -179,6 +179,12 @@ func (l *Layout) writeBlob(ctx context.Context, want v1.Hash, r io.Reader) (got 
 // ownership of tmpPath: whatever the outcome, it has been moved or removed
 // when AdoptBlob returns. created is false if the blob was already present.
 func (l *Layout) AdoptBlob(h v1.Hash, tmpPath string) (created bool, err error) {
+	return l.adopt(h, tmpPath, -1)
+}
+
+// adopt is AdoptBlob; with size >= 0 it checks the file's size instead of
+// its digest (see AdoptBuiltBlob).
+func (l *Layout) adopt(h v1.Hash, tmpPath string, size int64) (created bool, err error) {
 	defer func() {
 		if err != nil || !created {
 			_ = os.Remove(tmpPath)
@@ -194,7 +200,12 @@ func (l *Layout) AdoptBlob(h v1.Hash, tmpPath string) (created bool, err error) 
 		return false, fmt.Errorf("adopting %s as blob %s: %w", tmpPath, h, err)
 	}
 	hw := sha256.New()
-	_, err = io.Copy(hw, f)
+	var n int64
+	if size < 0 {
+		_, err = io.Copy(hw, f)
+	} else if n, err = f.Seek(0, io.SeekEnd); err == nil && n != size {
+		err = fmt.Errorf("the file has %d bytes, the blob %d: the file is incomplete or was changed; rebuild it", n, size)
+	}
 	if err == nil {
 		// The producer may not have fsynced: the blob must be durable
 		// before it gets its final name.
@@ -206,7 +217,7 @@ func (l *Layout) AdoptBlob(h v1.Hash, tmpPath string) (created bool, err error) 
 	if err != nil {
 		return false, fileError("adopting blob "+h.String()+" from", tmpPath, err)
 	}
-	if got := hex.EncodeToString(hw.Sum(nil)); got != h.Hex {
+	if got := hex.EncodeToString(hw.Sum(nil)); size < 0 && got != h.Hex {
 		return false, fmt.Errorf("adopting %s as blob %s: its content has digest sha256:%s: the file is incomplete or was changed; rebuild it", tmpPath, h, got)
 	}
 	if err := os.Chmod(tmpPath, 0o644); err != nil {
