@@ -29,6 +29,8 @@ type AMIs struct {
 	ops              *catalogami.Ops
 	usage            fleet.UsageClients
 	regions          []string
+	enabled          func(context.Context) ([]string, error)
+	stageAccounts    map[string][]string
 	now              func() time.Time
 	actor            string
 }
@@ -56,6 +58,24 @@ func WithUsageRegions(regions ...string) Option {
 	return func(a *AMIs) { a.regions = append(a.regions, regions...) }
 }
 
+// WithEnabledRegions sets how the account's enabled regions are found:
+// orphans (snapshots whose AMI is gone, unfinished promotion copies) are
+// looked for in every one of them, wherever the recipe's versions are
+// now. Default: awsx.EnabledRegions with the EC2 client of the store's
+// first region, when it can list regions; else only the regions of the
+// store, WithUsageRegions and the versions.
+func WithEnabledRegions(enabled func(context.Context) ([]string, error)) Option {
+	return func(a *AMIs) { a.enabled = enabled }
+}
+
+// WithStageAccounts names, per stage, the accounts its AMIs are shared
+// with: an AMI shared with one of them is in use there while it is the
+// stage's current or previous version (Observed.StageAccounts). Default:
+// none.
+func WithStageAccounts(accounts map[string][]string) Option {
+	return func(a *AMIs) { a.stageAccounts = accounts }
+}
+
 // NewAMIs returns the retirer of recipe's machine_image artifact whose
 // catalog is store. find lists AMIs (other recipes' too, for lineage),
 // ops deletes them, usage reads what uses them.
@@ -66,6 +86,9 @@ func NewAMIs(recipe, artifact string, store *catalogami.LifecycleStore, find *ca
 	}
 	return a
 }
+
+// Artifact names the machine_image artifact a retires.
+func (a *AMIs) Artifact() (catalog.Kind, string) { return catalog.KindAMI, a.artifact }
 
 // Observe reads every version of the artifact with every location, what
 // uses any of their AMIs in the regions they are in (and the store's and
@@ -85,12 +108,25 @@ func (a *AMIs) Observe(ctx context.Context) (Observed, error) {
 			located = append(located, l.Where)
 		}
 	}
-	o := Observed{Recipe: a.recipe, Artifact: a.artifact, Entries: entries, InUse: map[string][]Use{}}
-	if o.Orphans, err = a.orphans(ctx, dedupe(slices.Concat(a.store.Regions(), a.regions, located))); err != nil {
+	o := Observed{Recipe: a.recipe, Artifact: a.artifact, Entries: entries, InUse: map[string][]Use{}, Shares: map[string][]string{}, StageAccounts: a.stageAccounts}
+	enabled, err := a.enabledRegions(ctx)
+	if err != nil {
 		return Observed{}, fmt.Errorf("%s: %w", what, err)
 	}
+	orphanRegions := dedupe(slices.Concat(a.store.Regions(), a.regions, located, enabled))
+	if o.Orphans, err = a.orphans(ctx, orphanRegions); err != nil {
+		return Observed{}, fmt.Errorf("%s: %w", what, err)
+	}
+	copies, err := a.unfinishedCopies(ctx, orphanRegions)
+	if err != nil {
+		return Observed{}, fmt.Errorf("%s: %w", what, err)
+	}
+	o.Orphans = append(o.Orphans, copies...)
 	if len(entries) == 0 {
 		return o, nil
+	}
+	if err := a.readShares(ctx, entries, o.Shares); err != nil {
+		return Observed{}, fmt.Errorf("%s: %w", what, err)
 	}
 	uses, err := fleet.ImagesInUse(ctx, a.usage, a.usageRegions(located))
 	if err != nil {
@@ -115,6 +151,79 @@ func (a *AMIs) Observe(ctx context.Context) (Observed, error) {
 		}
 	}
 	return o, nil
+}
+
+// enabledRegions returns the account's enabled regions (see
+// WithEnabledRegions), none when they cannot be listed by default.
+func (a *AMIs) enabledRegions(ctx context.Context) ([]string, error) {
+	if a.enabled != nil {
+		return a.enabled(ctx)
+	}
+	home := dedupe(slices.Concat(a.store.Regions(), a.regions))
+	if len(home) == 0 {
+		return nil, nil
+	}
+	if rc, ok := a.ops.Client(home[0]).(awsx.RegionsAPI); ok {
+		return awsx.EnabledRegions(ctx, rc)
+	}
+	return nil, nil
+}
+
+// readShares reads, when stages have accounts, the accounts each AMI of
+// entries is shared with: one DescribeImageAttribute per AMI.
+func (a *AMIs) readShares(ctx context.Context, entries []catalog.Entry, shares map[string][]string) error {
+	any := false
+	for _, as := range a.stageAccounts {
+		any = any || len(as) > 0
+	}
+	if !any {
+		return nil
+	}
+	for _, e := range entries {
+		for _, l := range e.Locations {
+			accounts, _, err := a.ops.LaunchPermissions(ctx, l.Where, l.ID)
+			if err != nil {
+				return err
+			}
+			if len(accounts) > 0 {
+				shares[l.ID] = accounts
+			}
+		}
+	}
+	return nil
+}
+
+// PendingCopyMaxAge is how long a promotion's copy may stay pending
+// before retire takes it for stuck and removes it: far beyond the wait of
+// a promotion (catalogami.DefaultCopyTimeout), so no running promotion
+// loses the copy it waits for.
+const PendingCopyMaxAge = 24 * time.Hour
+
+// unfinishedCopies lists, in regions, the AMIs of a promotion's copy of
+// the artifact that never finished (catalogami.IsUnfinishedCopy): no
+// bake key, which the copying run writes last. A failed copy is an
+// orphan once OrphanMinAge old, an available one too (the run that made
+// it would have finished it within seconds), a pending one only after
+// PendingCopyMaxAge. Their age is the bakery:created time the copy was
+// started with.
+func (a *AMIs) unfinishedCopies(ctx context.Context, regions []string) ([]Orphan, error) {
+	imgs, err := a.find.Find(ctx, regions, catalogami.Query{Recipe: a.recipe, Artifact: a.artifact, Unfinished: true})
+	if err != nil {
+		return nil, fmt.Errorf("listing the unfinished copies of %s/%s: %w", a.recipe, a.artifact, err)
+	}
+	var out []Orphan
+	for _, img := range imgs {
+		if !catalogami.IsUnfinishedCopy(img, a.recipe, a.artifact) {
+			continue
+		}
+		reason := "copy of " + a.recipe + "@" + img.Version + " a promotion started and never finished (" + img.State + ")"
+		if img.StateReason != "" {
+			reason += ": " + img.StateReason
+		}
+		out = append(out, Orphan{Ref: img.Ref, Artifact: a.artifact, Kind: OrphanAMI, Where: img.Region, ID: img.ImageID,
+			Created: img.Created.UTC(), State: img.State, Snapshots: slices.Clone(img.Snapshots), Reason: reason})
+	}
+	return out, nil
 }
 
 // orphans lists, in regions, the snapshots tagged with the artifact that
@@ -143,7 +252,7 @@ func (a *AMIs) orphans(ctx context.Context, regions []string) ([]Orphan, error) 
 				if named[id] || tags[catalog.TagRecipe] != a.recipe || tags[catalog.TagArtifact] != a.artifact {
 					continue
 				}
-				out = append(out, Orphan{Ref: catalog.Ref{Recipe: a.recipe, Version: tags[catalog.TagVersion]}, Kind: "snapshot",
+				out = append(out, Orphan{Ref: catalog.Ref{Recipe: a.recipe, Version: tags[catalog.TagVersion]}, Artifact: a.artifact, Kind: OrphanSnapshot,
 					Where: region, ID: id, Created: aws.ToTime(sn.StartTime).UTC(), GiB: int64(aws.ToInt32(sn.VolumeSize)),
 					Reason: "snapshot of " + a.recipe + "@" + tags[catalog.TagVersion] + " that no AMI names"})
 			}
@@ -242,10 +351,15 @@ func (a *AMIs) Apply(ctx context.Context, plan *Plan) (*Report, error) {
 	}
 	var errs []error
 	for _, d := range remove {
+		e, ok := d.EntryOf(catalog.KindAMI, a.artifact)
+		if !ok {
+			continue // a version with no image of this artifact
+		}
 		if err := ctx.Err(); err != nil {
 			errs = append(errs, fmt.Errorf("retiring %s: %w", d.Ref, err))
 			break
 		}
+		d.Entry, d.Locations = e, e.Locations
 		done, err := a.retire(ctx, d, removed, rep)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("retiring %s: %w: run bakery retire --yes again to finish", d.Ref, err))
@@ -257,6 +371,9 @@ func (a *AMIs) Apply(ctx context.Context, plan *Plan) (*Report, error) {
 	byRegion := map[string][]Orphan{}
 	var regions []string
 	for _, o := range plan.Orphans {
+		if o.Artifact != a.artifact || o.Kind != OrphanSnapshot && o.Kind != OrphanAMI {
+			continue
+		}
 		if byRegion[o.Where] == nil {
 			regions = append(regions, o.Where)
 		}
@@ -276,12 +393,52 @@ func (a *AMIs) Apply(ctx context.Context, plan *Plan) (*Report, error) {
 
 // deleteOrphans deletes the orphans of region that no AMI names now (an
 // AMI registered since the plan keeps its snapshot: skipped, reported).
+//
+// An unfinished copy is read again first: one finished since the plan
+// (it has a bake key now) or in use is kept (reported); otherwise it is
+// deregistered and its snapshots deleted. Copies go before snapshots.
 func (a *AMIs) deleteOrphans(ctx context.Context, region string, orphans []Orphan, rep *Report) error {
+	slices.SortStableFunc(orphans, func(x, y Orphan) int { return strings.Compare(y.Kind, x.Kind) }) // "snapshot" after "ami"
+	var uses map[string][]fleet.ImageUse
+	for _, o := range orphans {
+		if o.Kind != OrphanAMI {
+			continue
+		}
+		if uses == nil {
+			var err error
+			if uses, err = fleet.ImagesInUse(ctx, a.usage, []string{region}); err != nil {
+				return err
+			}
+		}
+		img, ok, err := a.ops.Describe(ctx, region, o.ID)
+		if err != nil {
+			return err
+		}
+		if !ok || img.State == string(ec2types.ImageStateDeregistered) {
+			continue // gone already
+		}
+		if !catalogami.IsUnfinishedCopy(img, a.recipe, a.artifact) {
+			rep.Skipped = append(rep.Skipped, Skipped{Ref: o.Ref, Where: region, ID: o.ID, Reason: "the copy was finished since the plan: kept"})
+			continue
+		}
+		if us := uses[o.ID]; len(us) > 0 {
+			rep.Skipped = append(rep.Skipped, Skipped{Ref: o.Ref, Where: region, ID: o.ID, Reason: "in use by " + toUses(us)[0].String() + ": kept"})
+			continue
+		}
+		if err := a.ops.Deregister(ctx, region, o.ID, dedupe(append(img.Snapshots, o.Snapshots...))); err != nil {
+			return err
+		}
+		rep.AMIs++
+		rep.Snapshots += len(dedupe(append(img.Snapshots, o.Snapshots...)))
+	}
 	named, err := a.namedSnapshots(ctx, region)
 	if err != nil {
 		return err
 	}
 	for _, o := range orphans {
+		if o.Kind != OrphanSnapshot {
+			continue
+		}
 		if named[o.ID] {
 			rep.Skipped = append(rep.Skipped, Skipped{Ref: o.Ref, Where: region, ID: o.ID, Reason: "an AMI names the snapshot since the plan: kept"})
 			continue

@@ -64,6 +64,9 @@ func NewRegistryContainers(recipe, artifact string, store *oci.RegistryStore) *C
 // errSkipped says that remove reported the version in Skipped.
 var errSkipped = errors.New("skipped")
 
+// Artifact names the container artifact c retires.
+func (c *Containers) Artifact() (catalog.Kind, string) { return catalog.KindContainer, c.artifact }
+
 // Observe reads every version of the artifact with its stages, history
 // and lineage (BaseDigest). What runs a container image is not observed,
 // so InUse is empty: stages and the keep_* rules decide. A version's
@@ -109,6 +112,11 @@ func (c *Containers) Apply(ctx context.Context, plan *Plan) (*Report, error) {
 			errs = append(errs, fmt.Errorf("retiring %s: %w: run bakery retire --yes again to finish", d.Ref, err))
 			break
 		}
+		e, ok := d.EntryOf(catalog.KindContainer, c.artifact)
+		if !ok {
+			continue // a version with no image of this artifact
+		}
+		d.Entry = e
 		if err := c.retire(ctx, d, planned, rep); err != nil {
 			errs = append(errs, fmt.Errorf("retiring %s: %w: run bakery retire --yes again to finish", d.Ref, err))
 		}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -39,6 +40,9 @@ type imagePlan struct {
 	*retire.Plan
 	// Kind is the kind of image the plan is about.
 	Kind catalog.Kind `json:"kind"`
+	// Mixed is true when the recipe has machine and container images:
+	// each version is planned once for both.
+	Mixed bool `json:"-"`
 	// Report is what was deleted and skipped (with --yes).
 	Report *retire.Report `json:"report,omitempty"`
 }
@@ -130,55 +134,77 @@ func (e *env) retireRecipes(c *ucli.Context, g globals) ([]*recipes.Recipe, erro
 }
 
 // retireRecipe plans, and with apply retires, r's Auto Scaling groups
-// (first: a group deleted no longer keeps its AMI), then every machine
-// image of r.
+// (first: a group deleted no longer keeps its AMI), then every version
+// of r: one plan for all its machine and container images, so a version
+// with both is kept or removed whole.
 func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (retireDoc, error) {
 	doc := retireDoc{Recipe: r.Name, Images: []imagePlan{}, Groups: []retire.GroupDecision{}, Applied: apply}
 	rt := r.Retain
 	policy := retire.Policy{KeepLast: rt.KeepLast, KeepWithin: rt.KeepWithin, KeepPrevious: rt.KeepPrevious, KeepRevoked: rt.KeepRevoked}
+	var amis, containers []retire.Retirer
 	for _, ct := range r.Containers {
-		var lc *retire.Containers
 		if ct.Repository == "" {
 			l, err := catalogoci.OpenLayout(e.home())
 			if err != nil {
 				return doc, err
 			}
-			lc = retire.NewLayoutContainers(r.Name, ct.Name, l, l.Store(ct.Name, r.Name, ct.Name))
-		} else {
-			rs, err := catalogoci.NewRegistryStore(ct.Repository, r.Name, ct.Name)
-			if err != nil {
-				return doc, err
-			}
-			lc = retire.NewRegistryContainers(r.Name, ct.Name, rs)
+			containers = append(containers, retire.NewLayoutContainers(r.Name, ct.Name, l, l.Store(ct.Name, r.Name, ct.Name)))
+			continue
 		}
-		o, err := lc.Observe(c.Context)
+		rs, err := catalogoci.NewRegistryStore(ct.Repository, r.Name, ct.Name)
 		if err != nil {
 			return doc, err
 		}
-		ip := imagePlan{Plan: retire.MakePlan(o, policy, e.now().UTC()), Kind: catalog.KindContainer}
-		if apply {
-			ip.Report, err = lc.Apply(c.Context, ip.Plan)
-		}
-		doc.Images = append(doc.Images, ip)
-		if err != nil {
+		containers = append(containers, retire.NewRegistryContainers(r.Name, ct.Name, rs))
+	}
+	if len(r.MachineImages) > 0 {
+		var err error
+		if amis, err = e.retireAMIs(c, r, apply, &doc); err != nil {
 			return doc, err
 		}
 	}
-	if len(r.MachineImages) == 0 {
+	var obs []retire.Observed
+	kind := catalog.KindContainer
+	if len(amis) > 0 {
+		kind = catalog.KindAMI
+	}
+	all := append(amis, containers...)
+	for _, rt := range all {
+		o, err := rt.(interface {
+			Observe(ctx context.Context) (retire.Observed, error)
+		}).Observe(c.Context)
+		if err != nil {
+			return doc, err
+		}
+		obs = append(obs, o)
+	}
+	if len(all) == 0 {
 		return doc, nil
 	}
+	ip := imagePlan{Plan: retire.MakePlan(retire.Merge(r.Name, obs...), policy, e.now().UTC()), Kind: kind, Mixed: len(amis) > 0 && len(containers) > 0}
+	var err error
+	if apply {
+		ip.Report, err = retire.ApplyAll(c.Context, ip.Plan, all...)
+	}
+	doc.Images = append(doc.Images, ip)
+	return doc, err
+}
+
+// retireAMIs plans, and with apply deletes, r's Auto Scaling groups, and
+// returns the retirers of its machine images.
+func (e *env) retireAMIs(c *ucli.Context, r *recipes.Recipe, apply bool, doc *retireDoc) ([]retire.Retirer, error) {
 	s := &session{e: e, c: c}
 	arts, err := s.artifacts(r)
 	if err != nil {
-		return doc, err
+		return nil, err
 	}
 	cfg, err := s.awsFor(r)
 	if err != nil {
-		return doc, err
+		return nil, err
 	}
 	poll, err := e.pollInterval()
 	if err != nil {
-		return doc, err
+		return nil, err
 	}
 	var fleetRegions []string
 	keepDisabled := map[string]int{}
@@ -190,14 +216,14 @@ func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (reti
 		gs := retire.NewGroups(fleet.NewFromConfig(cfg, fleet.WithPollInterval(poll)))
 		groups, err := gs.Observe(c.Context, r.Name, fleetRegions)
 		if err != nil {
-			return doc, err
+			return nil, err
 		}
 		doc.Groups = retire.PlanGroups(groups, keepDisabled)
 		if apply {
 			rep, err := gs.Apply(c.Context, doc.Groups)
 			doc.GroupReport = rep
 			if err != nil {
-				return doc, err
+				return nil, err
 			}
 		}
 	}
@@ -205,6 +231,11 @@ func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (reti
 	ops := catalogami.NewOps(func(region string) catalogami.API { return clients.Get(region) }, poll, nil)
 	find := catalogami.NewStoreFromConfig(cfg)
 	usage := fleet.UsageClientsFromConfig(cfg)
+	stageAccounts := map[string][]string{}
+	for _, st := range r.Stages {
+		stageAccounts[st] = r.Stage(st).Accounts
+	}
+	var out []retire.Retirer
 	for _, art := range arts {
 		store, ok := art.Store.(*catalogami.LifecycleStore)
 		if art.Kind != catalog.KindAMI || !ok {
@@ -216,26 +247,12 @@ func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (reti
 				m = mi
 			}
 		}
-		amis := retire.NewAMIs(r.Name, art.Name, store, find, ops, usage,
+		out = append(out, retire.NewAMIs(r.Name, art.Name, store, find, ops, usage,
 			retire.WithClock(e.now), retire.WithActor(s.actor()),
-			retire.WithUsageRegions(append(amiRegions(r, m, cfg.Region), fleetRegions...)...))
-		o, err := amis.Observe(c.Context)
-		if err != nil {
-			return doc, err
-		}
-		ip := imagePlan{Plan: retire.MakePlan(o, policy, e.now().UTC()), Kind: catalog.KindAMI}
-		if apply {
-			rep, err := amis.Apply(c.Context, ip.Plan)
-			ip.Report = rep
-			doc.Images = append(doc.Images, ip)
-			if err != nil {
-				return doc, err
-			}
-			continue
-		}
-		doc.Images = append(doc.Images, ip)
+			retire.WithUsageRegions(append(amiRegions(r, m, cfg.Region), fleetRegions...)...),
+			retire.WithStageAccounts(stageAccounts)))
 	}
-	return doc, nil
+	return out, nil
 }
 
 // writeRetire prints each plan as a table, then what was done or what
@@ -298,7 +315,11 @@ func (e *env) writeImagePlan(d imagePlan, applied bool) {
 		decision := "keep"
 		if !dec.Keep {
 			decision = "remove"
-			amis += len(dec.Locations)
+			for _, part := range dec.Artifacts {
+				if part.Kind == catalog.KindAMI {
+					amis += len(part.Locations)
+				}
+			}
 		}
 		var locs []string
 		for _, l := range dec.Locations {
@@ -325,6 +346,9 @@ func (e *env) writeImagePlan(d imagePlan, applied bool) {
 		rep := d.Report
 		fmt.Fprintf(e.stdout, "retired %d of %d versions: %d AMIs, %d snapshots, %d GiB of snapshot storage reclaimed\n",
 			len(rep.Retired), remove, rep.AMIs, rep.Snapshots, rep.GiB)
+		if d.Mixed {
+			fmt.Fprintf(e.stdout, "and %d container manifests deleted or untagged, %d layout blobs (%d bytes) deleted\n", rep.Manifests, rep.Blobs, rep.Bytes)
+		}
 		for _, sk := range rep.Skipped {
 			what := sk.Ref.String()
 			if sk.ID != "" {
@@ -335,6 +359,10 @@ func (e *env) writeImagePlan(d imagePlan, applied bool) {
 	case !applied && d.Kind == catalog.KindContainer:
 		fmt.Fprintf(e.stdout, "would remove %d versions (their tags, events and manifests; in a layout, their unshared blobs); nothing removed: run again with --yes to remove them\n", remove)
 	case !applied:
-		fmt.Fprintf(e.stdout, "would remove %d versions (%d AMIs and their snapshots) and %d orphaned snapshots; nothing removed: run again with --yes to remove them\n", remove, amis, len(d.Orphans))
+		also := ""
+		if d.Mixed {
+			also = ", their container images"
+		}
+		fmt.Fprintf(e.stdout, "would remove %d versions (%d AMIs and their snapshots%s) and %d orphans; nothing removed: run again with --yes to remove them\n", remove, amis, also, len(d.Orphans))
 	}
 }
