@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/bakery-sh/bakery/catalog"
 	catalogami "github.com/bakery-sh/bakery/catalog/ami"
@@ -230,32 +231,52 @@ func (a *AMIs) unfinishedCopies(ctx context.Context, regions []string) ([]Orphan
 // no AMI of the account names: one paginated DescribeSnapshots and one
 // paginated DescribeImages per region.
 func (a *AMIs) orphans(ctx context.Context, regions []string) ([]Orphan, error) {
+	found := make([][]Orphan, len(regions))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(orphanConcurrency)
+	for i, region := range regions {
+		g.Go(func() error {
+			var err error
+			found[i], err = a.orphansIn(gctx, region)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return slices.Concat(found...), nil
+}
+
+// orphanConcurrency bounds how many regions are searched for orphans at
+// once.
+const orphanConcurrency = 8
+
+// orphansIn lists the orphaned snapshots of the artifact in region.
+func (a *AMIs) orphansIn(ctx context.Context, region string) ([]Orphan, error) {
 	var out []Orphan
-	for _, region := range regions {
-		named, err := a.namedSnapshots(ctx, region)
+	named, err := a.namedSnapshots(ctx, region)
+	if err != nil {
+		return nil, err
+	}
+	p := ec2.NewDescribeSnapshotsPaginator(a.ops.Client(region), &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, Filters: []ec2types.Filter{
+		{Name: aws.String("tag:" + catalog.TagRecipe), Values: []string{a.recipe}},
+		{Name: aws.String("tag:" + catalog.TagArtifact), Values: []string{a.artifact}},
+	}})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("listing the snapshots of %s/%s in %s: %w", a.recipe, a.artifact, region, awsx.ExplainError(err))
 		}
-		p := ec2.NewDescribeSnapshotsPaginator(a.ops.Client(region), &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, Filters: []ec2types.Filter{
-			{Name: aws.String("tag:" + catalog.TagRecipe), Values: []string{a.recipe}},
-			{Name: aws.String("tag:" + catalog.TagArtifact), Values: []string{a.artifact}},
-		}})
-		for p.HasMorePages() {
-			page, err := p.NextPage(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("listing the snapshots of %s/%s in %s: %w", a.recipe, a.artifact, region, awsx.ExplainError(err))
+		for _, sn := range page.Snapshots {
+			tags := catalogami.TagMap(sn.Tags)
+			id := aws.ToString(sn.SnapshotId)
+			// Filters narrow; they do not prove.
+			if named[id] || tags[catalog.TagRecipe] != a.recipe || tags[catalog.TagArtifact] != a.artifact {
+				continue
 			}
-			for _, sn := range page.Snapshots {
-				tags := catalogami.TagMap(sn.Tags)
-				id := aws.ToString(sn.SnapshotId)
-				// Filters narrow; they do not prove.
-				if named[id] || tags[catalog.TagRecipe] != a.recipe || tags[catalog.TagArtifact] != a.artifact {
-					continue
-				}
-				out = append(out, Orphan{Ref: catalog.Ref{Recipe: a.recipe, Version: tags[catalog.TagVersion]}, Artifact: a.artifact, Kind: OrphanSnapshot,
-					Where: region, ID: id, Created: aws.ToTime(sn.StartTime).UTC(), GiB: int64(aws.ToInt32(sn.VolumeSize)),
-					Reason: "snapshot of " + a.recipe + "@" + tags[catalog.TagVersion] + " that no AMI names"})
-			}
+			out = append(out, Orphan{Ref: catalog.Ref{Recipe: a.recipe, Version: tags[catalog.TagVersion]}, Artifact: a.artifact, Kind: OrphanSnapshot,
+				Where: region, ID: id, Created: aws.ToTime(sn.StartTime).UTC(), GiB: int64(aws.ToInt32(sn.VolumeSize)),
+				Reason: "snapshot of " + a.recipe + "@" + tags[catalog.TagVersion] + " that no AMI names"})
 		}
 	}
 	return out, nil

@@ -253,3 +253,24 @@ func TestPlanSharedWithAStageAccount(t *testing.T) {
 		t.Errorf("2, shared with another account only, is kept: %v", d.Reasons)
 	}
 }
+
+// TestPlanOrphanedCopyAges: an unfinished copy that failed or is
+// available is removed an hour after it started; one still pending only
+// after PendingCopyMaxAge (the promotion that waits for it gave up long
+// before).
+func TestPlanOrphanedCopyAges(t *testing.T) {
+	orphan := func(state string, age time.Duration) Orphan {
+		return Orphan{Kind: OrphanAMI, State: state, ID: state + "-" + age.String(), Created: now.Add(-age)}
+	}
+	o := Observed{Orphans: []Orphan{
+		orphan("failed", 2*time.Hour), orphan("available", 2*time.Hour), orphan("pending", 2*time.Hour),
+		orphan("available", 30*time.Minute), orphan("pending", PendingCopyMaxAge+time.Hour),
+	}}
+	var got []string
+	for _, x := range MakePlan(o, Policy{}, now).Orphans {
+		got = append(got, x.ID)
+	}
+	if want := []string{"failed-2h0m0s", "available-2h0m0s", "pending-25h0m0s"}; !slices.Equal(got, want) {
+		t.Errorf("orphans %v, want %v", got, want)
+	}
+}

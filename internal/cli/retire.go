@@ -250,7 +250,8 @@ func (e *env) retireAMIs(c *ucli.Context, r *recipes.Recipe, apply bool, doc *re
 		out = append(out, retire.NewAMIs(r.Name, art.Name, store, find, ops, usage,
 			retire.WithClock(e.now), retire.WithActor(s.actor()),
 			retire.WithUsageRegions(append(amiRegions(r, m, cfg.Region), fleetRegions...)...),
-			retire.WithStageAccounts(stageAccounts)))
+			retire.WithStageAccounts(stageAccounts),
+			retire.WithEnabledRegions(func(ctx context.Context) ([]string, error) { return awsx.EnabledRegions(ctx, clients.Get(cfg.Region)) })))
 	}
 	return out, nil
 }
