@@ -29,34 +29,49 @@ type AMIs struct {
 	find             *catalogami.Store
 	ops              *catalogami.Ops
 	usage            fleet.UsageClients
-	regions          []string
-	enabled          func(context.Context) ([]string, error)
-	stageAccounts    map[string][]string
-	now              func() time.Time
-	actor            string
+	options
 }
 
-// Option configures AMIs.
-type Option func(*AMIs)
+// options are what Options set, for AMIs and Containers.
+type options struct {
+	regions       []string
+	enabled       func(context.Context) ([]string, error)
+	stageAccounts map[string][]string
+	now           func() time.Time
+	actor         string
+}
 
-// WithClock sets the clock of the retire events Apply records. Default:
+func newOptions(opts []Option) options {
+	o := options{now: time.Now}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// Option configures AMIs and Containers (those that apply to them).
+type Option func(*options)
+
+// WithClock sets the clock of the retire events Apply records (AMIs and
+// Containers). Default:
 // time.Now. A nil clock keeps the default.
 func WithClock(now func() time.Time) Option {
-	return func(a *AMIs) {
+	return func(a *options) {
 		if now != nil {
 			a.now = now
 		}
 	}
 }
 
-// WithActor names who retires, in the retire events. Default: "".
-func WithActor(actor string) Option { return func(a *AMIs) { a.actor = actor } }
+// WithActor names who retires, in the retire events (AMIs and
+// Containers). Default: "".
+func WithActor(actor string) Option { return func(a *options) { a.actor = actor } }
 
 // WithUsageRegions adds regions in which to look for what uses an AMI
 // (the recipe's regions and its fleets'), besides the regions of the
 // store and those the version's AMIs are in. Default: none.
 func WithUsageRegions(regions ...string) Option {
-	return func(a *AMIs) { a.regions = append(a.regions, regions...) }
+	return func(a *options) { a.regions = append(a.regions, regions...) }
 }
 
 // WithEnabledRegions sets how the account's enabled regions are found:
@@ -66,7 +81,7 @@ func WithUsageRegions(regions ...string) Option {
 // first region, when it can list regions; else only the regions of the
 // store, WithUsageRegions and the versions.
 func WithEnabledRegions(enabled func(context.Context) ([]string, error)) Option {
-	return func(a *AMIs) { a.enabled = enabled }
+	return func(a *options) { a.enabled = enabled }
 }
 
 // WithStageAccounts names, per stage, the accounts its AMIs are shared
@@ -74,18 +89,14 @@ func WithEnabledRegions(enabled func(context.Context) ([]string, error)) Option 
 // stage's current or previous version (Observed.StageAccounts). Default:
 // none.
 func WithStageAccounts(accounts map[string][]string) Option {
-	return func(a *AMIs) { a.stageAccounts = accounts }
+	return func(a *options) { a.stageAccounts = accounts }
 }
 
 // NewAMIs returns the retirer of recipe's machine_image artifact whose
 // catalog is store. find lists AMIs (other recipes' too, for lineage),
 // ops deletes them, usage reads what uses them.
 func NewAMIs(recipe, artifact string, store *catalogami.LifecycleStore, find *catalogami.Store, ops *catalogami.Ops, usage fleet.UsageClients, opts ...Option) *AMIs {
-	a := &AMIs{recipe: recipe, artifact: artifact, store: store, find: find, ops: ops, usage: usage, now: time.Now}
-	for _, o := range opts {
-		o(a)
-	}
-	return a
+	return &AMIs{recipe: recipe, artifact: artifact, store: store, find: find, ops: ops, usage: usage, options: newOptions(opts)}
 }
 
 // Artifact names the machine_image artifact a retires.

@@ -19,18 +19,21 @@ type Containers struct {
 	store            interface {
 		Entries(ctx context.Context) ([]catalog.Entry, error)
 	}
-	// remove deletes the version e, adding what it did to rep.
-	remove func(ctx context.Context, e catalog.Entry, rep *Report) error
+	// remove deletes the version e, recording ev, adding what it did to
+	// rep.
+	remove func(ctx context.Context, e catalog.Entry, ev catalog.Event, rep *Report) error
+	options
 }
 
 // NewLayoutContainers returns the retirer of recipe's container artifact
 // whose catalog is store, in layout l: a version removed leaves index.json
-// with its event artifacts, then the blobs nothing else references are
-// deleted.
-func NewLayoutContainers(recipe, artifact string, l *oci.Layout, store *oci.LayoutStore) *Containers {
-	return &Containers{recipe: recipe, artifact: artifact, store: store,
-		remove: func(ctx context.Context, e catalog.Entry, rep *Report) error {
-			rm, err := store.RemoveVersion(ctx, e)
+// with its event artifacts, its retire event staying as a tombstone
+// (oci.LayoutStore.RetireVersion), then the blobs nothing else references
+// are deleted. WithClock and WithActor apply.
+func NewLayoutContainers(recipe, artifact string, l *oci.Layout, store *oci.LayoutStore, opts ...Option) *Containers {
+	return &Containers{recipe: recipe, artifact: artifact, store: store, options: newOptions(opts),
+		remove: func(ctx context.Context, e catalog.Entry, ev catalog.Event, rep *Report) error {
+			rm, err := store.RetireVersion(ctx, e, ev)
 			if err != nil {
 				return err
 			}
@@ -45,13 +48,16 @@ func NewLayoutContainers(recipe, artifact string, l *oci.Layout, store *oci.Layo
 }
 
 // NewRegistryContainers returns the retirer of recipe's container artifact
-// whose catalog is the registry store: a version removed has its events,
-// tag and manifest deleted by digest. A registry that refuses deletion is
-// reported in the Report's Skipped, with the version kept.
-func NewRegistryContainers(recipe, artifact string, store *oci.RegistryStore) *Containers {
-	return &Containers{recipe: recipe, artifact: artifact, store: store,
-		remove: func(ctx context.Context, e catalog.Entry, rep *Report) error {
-			n, err := store.RemoveVersion(ctx, e)
+// whose catalog is the registry store: a version removed has its retire
+// event recorded as a tombstone first, then its events, referrers
+// fallback tag, tag and manifest deleted by digest
+// (oci.RegistryStore.RetireVersion). A registry that refuses deletion is
+// reported in the Report's Skipped, with the version kept. WithClock and
+// WithActor apply.
+func NewRegistryContainers(recipe, artifact string, store *oci.RegistryStore, opts ...Option) *Containers {
+	return &Containers{recipe: recipe, artifact: artifact, store: store, options: newOptions(opts),
+		remove: func(ctx context.Context, e catalog.Entry, ev catalog.Event, rep *Report) error {
+			n, err := store.RetireVersion(ctx, e, ev)
 			rep.Manifests += n
 			if errors.Is(err, oci.ErrDeleteRefused) {
 				rep.Skipped = append(rep.Skipped, Skipped{Ref: e.Ref, Where: store.Repository(), Reason: err.Error()})
@@ -95,8 +101,9 @@ func (c *Containers) Observe(ctx context.Context) (Observed, error) {
 // baked since the plan; the store checks the stage tags once more (in a
 // layout, under its lock) as it removes the version. A version already gone counts
 // as retired, so running Apply again with a new plan finishes an
-// interrupted run. No retire event is recorded: events are referrers of
-// the image, which go with it. It goes on after an error
+// interrupted run. A retire event is recorded per version as a
+// tombstone that outlives it (the version's own events are referrers of
+// its manifest and go with it); history reads it. It goes on after an error
 // and returns them all, with what it did.
 func (c *Containers) Apply(ctx context.Context, plan *Plan) (*Report, error) {
 	rep := &Report{Retired: []catalog.Ref{}, Skipped: []Skipped{}}
@@ -154,7 +161,9 @@ func (c *Containers) retire(ctx context.Context, d Decision, planned map[string]
 			return nil
 		}
 	}
-	err = c.remove(ctx, now, rep)
+	ev := catalog.Event{Time: c.now().UTC(), Action: catalog.ActionRetire, Recipe: c.recipe, Version: d.Ref.Version,
+		Artifact: c.artifact, Kind: catalog.KindContainer, Actor: c.actor, Reason: strings.Join(d.Reasons, "; ")}
+	err = c.remove(ctx, now, ev, rep)
 	if errors.Is(err, errSkipped) {
 		return nil
 	}

@@ -142,20 +142,22 @@ func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (reti
 	rt := r.Retain
 	policy := retire.Policy{KeepLast: rt.KeepLast, KeepWithin: rt.KeepWithin, KeepPrevious: rt.KeepPrevious, KeepRevoked: rt.KeepRevoked}
 	var amis, containers []retire.Retirer
+	ss := &session{e: e, c: c}
+	copts := []retire.Option{retire.WithClock(e.now), retire.WithActor(ss.actor())}
 	for _, ct := range r.Containers {
 		if ct.Repository == "" {
 			l, err := catalogoci.OpenLayout(e.home())
 			if err != nil {
 				return doc, err
 			}
-			containers = append(containers, retire.NewLayoutContainers(r.Name, ct.Name, l, l.Store(ct.Name, r.Name, ct.Name)))
+			containers = append(containers, retire.NewLayoutContainers(r.Name, ct.Name, l, l.Store(ct.Name, r.Name, ct.Name), copts...))
 			continue
 		}
 		rs, err := catalogoci.NewRegistryStore(ct.Repository, r.Name, ct.Name)
 		if err != nil {
 			return doc, err
 		}
-		containers = append(containers, retire.NewRegistryContainers(r.Name, ct.Name, rs))
+		containers = append(containers, retire.NewRegistryContainers(r.Name, ct.Name, rs, copts...))
 	}
 	if len(r.MachineImages) > 0 {
 		var err error
