@@ -10,6 +10,7 @@ import (
 
 	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/catalog/oci"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // Containers observes and retires the versions of one container artifact,
@@ -22,6 +23,8 @@ type Containers struct {
 	// remove deletes the version e, recording ev, adding what it did to
 	// rep.
 	remove func(ctx context.Context, e catalog.Entry, ev catalog.Event, rep *Report) error
+	// layout is the local layout, nil for a registry.
+	layout *oci.Layout
 	options
 }
 
@@ -31,7 +34,7 @@ type Containers struct {
 // (oci.LayoutStore.RetireVersion), then the blobs nothing else references
 // are deleted. WithClock and WithActor apply.
 func NewLayoutContainers(recipe, artifact string, l *oci.Layout, store *oci.LayoutStore, opts ...Option) *Containers {
-	return &Containers{recipe: recipe, artifact: artifact, store: store, options: newOptions(opts),
+	return &Containers{recipe: recipe, artifact: artifact, store: store, options: newOptions(opts), layout: l,
 		remove: func(ctx context.Context, e catalog.Entry, ev catalog.Event, rep *Report) error {
 			rm, err := store.RetireVersion(ctx, e, ev)
 			if err != nil {
@@ -92,7 +95,19 @@ func (c *Containers) Observe(ctx context.Context) (Observed, error) {
 			}
 		}
 	}
-	return Observed{Recipe: c.recipe, Artifact: c.artifact, Entries: es}, nil
+	o := Observed{Recipe: c.recipe, Artifact: c.artifact, Entries: es}
+	if c.layout != nil {
+		blobs, err := c.layout.UnreferencedBlobs(ctx)
+		if err != nil {
+			return Observed{}, fmt.Errorf("observing %s/%s: %w", c.recipe, c.artifact, err)
+		}
+		for _, b := range blobs {
+			o.Orphans = append(o.Orphans, Orphan{Ref: catalog.Ref{Recipe: c.recipe}, Artifact: c.artifact, Kind: OrphanBlob,
+				Where: c.layout.Dir(), ID: b.Digest.String(), Created: b.Modified, Bytes: b.Size,
+				Reason: "blob no manifest of the layout references (left by a killed bake or prune)"})
+		}
+	}
+	return o, nil
 }
 
 // Apply retires the versions plan removes, oldest first. Right before
@@ -128,7 +143,34 @@ func (c *Containers) Apply(ctx context.Context, plan *Plan) (*Report, error) {
 			errs = append(errs, fmt.Errorf("retiring %s: %w: run bakery retire --yes again to finish", d.Ref, err))
 		}
 	}
+	if err := c.deleteBlobs(ctx, plan, rep); err != nil {
+		errs = append(errs, fmt.Errorf("deleting the unreferenced blobs of layout %s: %w: run bakery retire --yes again to finish", c.layout.Dir(), err))
+	}
 	return rep, errors.Join(errs...)
+}
+
+// deleteBlobs deletes the plan's orphaned blobs that are this artifact's
+// to delete, with oci.Layout.Prune: under the layout lock, a blob that a
+// manifest references by then (a bake committed since the plan) stays.
+func (c *Containers) deleteBlobs(ctx context.Context, plan *Plan, rep *Report) error {
+	if c.layout == nil {
+		return nil
+	}
+	var hs []v1.Hash
+	for _, o := range plan.Orphans {
+		if o.Kind != OrphanBlob || o.Artifact != c.artifact || o.Where != c.layout.Dir() {
+			continue
+		}
+		h, err := v1.NewHash(o.ID)
+		if err != nil {
+			return err
+		}
+		hs = append(hs, h)
+	}
+	pr, err := c.layout.Prune(ctx, hs)
+	rep.Blobs += pr.Blobs
+	rep.Bytes += pr.Bytes
+	return err
 }
 
 // retire re-checks and removes the version of d.

@@ -171,6 +171,12 @@ const (
 	OrphanBlob = "blob"
 )
 
+// OrphanBlobMinAge is how old an unreferenced blob of a layout must be
+// before a plan removes it: a bake writes its blobs before it commits
+// index.json, and a long bake's may wait that long; a younger one is
+// left for a later run.
+const OrphanBlobMinAge = 24 * time.Hour
+
 // Orphan is a piece of a version that no image names any more.
 type Orphan struct {
 	// Ref is the version its tags name.
@@ -366,8 +372,11 @@ func MakePlan(o Observed, p Policy, now time.Time) *Plan {
 	plan := &Plan{Recipe: o.Recipe, Artifact: o.Artifact, Policy: p, Now: now, Decisions: make([]Decision, len(units)), Orphans: []Orphan{}}
 	for _, orphan := range o.Orphans {
 		minAge := OrphanMinAge
-		if orphan.Kind == OrphanAMI && orphan.State == "pending" {
+		switch {
+		case orphan.Kind == OrphanAMI && orphan.State == "pending":
 			minAge = PendingCopyMaxAge
+		case orphan.Kind == OrphanBlob:
+			minAge = OrphanBlobMinAge
 		}
 		if now.Sub(orphan.Created) >= minAge {
 			plan.Orphans = append(plan.Orphans, orphan)

@@ -17,6 +17,7 @@ import (
 func Merge(recipe string, obs ...Observed) Observed {
 	out := Observed{Recipe: recipe, InUse: map[string][]Use{}, Shares: map[string][]string{}, StageAccounts: map[string][]string{}}
 	var artifacts []string
+	seen := map[[3]string]bool{}
 	for _, o := range obs {
 		artifacts = append(artifacts, o.Artifact)
 		out.Entries = append(out.Entries, o.Entries...)
@@ -24,7 +25,15 @@ func Merge(recipe string, obs ...Observed) Observed {
 			out.InUse[id] = append(out.InUse[id], us...)
 		}
 		out.Dependents = append(out.Dependents, o.Dependents...)
-		out.Orphans = append(out.Orphans, o.Orphans...)
+		for _, orphan := range o.Orphans {
+			// A layout's blobs are every artifact's of the layout: each
+			// is listed once.
+			k := [3]string{orphan.Kind, orphan.Where, orphan.ID}
+			if !seen[k] {
+				seen[k] = true
+				out.Orphans = append(out.Orphans, orphan)
+			}
+		}
 		maps.Copy(out.Shares, o.Shares)
 		for st, as := range o.StageAccounts {
 			out.StageAccounts[st] = dedupe(append(out.StageAccounts[st], as...))

@@ -360,7 +360,7 @@ func (e *env) writeImagePlan(d imagePlan, applied bool) {
 			fmt.Fprintf(e.stdout, "skipped %s: %s\n", what, sk.Reason)
 		}
 	case !applied && d.Kind == catalog.KindContainer:
-		fmt.Fprintf(e.stdout, "would remove %d versions (their tags, events and manifests; in a layout, their unshared blobs); nothing removed: run again with --yes to remove them\n", remove)
+		fmt.Fprintf(e.stdout, "would remove %d versions (their tags, events and manifests; in a layout, their unshared blobs) and %d orphans; nothing removed: run again with --yes to remove them\n", remove, len(d.Orphans))
 	case !applied:
 		also := ""
 		if d.Mixed {
