@@ -52,22 +52,27 @@ func retireCommand(e *env) *ucli.Command {
 		Name:      "retire",
 		Usage:     "delete superseded machine and container images the recipe's retain block does not keep",
 		ArgsUsage: "[RECIPE|FILE...]",
-		Description: "Plans, for every version of each machine_image of RECIPE (every recipe in\n" +
-			"./recipes by default, or the recipe FILEs given), keep or remove, with every\n" +
-			"reason: in a stage, in use (an instance not terminated, any launch template\n" +
-			"version, a launch configuration or Auto Scaling group, in every region the\n" +
-			"version is in), a rollback target, the base of a kept image, or inside the\n" +
-			"retain block's keep_last, keep_within and keep_revoked. A version is kept or\n" +
-			"removed as a whole, in every region. Without --yes nothing changes. With\n" +
-			"--yes it checks again right before each version that nothing uses it, then\n" +
-			"deregisters every copy and deletes each snapshot, and records a retire event.\n" +
-			"Run it again to finish an interrupted run. Disabled Auto Scaling groups beyond\n" +
-			"a fleet's keep_disabled go first, with their launch templates (never the\n" +
-			"newest disabled one, the rollback target). Container images in the local\n" +
-			"layout ($BAKERY_HOME) are planned the same way; with --yes each version's tag\n" +
-			"and event artifacts leave index.json, then the blobs nothing else references\n" +
-			"are deleted; in a registry, its events, tag and manifest are deleted by digest\n" +
-			"(a registry refusing deletion is reported and the version kept).",
+		Description: "Plans, for every version of RECIPE (every recipe in ./recipes by default, or\n" +
+			"the recipe FILEs given), keep or remove, with every reason: in a stage, in use\n" +
+			"(an instance not terminated, any launch template version, a launch\n" +
+			"configuration or Auto Scaling group, in every region the version is in),\n" +
+			"shared with a stage's account while it is the stage's current or previous\n" +
+			"version, a rollback target, the base of a kept image, or inside the retain\n" +
+			"block's keep_last, keep_within and keep_revoked. A version is kept or removed\n" +
+			"as a whole: in every region, with its AMIs and its container images together.\n" +
+			"Without --yes nothing changes. With --yes it checks again right before each\n" +
+			"version that nothing uses it, then deregisters every copy and deletes each\n" +
+			"snapshot, and records a retire event. Run it again to finish an interrupted\n" +
+			"run. Disabled Auto Scaling groups beyond a fleet's keep_disabled, and failed\n" +
+			"ones (kept by launch --on-error abort) beyond the newest max(1, keep_disabled),\n" +
+			"go first, with their launch templates (never the serving group or the newest\n" +
+			"disabled one, the rollback target). Container images in the local layout\n" +
+			"($BAKERY_HOME) leave index.json, their retire event staying as a tombstone,\n" +
+			"then the blobs nothing else references are deleted; in a registry, their\n" +
+			"events, referrers fallback tag, tag and manifest are deleted by digest (a\n" +
+			"registry refusing deletion is reported and the version kept). Orphans are\n" +
+			"listed and removed too: snapshots no AMI names and unfinished promotion copies\n" +
+			"in every enabled region, and layout blobs no manifest references.",
 		Flags: append(varFlags(),
 			&ucli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "remove what the plan removes"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "print the plan only (the default without --yes)"},
@@ -277,7 +282,7 @@ func (e *env) writeRetire(docs []retireDoc, applied bool) {
 			fmt.Fprintln(e.stdout)
 		}
 		first = false
-		fmt.Fprintf(e.stdout, "%s: Auto Scaling groups (disabled ones beyond each fleet's keep_disabled go)\n", doc.Recipe)
+		fmt.Fprintf(e.stdout, "%s: Auto Scaling groups (disabled and failed ones beyond each fleet's keep_disabled go)\n", doc.Recipe)
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "GROUP\tREGION\tVERSION\tSTATE\tDECISION\tREASONS")
 		remove := 0
