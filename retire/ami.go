@@ -129,11 +129,6 @@ func (a *AMIs) Observe(ctx context.Context) (Observed, error) {
 	if o.Orphans, err = a.orphans(ctx, orphanRegions); err != nil {
 		return Observed{}, fmt.Errorf("%s: %w", what, err)
 	}
-	copies, err := a.unfinishedCopies(ctx, orphanRegions)
-	if err != nil {
-		return Observed{}, fmt.Errorf("%s: %w", what, err)
-	}
-	o.Orphans = append(o.Orphans, copies...)
 	if len(entries) == 0 {
 		return o, nil
 	}
@@ -211,18 +206,15 @@ func (a *AMIs) readShares(ctx context.Context, entries []catalog.Entry, shares m
 // loses the copy it waits for.
 const PendingCopyMaxAge = 24 * time.Hour
 
-// unfinishedCopies lists, in regions, the AMIs of a promotion's copy of
-// the artifact that never finished (catalogami.IsUnfinishedCopy): no
-// bake key, which the copying run writes last. A failed copy is an
-// orphan once OrphanMinAge old, an available one too (the run that made
-// it would have finished it within seconds), a pending one only after
-// PendingCopyMaxAge. Their age is the bakery:created time the copy was
-// started with.
-func (a *AMIs) unfinishedCopies(ctx context.Context, regions []string) ([]Orphan, error) {
-	imgs, err := a.find.Find(ctx, regions, catalogami.Query{Recipe: a.recipe, Artifact: a.artifact, Unfinished: true})
-	if err != nil {
-		return nil, fmt.Errorf("listing the unfinished copies of %s/%s: %w", a.recipe, a.artifact, err)
-	}
+// unfinishedCopies returns, of imgs (the account's AMIs in one region),
+// the AMIs of a promotion's copy of the artifact that never finished
+// (catalogami.IsUnfinishedCopy): no bake key, which the copying run
+// writes last. A failed copy is an orphan once OrphanMinAge old, an
+// available one too (the run that made it would have finished it within
+// seconds), a pending one only after PendingCopyMaxAge (MakePlan applies
+// the ages). Their age is the bakery:created time the copy was started
+// with.
+func (a *AMIs) unfinishedCopies(imgs []catalogami.Image) []Orphan {
 	var out []Orphan
 	for _, img := range imgs {
 		if !catalogami.IsUnfinishedCopy(img, a.recipe, a.artifact) {
@@ -235,12 +227,13 @@ func (a *AMIs) unfinishedCopies(ctx context.Context, regions []string) ([]Orphan
 		out = append(out, Orphan{Ref: img.Ref, Artifact: a.artifact, Kind: OrphanAMI, Where: img.Region, ID: img.ImageID,
 			Created: img.Created.UTC(), State: img.State, Snapshots: slices.Clone(img.Snapshots), Reason: reason})
 	}
-	return out, nil
+	return out
 }
 
 // orphans lists, in regions, the snapshots tagged with the artifact that
-// no AMI of the account names: one paginated DescribeSnapshots and one
-// paginated DescribeImages per region.
+// no AMI of the account names and the artifact's unfinished promotion
+// copies: one paginated DescribeSnapshots and one paginated
+// DescribeImages per region, orphanConcurrency regions at once.
 func (a *AMIs) orphans(ctx context.Context, regions []string) ([]Orphan, error) {
 	found := make([][]Orphan, len(regions))
 	g, gctx := errgroup.WithContext(ctx)
@@ -262,12 +255,20 @@ func (a *AMIs) orphans(ctx context.Context, regions []string) ([]Orphan, error) 
 // once.
 const orphanConcurrency = 8
 
-// orphansIn lists the orphaned snapshots of the artifact in region.
+// orphansIn lists the orphans of the artifact in region: its unfinished
+// copies and its snapshots no AMI names, from one listing of the
+// account's AMIs and one of the artifact's snapshots.
 func (a *AMIs) orphansIn(ctx context.Context, region string) ([]Orphan, error) {
-	var out []Orphan
-	named, err := a.namedSnapshots(ctx, region)
+	imgs, err := a.find.List(ctx, region)
 	if err != nil {
 		return nil, err
+	}
+	out := a.unfinishedCopies(imgs)
+	named := map[string]bool{}
+	for _, img := range imgs {
+		for _, s := range img.Snapshots {
+			named[s] = true
+		}
 	}
 	p := ec2.NewDescribeSnapshotsPaginator(a.ops.Client(region), &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, Filters: []ec2types.Filter{
 		{Name: aws.String("tag:" + catalog.TagRecipe), Values: []string{a.recipe}},
