@@ -493,6 +493,22 @@ func (a *AMIs) retire(ctx context.Context, d Decision, removed map[string]bool, 
 		regions = append(regions, l.Where)
 		ids[l.ID] = true
 	}
+	// The version's other AMIs in those regions go with it: a duplicate
+	// the catalog does not list (of two promotions that copied the
+	// version to one region at once, or a copy a later promotion
+	// superseded: it lists one AMI per region) and an unfinished copy.
+	locations := slices.Clone(d.Locations)
+	others, err := a.find.Find(ctx, dedupe(regions), catalogami.Query{Recipe: a.recipe, Artifact: a.artifact, Version: d.Ref.Version, Unfinished: true})
+	if err != nil {
+		return false, err
+	}
+	for _, img := range others {
+		if ids[img.ImageID] || img.Version != d.Ref.Version || img.BakeKey == "" && !catalogami.IsUnfinishedCopy(img, a.recipe, a.artifact) {
+			continue // an unfinished bake is bakery sweep's
+		}
+		ids[img.ImageID] = true
+		locations = append(locations, catalog.Location{Where: img.Region, ID: img.ImageID})
+	}
 	uses, err := fleet.ImagesInUse(ctx, a.usage, dedupe(regions))
 	if err != nil {
 		return false, err
@@ -509,7 +525,7 @@ func (a *AMIs) retire(ctx context.Context, d Decision, removed map[string]bool, 
 		return false, nil
 	}
 	var present []catalogami.Image
-	for _, l := range d.Locations {
+	for _, l := range locations {
 		img, ok, err := a.ops.Describe(ctx, l.Where, l.ID)
 		if err != nil {
 			return false, err

@@ -146,3 +146,38 @@ func TestRetireKeepsACopyFinishedSinceThePlan(t *testing.T) {
 		t.Fatalf("report %+v: want the copy finished since the plan kept", rep)
 	}
 }
+
+// TestRetireTakesTheDuplicatesOfAVersion: two promotions copied 1.0.0 to
+// eu-west-1 at once and both finished: the catalog lists one AMI per
+// region, and retiring the version deregisters the other too, with its
+// snapshots.
+func TestRetireTakesTheDuplicatesOfAVersion(t *testing.T) {
+	w := newWorld(t)
+	w.bake(t, "1.0.0", 30*day, west)
+	w.bake(t, "1.1.0", 20*day)
+	dup := w.copyOf(t, "1.0.0", west, 30*day, "")
+	w.tag(t, west, dup, map[string]string{catalog.TagBakeKey: "key-1.0.0"})
+	dupSnaps := w.snapshots(t, west, dup)
+	r := w.retirer()
+	plan := w.plan(t, r, retire.Policy{KeepLast: 1})
+	if got := decided(plan)["1.0.0"]; got != "remove" {
+		t.Fatalf("1.0.0: %s", got)
+	}
+	rep, err := r.Apply(context.Background(), plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.AMIs != 3 {
+		t.Errorf("report %+v: want 3 AMIs (us-east-1 and both of eu-west-1)", rep)
+	}
+	for _, id := range []string{w.amis["1.0.0"][west], dup} {
+		if w.exists(t, west, id) {
+			t.Errorf("AMI %s of 1.0.0 in eu-west-1 is still there", id)
+		}
+	}
+	for _, sn := range dupSnaps {
+		if w.snapshotExists(t, west, sn) {
+			t.Errorf("snapshot %s of the duplicate is still there", sn)
+		}
+	}
+}
