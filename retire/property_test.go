@@ -28,6 +28,9 @@ type modelVersion struct {
 	base      int // index of the version it was baked from, -1 for none
 	used      bool
 	dependent bool // another recipe's image was baked from it
+	// sharedProd is true when one of its AMIs is shared with prod's
+	// account (others may be shared with an account of no stage).
+	sharedProd bool
 	// container is true when the version has a container image besides
 	// its AMI: one unit, decided once.
 	container bool
@@ -47,6 +50,9 @@ type scenario struct {
 }
 
 func id(i, region int) string { return fmt.Sprintf("ami-%d-%d", i, region) }
+
+// prodAccount is the account prod's AMIs are shared with.
+const prodAccount = "111122223333"
 
 func digest(i int) string { return fmt.Sprintf("sha256:%064d", i) }
 
@@ -174,7 +180,19 @@ func newScenario(r *rand.Rand) *scenario {
 			})
 		}
 	}
-	s.observed = Observed{Recipe: "web", Artifact: "web", InUse: map[string][]Use{}}
+	s.observed = Observed{Recipe: "web", Artifact: "web", InUse: map[string][]Use{}, Shares: map[string][]string{},
+		StageAccounts: map[string][]string{"prod": {prodAccount}, "dev": nil}}
+	for i := range s.versions {
+		v := &s.versions[i]
+		switch r.IntN(4) {
+		case 0:
+			v.sharedProd = true
+			where := id(i, r.IntN(v.regions))
+			s.observed.Shares[where] = []string{"999988887777", prodAccount}
+		case 1:
+			s.observed.Shares[id(i, r.IntN(v.regions))] = []string{"999988887777"}
+		}
+	}
 	kinds := []UseKind{UseInstance, UseLaunchTemplate, UseLaunchConfiguration, UseGroup}
 	for i := range s.versions {
 		v := &s.versions[i]
@@ -230,6 +248,25 @@ func (s *scenario) rollback(i int) bool {
 	return false
 }
 
+// sharedInUse reports whether version i is shared with prod's account
+// while it is prod's current version or its previous one: the last
+// promoted into prod before, other than the holder, revoked or not.
+func (s *scenario) sharedInUse(i int) bool {
+	if !s.versions[i].sharedProd {
+		return false
+	}
+	if s.holder["prod"] == i {
+		return true
+	}
+	log := s.promotions["prod"]
+	for k := len(log) - 1; k >= 0; k-- {
+		if log[k] != s.holder["prod"] {
+			return log[k] == i
+		}
+	}
+	return false
+}
+
 // window reports whether version i is inside a keep_* window.
 func (s *scenario) window(i int) bool {
 	v := s.versions[i]
@@ -251,7 +288,7 @@ func (s *scenario) window(i int) bool {
 func (s *scenario) expectedKept() map[int]bool {
 	kept := map[int]bool{}
 	for i, v := range s.versions {
-		if s.staged(i) || v.used || v.dependent || s.rollback(i) || s.window(i) {
+		if s.staged(i) || v.used || v.dependent || s.rollback(i) || s.sharedInUse(i) || s.window(i) {
 			kept[i] = true
 		}
 	}
@@ -270,7 +307,7 @@ func TestPlanProperty(t *testing.T) {
 	seed, n := *propertySeed, *propertyScenarios
 	t.Logf("checking %d random catalogs with seed %d (rerun: go test ./retire -run TestPlanProperty -retire.seed %d)", n, seed, seed)
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	var removedTotal, keptTotal, withContainers int
+	var removedTotal, keptTotal, withContainers, sharedKept int
 	for k := range n {
 		s := newScenario(r)
 		plan := MakePlan(s.observed, s.policy, now)
@@ -313,6 +350,8 @@ func TestPlanProperty(t *testing.T) {
 				fail("1.0.%d is in use and removed", i)
 			case s.rollback(i):
 				fail("1.0.%d is a rollback target and removed", i)
+			case s.sharedInUse(i):
+				fail("1.0.%d is shared with prod's account while prod's current or previous version, and removed", i)
 			case v.dependent:
 				fail("1.0.%d is the base of another recipe's image and removed", i)
 			case s.window(i):
@@ -326,15 +365,22 @@ func TestPlanProperty(t *testing.T) {
 		}
 		want := s.expectedKept()
 		for i := range s.versions {
+			if s.sharedInUse(i) && !s.staged(i) && !s.rollback(i) {
+				sharedKept++
+			}
+		}
+		for i := range s.versions {
 			if want[i] == removed[i] {
 				fail("1.0.%d: the plan removes it: %v; the policy allows removing it: %v", i, removed[i], !want[i])
 			}
 		}
 	}
-	if removedTotal == 0 || keptTotal == 0 || withContainers == 0 {
-		t.Fatalf("the scenarios removed %d and kept %d versions, %d with a container image: the generator does not exercise them all", removedTotal, keptTotal, withContainers)
+	if removedTotal == 0 || keptTotal == 0 || withContainers == 0 || sharedKept == 0 {
+		t.Fatalf("the scenarios removed %d and kept %d versions, %d with a container image, %d kept only for a stage account's share: the generator does not exercise them all",
+			removedTotal, keptTotal, withContainers, sharedKept)
 	}
-	t.Logf("%d scenarios: %d versions removed, %d kept, %d with an AMI and a container image", n, removedTotal, keptTotal, withContainers)
+	t.Logf("%d scenarios: %d versions removed, %d kept, %d with an AMI and a container image, %d kept by a stage account's share and no stage or rollback rule",
+		n, removedTotal, keptTotal, withContainers, sharedKept)
 }
 
 func dump(s *scenario, plan *Plan) string {
