@@ -43,11 +43,13 @@ func Merge(recipe string, obs ...Observed) Observed {
 	return out
 }
 
-// Retirer applies the part of a plan that is one artifact's: AMIs and
-// Containers.
+// Retirer observes one artifact's versions and applies the part of a
+// plan that is that artifact's: AMIs and Containers.
 type Retirer interface {
 	// Artifact names the artifact whose images it retires.
 	Artifact() (catalog.Kind, string)
+	// Observe reads the artifact's versions and what keeps them.
+	Observe(ctx context.Context) (Observed, error)
 	// Apply retires the images of the versions plan removes that are
 	// the artifact's.
 	Apply(ctx context.Context, plan *Plan) (*Report, error)

@@ -148,6 +148,13 @@ func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (reti
 	policy := retire.Policy{KeepLast: rt.KeepLast, KeepWithin: rt.KeepWithin, KeepPrevious: rt.KeepPrevious, KeepRevoked: rt.KeepRevoked}
 	var amis, containers []retire.Retirer
 	ss := &session{e: e, c: c}
+	if len(r.MachineImages) > 0 {
+		var err error
+		if amis, err = e.retireAMIs(ss, r, apply, &doc); err != nil {
+			return doc, err
+		}
+	}
+	// Who retires: the AWS caller when the recipe has machine images.
 	copts := []retire.Option{retire.WithClock(e.now), retire.WithActor(ss.actor())}
 	for _, ct := range r.Containers {
 		if ct.Repository == "" {
@@ -164,12 +171,6 @@ func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (reti
 		}
 		containers = append(containers, retire.NewRegistryContainers(r.Name, ct.Name, rs, copts...))
 	}
-	if len(r.MachineImages) > 0 {
-		var err error
-		if amis, err = e.retireAMIs(c, r, apply, &doc); err != nil {
-			return doc, err
-		}
-	}
 	var obs []retire.Observed
 	kind := catalog.KindContainer
 	if len(amis) > 0 {
@@ -177,9 +178,7 @@ func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (reti
 	}
 	all := append(amis, containers...)
 	for _, rt := range all {
-		o, err := rt.(interface {
-			Observe(ctx context.Context) (retire.Observed, error)
-		}).Observe(c.Context)
+		o, err := rt.Observe(c.Context)
 		if err != nil {
 			return doc, err
 		}
@@ -199,8 +198,8 @@ func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (reti
 
 // retireAMIs plans, and with apply deletes, r's Auto Scaling groups, and
 // returns the retirers of its machine images.
-func (e *env) retireAMIs(c *ucli.Context, r *recipes.Recipe, apply bool, doc *retireDoc) ([]retire.Retirer, error) {
-	s := &session{e: e, c: c}
+func (e *env) retireAMIs(s *session, r *recipes.Recipe, apply bool, doc *retireDoc) ([]retire.Retirer, error) {
+	c := s.c
 	arts, err := s.artifacts(r)
 	if err != nil {
 		return nil, err
