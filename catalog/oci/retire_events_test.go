@@ -7,6 +7,8 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/bakery-sh/bakery/catalog"
@@ -140,5 +143,34 @@ func TestRegistryRetireVersionRefusedListsNoRetireEvent(t *testing.T) {
 	}
 	if got := versionsOf(entries(t, s)); !slices.Equal(got, []string{"1.0.0"}) {
 		t.Errorf("versions: %v (the tombstone must not read as one)", got)
+	}
+}
+
+// TestUnreferencedBlobs lists the blobs nothing in index.json reaches,
+// and no file that is not a blob; a version's blobs and its events' are
+// referenced.
+func TestUnreferencedBlobs(t *testing.T) {
+	ctx := context.Background()
+	dir, l, _ := retireLayout(t)
+	if got, err := l.UnreferencedBlobs(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("a fresh layout has unreferenced blobs: %+v, %v", got, err)
+	}
+	content := "left by a killed bake"
+	h, _, err := v1.SHA256(strings.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.WriteBlob(h, strings.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "blobs", "sha256", "not-a-digest"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.UnreferencedBlobs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Digest != h || got[0].Size != int64(len(content)) || got[0].Modified.IsZero() {
+		t.Errorf("unreferenced blobs %+v, want only %s", got, h)
 	}
 }
