@@ -333,9 +333,13 @@ func (e *Engine) bakeContainer(ctx context.Context, r *recipes.Recipe, c *recipe
 	if err != nil {
 		return nil, err
 	}
+	if existing != nil && existing.BakeKey == "" {
+		return nil, fmt.Errorf("baking %s: %s already holds an image bakery did not bake (it has no bake key), and bakery does not overwrite it: remove that tag, or %s",
+			c.Name, plan.Target, r.NewVersionHint())
+	}
 	if existing != nil && existing.BakeKey != plan.Key {
-		return nil, fmt.Errorf("baking %s: version %s already holds other content at %s (bake key %s, this bake %s); a version is immutable: bump the recipe version (for example -var version=...) to bake a new one",
-			c.Name, r.Version, plan.Target, shortKey(existing.BakeKey), shortKey(plan.Key))
+		return nil, fmt.Errorf("baking %s: version %s already holds other content at %s (bake key %s, this bake %s); a version is immutable: %s",
+			c.Name, r.Version, plan.Target, shortKey(existing.BakeKey), shortKey(plan.Key), r.NewVersionHint())
 	}
 	if existing != nil && !e.force {
 		e.progress.Info(fmt.Sprintf("%s up to date (%s)", plan.Target, existing.Digest))

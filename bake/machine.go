@@ -41,8 +41,8 @@ func (e *Engine) bakeMachineImage(ctx context.Context, r *recipes.Recipe, m *rec
 		return nil, err
 	}
 	if existing != nil && existing.BakeKey != plan.Key {
-		return nil, fmt.Errorf("machine image %s: version %s already exists as %s with other content (bake key %s, this bake %s); a version is immutable: bump the recipe version (for example -var version=...) to bake a new one",
-			m.Name, r.Version, amiList(existing.Images), shortKey(existing.BakeKey), shortKey(plan.Key))
+		return nil, fmt.Errorf("machine image %s: version %s already exists as %s with other content (bake key %s, this bake %s); a version is immutable: %s",
+			m.Name, r.Version, amiList(existing.Images), shortKey(existing.BakeKey), shortKey(plan.Key), r.NewVersionHint())
 	}
 	if existing != nil && !e.force {
 		missing := existing.Missing(plan)

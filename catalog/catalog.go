@@ -102,9 +102,9 @@ const (
 // Ref names one version of a recipe, written RECIPE@VERSION.
 type Ref struct {
 	// Recipe is the recipe name.
-	Recipe string
+	Recipe string `json:"recipe"`
 	// Version is the recipe version.
-	Version string
+	Version string `json:"version"`
 }
 
 // String returns RECIPE@VERSION.

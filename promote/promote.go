@@ -256,7 +256,7 @@ func setRevoked(ctx context.Context, arts []*Artifact, recipe, version, reason, 
 		if !ok {
 			return fmt.Errorf("%s %s: %s %s has no version %s; known versions: %s", verb, ref, a.Kind, a.Name, version, versions(a.Entries))
 		}
-		if e.Revoked != revoke {
+		if e.Revoked != revoke || unfinishedRevocation(e, revoke) {
 			pending = append(pending, Move{Artifact: a, Entry: e})
 		}
 	}
@@ -274,6 +274,27 @@ func setRevoked(ctx context.Context, arts []*Artifact, recipe, version, reason, 
 		}
 	}
 	return nil
+}
+
+// unfinishedRevocation reports whether revoking e still has work to do
+// although it is marked revoked: a stage still holds it (a revocation
+// that stopped half way, say on a registry that refused a write).
+func unfinishedRevocation(e catalog.Entry, revoke bool) bool {
+	return revoke && e.Revoked && len(e.Stages) > 0
+}
+
+// RevocationDone reports whether every artifact has version with its
+// revocation already as revoke asks (revoked, and in no stage, for a
+// revocation), so that revoke (or unrevoke) has nothing to do. A missing
+// version is not done: the revocation reports it.
+func RevocationDone(arts []*Artifact, version string, revoke bool) bool {
+	for _, a := range arts {
+		e, ok := find(a.Entries, version)
+		if !ok || e.Revoked != revoke || unfinishedRevocation(e, revoke) {
+			return false
+		}
+	}
+	return len(arts) > 0
 }
 
 func versions(es []catalog.Entry) string {

@@ -14,6 +14,7 @@ import (
 // against moto and real registries in catalog/ami and catalog/oci.
 type fakeStore struct {
 	promoted []string
+	revoked  []string
 	fail     error
 }
 
@@ -25,7 +26,10 @@ func (f *fakeStore) Promote(_ context.Context, e catalog.Entry, spec catalog.Sta
 	f.promoted = append(f.promoted, e.Version+"→"+spec.Name+" by "+ev.Actor)
 	return nil
 }
-func (f *fakeStore) Revoke(context.Context, catalog.Entry, catalog.Event) error   { return nil }
+func (f *fakeStore) Revoke(_ context.Context, e catalog.Entry, _ catalog.Event) error {
+	f.revoked = append(f.revoked, e.Version)
+	return nil
+}
 func (f *fakeStore) Unrevoke(context.Context, catalog.Entry, catalog.Event) error { return nil }
 
 var (
@@ -178,5 +182,32 @@ func TestHistoryBreaksTiesByVersion(t *testing.T) {
 	h := History([]*Artifact{art("web", a, b)})
 	if h[0].Version != "1.1.0" {
 		t.Fatalf("history = %+v: the newer version's bake at the same second comes first", h)
+	}
+}
+
+// TestRevokeFinishesAnUnfinishedRevocation: an image marked revoked that a
+// stage still holds (the revocation stopped half way) is not "already
+// revoked": running revoke again asks the store to finish.
+func TestRevokeFinishesAnUnfinishedRevocation(t *testing.T) {
+	half := entry("1.0.0", map[string]time.Time{"dev": t0})
+	half.Revoked = true
+	done := entry("1.0.0", nil)
+	done.Revoked = true
+	halfArt, doneArt := art("web", half), art("worker", done)
+	arts := []*Artifact{halfArt, doneArt}
+	if RevocationDone(arts, "1.0.0", true) {
+		t.Errorf("RevocationDone = true with web still in dev")
+	}
+	if !RevocationDone([]*Artifact{doneArt}, "1.0.0", true) {
+		t.Errorf("RevocationDone = false for a revoked image in no stage")
+	}
+	if err := Revoke(context.Background(), arts, "r", "1.0.0", "CVE", "ann", t0); err != nil {
+		t.Fatal(err)
+	}
+	if got := halfArt.Store.(*fakeStore).revoked; len(got) != 1 || got[0] != "1.0.0" {
+		t.Errorf("revoked on the half-done artifact: %v, want 1.0.0", got)
+	}
+	if got := doneArt.Store.(*fakeStore).revoked; len(got) != 0 {
+		t.Errorf("revoked on the done artifact: %v, want nothing", got)
 	}
 }

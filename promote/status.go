@@ -13,8 +13,9 @@ type ArtifactState struct {
 	// Kind is the kind of image; Name is the block label.
 	Kind catalog.Kind `json:"kind"`
 	Name string       `json:"name"`
-	// Reference is the image (registry ref, layout ref or build-region AMI id).
-	Reference string `json:"reference"`
+	// Reference is the image (registry ref, layout ref or build-region
+	// AMI id); "ref" in JSON, as in a bake's result.
+	Reference string `json:"ref"`
 	// Digest is the container image digest.
 	Digest string `json:"digest,omitempty"`
 	// Locations are where it is (region → AMI id, repository → digest).
@@ -27,7 +28,9 @@ type VersionStatus struct {
 	Version string `json:"version"`
 	// BakeKey is the bake key (of the first artifact).
 	BakeKey string `json:"bake_key"`
-	// Created is when it was baked.
+	// Created is when it was baked: the time of its bake event (a
+	// container's config holds SOURCE_DATE_EPOCH, for reproducible
+	// digests), else the image's creation time.
 	Created time.Time `json:"created"`
 	// Stages are the stages every artifact of the version is in.
 	Stages map[string]catalog.StageEntry `json:"stages"`
@@ -96,8 +99,8 @@ func Status(recipe string, stages []string, arts []*Artifact, revoked []RevokedI
 		}
 		for i, e := range es {
 			a := hs[i].a
-			if e.Created.After(v.Created) {
-				v.Created = e.Created
+			if t := bakedAt(e); t.After(v.Created) {
+				v.Created = t
 			}
 			if e.Revoked {
 				v.Revoked, v.RevokeReason = true, e.RevokeReason
@@ -119,6 +122,21 @@ func Status(recipe string, stages []string, arts []*Artifact, revoked []RevokedI
 		return a.Created.After(b.Created)
 	})
 	return rs
+}
+
+// bakedAt is when e was baked: its newest bake event, else its creation
+// time.
+func bakedAt(e catalog.Entry) time.Time {
+	var t time.Time
+	for _, ev := range e.Events {
+		if ev.Action == catalog.ActionBake && ev.Time.After(t) {
+			t = ev.Time
+		}
+	}
+	if t.IsZero() {
+		return e.Created
+	}
+	return t
 }
 
 // RevokedImage is a revoked image other images may have been baked from.

@@ -83,6 +83,7 @@ func (s *state) decodeRecipe(b *hcl.Block, r *Recipe) {
 	s.addAll(diags)
 
 	if attr := s.required(b, content, "version", `version = "1.0.0"`); attr != nil {
+		r.VersionRange, r.VersionVars = attr.Expr.Range(), versionVars(attr.Expr)
 		if v, ok := s.stringValue(attr, true, `quote it, as in version = "1.0.0"`); ok {
 			switch {
 			case v == "":
@@ -124,6 +125,7 @@ func (s *state) decodeRecipe(b *hcl.Block, r *Recipe) {
 			r.Stages, r.stageRanges, s.stagesRange = stages, seen, attr.Expr.Range()
 		}
 	}
+	s.checkVersionNotStage(r)
 	if attr := content.Attributes["description"]; attr != nil {
 		if v, ok := s.stringValue(attr, false, ""); ok {
 			r.Description = v
@@ -316,6 +318,10 @@ func splitLayoutRef(s string) (p, ref string) {
 
 func (s *state) checkLayout(c *Container, attr *hcl.Attribute, p, ref string) {
 	abs := s.resolve(p)
+	if s.opts.Scope != ScopeAll { // no file checks for the catalog verbs
+		c.BaseKind, c.BaseLayoutPath, c.BaseLayoutRef = BaseLayout, abs, ref
+		return
+	}
 	fi, err := os.Stat(abs)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -406,8 +412,12 @@ func (s *state) checkSource(l *Layer, attr *hcl.Attribute) {
 // paths resolve against the recipe's folder. what names the argument in
 // messages ("layer source", "script"). It returns the absolute path,
 // without a trailing "/", and whether it is a directory; ok is false when
-// a problem was reported.
+// a problem was reported, or, outside ScopeAll, always (the file is
+// neither checked nor read).
 func (s *state) localPath(attr *hcl.Attribute, src, what string, dirs bool) (abs string, isDir, ok bool) {
+	if s.opts.Scope != ScopeAll {
+		return "", false, false // the catalog verbs read no local files
+	}
 	wantDir := strings.HasSuffix(src, "/")
 	p := s.resolve(src)
 	fi, err := os.Stat(p)

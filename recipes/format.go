@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 )
 
@@ -11,9 +13,27 @@ import (
 // "=" in consecutive attributes and spacing, as `packer fmt` and
 // `terraform fmt` do. Formatting formatted source changes nothing.
 // Format does not check that src is valid; invalid input is returned
-// with whatever layout fixes could be applied to its tokens.
+// with whatever layout fixes could be applied to its tokens
+// (Loader.Format refuses it).
 func Format(src []byte) []byte {
 	return hclwrite.Format(src)
+}
+
+// Format parses src, the content of the file name, as HCL native syntax
+// and returns it in canonical layout (see the function Format). A file
+// that does not parse is not formatted: Format returns nil and the
+// syntax errors, which point at name:line:col; the loader keeps src so
+// that WriteDiagnostics shows them with their source.
+func (l *Loader) Format(name string, src []byte) ([]byte, hcl.Diagnostics) {
+	file, diags := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
+	if file != nil && file.Bytes == nil {
+		file.Bytes = src
+	}
+	l.addFile(name, file)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return Format(src), diags
 }
 
 // canonicalRecipe is what Canonical encodes.

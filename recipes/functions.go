@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 	"unicode/utf8"
@@ -209,6 +210,13 @@ func (s *state) fileFunc() function.Function {
 			p := args[0].AsString()
 			b, err := os.ReadFile(s.resolve(p))
 			switch {
+			case errors.Is(err, fs.ErrNotExist) && s.opts.Scope != ScopeAll:
+				// The catalog verbs run where the recipe's files may be
+				// missing: the value is unknown (checkNeeded).
+				if !slices.Contains(s.missingFiles, p) {
+					s.missingFiles = append(s.missingFiles, p)
+				}
+				return cty.UnknownVal(cty.String), nil
 			case errors.Is(err, fs.ErrNotExist):
 				return cty.NilVal, fmt.Errorf("no such file %q; paths are relative to %s (the recipe's folder)", p, s.dir)
 			case err != nil:

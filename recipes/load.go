@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/bakery-sh/bakery/internal/redact"
 )
 
 // EnvVarPrefix is the prefix of environment variables that set recipe
@@ -36,7 +39,36 @@ type Options struct {
 	Env []string
 	// Now is the clock for timestamp(). Nil means time.Now.
 	Now func() time.Time
+	// Scope is how much of the recipe the caller needs. The default,
+	// ScopeAll, evaluates and checks everything (bake, validate, launch).
+	Scope Scope
+	// SharedVars says that Vars and VarFiles are shared by several
+	// recipes: a name this recipe does not declare is ignored here, and
+	// the caller reports, with Loader.CheckVars after loading them all,
+	// the names that no recipe declares. The default reports them here.
+	SharedVars bool
 }
+
+// Scope is how much of a recipe a caller needs.
+type Scope int
+
+const (
+	// ScopeAll evaluates and checks the whole recipe: every required
+	// variable has a value and every file it names exists.
+	ScopeAll Scope = iota
+	// ScopeCatalog is for the verbs that read and change the catalog
+	// (promote, status, history, revoke, unrevoke): only what decides
+	// where the artifacts live, their stages and ledger must be known.
+	// A required variable without a value is unknown rather than an
+	// error, and files the recipe names (layer sources, scripts) are not
+	// read or checked, so that a fresh checkout without them works. A
+	// variable that such an attribute needs is reported as an error that
+	// names the attribute. Fields left unknown are empty in the Recipe.
+	ScopeCatalog
+	// ScopeBases is ScopeCatalog plus what outdated reads: the bases of
+	// containers and the source AMIs of machine images.
+	ScopeBases
+)
 
 // Loader parses recipe files and keeps their sources (and those of any
 // var files) so that diagnostics can be printed with source snippets by
@@ -44,11 +76,83 @@ type Options struct {
 type Loader struct {
 	mu    sync.Mutex
 	files map[string]*hcl.File
+	// declared are the variable names declared by the recipes loaded.
+	declared map[string]bool
+	// names maps a recipe file, as given to Load, to its recipe name.
+	names map[string]string
+	// secrets are the texts of the sensitive variables' values (valid
+	// or not) of the recipes loaded: never printed.
+	secrets []string
+}
+
+// SensitivePlaceholder is what diagnostics show instead of the value of
+// a variable declared sensitive.
+const SensitivePlaceholder = redact.Placeholder
+
+// SensitiveValues returns the texts of every value given to a variable
+// declared sensitive in the recipes loaded so far, including values that
+// were rejected and the recipes that have errors: what no output may
+// show. Values shorter than redact.MinLen bytes are left out.
+func (l *Loader) SensitiveValues() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.secrets)
+}
+
+func (l *Loader) addSecrets(texts []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, t := range texts {
+		if len(t) >= redact.MinLen && !slices.Contains(l.secrets, t) {
+			l.secrets = append(l.secrets, t)
+		}
+	}
+}
+
+// mask replaces, in the summary and detail of diags, every sensitive
+// value of the recipes loaded by SensitivePlaceholder (an error of a
+// function, such as parseint, may quote its argument).
+func (l *Loader) mask(diags hcl.Diagnostics) {
+	secrets := l.SensitiveValues()
+	if len(secrets) == 0 {
+		return
+	}
+	for _, d := range diags {
+		d.Summary = redact.MaskAs(d.Summary, secrets, SensitivePlaceholder)
+		d.Detail = redact.MaskAs(d.Detail, secrets, SensitivePlaceholder)
+	}
 }
 
 // NewLoader returns an empty Loader.
 func NewLoader() *Loader {
-	return &Loader{files: make(map[string]*hcl.File)}
+	return &Loader{files: make(map[string]*hcl.File), declared: make(map[string]bool), names: make(map[string]string)}
+}
+
+// RecipeName returns the name of the recipe in the file at path, as given
+// to Load, even when the recipe had errors; "" when Load could not read
+// a recipe block label from it.
+func (l *Loader) RecipeName(path string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.names[path]
+}
+
+func (l *Loader) declare(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.declared[name] = true
+}
+
+// declaredNames returns the variable names declared by the recipes loaded.
+func (l *Loader) declaredNames() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]string, 0, len(l.declared))
+	for n := range l.declared {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Files returns the sources read so far, keyed by the file name used in
@@ -103,6 +207,18 @@ func (l *Loader) Load(path string, opts Options) (*Recipe, hcl.Diagnostics) {
 		file.Bytes = src
 	}
 	l.addFile(path, file)
+	if name := recipeLabel(file); name != "" {
+		l.mu.Lock()
+		l.names[path] = name
+		l.mu.Unlock()
+	}
+	if diags.HasErrors() {
+		// What it declares still counts for CheckVars: the syntax error
+		// is the problem to report, not an "undeclared" -var.
+		for _, v := range blockLabels(file, "variable") {
+			l.declare(v)
+		}
+	}
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -110,6 +226,8 @@ func (l *Loader) Load(path string, opts Options) (*Recipe, hcl.Diagnostics) {
 	s := newState(l, path, abs, opts)
 	r, more := s.load(file)
 	diags = append(diags, more...)
+	l.addSecrets(s.sensitiveTexts())
+	l.mask(diags)
 	sortInFile(diags, path)
 	if diags.HasErrors() {
 		return nil, diags
@@ -120,18 +238,22 @@ func (l *Loader) Load(path string, opts Options) (*Recipe, hcl.Diagnostics) {
 // WriteDiagnostics prints diags for a human: each one starts with its
 // position as FILE:LINE,COL, then the severity and summary, the source
 // snippet with the offending range highlighted (in bold and underlined
-// when color is true) and the detail.
+// when color is true) and the detail. The values of variables declared
+// sensitive show as SensitivePlaceholder, in snippets too (a -var value,
+// a var file line or a default holds one).
 func (l *Loader) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics, color bool) error {
-	tw := hcl.NewDiagnosticTextWriter(w, l.Files(), 0, color)
+	var buf strings.Builder
+	tw := hcl.NewDiagnosticTextWriter(&buf, l.Files(), 0, color)
 	for _, d := range diags {
 		if d.Subject != nil {
-			if _, err := fmt.Fprintf(w, "%s:%d,%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column); err != nil {
-				return fmt.Errorf("writing diagnostics: %w", err)
-			}
+			fmt.Fprintf(&buf, "%s:%d,%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
 		}
 		if err := tw.WriteDiagnostic(d); err != nil {
 			return fmt.Errorf("writing diagnostics: %w", err)
 		}
+	}
+	if _, err := io.WriteString(w, redact.MaskAs(buf.String(), l.SensitiveValues(), SensitivePlaceholder)); err != nil {
+		return fmt.Errorf("writing diagnostics: %w", err)
 	}
 	return nil
 }
@@ -153,6 +275,12 @@ type state struct {
 	// has been read.
 	stagesRange hcl.Range
 
+	// missing are the variables left without a value (only outside
+	// ScopeAll, where that is an error), and missingFiles the files that
+	// file() could not read there; both make values unknown.
+	missing      map[string]bool
+	missingFiles []string
+
 	diags hcl.Diagnostics
 }
 
@@ -165,6 +293,7 @@ func newState(l *Loader, name, abs string, opts Options) *state {
 		opts:    opts,
 		env:     make(map[string]string),
 		varByID: make(map[string]*variable),
+		missing: make(map[string]bool),
 	}
 	for _, kv := range opts.Env {
 		k, v, ok := strings.Cut(kv, "=")
@@ -296,6 +425,9 @@ func (s *state) load(file *hcl.File) (*Recipe, hcl.Diagnostics) {
 	s.decodeCatalogs(catalogBlocks, r)
 	s.decodeFleets(fleetBlocks, r)
 	s.decodeRetains(retainBlocks, r)
+	if s.opts.Scope != ScopeAll {
+		s.checkNeeded(file, localBlocks, r.Name)
+	}
 
 	// A recipe bakes something. Blocks that Content skipped for a label
 	// error count: they were reported already.
@@ -327,6 +459,33 @@ func (s *state) duplicate(seen map[string]*hcl.Block, b *hcl.Block, typ, detail 
 		Subject:  b.DefRange.Ptr(),
 	})
 	return true
+}
+
+// recipeLabel returns the label of the first recipe block of file, or "".
+func recipeLabel(file *hcl.File) string {
+	if labels := blockLabels(file, "recipe"); len(labels) > 0 {
+		return labels[0]
+	}
+	return ""
+}
+
+// blockLabels returns the labels of the blocks of type typ with one label
+// in file, as far as it could be parsed.
+func blockLabels(file *hcl.File, typ string) []string {
+	if file == nil {
+		return nil
+	}
+	sb, ok := file.Body.(*hclsyntax.Body)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, b := range sb.Blocks {
+		if b.Type == typ && len(b.Labels) == 1 {
+			out = append(out, b.Labels[0])
+		}
+	}
+	return out
 }
 
 // hasBlock reports whether body has a block of type typ, even one that

@@ -53,6 +53,12 @@ type Recipe struct {
 	Retain Retain `json:"retain"`
 	// DeclRange is where the recipe block starts.
 	DeclRange hcl.Range `json:"-"`
+	// VersionRange is where the version attribute's value is written;
+	// VersionVars are the variables it reads (["version"] for
+	// version = var.version), empty for a fixed version. See
+	// NewVersionHint.
+	VersionRange hcl.Range `json:"-"`
+	VersionVars  []string  `json:"-"`
 
 	// stageRanges maps each stage to where it is written in the stages
 	// list, for the DeclRange of a stage without a block.

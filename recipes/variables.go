@@ -3,6 +3,7 @@ package recipes
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -54,6 +55,34 @@ type variable struct {
 	value    cty.Value // the last valid value
 	source   string    // where value came from, for messages
 	srcRange hcl.Range // where value is written
+	// texts are the strings and numbers of every value given to the
+	// variable, valid or not, and the raw text of those given as text:
+	// what must not be printed when the variable is sensitive.
+	texts []string
+}
+
+// given records the text of a value given to v, for SensitiveValues.
+func (v *variable) given(val cty.Value) {
+	v.texts = append(v.texts, valueTexts(val)...)
+}
+
+// valueTexts returns every string and number in val, as text.
+func valueTexts(val cty.Value) []string {
+	var out []string
+	_ = cty.Walk(val, func(_ cty.Path, val cty.Value) (bool, error) {
+		val, _ = val.Unmark()
+		if val.IsNull() || !val.IsKnown() {
+			return false, nil
+		}
+		switch val.Type() {
+		case cty.String:
+			out = append(out, val.AsString())
+		case cty.Number:
+			out = append(out, val.AsBigFloat().Text('f', -1))
+		}
+		return true, nil
+	})
+	return out
 }
 
 type validation struct {
@@ -101,6 +130,7 @@ func (s *state) declareVariables(blocks []*hcl.Block, funcs map[string]function.
 			})
 			continue
 		}
+		s.loader.declare(name)
 		v := &variable{name: name, ty: cty.DynamicPseudoType, declRange: b.DefRange}
 		s.vars = append(s.vars, v)
 		s.varByID[name] = v
@@ -141,6 +171,7 @@ func (s *state) declareVariables(blocks []*hcl.Block, funcs map[string]function.
 		}
 		if attr := content.Attributes["default"]; attr != nil {
 			val, diags := attr.Expr.Value(defaultCtx)
+			v.given(val)
 			s.addAll(diags)
 			switch {
 			case diags.HasErrors():
@@ -244,6 +275,9 @@ func (s *state) assignVariables() {
 		raw := s.opts.Vars[k]
 		fname := "<-var " + k + ">"
 		v := s.varByID[k]
+		if v == nil && s.opts.SharedVars {
+			continue // another recipe may declare it: Loader.CheckVars
+		}
 		if v == nil {
 			s.loader.addFile(fname, &hcl.File{Bytes: []byte(raw)})
 			s.add(&hcl.Diagnostic{
@@ -257,6 +291,11 @@ func (s *state) assignVariables() {
 		s.setRaw(v, raw, fname, "-var "+k)
 	}
 	for _, v := range s.vars {
+		if !v.set && !v.broken && s.opts.Scope != ScopeAll {
+			// Unknown; checkNeeded reports it where it is needed.
+			s.missing[v.name] = true
+			continue
+		}
 		if !v.set && !v.broken {
 			s.add(&hcl.Diagnostic{
 				Severity: hcl.DiagError,
@@ -284,6 +323,7 @@ func (s *state) didYouMean(name string) string {
 // text is registered as a pseudo-file named fname so that diagnostics
 // about it show it.
 func (s *state) setRaw(v *variable, raw, fname, source string) {
+	v.texts = append(v.texts, raw)
 	s.loader.addFile(fname, &hcl.File{Bytes: []byte(raw)})
 	rng := textRange(fname, raw)
 	if v.ty.IsPrimitiveType() || v.ty == cty.DynamicPseudoType {
@@ -330,6 +370,7 @@ func rawExample(v *variable, source string) string {
 // setValue converts val to v's type and, if that works, makes it v's value.
 func (s *state) setValue(v *variable, val cty.Value, rng hcl.Range, source string) {
 	v.set = true
+	v.given(val)
 	if v.broken {
 		return
 	}
@@ -382,6 +423,9 @@ func (s *state) loadVarFile(path string) {
 	sort.Slice(attrs, func(i, j int) bool { return attrs[i].NameRange.Start.Byte < attrs[j].NameRange.Start.Byte })
 	for _, a := range attrs {
 		v := s.varByID[a.Name]
+		if v == nil && s.opts.SharedVars {
+			continue // another recipe may declare it: Loader.CheckVars
+		}
 		if v == nil {
 			s.add(&hcl.Diagnostic{
 				Severity: hcl.DiagError,
@@ -395,6 +439,8 @@ func (s *state) loadVarFile(path string) {
 		val, diags := a.Expr.Value(nil)
 		s.addAll(diags)
 		if diags.HasErrors() {
+			// The value is not printed: its source text is masked.
+			v.texts = append(v.texts, strings.Trim(string(a.Expr.Range().SliceBytes(f.Bytes)), `"`))
 			v.set, v.failed = true, true
 			continue
 		}
@@ -454,7 +500,11 @@ func (s *state) checkValidation(v *variable, val cty.Value, vd *validation, func
 	msg := "The value is not valid."
 	mval, diags := vd.errorMessage.Value(ctx)
 	s.addAll(diags)
-	if !diags.HasErrors() {
+	if !diags.HasErrors() && mval.ContainsMarked() {
+		// Derived from the sensitive value (upper(var.token)), it would
+		// show it: masking finds only the value as it was given.
+		msg = "The value is not valid. (The error message is derived from a sensitive value, so it is not shown.)"
+	} else if !diags.HasErrors() {
 		mval, _ = mval.UnmarkDeep()
 		if m, err := convert.Convert(mval, cty.String); err == nil && m.IsKnown() && !m.IsNull() {
 			msg = strings.TrimSpace(m.AsString())
@@ -541,32 +591,110 @@ func typeName(val cty.Value) string {
 // values of the variables declared sensitive, without repeats, in
 // declaration order.
 func (s *state) sensitiveValues() []string {
+	return s.sensitive(func(v *variable) []string {
+		if !v.set || v.broken || v.failed {
+			return nil
+		}
+		return valueTexts(v.value)
+	})
+}
+
+// sensitiveTexts returns, as sensitiveValues, what must not be printed:
+// also the values given but rejected, and the raw text of -var and
+// environment values.
+func (s *state) sensitiveTexts() []string {
+	return s.sensitive(func(v *variable) []string { return v.texts })
+}
+
+func (s *state) sensitive(texts func(*variable) []string) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, v := range s.vars {
-		if !v.sensitive || !v.set || v.broken || v.failed {
+		if !v.sensitive {
 			continue
 		}
-		_ = cty.Walk(v.value, func(_ cty.Path, val cty.Value) (bool, error) {
-			val, _ = val.Unmark()
-			if val.IsNull() || !val.IsKnown() {
-				return false, nil
-			}
-			var text string
-			switch val.Type() {
-			case cty.String:
-				text = val.AsString()
-			case cty.Number:
-				text = val.AsBigFloat().Text('f', -1)
-			default:
-				return true, nil
-			}
+		for _, text := range texts(v) {
 			if text != "" && !seen[text] {
 				seen[text] = true
 				out = append(out, text)
 			}
-			return true, nil
-		})
+		}
 	}
 	return out
+}
+
+// CheckVars reports the -var names and the var file entries of opts that
+// no recipe loaded by l declares. With Options.SharedVars, Load ignores a
+// name its recipe does not declare: a folder's recipes declare different
+// variables, and one -var serves those that declare it. The caller calls
+// CheckVars once every recipe is loaded, so that a typo is still caught.
+func (l *Loader) CheckVars(opts Options) hcl.Diagnostics {
+	declared := l.declaredNames()
+	l.mu.Lock()
+	recipesLoaded := make([]string, 0, len(l.names))
+	for _, n := range l.names {
+		recipesLoaded = append(recipesLoaded, n)
+	}
+	l.mu.Unlock()
+	if len(recipesLoaded) == 0 {
+		return nil // no recipe could be read: their errors say why
+	}
+	sort.Strings(recipesLoaded)
+	recipesLoaded = slices.Compact(recipesLoaded)
+	isDeclared := func(n string) bool { _, ok := slices.BinarySearch(declared, n); return ok }
+	which := "recipe " + recipesLoaded[0] + " does not declare"
+	if len(recipesLoaded) > 1 {
+		which = "none of the recipes (" + strings.Join(recipesLoaded, ", ") + ") declares"
+	}
+	didYouMean := func(n string) string {
+		if sug := suggest(n, declared); sug != "" {
+			return fmt.Sprintf(" (did you mean %q?)", sug)
+		}
+		return ""
+	}
+	var diags hcl.Diagnostics
+	for _, path := range opts.VarFiles {
+		f := l.Files()[path]
+		if f == nil {
+			continue // it could not be read: Load reported it
+		}
+		attrMap, _ := f.Body.JustAttributes()
+		attrs := make([]*hcl.Attribute, 0, len(attrMap))
+		for _, a := range attrMap {
+			attrs = append(attrs, a)
+		}
+		sort.Slice(attrs, func(i, j int) bool { return attrs[i].NameRange.Start.Byte < attrs[j].NameRange.Start.Byte })
+		for _, a := range attrs {
+			if isDeclared(a.Name) {
+				continue
+			}
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  fmt.Sprintf("undeclared variable %q", a.Name),
+				Detail: fmt.Sprintf("This var file sets a variable that %s%s. Declare it with a variable block, or remove it from %s.",
+					which, didYouMean(a.Name), path),
+				Subject: a.NameRange.Ptr(),
+			})
+		}
+	}
+	names := make([]string, 0, len(opts.Vars))
+	for k := range opts.Vars {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if isDeclared(k) {
+			continue
+		}
+		raw := opts.Vars[k]
+		fname := "<-var " + k + ">"
+		l.addFile(fname, &hcl.File{Bytes: []byte(raw)})
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  fmt.Sprintf("undeclared variable %q", k),
+			Detail:   fmt.Sprintf("-var %s=... sets a variable that %s%s. Declare it with a variable block, or drop the -var.", k, which, didYouMean(k)),
+			Subject:  textRange(fname, raw).Ptr(),
+		})
+	}
+	return diags
 }

@@ -7,13 +7,14 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-bakery="$root/bin/bakery"
+bakery="${BAKERY:-$root/bin/bakery}" # BAKERY: another build (tests)
+venv="${VENV:-$root/.venv}"           # VENV: where moto-venv.sh put moto
 
-"$root/scripts/moto-venv.sh" >/dev/null
+VENV="$venv" "$root/scripts/moto-venv.sh" >/dev/null
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 log="$(mktemp)"
 home="$(mktemp -d)"
-env -u AWS_PROFILE "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+env -u AWS_PROFILE "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
 moto=$!
 trap 'kill $moto 2>/dev/null; rm -rf "$log" "$home"' EXIT
 for _ in $(seq 1 100); do
@@ -26,6 +27,13 @@ export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 export BAKERY_AWS_ENDPOINT="http://127.0.0.1:$port" BAKERY_HOME="$home"
 
+# Commands are shown in bold on a terminal; in a log or a pipe (make demo
+# | tee demo.log) they are plain text, as bakery's own output is.
+bold="" plain=""
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then
+  bold=$'\033[1m' plain=$'\033[0m'
+fi
+
 # step shows a command (arguments with spaces quoted, as you would type them),
 # then runs it.
 step() {
@@ -34,7 +42,7 @@ step() {
     case "$a" in *" "*) a="\"$a\"" ;; esac
     shown="$shown${shown:+ }$a"
   done
-  printf '\n\033[1m$ %s\033[0m\n' "$shown"
+  printf '\n%s$ %s%s\n' "$bold" "$shown" "$plain"
   "$@"
 }
 echo "moto_server on 127.0.0.1:$port (a local AWS emulator: no account, no cost)"

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Installs what bakery's tests need on a fresh Debian machine: the OCI
-# tools the interoperability tests read bakery's output with, and OpenSSH's
-# sshd (and ssh-keygen) the SSH provisioning tests log in to. Idempotent:
-# it installs only what is missing. Needs root (or sudo) for apt-get.
+# tools the interoperability tests read bakery's output with, runc (which
+# runs a baked image), Docker Distribution (docker-registry) that the
+# registry tests promote and revoke on, and OpenSSH's sshd (and ssh-keygen)
+# the SSH provisioning tests log in to. Idempotent: it installs only what
+# is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
 need=()
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v umoci >/dev/null 2>&1 || need+=(umoci)
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+# runc runs a baked image (unpacked by umoci) in the runtime test; it
+# lives in /usr/sbin, often not on a non-root PATH.
+{ [ -x /usr/sbin/runc ] || command -v runc >/dev/null 2>&1; } || need+=(runc)
 # sshd lives in /usr/sbin, often not on a non-root PATH.
 { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; } || need+=(openssh-server)
 

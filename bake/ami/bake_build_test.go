@@ -298,7 +298,7 @@ func TestBakeProvisionsOverSSHWithTemporaryKeyPairAndSecurityGroup(t *testing.T)
 		t.Fatalf("Build: %v\noutput:\n%s", err, out.String())
 	}
 	// Env values are secret: the output shows them masked.
-	if !strings.Contains(out.String(), "provisioned <sensitive>") {
+	if !strings.Contains(out.String(), "provisioned (sensitive value)") {
 		t.Errorf("provisioner output not streamed:\n%s", out.String())
 	}
 	if got, err := os.ReadFile(filepath.Join(dir, "motd")); err != nil || string(got) != "baked by bakery\n" {

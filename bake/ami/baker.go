@@ -148,7 +148,7 @@ func WithActor(actor string) Option { return func(b *Baker) { b.actor = actor } 
 func WithBakeID(f func() string) Option { return func(b *Baker) { b.bakeID = f } }
 
 // WithSecrets sets strings that never reach the output (WithOutput) or a
-// provisioner's error message: each is replaced by "<sensitive>", as
+// provisioner's error message: each is replaced by "(sensitive value)", as
 // package redact does. Pass Secrets of every recipe the Baker bakes.
 // Default: none; the env values of a shell provisioner are masked in its
 // own output and error even so.

@@ -51,7 +51,7 @@ type provAborter interface{ abortSSH() }
 // wrote them. With ExpectDisconnect a dropped connection (a reboot) is
 // not an error.
 //
-// Every Env value is masked ("<sensitive>") in what Provision writes to
+// Every Env value is masked ("(sensitive value)") in what Provision writes to
 // out and in its errors, and so is every secret of out when out is a
 // *redact.Writer (as the Baker's output is, given WithSecrets).
 //

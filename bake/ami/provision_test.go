@@ -296,7 +296,7 @@ func TestProvisionShellInlineStreamsOutputWithEnv(t *testing.T) {
 	// Env values are masked in the output, and the mask matches only the
 	// exact value: the line shows that the value arrived intact. (Values
 	// shorter than redact.MinLen, like "two", are not masked.)
-	out.wantLine(t, "  shell: greeting=<sensitive>")
+	out.wantLine(t, "  shell: greeting=(sensitive value)")
 	out.wantLine(t, "  shell: b=two")
 	out.wantLine(t, "  shell: to-stderr")
 	if got, err := os.ReadFile(filepath.Join(dir, "greeting")); err != nil || string(got) != greeting {

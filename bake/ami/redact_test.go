@@ -133,7 +133,7 @@ machine_image "server" {
 	}
 	// The export statement hides even a value too short to mask on its own.
 	cmd := "[DEBUG] starting remote command: export A='1' B='it'\"'\"'s'; chmod +x '/tmp/x.sh'"
-	if got := redact.Mask(cmd, secrets); got != "[DEBUG] starting remote command: <sensitive>; chmod +x '/tmp/x.sh'" {
+	if got := redact.Mask(cmd, secrets); got != "[DEBUG] starting remote command: (sensitive value); chmod +x '/tmp/x.sh'" {
 		t.Errorf("masked command = %q", got)
 	}
 }
@@ -166,12 +166,12 @@ func TestBakeMasksSecretsInTheDebugLogAndTheOutput(t *testing.T) {
 	if err := logMask.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(logged.String(), "starting remote command: <sensitive>; chmod +x") {
+	if !strings.Contains(logged.String(), "starting remote command: (sensitive value); chmod +x") {
 		t.Errorf("the log does not show the remote command with its exports masked:\n%s", logged.String())
 	}
 	wantMasked(t, "the debug log", logged.String())
 	wantMasked(t, "the output", out.String())
-	for _, want := range []string{"shell: token=<sensitive>\n", "shell: password=<sensitive>\n"} {
+	for _, want := range []string{"shell: token=(sensitive value)\n", "shell: password=(sensitive value)\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
@@ -194,7 +194,7 @@ func TestProvisionMasksSecretsInTheErrorOfAFailedScript(t *testing.T) {
 	}
 	wantMasked(t, "the error", err.Error())
 	wantMasked(t, "the output", out.String())
-	if !strings.Contains(err.Error(), "token=<sensitive>") || !strings.Contains(err.Error(), "password=<sensitive>") {
+	if !strings.Contains(err.Error(), "token=(sensitive value)") || !strings.Contains(err.Error(), "password=(sensitive value)") {
 		t.Errorf("error = %v, want it to quote the masked output", err)
 	}
 
@@ -241,10 +241,10 @@ func TestCLIBakeWithBakeryDebugMasksSecrets(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("bakery bake: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "[DEBUG] starting remote command: <sensitive>; chmod +x") {
+	if !strings.Contains(stderr.String(), "[DEBUG] starting remote command: (sensitive value); chmod +x") {
 		t.Errorf("stderr shows no masked [DEBUG] line of the remote command:\n%s", stderr.String())
 	}
-	if !strings.Contains(stderr.String(), "shell: password=<sensitive>") {
+	if !strings.Contains(stderr.String(), "shell: password=(sensitive value)") {
 		t.Errorf("stderr shows no masked provisioner output:\n%s", stderr.String())
 	}
 	wantMasked(t, "stderr", stderr.String())

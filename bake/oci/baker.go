@@ -149,7 +149,7 @@ func (b *Baker) Existing(ctx context.Context, p *Plan) (*catalog.Image, error) {
 	}
 	img, err := store.Lookup(ctx, p.Target)
 	if err != nil {
-		return nil, fmt.Errorf("container %s: looking up %s: %w", p.container.Name, p.Target, err)
+		return nil, fmt.Errorf("container %s: %w", p.container.Name, err) // err names the target
 	}
 	return img, nil
 }

@@ -96,10 +96,13 @@ func (b *Baker) layoutBase(c *recipes.Container) (*base, error) {
 	var matches []v1.Descriptor
 	var names []string
 	for _, d := range im.Manifests {
-		n := d.Annotations[catalog.AnnotationRefName]
+		n, named := d.Annotations[catalog.AnnotationRefName]
+		if !named && d.Annotations[catalogoci.AnnotationSubject] != "" {
+			continue // a bakery history entry (older layouts list them here), not an image
+		}
 		names = append(names, n)
-		if ref == "" || n == ref || strings.HasSuffix(n, ":"+ref) {
-			matches = append(matches, d)
+		if (ref == "" || n == ref || strings.HasSuffix(n, ":"+ref)) && !slices.ContainsFunc(matches, func(m v1.Descriptor) bool { return m.Digest == d.Digest }) {
+			matches = append(matches, d) // one image under several tags (a version and its stage) is one
 		}
 	}
 	switch {
@@ -161,6 +164,31 @@ func fromImage(c *recipes.Container, name, digest string, img v1.Image) (*base, 
 	p := cfg.Platform()
 	if p == nil {
 		p = &v1.Platform{}
+	}
+	if p.OS == "" || p.Architecture == "" {
+		// The OCI spec requires both in a config; a base without them
+		// takes them from the one platform the recipe names, or else
+		// from the default platform, as a scratch image does.
+		plat := defaultPlatform
+		switch len(c.Platforms) {
+		case 0:
+		case 1:
+			plat = c.Platforms[0]
+		default:
+			return nil, fmt.Errorf("container %s: base %s is a single-platform image that does not say its os and architecture; it cannot be %s: name one platform", c.Name, name, strings.Join(c.Platforms, " and "))
+		}
+		want, err := v1.ParsePlatform(plat)
+		if err != nil {
+			return nil, fmt.Errorf("container %s: platform %q: %w", c.Name, plat, err)
+		}
+		filled := *p
+		if filled.OS == "" {
+			filled.OS = want.OS
+		}
+		if filled.Architecture == "" {
+			filled.Architecture, filled.Variant = want.Architecture, want.Variant
+		}
+		p = &filled
 	}
 	for _, s := range c.Platforms {
 		want, err := v1.ParsePlatform(s)

@@ -27,8 +27,14 @@ import (
 type buildState struct {
 	plan   *Plan
 	layout *catalogoci.Layout
-	stage  string   // staging folder for layer files
-	layers []*Built // built layers, in recipe order
+	stage  string // staging folder for layer files
+	// builds are the distinct layers to build: one per recipe layer,
+	// or one per group of platforms whose bases differ in the folders
+	// the layer writes.
+	builds []*layerBuild
+	// platformLayers lists, for each platform of the base (in
+	// plan.base.images order), its layers in recipe order.
+	platformLayers [][]*layerBuild
 	// out is the assembled image or index.
 	out partial.Describable
 	// tx records the blobs written to the local layout, for rollback.
@@ -46,7 +52,7 @@ func (b *Baker) Build(ctx context.Context, p *Plan) (*catalog.Image, error) {
 		return nil, err
 	}
 	st := &buildState{plan: p, layout: l}
-	list := []steps.Step[buildState]{stageStep{}, layersStep{b}, assembleStep{b}}
+	list := []steps.Step[buildState]{stageStep{}, lowerStep{b}, layersStep{b}, assembleStep{b}}
 	if p.Location != "" {
 		list = append(list, writeLayoutStep{b})
 	} else {
@@ -103,6 +109,68 @@ func (stageStep) Cleanup(_ context.Context, st *buildState, _ bool) error {
 	return os.RemoveAll(st.stage)
 }
 
+// layerBuild is one layer to build: a recipe layer, with the folders
+// it writes that already exist below it.
+type layerBuild struct {
+	index     int      // in the recipe's layers
+	platforms []string // the platforms it is for
+	kept      keptDirs
+	built     *Built
+}
+
+// lowerStep reads the folders of each platform's base (and of the
+// recipe's earlier layers) that the layers write again, so that they
+// keep their mode, owner and times, and groups platforms whose bases
+// agree on them so that each layer is built once per group.
+type lowerStep struct{ b *Baker }
+
+func (lowerStep) Name() string { return "read the base's folders" }
+
+func (s lowerStep) Run(ctx context.Context, st *buildState, _ progress.Step) error {
+	c := st.plan.container
+	images := st.plan.base.images
+	cache := map[v1.Hash][]lowerOp{}
+	fss := make([]*lowerFS, len(images))
+	for i, pi := range images {
+		fs, err := readLowerFS(ctx, pi.img, s.b.jobs, cache)
+		if err != nil {
+			return fmt.Errorf("reading base %s (%s): %w", st.plan.base.name, pi.platform.String(), err)
+		}
+		fss[i] = fs
+	}
+	st.builds, st.platformLayers = nil, make([][]*layerBuild, len(images))
+	for li, l := range c.Layers {
+		// The last layer over nothing (one layer on scratch) keeps
+		// nothing: its entries need not be listed (a tarball read twice).
+		bare := li == len(c.Layers)-1 && !slices.ContainsFunc(fss, func(fs *lowerFS) bool { return !fs.empty() })
+		var es []layerEntry
+		if !bare {
+			var err error
+			if es, err = plannedEntries(ctx, l); err != nil {
+				return fmt.Errorf("layer %d (%s): %w", li+1, l.Source, err)
+			}
+		}
+		var group []*layerBuild
+		for i, pi := range images {
+			kept, err := planKept(l, es, fss[i], s.b.epoch)
+			if err != nil {
+				return fmt.Errorf("layer %d (%s) on base %s (%s): %w", li+1, l.Source, st.plan.base.name, pi.platform.String(), err)
+			}
+			j := slices.IndexFunc(group, func(b *layerBuild) bool { return b.kept.equal(kept) })
+			if j < 0 {
+				j = len(group)
+				group = append(group, &layerBuild{index: li, kept: kept})
+			}
+			group[j].platforms = append(group[j].platforms, pi.platform.String())
+			st.platformLayers[i] = append(st.platformLayers[i], group[j])
+		}
+		st.builds = append(st.builds, group...)
+	}
+	return nil
+}
+
+func (lowerStep) Cleanup(context.Context, *buildState, bool) error { return nil }
+
 // layersStep builds every layer concurrently.
 type layersStep struct{ b *Baker }
 
@@ -112,18 +180,23 @@ func (s layersStep) Name() string {
 
 func (s layersStep) Run(ctx context.Context, st *buildState, _ progress.Step) error {
 	c := st.plan.container
-	st.layers = make([]*Built, len(c.Layers))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.b.jobs)
-	for i, l := range c.Layers {
+	shared := len(st.builds) == len(c.Layers)
+	for _, lb := range st.builds {
+		i, l := lb.index, c.Layers[lb.index]
 		g.Go(func() error {
-			ps := s.b.progress.Step(fmt.Sprintf("%s: layer %d/%d %s → %s", c.Name, i+1, len(c.Layers), l.Source, l.Destination))
-			built, err := BuildLayer(gctx, l, st.stage, s.b.epoch, ps)
+			name := fmt.Sprintf("%s: layer %d/%d %s → %s", c.Name, i+1, len(c.Layers), l.Source, l.Destination)
+			if !shared {
+				name += " (" + strings.Join(lb.platforms, ", ") + ")"
+			}
+			ps := s.b.progress.Step(name)
+			built, err := BuildLayer(gctx, l, st.stage, s.b.epoch, ps, withKept(lb.kept))
 			ps.Done(err)
 			if err != nil {
 				return fmt.Errorf("layer %d (%s): %w", i+1, l.Source, catalogoci.ExplainDiskError(st.layout.Dir(), err))
 			}
-			st.layers[i] = built
+			lb.built = built
 			return nil
 		})
 	}
@@ -141,8 +214,12 @@ func (s assembleStep) Run(_ context.Context, st *buildState, _ progress.Step) er
 	p := st.plan
 	ann := s.b.annotations(p)
 	var imgs []v1.Image
-	for _, pi := range p.base.images {
-		img, err := s.b.image(p, pi, st.layers, ann)
+	for i, pi := range p.base.images {
+		layers := make([]*Built, len(st.platformLayers[i]))
+		for j, lb := range st.platformLayers[i] {
+			layers[j] = lb.built
+		}
+		img, err := s.b.image(p, pi, layers, ann)
 		if err != nil {
 			return err
 		}
@@ -185,8 +262,13 @@ func (b *Baker) annotations(p *Plan) map[string]string {
 // image builds one platform's image: base + layers, config, annotations.
 func (b *Baker) image(p *Plan, pi platformImage, layers []*Built, ann map[string]string) (v1.Image, error) {
 	c := p.container
-	img := mutate.MediaType(pi.img, types.OCIManifestSchema1)
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	if pi.platform.OS == "" || pi.platform.Architecture == "" {
+		return nil, fmt.Errorf("base %s names no os and architecture for one of its images (%q); name the platforms in the recipe, like platforms = [\"linux/amd64\"]", p.base.name, pi.platform.String())
+	}
+	img, err := ociImage(pi.img)
+	if err != nil {
+		return nil, fmt.Errorf("reading base %s: %w", p.base.name, err)
+	}
 	adds := make([]mutate.Addendum, len(layers))
 	for i, l := range layers {
 		adds[i] = mutate.Addendum{
@@ -199,7 +281,7 @@ func (b *Baker) image(p *Plan, pi platformImage, layers []*Built, ann map[string
 			},
 		}
 	}
-	img, err := mutate.Append(img, adds...)
+	img, err = mutate.Append(img, adds...)
 	if err != nil {
 		return nil, fmt.Errorf("adding layers: %w", err)
 	}
@@ -277,8 +359,8 @@ func (writeLayoutStep) Name() string { return "write to OCI layout" }
 func (s writeLayoutStep) Run(ctx context.Context, st *buildState, _ progress.Step) error {
 	p := st.plan
 	st.tx = st.layout.Begin()
-	for _, l := range st.layers {
-		if _, err := st.tx.AdoptBlob(l.Digest, l.Path); err != nil {
+	for _, lb := range st.builds {
+		if _, err := st.tx.AdoptBlob(lb.built.Digest, lb.built.Path); err != nil {
 			return err
 		}
 	}

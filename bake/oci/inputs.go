@@ -30,6 +30,11 @@ import (
 // baked the old way stop matching.
 const layerFormat = "bakery-layer/v1 tar=pax order=bytes gzip=pgzip/default/1MiB"
 
+// keptFolders names how a layer writes a folder that already exists
+// below it (in the base or an earlier layer): with that folder's mode,
+// owner, times and extended attributes. It is part of every bake key.
+const keptFolders = "kept/v1"
+
 // inputBufSize is the read buffer of each HashInputs worker: large enough
 // that system calls cost nothing next to sha256, small enough that one
 // per core stays cheap on machines with many cores.
@@ -46,6 +51,9 @@ type layerEntry struct {
 	link     string // symlink target, as found
 	size     int64  // content size of a regular file
 	src      string // file the content is read from (regular files only)
+	// kept is set on a folder that already exists below the layer: it
+	// is written with that folder's metadata instead (see keptDirs).
+	kept *dirMeta
 }
 
 // layerOwner returns the uid and gid of every entry the layer owns.
@@ -86,9 +94,10 @@ func layerDestination(l *recipes.Layer) (dst string, isDir bool, err error) {
 }
 
 // layerParents returns directory entries for dir ("a/b/c", "" for the
-// root) and each of its ancestors, outermost first. The ancestors are
-// owned by root; dir itself, which the recipe names as the destination,
-// is owned by the layer's uid and gid. All have mode 0755.
+// root) and each of its ancestors, outermost first, owned by the
+// layer's uid and gid, mode 0755. Those that already exist below the
+// layer are written with the metadata they have there instead (see
+// keptDirs): a layer never changes a folder the base has.
 func layerParents(dir string, uid, gid int) []layerEntry {
 	if dir == "" {
 		return nil
@@ -98,11 +107,7 @@ func layerParents(dir string, uid, gid int) []layerEntry {
 		if i < len(dir) && dir[i] != '/' {
 			continue
 		}
-		e := layerEntry{name: dir[:i] + "/", typ: tar.TypeDir, mode: 0o755}
-		if i == len(dir) {
-			e.uid, e.gid = uid, gid
-		}
-		es = append(es, e)
+		es = append(es, layerEntry{name: dir[:i] + "/", typ: tar.TypeDir, mode: 0o755, uid: uid, gid: gid})
 	}
 	return es
 }
@@ -144,7 +149,7 @@ func layerEntries(ctx context.Context, l *recipes.Layer) ([]layerEntry, error) {
 			// At the destination exactly: its folders are all ancestors.
 			name = dst
 			if dir := path.Dir(dst); dir != "." {
-				es = layerParents(dir, 0, 0)
+				es = layerParents(dir, uid, gid)
 			}
 		}
 		es = append(es, layerEntry{
@@ -317,6 +322,11 @@ func hashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher,
 	}
 
 	k.AddString("oci.layer-format", layerFormat)
+	// A folder that exists below a layer is written with the metadata it
+	// has there, so layer bytes also depend on the base, whose digest is
+	// in the key, and on the earlier layers, hashed here. Bakes made
+	// before this rule wrote such folders as root:root 0755.
+	k.AddString("oci.existing-folders", keptFolders)
 	var buf []byte
 	for _, p := range plans {
 		l := p.l

@@ -63,6 +63,7 @@ type LayerOption func(*layerOptions)
 
 type layerOptions struct {
 	concurrency int
+	kept        keptDirs // folders that exist below the layer (see withKept)
 }
 
 // WithLayerConcurrency sets how many 1 MiB blocks of one layer are
@@ -83,8 +84,8 @@ func WithLayerConcurrency(n int) LayerOption {
 // the inputs.
 //
 // The tar stream is deterministic. It starts with the folders leading to
-// the destination (mode 0755; those above the destination are owned by
-// root, the destination folder itself by the layer's owner), followed by
+// the destination (mode 0755, owned by the layer's owner; a folder that
+// exists below the layer is written as it is there, see keptDirs), followed by
 // the entries of a file or folder source in byte order of their names
 // (a folder before its contents), or those of a tarball source in
 // archive order. Names are relative, folders end in "/". Every time is
@@ -128,7 +129,8 @@ func BuildLayer(ctx context.Context, l *recipes.Layer, dir string, epoch time.Ti
 		if entries, err = layerEntries(ctx, l); err != nil {
 			return nil, err
 		}
-		for _, e := range entries {
+		for i, e := range entries {
+			entries[i] = o.kept.keep(e)
 			total += e.size
 		}
 	case recipes.SourceTarball:
@@ -155,7 +157,7 @@ func BuildLayer(ctx context.Context, l *recipes.Layer, dir string, epoch time.Ti
 	}()
 
 	if archive != nil {
-		err = w.writeTarball(l, archive)
+		err = w.writeTarball(l, archive, o.kept)
 	} else {
 		err = w.writeEntries(entries)
 	}
@@ -226,6 +228,9 @@ func (w *layerWriter) header(e layerEntry) *tar.Header {
 	}
 	if e.typ == tar.TypeReg {
 		h.Size = e.size
+	}
+	if e.kept != nil {
+		e.kept.apply(h)
 	}
 	return h
 }

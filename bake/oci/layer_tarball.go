@@ -38,15 +38,16 @@ func openTarball(l *recipes.Layer) (*os.File, int64, error) {
 
 // writeTarball re-emits the entries of a tar archive (plain or gzip,
 // told apart by its first bytes) under the layer's destination, in
-// archive order and normalised like files from disk.
-func (w *layerWriter) writeTarball(l *recipes.Layer, archive *os.File) error {
+// archive order and normalised like files from disk. A folder that
+// exists below the layer (in kept) is written as it is there.
+func (w *layerWriter) writeTarball(l *recipes.Layer, archive *os.File, kept keptDirs) error {
 	dst, _, err := layerDestination(l)
 	if err != nil {
 		return err
 	}
 	uid, gid := layerOwner(l)
 	for _, e := range layerParents(dst, uid, gid) {
-		if err := w.writeHeader(e); err != nil {
+		if err := w.writeHeader(kept.keep(e)); err != nil {
 			return err
 		}
 	}
@@ -103,7 +104,7 @@ func (w *layerWriter) writeTarball(l *recipes.Layer, archive *os.File) error {
 		default:
 			return fmt.Errorf("reading tarball %s: entry %q has unsupported type %q; repack the archive with regular files, folders and links only", l.Path, hdr.Name, hdr.Typeflag)
 		}
-		if err := w.writeHeader(e); err != nil {
+		if err := w.writeHeader(kept.keep(e)); err != nil {
 			return err
 		}
 		if e.typ != tar.TypeReg {

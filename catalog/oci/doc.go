@@ -13,10 +13,13 @@
 //
 // Writes to a [Layout] are safe against interruption and against concurrent
 // bakery processes: blobs only ever appear complete under their final name,
-// and index.json, the only file that makes anything visible, is replaced
-// atomically by [Tx.Commit] while holding the layout's lock.
+// and index.json, the only file that makes an image visible, is replaced
+// atomically by [Tx.Commit] while holding the layout's lock (as is the
+// history file, bakery-history.json, which lists the lifecycle events
+// apart from the images: see [Layout.History]).
 //
 // Retiring a version ([LayoutStore.RemoveVersion], then [Layout.Prune];
 // [RegistryStore.RemoveVersion]) refuses a version a stage tag names, and in
-// a layout deletes only blobs nothing in index.json references any more.
+// a layout deletes only blobs nothing in index.json or the history file
+// references any more.
 package oci

@@ -21,9 +21,14 @@ import (
 const (
 	ociLayoutFile = "oci-layout"
 	indexFile     = "index.json"
-	lockFile      = ".lock"
-	tmpDir        = "tmp"
-	blobsDir      = "blobs"
+	// historyFile is bakery's own file in a layout: an OCI image index
+	// listing the event artifacts (see EventArtifactType), kept out of
+	// index.json so that tools reading the layout (crane push, skopeo,
+	// umoci, a base = "oci:DIR") see the images only.
+	historyFile = "bakery-history.json"
+	lockFile    = ".lock"
+	tmpDir      = "tmp"
+	blobsDir    = "blobs"
 )
 
 // DefaultDirName is the layout directory bakery uses, relative to the
@@ -210,6 +215,48 @@ func (l *Layout) Descriptors() ([]v1.Descriptor, error) {
 		return nil, err
 	}
 	return im.Manifests, nil
+}
+
+// History returns the event artifacts of the layout's history file (see
+// [EventArtifactType]), in order, with their annotations; none when the
+// layout has no history yet. Layouts written by older bakery versions
+// list them in index.json instead (see [Layout.Descriptors]); the next
+// change bakery commits moves them here.
+func (l *Layout) History() ([]v1.Descriptor, error) {
+	path := l.path(historyFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fileError("reading", path, err)
+	}
+	var im v1.IndexManifest
+	if err := json.Unmarshal(b, &im); err != nil {
+		return nil, fmt.Errorf("reading %s: it is not a valid OCI image index: %w: restore it from a backup", path, err)
+	}
+	return im.Manifests, nil
+}
+
+// allDescriptors returns the descriptors of index.json, then those of the
+// history file: everything in the layout that references blobs.
+func (l *Layout) allDescriptors() ([]v1.Descriptor, error) {
+	descs, err := l.Descriptors()
+	if err != nil {
+		return nil, err
+	}
+	hist, err := l.History()
+	if err != nil {
+		return nil, err
+	}
+	return append(descs, hist...), nil
+}
+
+// isEventEntry reports whether d, a descriptor of index.json or of the
+// history file, lists an event artifact rather than an image.
+func isEventEntry(d v1.Descriptor) bool {
+	_, named := d.Annotations[catalog.AnnotationRefName]
+	return !named && d.Annotations[AnnotationSubject] != ""
 }
 
 // Find returns the descriptor tagged refName ("NAME:TAG", stored in the

@@ -69,8 +69,8 @@ func TestLayoutStoreLifecycle(t *testing.T) {
 		}
 	}
 
-	// Promote; the stage repository does not apply to a layout.
-	dev := catalog.StageSpec{Name: "dev", Repository: "ghcr.io/acme/ignored"}
+	// Promote into a stage of the layout (no repository of its own).
+	dev := catalog.StageSpec{Name: "dev"}
 	ev := promoteEvent("1.0.0", "dev", "ann", testTime(0))
 	if err := s.Promote(ctx, entryOf(t, es, "1.0.0"), dev, ev); err != nil {
 		t.Fatal(err)
@@ -154,7 +154,8 @@ func TestLayoutStoreLifecycle(t *testing.T) {
 }
 
 // TestLayoutStoreEventsAreUnnamed checks how events are stored: a manifest
-// blob with the image as subject, listed in index.json without a ref name.
+// blob with the image as subject, listed without a ref name in the
+// layout's history file, not in index.json, which lists images only.
 func TestLayoutStoreEventsAreUnnamed(t *testing.T) {
 	dir := t.TempDir()
 	l := openLayout(t, dir)
@@ -164,14 +165,20 @@ func TestLayoutStoreEventsAreUnnamed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var evs []v1.Descriptor
 	for _, d := range descs {
 		if _, named := d.Annotations[catalog.AnnotationRefName]; !named {
-			evs = append(evs, d)
+			t.Errorf("index.json lists an unnamed descriptor %v", d.Annotations)
 		}
 	}
+	evs, err := l.History()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(evs) != 1 {
-		t.Fatalf("%d unnamed descriptors, want 1 event", len(evs))
+		t.Fatalf("%d descriptors in the history file, want 1 event", len(evs))
+	}
+	if _, named := evs[0].Annotations[catalog.AnnotationRefName]; named {
+		t.Errorf("the event has a ref name: %v", evs[0].Annotations)
 	}
 	d := evs[0]
 	if d.ArtifactType != EventArtifactType || d.Annotations[AnnotationSubject] != digestOf(t, imgs["1.0.0"]) ||

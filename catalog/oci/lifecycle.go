@@ -22,12 +22,13 @@ import (
 // empty config, the empty descriptor as its only layer, and the event in
 // its annotations (AnnotationEvent*). Registries list an image's events with
 // the referrers API (or the referrers fallback tag); a layout lists them in
-// index.json without a ref name, with AnnotationSubject naming the image.
+// its history file (bakery-history.json, an OCI index beside index.json;
+// see Layout.History), with AnnotationSubject naming the image.
 const (
 	// EventArtifactType is the artifactType of an event manifest.
 	EventArtifactType = "application/vnd.dev.bakery.event.v1+json"
 	// AnnotationSubject is, on an event's descriptor in a layout's
-	// index.json, the digest of the image the event is about.
+	// history file, the digest of the image the event is about.
 	AnnotationSubject = "dev.bakery.subject"
 	// AnnotationEventAction is the event's action (catalog.Action*).
 	AnnotationEventAction = "dev.bakery.event.action"

@@ -105,7 +105,9 @@ func (s *RegistryStore) Entries(ctx context.Context) ([]catalog.Entry, error) {
 //
 //  1. with spec.Repository set, it copies the image there by digest (blobs
 //     are mounted from the repository within one registry and streamed only
-//     when missing across registries; nothing is rebuilt, the digest stays);
+//     when missing across registries; nothing is rebuilt, the digest stays)
+//     and tags it STAGE_REPO:VERSION, refusing, before any change, when
+//     that version tag holds another image (see publish);
 //  2. it records ev on the image, unless an identical event (action, stage,
 //     time) is there or the image already holds a live promotion into the
 //     stage with the same repository;
@@ -115,6 +117,8 @@ func (s *RegistryStore) Entries(ctx context.Context) ([]catalog.Entry, error) {
 //  4. it reads everything again and repeats 3 until two reads in a row
 //     find the tag on the winner (at most 12 reads), so that concurrent
 //     promotions into one stage end with exactly one holder, the newest;
+//     a tag of the stage left in another repository by an earlier
+//     configuration is then emptied (see [EmptyStageArtifactType]);
 //  5. it records a demote event ("replaced by VERSION", at the winner's
 //     promotion time) on every other version that lost the stage, re-reading
 //     each one's history first; processes racing to demote the same
@@ -192,10 +196,12 @@ func (s *RegistryStore) Promote(ctx context.Context, e catalog.Entry, spec catal
 }
 
 // Revoke records ev (a revoke; its Time must be set) on version e, unless
-// the image is already revoked, and deletes every stage tag that points at
+// the image is already revoked, and empties every stage tag that points at
 // the image, in its repository and in the stage repositories it was
-// promoted into (each tag is re-read right before its deletion). Running it
-// again finishes the job.
+// promoted into (each tag is re-read right before): the tag is pointed at
+// an empty stage artifact naming the revocation (see
+// [EmptyStageArtifactType]), which works on registries that delete no tag.
+// Running it again finishes the job.
 func (s *RegistryStore) Revoke(ctx context.Context, e catalog.Entry, ev catalog.Event) error {
 	fail := func(err error) error {
 		return fmt.Errorf("revoking %s@%s (%s in %s): %w", s.recipe, e.Version, s.artifact, s.repo, err)
@@ -234,8 +240,9 @@ func (s *RegistryStore) Revoke(ctx context.Context, e catalog.Entry, ev catalog.
 		t := repo.Tag(p.Stage)
 		tags[t.String()] = t
 	}
+	why := revokedWhy(v, re)
 	for _, k := range slices.Sorted(maps.Keys(tags)) {
-		if err := ss.untagIf(tags[k], v.desc.Digest); err != nil {
+		if err := ss.emptyIf(tags[k], v.desc.Digest, why); err != nil {
 			return fail(err)
 		}
 	}
@@ -292,7 +299,18 @@ type regSession struct {
 }
 
 func (s *RegistryStore) session(ctx context.Context) (*regSession, error) {
-	base := s.reg.remoteOptions(ctx)
+	opts, err := s.reg.sessionOptions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &regSession{s: s, ctx: ctx, opts: opts, versions: map[string]*version{}}, nil
+}
+
+// sessionOptions returns the remote options of one store call: one puller
+// and one pusher shared by its requests (one ping and token per
+// repository).
+func (r *Registry) sessionOptions(ctx context.Context) ([]remote.Option, error) {
+	base := r.remoteOptions(ctx)
 	puller, err := remote.NewPuller(base...)
 	if err != nil {
 		return nil, fmt.Errorf("setting up registry client: %w", err)
@@ -301,8 +319,7 @@ func (s *RegistryStore) session(ctx context.Context) (*regSession, error) {
 	if err != nil {
 		return nil, fmt.Errorf("setting up registry client: %w", err)
 	}
-	opts := append(base, remote.Reuse(puller), remote.Reuse(pusher))
-	return &regSession{s: s, ctx: ctx, opts: opts, versions: map[string]*version{}}, nil
+	return append(base, remote.Reuse(puller), remote.Reuse(pusher)), nil
 }
 
 // with returns the session's options with ctx.
@@ -479,36 +496,21 @@ func (ss *regSession) writeEvent(v *version, e event) error {
 	return fmt.Errorf("%s: the registry does not list the event after %d writes: retry", what, eventWrites)
 }
 
-// copyTo copies v by digest into dst unless it is there already: blobs
-// are mounted from the store's repository when dst is in the same
+// copyTo publishes v in dst (see publish), reading it from the store's
+// repository: blobs are mounted from there when dst is in the same
 // registry, and only missing blobs are streamed otherwise.
 func (ss *regSession) copyTo(v *version, dst name.Repository) error {
-	ref := dst.Digest(v.desc.Digest.String())
-	if there, err := ss.head(ss.ctx, ref); err != nil || there != nil {
-		return err
-	}
 	src := ss.s.repo.Digest(v.desc.Digest.String())
-	desc, err := remote.Get(src, ss.opts...)
-	if err != nil {
-		return fmt.Errorf("copying %s to %s: %w", src, dst, ss.explain(ss.s.repo, err))
-	}
-	if desc.MediaType.IsIndex() {
-		idx, ierr := desc.ImageIndex()
-		if ierr == nil {
-			ierr = remote.WriteIndex(ref, idx, ss.opts...)
+	return publish(ss.ctx, ss.opts, v, dst, func() (any, error) {
+		desc, err := remote.Get(src, ss.opts...)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", src, ss.explain(ss.s.repo, err))
 		}
-		err = ierr
-	} else {
-		img, ierr := desc.Image()
-		if ierr == nil {
-			ierr = remote.Write(ref, img, ss.opts...)
+		if desc.MediaType.IsIndex() {
+			return desc.ImageIndex()
 		}
-		err = ierr
-	}
-	if err != nil {
-		return fmt.Errorf("copying %s to %s: %w", src, dst, ss.explain(dst, err))
-	}
-	return nil
+		return desc.Image()
+	})
 }
 
 // tagged returns the digest tag points at, or the zero hash if none.
@@ -518,18 +520,6 @@ func (ss *regSession) tagged(tag name.Tag) (v1.Hash, error) {
 		return v1.Hash{}, err
 	}
 	return d.Digest, nil
-}
-
-// untagIf deletes tag if it still points at digest.
-func (ss *regSession) untagIf(tag name.Tag, digest v1.Hash) error {
-	h, err := ss.tagged(tag)
-	if err != nil || h != digest {
-		return err
-	}
-	if err := remote.Delete(tag, ss.opts...); err != nil && (ss.ctx.Err() != nil || !isAbsent(err)) {
-		return fmt.Errorf("deleting tag %s: %w", tag, ss.explain(tag.Context(), err))
-	}
-	return nil
 }
 
 // stageRepo is where the stage tag of promotion we lives.
@@ -582,15 +572,10 @@ func (ss *regSession) converge(stage string) (*regState, *version, *event, error
 				settled = w.desc.Digest
 				continue // confirm with another read
 			}
-			// The stage lives in another repository now: a tag left in
-			// the image's own repository by an earlier configuration
-			// would keep serving an old version.
-			if where.Name() != ss.s.repo.Name() {
-				if old, ok := st.others[stage]; ok {
-					if err := ss.untagIf(ss.s.repo.Tag(stage), old); err != nil {
-						return nil, nil, nil, err
-					}
-				}
+			// A tag of the stage left in another repository by an
+			// earlier configuration would keep serving an old version.
+			if err := emptyLeftBehind(ss.ctx, ss.opts, ss.s.recipe, ss.s.artifact, &st.lifecycle, stage, ss.s.repo, where); err != nil {
+				return nil, nil, nil, err
 			}
 			return st, w, we, nil
 		}
@@ -610,14 +595,24 @@ func (ss *regSession) converge(stage string) (*regState, *version, *event, error
 // repository) and where each version is: its repository, and every stage
 // repository it was promoted into that still has it.
 func (ss *regSession) placements(st *regState) (map[string]v1.Hash, map[*version][]catalog.Location, error) {
-	home := ss.s.repo.Name()
+	return placements(ss.ctx, ss.opts, ss.s.reg.jobs, &st.lifecycle, st.others, ss.s.repo.Name())
+}
+
+// placements finds which digest holds each stage of lc and where each
+// version is. A stage whose newest promotion names no repository is held
+// by others[stage], a tag where the versions are; one in another
+// repository by that repository's tag (a HEAD). Each version is at home
+// (its registry repository, or the layout directory) and in every stage
+// repository it was promoted into that still has its digest (a HEAD
+// each), at most jobs requests at once.
+func placements(ctx context.Context, opts []remote.Option, jobs int, lc *lifecycle, others map[string]v1.Hash, home string) (map[string]v1.Hash, map[*version][]catalog.Location, error) {
 	holders := map[string]v1.Hash{}
 	locations := map[*version][]catalog.Location{}
 	var checks []func(context.Context) error // HEADs in other repositories
 	var mu sync.Mutex                        // guards holders and locations once checks run
-	for stage, repo := range st.stageRepos() {
+	for stage, repo := range lc.stageRepos() {
 		if repo == "" {
-			if h, ok := st.others[stage]; ok {
+			if h, ok := others[stage]; ok {
 				holders[stage] = h
 			}
 			continue
@@ -627,7 +622,7 @@ func (ss *regSession) placements(st *regState) (map[string]v1.Hash, map[*version
 			continue // not a repository bakery wrote
 		}
 		checks = append(checks, func(ctx context.Context) error {
-			d, err := ss.head(ctx, r.Tag(stage))
+			d, err := head(ctx, opts, r.Tag(stage))
 			if d != nil {
 				mu.Lock()
 				holders[stage] = d.Digest
@@ -636,7 +631,7 @@ func (ss *regSession) placements(st *regState) (map[string]v1.Hash, map[*version
 			return err
 		})
 	}
-	for _, v := range st.versions {
+	for _, v := range lc.versions {
 		locations[v] = []catalog.Location{{Where: home, ID: v.desc.Digest.String()}}
 		repos := map[string]bool{}
 		for _, e := range v.events {
@@ -650,7 +645,7 @@ func (ss *regSession) placements(st *regState) (map[string]v1.Hash, map[*version
 				continue
 			}
 			checks = append(checks, func(ctx context.Context) error {
-				d, err := ss.head(ctx, r.Digest(v.desc.Digest.String()))
+				d, err := head(ctx, opts, r.Digest(v.desc.Digest.String()))
 				if d != nil {
 					mu.Lock()
 					locations[v] = append(locations[v], catalog.Location{Where: r.Name(), ID: v.desc.Digest.String()})
@@ -660,8 +655,8 @@ func (ss *regSession) placements(st *regState) (map[string]v1.Hash, map[*version
 			})
 		}
 	}
-	g, gctx := errgroup.WithContext(ss.ctx)
-	g.SetLimit(ss.s.reg.jobs)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
 	for _, check := range checks {
 		g.Go(func() error { return check(gctx) })
 	}
@@ -676,12 +671,18 @@ func (ss *regSession) placements(st *regState) (map[string]v1.Hash, map[*version
 
 // head HEADs ref; it returns nil, nil if there is no such manifest.
 func (ss *regSession) head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error) {
-	d, err := remote.Head(ref, ss.with(ctx)...)
+	return head(ctx, ss.opts, ref)
+}
+
+// head HEADs ref with opts and ctx; it returns nil, nil if there is no
+// such manifest.
+func head(ctx context.Context, opts []remote.Option, ref name.Reference) (*v1.Descriptor, error) {
+	d, err := remote.Head(ref, append(slices.Clip(opts), remote.WithContext(ctx))...)
 	if err != nil {
 		if ctx.Err() == nil && isAbsent(err) {
 			return nil, nil
 		}
-		return nil, fmt.Errorf("reading %s: %w", ref, ss.explain(ref.Context(), err))
+		return nil, fmt.Errorf("reading %s: %w", ref, explain(ctx, ref.Context(), err))
 	}
 	return d, nil
 }

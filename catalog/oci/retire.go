@@ -64,7 +64,7 @@ func (s *LayoutStore) removeVersion(ctx context.Context, e catalog.Entry, ev *ca
 				return fmt.Errorf("the tag %s:%s points at it now: it is staged; demote it first or leave it", s.name, tag)
 			}
 		}
-		descs, err := s.l.Descriptors()
+		descs, err := s.l.allDescriptors() // the history file lists the events
 		if err != nil {
 			return err
 		}
@@ -132,7 +132,7 @@ func (l *Layout) Prune(ctx context.Context, candidates []v1.Hash) (PruneReport, 
 		return rep, fmt.Errorf("pruning layout: %w", err)
 	}
 	defer unlock()
-	descs, err := l.Descriptors()
+	descs, err := l.allDescriptors() // the history file references blobs too
 	if err != nil {
 		return rep, fmt.Errorf("pruning layout: %w", err)
 	}

@@ -205,10 +205,10 @@ func (tx *Tx) Untag(refName string) error {
 	return nil
 }
 
-// attach stages adding desc to index.json without a ref name, so that
-// tools looking images up by name ignore it (bakery's event artifacts). A
-// descriptor without ref name and with the same digest already there is
-// kept as it is instead.
+// attach stages adding desc, without a ref name, to the layout's history
+// file (bakery's event artifacts; see Layout.History), so that tools
+// reading index.json see images only. A descriptor without ref name and
+// with the same digest already there is kept as it is instead.
 func (tx *Tx) attach(desc v1.Descriptor) error {
 	action := "attaching " + desc.Digest.String()
 	if err := checkHash(desc.Digest); err != nil {
@@ -228,9 +228,10 @@ func (tx *Tx) attach(desc v1.Descriptor) error {
 	return nil
 }
 
-// detachSubject stages removing from index.json every descriptor without
-// a ref name whose AnnotationSubject is subject: the event artifacts of an
-// image being removed.
+// detachSubject stages removing from the history file (and from
+// index.json, where older bakery versions listed them) every descriptor
+// without a ref name whose AnnotationSubject is subject: the event
+// artifacts of an image being removed.
 func (tx *Tx) detachSubject(subject v1.Hash) error {
 	if err := checkHash(subject); err != nil {
 		return fmt.Errorf("detaching the events of %s: %w", subject, err)
@@ -248,8 +249,9 @@ func (tx *Tx) detachSubject(subject v1.Hash) error {
 // that every blob the tagged descriptors reference is present, re-reads
 // index.json (another process may have committed meanwhile), applies the
 // staged changes in order, keeping every other descriptor as it is, and
-// replaces index.json atomically. If Commit fails, the layout is unchanged
-// and the transaction stays open: Rollback it.
+// replaces index.json atomically. Staged events go to the history file the
+// same way, just before (see Layout.writeChanges). If Commit fails, the
+// images are unchanged and the transaction stays open: Rollback it.
 func (tx *Tx) Commit(ctx context.Context) error {
 	return tx.commit(ctx, false)
 }
@@ -283,17 +285,8 @@ func (tx *Tx) commit(ctx context.Context, locked bool) error {
 				return fmt.Errorf("committing %s to layout %s: %w", cmp.Or(c.refName, c.desc.Digest.String()), tx.l.dir, err)
 			}
 		}
-		path := tx.l.path(indexFile)
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return fileError("committing to layout: reading", path, err)
-		}
-		updated, err := applyChanges(raw, tx.changes)
-		if err != nil {
-			return fmt.Errorf("committing to layout: %s: %w: restore it from a backup", path, err)
-		}
-		if _, err := writeFileAtomic(path, updated, true); err != nil {
-			return fmt.Errorf("committing to layout: %w", err)
+		if err := tx.l.writeChanges(tx.changes); err != nil {
+			return err
 		}
 	}
 	tx.state = txCommitted
@@ -375,11 +368,12 @@ func (l *Layout) checkComplete(ctx context.Context, desc v1.Descriptor) error {
 	return nil
 }
 
-// referenced returns every blob reachable from index.json. Damaged entries
-// are skipped: this only decides what Rollback must keep.
+// referenced returns every blob reachable from index.json and the history
+// file. Damaged entries are skipped: this only decides what Rollback must
+// keep.
 func (l *Layout) referenced(ctx context.Context) map[v1.Hash]bool {
 	keep := map[v1.Hash]bool{}
-	descs, err := l.Descriptors()
+	descs, err := l.allDescriptors()
 	if err != nil {
 		return keep
 	}
@@ -391,6 +385,89 @@ func (l *Layout) referenced(ctx context.Context) map[v1.Hash]bool {
 		keep[h] = true
 	}
 	return keep
+}
+
+// writeChanges applies changes to the layout's files: events (attach,
+// and detach) to the history file, tags to index.json (and detach too,
+// for events an older bakery listed there). Event entries still in
+// index.json are moved to the history file on the way. The history file
+// is replaced first, then index.json, each atomically: an interruption
+// between the two leaves an event recorded whose tag change is not made
+// yet, which the operation finishes when run again. The caller holds the
+// lock.
+func (l *Layout) writeChanges(changes []change) error {
+	var toIndex, toHistory []change
+	for _, c := range changes {
+		switch {
+		case c.subject != "":
+			toIndex = append(toIndex, c)
+			toHistory = append(toHistory, c)
+		case c.refName == "" && c.desc != nil:
+			toHistory = append(toHistory, c)
+		default:
+			toIndex = append(toIndex, c)
+		}
+	}
+	ipath, hpath := l.path(indexFile), l.path(historyFile)
+	iraw, err := os.ReadFile(ipath)
+	if err != nil {
+		return fileError("committing to layout: reading", ipath, err)
+	}
+	moved, err := legacyEvents(iraw)
+	if err != nil {
+		return fmt.Errorf("committing to layout: %s: %w: restore it from a backup", ipath, err)
+	}
+	if len(moved) > 0 {
+		// Attach first, so that a detach in this commit applies to them.
+		pre := make([]change, 0, len(moved)+len(toHistory))
+		for _, d := range moved {
+			pre = append(pre, change{desc: &d})
+			toIndex = append(toIndex, change{subject: d.Annotations[AnnotationSubject]})
+		}
+		toHistory = append(pre, toHistory...)
+	}
+	if len(toHistory) > 0 {
+		hraw, err := os.ReadFile(hpath)
+		if errors.Is(err, fs.ErrNotExist) {
+			hraw, err = []byte(emptyIndex), nil
+		}
+		if err != nil {
+			return fileError("committing to layout: reading", hpath, err)
+		}
+		updated, err := applyChanges(hraw, toHistory)
+		if err != nil {
+			return fmt.Errorf("committing to layout: %s: %w: restore it from a backup", hpath, err)
+		}
+		if _, err := writeFileAtomic(hpath, updated, true); err != nil {
+			return fmt.Errorf("committing to layout: %w", err)
+		}
+	}
+	if len(toIndex) > 0 {
+		updated, err := applyChanges(iraw, toIndex)
+		if err != nil {
+			return fmt.Errorf("committing to layout: %s: %w: restore it from a backup", ipath, err)
+		}
+		if _, err := writeFileAtomic(ipath, updated, true); err != nil {
+			return fmt.Errorf("committing to layout: %w", err)
+		}
+	}
+	return nil
+}
+
+// legacyEvents returns the event entries a raw index.json lists (older
+// bakery versions kept the history there).
+func legacyEvents(raw []byte) ([]v1.Descriptor, error) {
+	var im v1.IndexManifest
+	if err := json.Unmarshal(raw, &im); err != nil {
+		return nil, fmt.Errorf("parsing the index: %w", err)
+	}
+	var evs []v1.Descriptor
+	for _, d := range im.Manifests {
+		if isEventEntry(d) {
+			evs = append(evs, d)
+		}
+	}
+	return evs, nil
 }
 
 // applyChanges edits a raw index.json, touching only the descriptors the

@@ -19,6 +19,7 @@ import (
 	"github.com/bakery-sh/bakery/internal/progress"
 	"github.com/bakery-sh/bakery/internal/redact"
 	"github.com/bakery-sh/bakery/internal/steps"
+	"github.com/bakery-sh/bakery/recipes"
 )
 
 // Exit codes.
@@ -51,8 +52,13 @@ type env struct {
 	// logMask is the standard logger's output; verbs add the secrets it
 	// must hide (a bake: bakeami.Secrets of its recipes).
 	logMask *redact.Writer
+	// outMask and errMask mask the sensitive values of the recipes
+	// loaded (hide adds them) in everything written to stdout and stderr.
+	outMask, errMask *redact.Stream
 	// unknownCommand is set when the command line named no known verb.
 	unknownCommand bool
+	// failed is what the running verb noted for its error report.
+	failed failure
 }
 
 // getenv returns the value of key in the environment.
@@ -122,6 +128,9 @@ func readGlobals(c *ucli.Context) (globals, error) {
 
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {
+	if u, ok := w.(interface{ Unwrap() io.Writer }); ok {
+		w = u.Unwrap()
+	}
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
@@ -156,6 +165,9 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // run runs bakery in e (tests make an env with a clock of their own) and
 // returns the exit code; see Run.
 func (e *env) run(ctx context.Context, args []string) int {
+	e.outMask = redact.NewStream(e.stdout, recipes.SensitivePlaceholder)
+	e.errMask = redact.NewStream(e.stderr, recipes.SensitivePlaceholder)
+	e.stdout, e.stderr = e.outMask, e.errMask
 	stderr := e.stderr
 	// packer-plugin-sdk logs [DEBUG] lines through the standard logger;
 	// they are shown only with BAKERY_DEBUG=1, with secrets masked (the
@@ -171,26 +183,15 @@ func (e *env) run(ctx context.Context, args []string) int {
 	app := newApp(e)
 	err := app.RunContext(ctx, interspersed(app, args))
 	if err == nil && e.unknownCommand {
+		if jsonAsked(args) {
+			writeErrorDoc(e.stdout, e.errorDocument(exitUsage, "usage", e.failed.message, false))
+		}
 		return exitUsage
 	}
 	if err == nil {
 		return exitOK
 	}
-	var ee exitError
-	if errors.As(err, &ee) {
-		return ee.code
-	}
-	var ue usageError
-	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "bakery: %s\nRun 'bakery --help' for usage.\n", ue.msg)
-		return exitUsage
-	}
-	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		fmt.Fprintf(stderr, "bakery: interrupted: %v\n", err)
-		return exitFailure
-	}
-	fmt.Fprintf(stderr, "bakery: %v\n", err)
-	return exitFailure
+	return e.report(args, err, ctx.Err() != nil && errors.Is(err, context.Canceled))
 }
 
 // cleanupNotice is what a second interrupt prints.
@@ -287,18 +288,35 @@ func newApp(e *env) *ucli.App {
 		},
 		CommandNotFound: func(c *ucli.Context, name string) {
 			e.unknownCommand = true
+			e.failed.message = fmt.Sprintf("unknown command %q", name)
 			fmt.Fprintf(e.stderr, "bakery: unknown command %q\nRun 'bakery --help' for the list of commands.\n", name)
 		},
 		ExitErrHandler: func(*ucli.Context, error) {}, // exit codes are decided by Run
+		Metadata:       map[string]any{"env": e},
 	}
 	return app
 }
 
 // withUsageErrors makes flag errors of a command exit with code 2, and
 // adds the global flags so they may also follow the command name.
+// It also notes, before the command runs, what its JSON error document
+// needs (see env.beforeCommand).
 func withUsageErrors(cmd *ucli.Command) *ucli.Command {
 	cmd.Flags = append(cmd.Flags, globalFlags()...)
-	cmd.OnUsageError = func(_ *ucli.Context, err error, _ bool) error {
+	before := cmd.Before
+	cmd.Before = func(c *ucli.Context) error {
+		if e, ok := c.App.Metadata["env"].(*env); ok {
+			e.beforeCommand(c)
+		}
+		if before != nil {
+			return before(c)
+		}
+		return nil
+	}
+	cmd.OnUsageError = func(c *ucli.Context, err error, _ bool) error {
+		if e, ok := c.App.Metadata["env"].(*env); ok {
+			e.failed.command = cmd.Name
+		}
 		return usageError{fmt.Sprintf("%s: %v", cmd.Name, err)}
 	}
 	return cmd

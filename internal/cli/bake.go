@@ -81,7 +81,7 @@ func bakeCommand(e *env) *ucli.Command {
 				bakeoci.WithEpoch(epoch),
 				bakeoci.WithProgress(rep),
 				bakeoci.WithClock(e.now),
-				bakeoci.WithActor(e.localActor()),
+				bakeoci.WithActor(e.actor(c.Context, nil)),
 			)
 			if err != nil {
 				return err
@@ -323,13 +323,4 @@ func writeManifest(path string, results []*bake.Result) error {
 		return fmt.Errorf("writing manifest %s: %w", path, err)
 	}
 	return nil
-}
-
-// localActor is who acts when no cloud identity is known: $BAKERY_ACTOR,
-// else $USER.
-func (e *env) localActor() string {
-	if a := e.getenv("BAKERY_ACTOR"); a != "" {
-		return a
-	}
-	return e.getenv("USER")
 }

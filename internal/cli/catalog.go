@@ -3,15 +3,11 @@ package cli
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/bakery-sh/bakery/catalog"
@@ -40,54 +36,11 @@ func parseRef(s string) (recipe, version string, err error) {
 }
 
 // findRecipes loads the recipe named name (every recipe when name is
-// empty) from -f FILE or ./recipes/*.bake.hcl.
+// empty) from -f FILE or ./recipes/*.bake.hcl, all of it checked; see
+// findRecipesIn.
 func (e *env) findRecipes(c *ucli.Context, g globals, name string) ([]*recipes.Recipe, error) {
-	opts, err := e.recipeOptions(c)
-	if err != nil {
-		return nil, err
-	}
-	files := []string{c.String("file")}
-	if files[0] == "" {
-		files, err = filepath.Glob(filepath.Join("recipes", "*.bake.hcl"))
-		if err != nil {
-			return nil, fmt.Errorf("listing ./recipes: %w", err)
-		}
-		sort.Strings(files)
-		if len(files) == 0 {
-			return nil, fmt.Errorf("no recipe files in ./recipes: run bakery from your project folder or %s", nameTheFile(c))
-		}
-	}
-	loader := recipes.NewLoader()
-	var out []*recipes.Recipe
-	var names, loaded []string
-	for _, f := range files {
-		r, diags := loader.Load(f, opts)
-		if diags.HasErrors() {
-			// A broken recipe matters only when it is the one asked for.
-			if c.String("file") != "" || name == "" || strings.Contains(string(mustRead(f)), `recipe "`+name+`"`) {
-				if werr := loader.WriteDiagnostics(e.stderr, diags, e.color(g)); werr != nil {
-					return nil, werr
-				}
-				return nil, exitError{exitFailure}
-			}
-			continue
-		}
-		if i := slices.Index(names, r.Name); i >= 0 {
-			return nil, fmt.Errorf("recipe %q is defined twice, in %s and %s: rename one (bakery would not know which stages to use)", r.Name, loaded[i], f)
-		}
-		names = append(names, r.Name)
-		loaded = append(loaded, f)
-		if name == "" || r.Name == name {
-			out = append(out, r)
-		}
-	}
-	if len(out) == 0 {
-		if c.String("file") != "" {
-			return nil, fmt.Errorf("%s defines recipe %q, not %q", c.String("file"), strings.Join(names, ", "), name)
-		}
-		return nil, fmt.Errorf("unknown recipe %q; ./recipes has: %s (or %s)", name, strings.Join(names, ", "), nameTheFile(c))
-	}
-	return out, nil
+	rs, _, err := e.findRecipesIn(c, g, name, recipes.ScopeAll, false)
+	return rs, err
 }
 
 // nameTheFile says how the command c names a recipe file: with -f, or
@@ -97,11 +50,6 @@ func nameTheFile(c *ucli.Context) string {
 		return fmt.Sprintf("name the recipe file as an argument: bakery %s recipes/NAME.bake.hcl", c.Command.Name)
 	}
 	return "name the recipe file with -f FILE"
-}
-
-func mustRead(path string) []byte {
-	b, _ := os.ReadFile(path)
-	return b
 }
 
 // session holds what the catalog verbs share: AWS configuration, loaded
@@ -275,26 +223,4 @@ func stages(r *recipes.Recipe) map[string]promote.Stage {
 		}
 	}
 	return out
-}
-
-// actor is who acts: $BAKERY_ACTOR, else the AWS caller identity when AWS
-// is in use, else $USER.
-func (s *session) actor() string { return s.e.actor(s.c.Context, s.aws) }
-
-// actor is who acts: $BAKERY_ACTOR, else the AWS caller identity of cfg
-// (when not nil), else $USER.
-func (e *env) actor(ctx context.Context, cfg *aws.Config) string {
-	if a := e.getenv("BAKERY_ACTOR"); a != "" {
-		return a
-	}
-	if cfg != nil {
-		out, err := awsx.NewSTS(*cfg, "").GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
-		if err == nil && out.Arn != nil {
-			return *out.Arn
-		}
-	}
-	if u := e.getenv("USER"); u != "" {
-		return u
-	}
-	return "unknown"
 }

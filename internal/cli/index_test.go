@@ -3,10 +3,11 @@ package cli
 import (
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"io"
 	"log"
 	"net/http"
+
+	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -71,6 +72,7 @@ func outdatedCommand(e *env) *ucli.Command {
 					return err
 				}
 				stale = append(stale, found...)
+				warnFixedVersion(e.stderr, r, found)
 			}
 			switch {
 			case g.json:
@@ -105,12 +107,30 @@ func outdatedCommand(e *env) *ucli.Command {
 	})
 }
 
+// warnFixedVersion says, for a recipe whose version is written in it and
+// already baked, that rebaking it needs a new version there first: bake
+// would refuse to put other content under the same version.
+func warnFixedVersion(w io.Writer, r *recipes.Recipe, found []bake.Stale) {
+	if !r.VersionFixed() {
+		return
+	}
+	for _, s := range found {
+		if s.Version == r.Version {
+			fmt.Fprintf(w, "bakery: warning: %s's version %q is written in the recipe (%s:%d,%d) and already baked: "+
+				"bake will refuse to rebake it until it is bumped there, or until the recipe says version = var.version and the job gives -var version=...\n",
+				r.Name, r.Version, r.VersionRange.Filename, r.VersionRange.Start.Line, r.VersionRange.Start.Column)
+			return
+		}
+	}
+}
+
 // outdatedRecipes loads the recipes named by the arguments (names or
 // files), or every recipe in ./recipes.
 func (e *env) outdatedRecipes(c *ucli.Context, g globals) ([]*recipes.Recipe, error) {
 	args := c.Args().Slice()
 	if len(args) == 0 {
-		return e.findRecipes(c, g, "")
+		rs, _, err := e.findRecipesIn(c, g, "", recipes.ScopeBases, false)
+		return rs, err
 	}
 	var out []*recipes.Recipe
 	var files []string
@@ -119,14 +139,14 @@ func (e *env) outdatedRecipes(c *ucli.Context, g globals) ([]*recipes.Recipe, er
 			files = append(files, a)
 			continue
 		}
-		rs, err := e.findRecipes(c, g, a)
+		rs, _, err := e.findRecipesIn(c, g, a, recipes.ScopeBases, false)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, rs...)
 	}
 	if len(files) > 0 {
-		rs, err := e.loadRecipeFiles(c, g, files)
+		rs, err := e.loadRecipeFilesScoped(c, g, files, recipes.ScopeBases)
 		if err != nil {
 			return nil, err
 		}

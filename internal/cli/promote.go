@@ -6,14 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/catalog/ledger"
 	"github.com/bakery-sh/bakery/promote"
 	"github.com/bakery-sh/bakery/recipes"
@@ -42,7 +40,8 @@ func promoteCommand(e *env) *ucli.Command {
 			"before it (or into the first), after the stage's gates (min_soak,\n" +
 			"require_approval). AMIs are tagged, shared with the stage's accounts and\n" +
 			"copied to its regions; container images are copied by digest to the\n" +
-			"stage's repository and the stage tag is moved. The version that held the\n" +
+			"stage's repository (tagged VERSION there too; images baked into the local\n" +
+			"layout are pushed from it) and the stage tag is moved. The version that held the\n" +
 			"stage leaves it. Promoting what is already there changes nothing; after a\n" +
 			"failure, running the same command again finishes the job.\n\n" +
 			"With a ledger (a catalog block in the recipe, or BAKERY_LEDGER), the\n" +
@@ -72,7 +71,10 @@ func promoteCommand(e *env) *ucli.Command {
 			if c.String("to") == "" {
 				return usagef("promote needs the target stage: --to STAGE")
 			}
-			rs, err := e.findRecipes(c, g, name)
+			if c.Bool("force") && strings.TrimSpace(c.String("reason")) == "" {
+				return usagef("promote --force needs --reason \"...\": say why the stage order or gates are overridden (it is recorded in the history)")
+			}
+			rs, err := e.catalogRecipes(c, g, name)
 			if err != nil {
 				return err
 			}
@@ -269,7 +271,7 @@ func revokeCommand(e *env, revoke bool) *ucli.Command {
 				return err
 			}
 			if c.NArg() != 1 {
-				return usagef("%s takes one RECIPE@VERSION, for example: bakery %s web@1.4.2 --reason \"...\"", name, name)
+				return usagef("%s takes one RECIPE@VERSION, for example: bakery %s %s", name, name, strings.Replace(args, "RECIPE@VERSION", "web@1.4.2", 1))
 			}
 			rname, version, err := parseRef(c.Args().First())
 			if err != nil {
@@ -278,7 +280,7 @@ func revokeCommand(e *env, revoke bool) *ucli.Command {
 			if revoke && strings.TrimSpace(c.String("reason")) == "" {
 				return usagef("revoke needs a reason: give a --reason \"...\" (it is recorded in the history and shown by status)")
 			}
-			rs, err := e.findRecipes(c, g, rname)
+			rs, err := e.catalogRecipes(c, g, rname)
 			if err != nil {
 				return err
 			}
@@ -290,7 +292,7 @@ func revokeCommand(e *env, revoke bool) *ucli.Command {
 			if err := promote.Load(c.Context, arts); err != nil {
 				return err
 			}
-			if noop := alreadyRevoked(arts, version, revoke); noop {
+			if noop := promote.RevocationDone(arts, version, revoke); noop {
 				state := "not revoked"
 				if revoke {
 					state = "already revoked"
@@ -315,17 +317,4 @@ func revokeCommand(e *env, revoke bool) *ucli.Command {
 			return nil
 		},
 	})
-}
-
-// alreadyRevoked reports whether every artifact holds version and its
-// revocation is already revoke, so revoke (or unrevoke) has nothing to
-// do. A missing version is not: the revocation reports it.
-func alreadyRevoked(arts []*promote.Artifact, version string, revoke bool) bool {
-	for _, a := range arts {
-		i := slices.IndexFunc(a.Entries, func(e catalog.Entry) bool { return e.Version == version })
-		if i < 0 || a.Entries[i].Revoked != revoke {
-			return false
-		}
-	}
-	return len(arts) > 0
 }

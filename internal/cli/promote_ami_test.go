@@ -361,7 +361,7 @@ func TestPromoteAMIThroughStagesRevokeAndReadFromAnotherProcess(t *testing.T) {
 	refusedAMI(t, moto, env, fail, "has no version 9.9.9; known versions: 1.0.0, 1.1.0", "promote", "-f", recipe, "base@9.9.9", "--to", "dev")
 	refusedAMI(t, moto, env, fail, `unknown stage "qa"; the recipe's stages are dev → staging → prod`, "promote", "-f", recipe, "base@1.0.0", "--to", "qa")
 	refusedAMI(t, moto, env, fail, "ami base is not in dev, the stage before staging: promote it to dev first", "promote", "-f", recipe, "base@1.0.0", "--to", "staging")
-	refusedAMI(t, moto, env, []int{exitFailure, exitUsage}, `--force needs --reason`, "promote", "-f", recipe, "base@1.0.0", "--to", "staging", "--force")
+	refusedAMI(t, moto, env, usage, `--force needs --reason`, "promote", "-f", recipe, "base@1.0.0", "--to", "staging", "--force")
 	refusedAMI(t, moto, env, usage, "RECIPE@VERSION", "promote", "-f", recipe, "base", "--to", "dev")
 	refusedAMI(t, moto, env, usage, "--to", "promote", "-f", recipe, "base@1.0.0")
 

@@ -86,7 +86,7 @@ stage "prod" {
 		{[]string{"promote", "hello@1.0.0", "--to", "qa", "-f", recipe}, 1, `unknown stage "qa"`},
 		{[]string{"promote", "hello@1.1.0", "--to", "staging", "-f", recipe}, 1, "is not in dev, the stage before staging"},
 		{[]string{"promote", "hello@1.0.0", "--to", "staging", "-f", recipe}, 1, "staging needs 1h0m0s (gate min_soak)"},
-		{[]string{"promote", "hello@1.0.0", "--to", "staging", "--force", "-f", recipe}, 1, "--force needs --reason"},
+		{[]string{"promote", "hello@1.0.0", "--to", "staging", "--force", "-f", recipe}, 2, "--force needs --reason"},
 		{[]string{"promote", "hello@1.0.0", "-f", recipe}, 2, "--to STAGE"},
 		{[]string{"promote", "hello", "--to", "dev", "-f", recipe}, 2, "RECIPE@VERSION"},
 	} {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -51,7 +52,8 @@ func statusCommand(e *env) *ucli.Command {
 			if c.NArg() > 1 {
 				return usagef("status takes at most one RECIPE")
 			}
-			rs, err := e.findRecipes(c, g, c.Args().First())
+			// A recipe that does not load is reported and the others shown.
+			rs, failed, err := e.findRecipesIn(c, g, c.Args().First(), recipes.ScopeCatalog, true)
 			if err != nil {
 				return err
 			}
@@ -60,11 +62,11 @@ func statusCommand(e *env) *ucli.Command {
 			// credentials, registry down) does not hide the others.
 			var read []*recipes.Recipe
 			var all [][]*promote.Artifact
-			var failed []string
+			total := len(rs) + len(failed)
 			for _, r := range rs {
 				arts, err := s.loadCatalog([]*recipes.Recipe{r})
 				if err != nil {
-					if len(rs) == 1 || c.Context.Err() != nil {
+					if total == 1 || c.Context.Err() != nil {
 						return err
 					}
 					fmt.Fprintf(e.stderr, "bakery: %s: %v\n", r.Name, err)
@@ -78,6 +80,11 @@ func statusCommand(e *env) *ucli.Command {
 			for i, r := range read {
 				revoked = append(revoked, promote.Revoked(r.Name, all[i])...)
 			}
+			if c.Args().First() != "" && c.String("file") == "" {
+				// One recipe's images may be baked from another's: its
+				// taint needs the others' revocations, as without RECIPE.
+				revoked = append(revoked, s.revokedElsewhere(c.Args().First())...)
+			}
 			var docs []statusDoc
 			for i, r := range read {
 				d := statusDoc{RecipeStatus: promote.Status(r.Name, r.Stages, all[i], revoked)}
@@ -87,7 +94,7 @@ func statusCommand(e *env) *ucli.Command {
 				docs = append(docs, d)
 			}
 			if len(failed) > 0 {
-				defer fmt.Fprintf(e.stderr, "bakery: could not read %d of %d recipes (%s); see above\n", len(failed), len(rs), strings.Join(failed, ", "))
+				defer e.noteFailure("could not read %d of %d recipes (%s); see above", len(failed), total, strings.Join(failed, ", "))
 			}
 			if g.json {
 				if err := writeJSONLines(e.stdout, docs); err != nil {
@@ -107,6 +114,32 @@ func statusCommand(e *env) *ucli.Command {
 			return nil
 		},
 	})
+}
+
+// revokedElsewhere lists the revoked images of the recipes in ./recipes
+// other than name, for the taint of name's versions. A recipe that does
+// not load or whose catalog cannot be read is left out quietly: status
+// of every recipe reports it.
+func (s *session) revokedElsewhere(name string) []promote.RevokedImage {
+	opts, err := s.e.recipeOptions(s.c)
+	if err != nil {
+		return nil
+	}
+	files, _ := filepath.Glob(filepath.Join("recipes", "*.bake.hcl"))
+	loader := recipes.NewLoader()
+	var out []promote.RevokedImage
+	for _, f := range files {
+		r, diags := loader.Load(f, opts)
+		if diags.HasErrors() || r.Name == name {
+			continue
+		}
+		arts, err := s.loadCatalog([]*recipes.Recipe{r})
+		if err != nil {
+			continue
+		}
+		out = append(out, promote.Revoked(r.Name, arts[0])...)
+	}
+	return out
 }
 
 // statusDoc is one recipe's status: its versions × stages and, for the
@@ -260,7 +293,7 @@ func historyCommand(e *env) *ucli.Command {
 			if c.NArg() != 1 {
 				return usagef("history takes one RECIPE, for example: bakery history web")
 			}
-			rs, err := e.findRecipes(c, g, c.Args().First())
+			rs, err := e.catalogRecipes(c, g, c.Args().First())
 			if err != nil {
 				return err
 			}

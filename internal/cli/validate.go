@@ -2,8 +2,11 @@ package cli
 
 import (
 	"fmt"
+	"os"
 
 	ucli "github.com/urfave/cli/v2"
+
+	"github.com/bakery-sh/bakery/recipes"
 )
 
 // validation is the JSON document validate prints per recipe.
@@ -17,8 +20,11 @@ type validation struct {
 
 func validateCommand(e *env) *ucli.Command {
 	return withUsageErrors(&ucli.Command{
-		Name:      "validate",
-		Usage:     "check recipes offline: syntax, types, variables, input files, references",
+		Name:  "validate",
+		Usage: "check recipes offline: syntax, types, variables, input files, references",
+		Description: "Checks each recipe as bake would load it, and across the recipes given:\n" +
+			"no recipe name defined twice, no version equal to a stage name, and no\n" +
+			"named pipe, socket or device in a layer source folder.",
 		ArgsUsage: "RECIPE.bake.hcl|FOLDER...",
 		Flags:     varFlags(),
 		Action: func(c *ucli.Context) error {
@@ -29,6 +35,22 @@ func validateCommand(e *env) *ucli.Command {
 			rs, err := e.loadRecipes(c, g)
 			if err != nil {
 				return err
+			}
+			if diags := recipes.CheckSet(rs); diags.HasErrors() {
+				// A loader that holds the files shows the snippets.
+				loader := recipes.NewLoader()
+				for _, d := range diags {
+					if d.Subject != nil {
+						if src, err := os.ReadFile(d.Subject.Filename); err == nil {
+							loader.Format(d.Subject.Filename, src)
+						}
+					}
+				}
+				if err := e.writeDiagnostics(loader, diags, g); err != nil {
+					return err
+				}
+				e.noteFailure("%d problem(s) across the recipes; fix them and run again", len(diags))
+				return exitError{exitFailure}
 			}
 			var docs []validation
 			for _, r := range rs {

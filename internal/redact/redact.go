@@ -17,7 +17,7 @@ import (
 )
 
 // Placeholder replaces each secret.
-const Placeholder = "<sensitive>"
+const Placeholder = "(sensitive value)"
 
 // MinLen is the length in bytes below which a secret is not masked.
 const MinLen = 4
@@ -31,11 +31,17 @@ const maxHeld = 64 << 10
 // occurrences become one Placeholder. Each line of a secret that spans
 // several lines is a secret too.
 func Mask(s string, secrets []string) string {
+	return MaskAs(s, secrets, Placeholder)
+}
+
+// MaskAs is Mask with another placeholder, such as "(sensitive value)"
+// in recipe diagnostics and a program's own output.
+func MaskAs(s string, secrets []string, placeholder string) string {
 	covered := cover(s, secrets)
 	if covered == nil {
 		return s
 	}
-	return render(s, covered)
+	return render(s, covered, placeholder)
 }
 
 // cover marks the bytes of s that belong to a secret; it returns nil when
@@ -83,8 +89,8 @@ func withLines(secrets []string) []string {
 	return out
 }
 
-// render writes s with each run of covered bytes replaced by Placeholder.
-func render(s string, covered []bool) string {
+// render writes s with each run of covered bytes replaced by placeholder.
+func render(s string, covered []bool, placeholder string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); {
 		if !covered[i] {
@@ -92,7 +98,7 @@ func render(s string, covered []bool) string {
 			i++
 			continue
 		}
-		b.WriteString(Placeholder)
+		b.WriteString(placeholder)
 		for i < len(s) && covered[i] {
 			i++
 		}
@@ -195,3 +201,54 @@ func (w *Writer) Flush() error {
 	_, err := io.WriteString(w.w, out)
 	return err
 }
+
+// Stream masks secrets in what is written through it to another writer,
+// each Write on its own: unlike Writer it holds nothing back, so a
+// progress line redrawn in place or a prompt shows at once, but a secret
+// split across two Write calls is not found. It suits a program's own
+// output, written a line or a document per Write. It is safe for
+// concurrent use.
+type Stream struct {
+	w           io.Writer
+	placeholder string
+
+	mu      sync.Mutex
+	secrets []string
+}
+
+// NewStream returns a Stream that writes to w with each secret (added
+// with Add) replaced by placeholder.
+func NewStream(w io.Writer, placeholder string) *Stream {
+	return &Stream{w: w, placeholder: placeholder}
+}
+
+// Add adds secrets to mask from the next Write on. Secrets shorter than
+// MinLen bytes are ignored.
+func (s *Stream) Add(secrets ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sec := range secrets {
+		if len(sec) >= MinLen && !slices.Contains(s.secrets, sec) {
+			s.secrets = append(s.secrets, sec)
+		}
+	}
+}
+
+// Write masks p and writes it. It reports len(p) unless the underlying
+// writer fails.
+func (s *Stream) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	secrets := s.secrets
+	s.mu.Unlock()
+	if len(secrets) == 0 {
+		return s.w.Write(p)
+	}
+	if _, err := io.WriteString(s.w, MaskAs(string(p), secrets, s.placeholder)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Unwrap returns the writer s writes to (to ask whether it is a
+// terminal).
+func (s *Stream) Unwrap() io.Writer { return s.w }

@@ -17,15 +17,15 @@ func TestMask(t *testing.T) {
 		want    string
 	}{
 		{"no secrets", "export TOKEN='s3cr3t'", nil, "export TOKEN='s3cr3t'"},
-		{"one", "export TOKEN='s3cr3t'", []string{"s3cr3t"}, "export TOKEN='<sensitive>'"},
-		{"every occurrence", "s3cr3t and s3cr3t", []string{"s3cr3t"}, "<sensitive> and <sensitive>"},
-		{"longer secret wins", "pass=hunter22", []string{"hunter2", "hunter22"}, "pass=<sensitive>"},
-		{"overlapping secrets leave nothing", "abcdefgh", []string{"abcdef", "cdefgh"}, "<sensitive>"},
-		{"overlapping occurrences", "aaaaa", []string{"aaaa"}, "<sensitive>"},
+		{"one", "export TOKEN='s3cr3t'", []string{"s3cr3t"}, "export TOKEN='(sensitive value)'"},
+		{"every occurrence", "s3cr3t and s3cr3t", []string{"s3cr3t"}, "(sensitive value) and (sensitive value)"},
+		{"longer secret wins", "pass=hunter22", []string{"hunter2", "hunter22"}, "pass=(sensitive value)"},
+		{"overlapping secrets leave nothing", "abcdefgh", []string{"abcdef", "cdefgh"}, "(sensitive value)"},
+		{"overlapping occurrences", "aaaaa", []string{"aaaa"}, "(sensitive value)"},
 		{"shorter than MinLen is kept", "x=abc y=1", []string{"abc", "1", ""}, "x=abc y=1"},
-		{"exactly MinLen is masked", "x=abcd", []string{"abcd"}, "x=<sensitive>"},
-		{"multi-line secret", "a\nline1\nline2\nb", []string{"line1\nline2"}, "a\n<sensitive>\nb"},
-		{"each line of a multi-line secret", "out: line1\nout: line2\r\n", []string{"line1\r\nline2\r\n"}, "out: <sensitive>\nout: <sensitive>\r\n"},
+		{"exactly MinLen is masked", "x=abcd", []string{"abcd"}, "x=(sensitive value)"},
+		{"multi-line secret", "a\nline1\nline2\nb", []string{"line1\nline2"}, "a\n(sensitive value)\nb"},
+		{"each line of a multi-line secret", "out: line1\nout: line2\r\n", []string{"line1\r\nline2\r\n"}, "out: (sensitive value)\nout: (sensitive value)\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := redact.Mask(tc.in, tc.secrets); got != tc.want {
@@ -47,7 +47,7 @@ func TestWriterMasksASecretSplitAcrossWrites(t *testing.T) {
 				t.Fatalf("Write(%q) = %d, %v", part, n, err)
 			}
 		}
-		want := "[DEBUG] starting remote command: export TOKEN='<sensitive>'; run\n"
+		want := "[DEBUG] starting remote command: export TOKEN='(sensitive value)'; run\n"
 		if out.String() != want {
 			t.Fatalf("split at %d: wrote %q, want %q", i, out.String(), want)
 		}
@@ -58,17 +58,17 @@ func TestWriterHoldsAnUnfinishedLineUntilFlush(t *testing.T) {
 	var out strings.Builder
 	w := redact.NewWriter(&out, "s3cr3t")
 	fmt.Fprint(w, "one s3cr3t\ntwo s3c")
-	if out.String() != "one <sensitive>\n" {
+	if out.String() != "one (sensitive value)\n" {
 		t.Fatalf("after the first write: %q, want only the complete line", out.String())
 	}
 	fmt.Fprint(w, "r3t")
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if want := "one <sensitive>\ntwo <sensitive>"; out.String() != want {
+	if want := "one (sensitive value)\ntwo (sensitive value)"; out.String() != want {
 		t.Fatalf("after Flush: %q, want %q", out.String(), want)
 	}
-	if err := w.Flush(); err != nil || out.String() != "one <sensitive>\ntwo <sensitive>" {
+	if err := w.Flush(); err != nil || out.String() != "one (sensitive value)\ntwo (sensitive value)" {
 		t.Fatalf("a second Flush wrote %q, %v", out.String(), err)
 	}
 }
@@ -79,13 +79,13 @@ func TestWriterAddMasksTheHeldLine(t *testing.T) {
 	fmt.Fprint(w, "token=late-secret")
 	w.Add("late-secret", "abc") // "abc" is too short to mask
 	fmt.Fprint(w, " abc\n")
-	if want := "token=<sensitive> abc\n"; out.String() != want {
+	if want := "token=(sensitive value) abc\n"; out.String() != want {
 		t.Fatalf("wrote %q, want %q", out.String(), want)
 	}
 	if got := w.Secrets(); len(got) != 1 || got[0] != "late-secret" {
 		t.Errorf("Secrets() = %q, want [late-secret]", got)
 	}
-	if got := w.Mask("a late-secret"); got != "a <sensitive>" {
+	if got := w.Mask("a late-secret"); got != "a (sensitive value)" {
 		t.Errorf("Mask = %q", got)
 	}
 }
