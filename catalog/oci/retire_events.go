@@ -21,8 +21,9 @@ import (
 // A retired version's events go with it (they are referrers of its
 // manifest), so its retire event is kept apart, as a tombstone: an event
 // artifact without a subject that names the version in its own
-// annotations. In a layout its descriptor stays in index.json without a
-// ref name; in a registry it is tagged RetiredTagPrefix + VERSION. Stores
+// annotations. In a layout its descriptor stays in the history file
+// (bakery-history.json, with the events; see Layout.History); in a
+// registry it is tagged RetiredTagPrefix + ARTIFACT-VERSION. Stores
 // list them with RetiredEvents, so that history shows a version's end.
 const (
 	// AnnotationRetiredDigest is, on a tombstone, the digest of the
@@ -78,8 +79,8 @@ func retiredEvent(a map[string]string, recipe, artifact string, kind catalog.Kin
 
 // RetireVersion removes version e as [LayoutStore.RemoveVersion] does and,
 // in the same transaction, records ev (a retire event) as the version's
-// tombstone, which stays in index.json: [LayoutStore.RetiredEvents] lists
-// it. Running it again for a version gone already records nothing.
+// tombstone, which stays in the layout's history file:
+// [LayoutStore.RetiredEvents] lists it. Running it again for a version gone already records nothing.
 func (s *LayoutStore) RetireVersion(ctx context.Context, e catalog.Entry, ev catalog.Event) (*Removal, error) {
 	return s.removeVersion(ctx, e, &ev)
 }
@@ -87,7 +88,7 @@ func (s *LayoutStore) RetireVersion(ctx context.Context, e catalog.Entry, ev cat
 // RetiredEvents returns the retire events of the artifact's versions
 // retired from the layout, oldest first.
 func (s *LayoutStore) RetiredEvents(ctx context.Context) ([]catalog.Event, error) {
-	descs, err := s.l.Descriptors()
+	descs, err := s.l.allDescriptors() // the history file holds them; older layouts index.json
 	if err != nil {
 		return nil, fmt.Errorf("reading the retired versions of %s in layout %s: %w", s.name, s.l.dir, err)
 	}

@@ -13,7 +13,8 @@ import (
 )
 
 // UnreferencedBlob is a blob of the layout that no descriptor of
-// index.json references, directly or through a manifest or index: left by
+// index.json or of the history file references, directly or through a
+// manifest or index: left by
 // a prune or a bake that was killed, or staged by a bake that has not
 // committed yet.
 type UnreferencedBlob struct {
@@ -26,14 +27,14 @@ type UnreferencedBlob struct {
 }
 
 // UnreferencedBlobs lists the blobs of blobs/sha256 that nothing in
-// index.json references, oldest first. A bake writes its blobs before it
+// index.json or the history file references, oldest first. A bake writes its blobs before it
 // commits index.json, so a young one may be a bake's in progress: the
 // caller judges by Modified (retire waits a day). Files whose names are
 // not a sha256 digest are left out. If index.json references a manifest it
 // cannot read, it lists nothing and returns the error.
 func (l *Layout) UnreferencedBlobs(ctx context.Context) ([]UnreferencedBlob, error) {
 	what := fmt.Sprintf("listing the unreferenced blobs of layout %s", l.dir)
-	descs, err := l.Descriptors()
+	descs, err := l.allDescriptors() // the history file references blobs too
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
