@@ -257,7 +257,7 @@ func (e *env) retireAMIs(s *session, r *recipes.Recipe, apply bool, doc *retireD
 			retire.WithClock(e.now), retire.WithActor(s.actor()),
 			retire.WithUsageRegions(append(amiRegions(r, m, cfg.Region), fleetRegions...)...),
 			retire.WithStageAccounts(stageAccounts),
-			retire.WithEnabledRegions(func(ctx context.Context) ([]string, error) { return awsx.EnabledRegions(ctx, clients.Get(cfg.Region)) })))
+			retire.WithEnabledRegions(func(ctx context.Context) ([]string, error) { return s.enabledRegions(ctx, cfg) })))
 	}
 	return out, nil
 }
