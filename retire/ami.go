@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/bakery-sh/bakery/catalog"
 	catalogami "github.com/bakery-sh/bakery/catalog/ami"
@@ -28,44 +29,78 @@ type AMIs struct {
 	find             *catalogami.Store
 	ops              *catalogami.Ops
 	usage            fleet.UsageClients
-	regions          []string
-	now              func() time.Time
-	actor            string
+	options
 }
 
-// Option configures AMIs.
-type Option func(*AMIs)
+// options are what Options set, for AMIs and Containers.
+type options struct {
+	regions       []string
+	enabled       func(context.Context) ([]string, error)
+	stageAccounts map[string][]string
+	now           func() time.Time
+	actor         string
+}
 
-// WithClock sets the clock of the retire events Apply records. Default:
+func newOptions(opts []Option) options {
+	o := options{now: time.Now}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// Option configures AMIs and Containers (those that apply to them).
+type Option func(*options)
+
+// WithClock sets the clock of the retire events Apply records (AMIs and
+// Containers). Default:
 // time.Now. A nil clock keeps the default.
 func WithClock(now func() time.Time) Option {
-	return func(a *AMIs) {
+	return func(a *options) {
 		if now != nil {
 			a.now = now
 		}
 	}
 }
 
-// WithActor names who retires, in the retire events. Default: "".
-func WithActor(actor string) Option { return func(a *AMIs) { a.actor = actor } }
+// WithActor names who retires, in the retire events (AMIs and
+// Containers). Default: "".
+func WithActor(actor string) Option { return func(a *options) { a.actor = actor } }
 
 // WithUsageRegions adds regions in which to look for what uses an AMI
 // (the recipe's regions and its fleets'), besides the regions of the
 // store and those the version's AMIs are in. Default: none.
 func WithUsageRegions(regions ...string) Option {
-	return func(a *AMIs) { a.regions = append(a.regions, regions...) }
+	return func(a *options) { a.regions = append(a.regions, regions...) }
+}
+
+// WithEnabledRegions sets how the account's enabled regions are found:
+// orphans (snapshots whose AMI is gone, unfinished promotion copies) are
+// looked for in every one of them, wherever the recipe's versions are
+// now. Default: awsx.EnabledRegions with the EC2 client of the store's
+// first region, when it can list regions; else only the regions of the
+// store, WithUsageRegions and the versions.
+func WithEnabledRegions(enabled func(context.Context) ([]string, error)) Option {
+	return func(a *options) { a.enabled = enabled }
+}
+
+// WithStageAccounts names, per stage, the accounts its AMIs are shared
+// with: an AMI shared with one of them is in use there while it is the
+// stage's current or previous version (Observed.StageAccounts). Default:
+// none.
+func WithStageAccounts(accounts map[string][]string) Option {
+	return func(a *options) { a.stageAccounts = accounts }
 }
 
 // NewAMIs returns the retirer of recipe's machine_image artifact whose
 // catalog is store. find lists AMIs (other recipes' too, for lineage),
 // ops deletes them, usage reads what uses them.
 func NewAMIs(recipe, artifact string, store *catalogami.LifecycleStore, find *catalogami.Store, ops *catalogami.Ops, usage fleet.UsageClients, opts ...Option) *AMIs {
-	a := &AMIs{recipe: recipe, artifact: artifact, store: store, find: find, ops: ops, usage: usage, now: time.Now}
-	for _, o := range opts {
-		o(a)
-	}
-	return a
+	return &AMIs{recipe: recipe, artifact: artifact, store: store, find: find, ops: ops, usage: usage, options: newOptions(opts)}
 }
+
+// Artifact names the machine_image artifact a retires.
+func (a *AMIs) Artifact() (catalog.Kind, string) { return catalog.KindAMI, a.artifact }
 
 // Observe reads every version of the artifact with every location, what
 // uses any of their AMIs in the regions they are in (and the store's and
@@ -85,12 +120,20 @@ func (a *AMIs) Observe(ctx context.Context) (Observed, error) {
 			located = append(located, l.Where)
 		}
 	}
-	o := Observed{Recipe: a.recipe, Artifact: a.artifact, Entries: entries, InUse: map[string][]Use{}}
-	if o.Orphans, err = a.orphans(ctx, dedupe(slices.Concat(a.store.Regions(), a.regions, located))); err != nil {
+	o := Observed{Recipe: a.recipe, Artifact: a.artifact, Entries: entries, InUse: map[string][]Use{}, Shares: map[string][]string{}, StageAccounts: a.stageAccounts}
+	enabled, err := a.enabledRegions(ctx)
+	if err != nil {
+		return Observed{}, fmt.Errorf("%s: %w", what, err)
+	}
+	orphanRegions := dedupe(slices.Concat(a.store.Regions(), a.regions, located, enabled))
+	if o.Orphans, err = a.orphans(ctx, orphanRegions); err != nil {
 		return Observed{}, fmt.Errorf("%s: %w", what, err)
 	}
 	if len(entries) == 0 {
 		return o, nil
+	}
+	if err := a.readShares(ctx, entries, o.Shares); err != nil {
+		return Observed{}, fmt.Errorf("%s: %w", what, err)
 	}
 	uses, err := fleet.ImagesInUse(ctx, a.usage, a.usageRegions(located))
 	if err != nil {
@@ -117,36 +160,135 @@ func (a *AMIs) Observe(ctx context.Context) (Observed, error) {
 	return o, nil
 }
 
-// orphans lists, in regions, the snapshots tagged with the artifact that
-// no AMI of the account names: one paginated DescribeSnapshots and one
-// paginated DescribeImages per region.
-func (a *AMIs) orphans(ctx context.Context, regions []string) ([]Orphan, error) {
-	var out []Orphan
-	for _, region := range regions {
-		named, err := a.namedSnapshots(ctx, region)
-		if err != nil {
-			return nil, err
-		}
-		p := ec2.NewDescribeSnapshotsPaginator(a.ops.Client(region), &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, Filters: []ec2types.Filter{
-			{Name: aws.String("tag:" + catalog.TagRecipe), Values: []string{a.recipe}},
-			{Name: aws.String("tag:" + catalog.TagArtifact), Values: []string{a.artifact}},
-		}})
-		for p.HasMorePages() {
-			page, err := p.NextPage(ctx)
+// enabledRegions returns the account's enabled regions (see
+// WithEnabledRegions), none when they cannot be listed by default.
+func (a *AMIs) enabledRegions(ctx context.Context) ([]string, error) {
+	if a.enabled != nil {
+		return a.enabled(ctx)
+	}
+	home := dedupe(slices.Concat(a.store.Regions(), a.regions))
+	if len(home) == 0 {
+		return nil, nil
+	}
+	if rc, ok := a.ops.Client(home[0]).(awsx.RegionsAPI); ok {
+		return awsx.EnabledRegions(ctx, rc)
+	}
+	return nil, nil
+}
+
+// readShares reads, when stages have accounts, the accounts each AMI of
+// entries is shared with: one DescribeImageAttribute per AMI.
+func (a *AMIs) readShares(ctx context.Context, entries []catalog.Entry, shares map[string][]string) error {
+	any := false
+	for _, as := range a.stageAccounts {
+		any = any || len(as) > 0
+	}
+	if !any {
+		return nil
+	}
+	for _, e := range entries {
+		for _, l := range e.Locations {
+			accounts, _, err := a.ops.LaunchPermissions(ctx, l.Where, l.ID)
 			if err != nil {
-				return nil, fmt.Errorf("listing the snapshots of %s/%s in %s: %w", a.recipe, a.artifact, region, awsx.ExplainError(err))
+				return err
 			}
-			for _, sn := range page.Snapshots {
-				tags := catalogami.TagMap(sn.Tags)
-				id := aws.ToString(sn.SnapshotId)
-				// Filters narrow; they do not prove.
-				if named[id] || tags[catalog.TagRecipe] != a.recipe || tags[catalog.TagArtifact] != a.artifact {
-					continue
-				}
-				out = append(out, Orphan{Ref: catalog.Ref{Recipe: a.recipe, Version: tags[catalog.TagVersion]}, Kind: "snapshot",
-					Where: region, ID: id, Created: aws.ToTime(sn.StartTime).UTC(), GiB: int64(aws.ToInt32(sn.VolumeSize)),
-					Reason: "snapshot of " + a.recipe + "@" + tags[catalog.TagVersion] + " that no AMI names"})
+			if len(accounts) > 0 {
+				shares[l.ID] = accounts
 			}
+		}
+	}
+	return nil
+}
+
+// PendingCopyMaxAge is how long a promotion's copy may stay pending
+// before retire takes it for stuck and removes it: far beyond the wait of
+// a promotion (catalogami.DefaultCopyTimeout), so no running promotion
+// loses the copy it waits for.
+const PendingCopyMaxAge = 24 * time.Hour
+
+// unfinishedCopies returns, of imgs (the account's AMIs in one region),
+// the AMIs of a promotion's copy of the artifact that never finished
+// (catalogami.IsUnfinishedCopy): no bake key, which the copying run
+// writes last. A failed copy is an orphan once OrphanMinAge old, an
+// available one too (the run that made it would have finished it within
+// seconds), a pending one only after PendingCopyMaxAge (MakePlan applies
+// the ages). Their age is the bakery:created time the copy was started
+// with.
+func (a *AMIs) unfinishedCopies(imgs []catalogami.Image) []Orphan {
+	var out []Orphan
+	for _, img := range imgs {
+		if !catalogami.IsUnfinishedCopy(img, a.recipe, a.artifact) {
+			continue
+		}
+		reason := "copy of " + a.recipe + "@" + img.Version + " a promotion started and never finished (" + img.State + ")"
+		if img.StateReason != "" {
+			reason += ": " + img.StateReason
+		}
+		out = append(out, Orphan{Ref: img.Ref, Artifact: a.artifact, Kind: OrphanAMI, Where: img.Region, ID: img.ImageID,
+			Created: img.Created.UTC(), State: img.State, Snapshots: slices.Clone(img.Snapshots), Reason: reason})
+	}
+	return out
+}
+
+// orphans lists, in regions, the snapshots tagged with the artifact that
+// no AMI of the account names and the artifact's unfinished promotion
+// copies: one paginated DescribeSnapshots and one paginated
+// DescribeImages per region, orphanConcurrency regions at once.
+func (a *AMIs) orphans(ctx context.Context, regions []string) ([]Orphan, error) {
+	found := make([][]Orphan, len(regions))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(orphanConcurrency)
+	for i, region := range regions {
+		g.Go(func() error {
+			var err error
+			found[i], err = a.orphansIn(gctx, region)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return slices.Concat(found...), nil
+}
+
+// orphanConcurrency bounds how many regions are searched for orphans at
+// once.
+const orphanConcurrency = 8
+
+// orphansIn lists the orphans of the artifact in region: its unfinished
+// copies and its snapshots no AMI names, from one listing of the
+// account's AMIs and one of the artifact's snapshots.
+func (a *AMIs) orphansIn(ctx context.Context, region string) ([]Orphan, error) {
+	imgs, err := a.find.List(ctx, region)
+	if err != nil {
+		return nil, err
+	}
+	out := a.unfinishedCopies(imgs)
+	named := map[string]bool{}
+	for _, img := range imgs {
+		for _, s := range img.Snapshots {
+			named[s] = true
+		}
+	}
+	p := ec2.NewDescribeSnapshotsPaginator(a.ops.Client(region), &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, Filters: []ec2types.Filter{
+		{Name: aws.String("tag:" + catalog.TagRecipe), Values: []string{a.recipe}},
+		{Name: aws.String("tag:" + catalog.TagArtifact), Values: []string{a.artifact}},
+	}})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing the snapshots of %s/%s in %s: %w", a.recipe, a.artifact, region, awsx.ExplainError(err))
+		}
+		for _, sn := range page.Snapshots {
+			tags := catalogami.TagMap(sn.Tags)
+			id := aws.ToString(sn.SnapshotId)
+			// Filters narrow; they do not prove.
+			if named[id] || tags[catalog.TagRecipe] != a.recipe || tags[catalog.TagArtifact] != a.artifact {
+				continue
+			}
+			out = append(out, Orphan{Ref: catalog.Ref{Recipe: a.recipe, Version: tags[catalog.TagVersion]}, Artifact: a.artifact, Kind: OrphanSnapshot,
+				Where: region, ID: id, Created: aws.ToTime(sn.StartTime).UTC(), GiB: int64(aws.ToInt32(sn.VolumeSize)),
+				Reason: "snapshot of " + a.recipe + "@" + tags[catalog.TagVersion] + " that no AMI names"})
 		}
 	}
 	return out, nil
@@ -242,10 +384,15 @@ func (a *AMIs) Apply(ctx context.Context, plan *Plan) (*Report, error) {
 	}
 	var errs []error
 	for _, d := range remove {
+		e, ok := d.EntryOf(catalog.KindAMI, a.artifact)
+		if !ok {
+			continue // a version with no image of this artifact
+		}
 		if err := ctx.Err(); err != nil {
 			errs = append(errs, fmt.Errorf("retiring %s: %w", d.Ref, err))
 			break
 		}
+		d.Entry, d.Locations = e, e.Locations
 		done, err := a.retire(ctx, d, removed, rep)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("retiring %s: %w: run bakery retire --yes again to finish", d.Ref, err))
@@ -257,6 +404,9 @@ func (a *AMIs) Apply(ctx context.Context, plan *Plan) (*Report, error) {
 	byRegion := map[string][]Orphan{}
 	var regions []string
 	for _, o := range plan.Orphans {
+		if o.Artifact != a.artifact || o.Kind != OrphanSnapshot && o.Kind != OrphanAMI {
+			continue
+		}
 		if byRegion[o.Where] == nil {
 			regions = append(regions, o.Where)
 		}
@@ -276,12 +426,52 @@ func (a *AMIs) Apply(ctx context.Context, plan *Plan) (*Report, error) {
 
 // deleteOrphans deletes the orphans of region that no AMI names now (an
 // AMI registered since the plan keeps its snapshot: skipped, reported).
+//
+// An unfinished copy is read again first: one finished since the plan
+// (it has a bake key now) or in use is kept (reported); otherwise it is
+// deregistered and its snapshots deleted. Copies go before snapshots.
 func (a *AMIs) deleteOrphans(ctx context.Context, region string, orphans []Orphan, rep *Report) error {
+	slices.SortStableFunc(orphans, func(x, y Orphan) int { return strings.Compare(y.Kind, x.Kind) }) // "snapshot" after "ami"
+	var uses map[string][]fleet.ImageUse
+	for _, o := range orphans {
+		if o.Kind != OrphanAMI {
+			continue
+		}
+		if uses == nil {
+			var err error
+			if uses, err = fleet.ImagesInUse(ctx, a.usage, []string{region}); err != nil {
+				return err
+			}
+		}
+		img, ok, err := a.ops.Describe(ctx, region, o.ID)
+		if err != nil {
+			return err
+		}
+		if !ok || img.State == string(ec2types.ImageStateDeregistered) {
+			continue // gone already
+		}
+		if !catalogami.IsUnfinishedCopy(img, a.recipe, a.artifact) {
+			rep.Skipped = append(rep.Skipped, Skipped{Ref: o.Ref, Where: region, ID: o.ID, Reason: "the copy was finished since the plan: kept"})
+			continue
+		}
+		if us := uses[o.ID]; len(us) > 0 {
+			rep.Skipped = append(rep.Skipped, Skipped{Ref: o.Ref, Where: region, ID: o.ID, Reason: "in use by " + toUses(us)[0].String() + ": kept"})
+			continue
+		}
+		if err := a.ops.Deregister(ctx, region, o.ID, dedupe(append(img.Snapshots, o.Snapshots...))); err != nil {
+			return err
+		}
+		rep.AMIs++
+		rep.Snapshots += len(dedupe(append(img.Snapshots, o.Snapshots...)))
+	}
 	named, err := a.namedSnapshots(ctx, region)
 	if err != nil {
 		return err
 	}
 	for _, o := range orphans {
+		if o.Kind != OrphanSnapshot {
+			continue
+		}
 		if named[o.ID] {
 			rep.Skipped = append(rep.Skipped, Skipped{Ref: o.Ref, Where: region, ID: o.ID, Reason: "an AMI names the snapshot since the plan: kept"})
 			continue
@@ -303,6 +493,22 @@ func (a *AMIs) retire(ctx context.Context, d Decision, removed map[string]bool, 
 		regions = append(regions, l.Where)
 		ids[l.ID] = true
 	}
+	// The version's other AMIs in those regions go with it: a duplicate
+	// the catalog does not list (of two promotions that copied the
+	// version to one region at once, or a copy a later promotion
+	// superseded: it lists one AMI per region) and an unfinished copy.
+	locations := slices.Clone(d.Locations)
+	others, err := a.find.Find(ctx, dedupe(regions), catalogami.Query{Recipe: a.recipe, Artifact: a.artifact, Version: d.Ref.Version, Unfinished: true})
+	if err != nil {
+		return false, err
+	}
+	for _, img := range others {
+		if ids[img.ImageID] || img.Version != d.Ref.Version || img.BakeKey == "" && !catalogami.IsUnfinishedCopy(img, a.recipe, a.artifact) {
+			continue // an unfinished bake is bakery sweep's
+		}
+		ids[img.ImageID] = true
+		locations = append(locations, catalog.Location{Where: img.Region, ID: img.ImageID})
+	}
 	uses, err := fleet.ImagesInUse(ctx, a.usage, dedupe(regions))
 	if err != nil {
 		return false, err
@@ -319,7 +525,7 @@ func (a *AMIs) retire(ctx context.Context, d Decision, removed map[string]bool, 
 		return false, nil
 	}
 	var present []catalogami.Image
-	for _, l := range d.Locations {
+	for _, l := range locations {
 		img, ok, err := a.ops.Describe(ctx, l.Where, l.ID)
 		if err != nil {
 			return false, err

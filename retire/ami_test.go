@@ -209,7 +209,8 @@ func (w *world) retirer() *retire.AMIs {
 	clients := awsx.NewRegional(func(r string) *ec2.Client { return awsx.NewEC2(w.cfg, r) })
 	ops := catalogami.NewOps(func(r string) catalogami.API { return deregisterFault{clients.Get(r), w, r} }, time.Millisecond, nil)
 	return retire.NewAMIs("web", "web", w.store(), catalogami.NewStoreFromConfig(w.cfg), ops, fleet.UsageClientsFromConfig(w.cfg),
-		retire.WithClock(func() time.Time { return now }), retire.WithActor("tester"))
+		retire.WithClock(func() time.Time { return now }), retire.WithActor("tester"),
+		retire.WithEnabledRegions(func(ctx context.Context) ([]string, error) { return awsx.EnabledRegions(ctx, w.ec2(east)) }))
 }
 
 func (w *world) plan(t *testing.T, r *retire.AMIs, p retire.Policy) *retire.Plan {

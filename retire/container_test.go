@@ -3,7 +3,9 @@ package retire
 import (
 	"context"
 	"errors"
+	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,5 +139,77 @@ func TestLayoutContainersApplyCancelled(t *testing.T) {
 	}
 	if got := versionsIn(t, s); !slices.Equal(got, []string{"1.0.1"}) {
 		t.Errorf("versions left: %v", got)
+	}
+}
+
+// TestLayoutContainersRemoveUnreferencedBlobs: a blob a killed bake or
+// prune left, a day old, is listed as an orphan and deleted; a young one
+// and the blobs of a bake not committed yet stay, and the bake commits.
+func TestLayoutContainersRemoveUnreferencedBlobs(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l, s := containerLayout(t, t0, "1.0.0", "1.0.1")
+	write := func(content string, age time.Duration) v1.Hash {
+		t.Helper()
+		h, _, err := v1.SHA256(strings.NewReader(content))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.WriteBlob(h, strings.NewReader(content)); err != nil {
+			t.Fatal(err)
+		}
+		at := time.Now().Add(-age)
+		if err := os.Chtimes(l.BlobPath(h), at, at); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	old := write("left by a killed bake", OrphanBlobMinAge+time.Hour)
+	young := write("written a moment ago", time.Minute)
+	// A bake in progress: its blobs are written, index.json not yet.
+	img, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := l.Begin()
+	defer tx.Rollback()
+	if _, err := tx.WriteImage(ctx, img); err != nil {
+		t.Fatal(err)
+	}
+	c := NewLayoutContainers("web", "hello", l, s)
+	o, err := c.Observe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := MakePlan(o, Policy{KeepLast: 5}, time.Now())
+	var ids []string
+	for _, x := range plan.Orphans {
+		ids = append(ids, x.Kind+" "+x.ID)
+	}
+	if want := []string{"blob " + old.String()}; !slices.Equal(ids, want) {
+		t.Fatalf("orphans %v, want %v (of %d unreferenced)", ids, want, len(o.Orphans))
+	}
+	rep, err := c.Apply(ctx, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Blobs != 1 || rep.Bytes != int64(len("left by a killed bake")) {
+		t.Errorf("report %+v, want the one blob", rep)
+	}
+	if _, err := os.Stat(l.BlobPath(old)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the old unreferenced blob is still there: %v", err)
+	}
+	if _, err := os.Stat(l.BlobPath(young)); err != nil {
+		t.Errorf("the young unreferenced blob is gone: %v", err)
+	}
+	d, err := partial.Descriptor(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Tag("hello:1.0.2", *d); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("the bake in progress could not commit: %v", err)
 	}
 }

@@ -30,17 +30,32 @@ type GroupDecision struct {
 
 // PlanGroups decides, for groups (those of one recipe, any stages), which
 // to delete: the disabled groups of a stage beyond the newest
-// keepDisabled[stage] (by the time they were disabled, then number). The
-// newest disabled group, the rollback target, is always kept, and so is
-// every group that is not disabled (serving, launching, draining, which
-// still has instances, or failed, which is kept for debugging). It is a
-// pure function; the decisions come stage by stage, newest group first.
+// keepDisabled[stage] (by the time they were disabled, then number), and
+// the failed groups (kept by launch --on-error abort for debugging,
+// disabled, with their instances) beyond the newest
+// max(1, keepDisabled[stage]) of the stage (by number, then creation):
+// the last failure is always there to debug. The newest disabled group,
+// the rollback target, is always kept, and so is every group that
+// serves, launches or drains. It is a pure function; the decisions come
+// stage by stage, newest group first.
 func PlanGroups(groups []fleet.Group, keepDisabled map[string]int) []GroupDecision {
 	sorted := slices.Clone(groups)
 	slices.SortStableFunc(sorted, func(a, b fleet.Group) int {
 		return cmp.Or(strings.Compare(a.Stage, b.Stage), b.Disabled.Compare(a.Disabled), cmp.Compare(b.Number, a.Number), strings.Compare(b.Name, a.Name))
 	})
 	disabled := map[string]int{} // disabled groups seen per stage
+	failed := map[string]int{}   // failed groups seen per stage
+	failedOrder := slices.Clone(sorted)
+	slices.SortStableFunc(failedOrder, func(a, b fleet.Group) int {
+		return cmp.Or(cmp.Compare(b.Number, a.Number), b.Created.Compare(a.Created), strings.Compare(b.Name, a.Name))
+	})
+	failedRank := map[string]int{} // name → how many failed groups of its stage are newer
+	for _, g := range failedOrder {
+		if g.State == fleet.StateFailed {
+			failedRank[g.Region+"/"+g.Name] = failed[g.Stage]
+			failed[g.Stage]++
+		}
+	}
 	out := make([]GroupDecision, 0, len(sorted))
 	for _, g := range sorted {
 		d := GroupDecision{Name: g.Name, Region: g.Region, Stage: g.Stage, Version: g.Version, State: g.State, Keep: true, Group: g}
@@ -62,7 +77,13 @@ func PlanGroups(groups []fleet.Group, keepDisabled map[string]int) []GroupDecisi
 		case fleet.StateDraining:
 			d.Reasons = []string{"draining: it still has instances"}
 		case fleet.StateFailed:
-			d.Reasons = []string{"failed: kept for debugging"}
+			keep := max(1, keepDisabled[g.Stage])
+			if failedRank[g.Region+"/"+g.Name] < keep {
+				d.Reasons = []string{fmt.Sprintf("failed: one of the newest %d failed, kept for debugging", keep)}
+			} else {
+				d.Keep = false
+				d.Reasons = []string{fmt.Sprintf("failed (kept by launch --on-error abort), beyond the newest %d failed", keep)}
+			}
 		default:
 			d.Reasons = []string{string(g.State)}
 		}
@@ -97,13 +118,13 @@ type GroupReport struct {
 	// Deleted are the names of the groups deleted, with their launch
 	// templates.
 	Deleted []string `json:"deleted"`
-	// Skipped are the groups no longer disabled when read again.
+	// Skipped are the groups whose state changed since the plan.
 	Skipped []string `json:"skipped"`
 }
 
 // Apply deletes the groups the decisions remove: right before each it
-// reads the group again, and one that is no longer disabled (brought back
-// by a rollback since the plan) is skipped; otherwise it deletes the
+// reads the group again, and one whose state changed since the plan (a
+// disabled one brought back by a rollback) is skipped; otherwise it deletes the
 // group and its launch template (fleet.Inventory.Delete). One that is
 // gone already counts as deleted. It goes on after an error and returns
 // them all.
@@ -119,7 +140,7 @@ func (gs *Groups) Apply(ctx context.Context, decisions []GroupDecision) (*GroupR
 			errs = append(errs, err)
 			continue
 		}
-		if ok && cur.State != fleet.StateDisabled {
+		if ok && cur.State != d.State {
 			rep.Skipped = append(rep.Skipped, fmt.Sprintf("%s in %s: %s since the plan", d.Name, d.Region, cur.State))
 			continue
 		}

@@ -144,8 +144,16 @@ type Observed struct {
 	Dependents []Dependent
 	// Orphans are pieces of its versions left without an image: the
 	// snapshots of an AMI deregistered by a run stopped before it
-	// deleted them.
+	// deleted them, the AMIs of a promotion's copy that never finished,
+	// layout blobs no manifest references.
 	Orphans []Orphan
+	// Shares maps an AMI id to the accounts, other than its owner, that
+	// may launch it (its launch permissions).
+	Shares map[string][]string
+	// StageAccounts maps a stage to the accounts its images are shared
+	// with (the stage's accounts). An AMI shared with one of them is in
+	// use there while it is the stage's current or previous version.
+	StageAccounts map[string][]string
 }
 
 // OrphanMinAge is how old an orphan must be before a plan removes it: a
@@ -153,19 +161,43 @@ type Observed struct {
 // copy in progress), so a younger one is left for a later run.
 const OrphanMinAge = time.Hour
 
+// The kinds of orphans.
+const (
+	// OrphanSnapshot is a bakery snapshot no AMI names.
+	OrphanSnapshot = "snapshot"
+	// OrphanAMI is the AMI of a promotion's copy that never finished.
+	OrphanAMI = "ami"
+	// OrphanBlob is a blob of the local layout no manifest references.
+	OrphanBlob = "blob"
+)
+
+// OrphanBlobMinAge is how old an unreferenced blob of a layout must be
+// before a plan removes it: a bake writes its blobs before it commits
+// index.json, and a long bake's may wait that long; a younger one is
+// left for a later run.
+const OrphanBlobMinAge = 24 * time.Hour
+
 // Orphan is a piece of a version that no image names any more.
 type Orphan struct {
 	// Ref is the version its tags name.
 	Ref catalog.Ref `json:"ref"`
-	// Kind is what it is ("snapshot").
+	// Artifact is the artifact block it belongs to.
+	Artifact string `json:"artifact,omitempty"`
+	// Kind is what it is (OrphanSnapshot, OrphanAMI, OrphanBlob).
 	Kind string `json:"kind"`
 	// Where and ID locate it.
 	Where string `json:"where"`
 	ID    string `json:"id"`
 	// Created is when it was made.
 	Created time.Time `json:"created"`
-	// GiB is its size.
+	// GiB is its size (of a snapshot).
 	GiB int64 `json:"gib"`
+	// Bytes is its size (of a blob).
+	Bytes int64 `json:"bytes,omitempty"`
+	// State is an AMI's state ("pending", "available", "failed").
+	State string `json:"state,omitempty"`
+	// Snapshots are an AMI's snapshots, deleted with it.
+	Snapshots []string `json:"snapshots,omitempty"`
 	// Reason says why it is an orphan.
 	Reason string `json:"reason"`
 }
@@ -189,8 +221,37 @@ type Decision struct {
 	Locations []catalog.Location `json:"locations"`
 	// Uses are what used the version's images when observed.
 	Uses []Use `json:"uses,omitempty"`
-	// Entry is the catalog entry the decision is about.
+	// Artifacts are the version's images, one per artifact (a recipe
+	// with a machine_image and a container block has two), with the
+	// locations of each: the decision is theirs together.
+	Artifacts []Part `json:"artifacts"`
+	// Entry is the first of Entries.
 	Entry catalog.Entry `json:"-"`
+	// Entries are the catalog entries of the version, one per artifact.
+	Entries []catalog.Entry `json:"-"`
+}
+
+// Part is one artifact's image of a version.
+type Part struct {
+	// Artifact is the artifact block.
+	Artifact string `json:"artifact"`
+	// Kind is the kind of image.
+	Kind catalog.Kind `json:"kind"`
+	// Locations are where this image is.
+	Locations []catalog.Location `json:"locations"`
+}
+
+// EntryOf returns the entry of artifact's image of the version.
+func (d Decision) EntryOf(kind catalog.Kind, artifact string) (catalog.Entry, bool) {
+	for _, e := range d.Entries {
+		if e.Kind == kind && e.Artifact == artifact {
+			return e, true
+		}
+	}
+	if len(d.Entries) == 0 && d.Entry.Kind == kind && d.Entry.Artifact == artifact {
+		return d.Entry, true
+	}
+	return catalog.Entry{}, false
 }
 
 // Plan is the decision on every version of an artifact.
@@ -223,32 +284,35 @@ func (p *Plan) Remove() []Decision {
 // MakePlan decides, for every version of o, keep or remove, with every
 // reason that applies. It is a pure function of o, p and now: it
 // calls nothing and reads no clock.
+//
+// The entries of one version (a recipe version with a machine image and
+// a container image: an entry per artifact) are one unit, decided once:
+// a reason of any of them keeps them all, and the decision lists the
+// locations of every one. The unit's bake time, for keep_last and
+// keep_within, is its newest entry's; it counts as revoked only when
+// every entry is.
 func MakePlan(o Observed, p Policy, now time.Time) *Plan {
-	entries := slices.Clone(o.Entries)
-	// Newest first: by bake time, then version.
-	slices.SortStableFunc(entries, func(a, b catalog.Entry) int {
-		return cmp.Or(b.Created.Compare(a.Created), catalog.CompareVersions(b.Version, a.Version), strings.Compare(b.Version, a.Version))
-	})
-	reasons := make([][]string, len(entries))
+	units := unitsOf(o.Entries)
+	reasons := make([][]string, len(units))
 	add := func(i int, r string) {
 		if !slices.Contains(reasons[i], r) {
 			reasons[i] = append(reasons[i], r)
 		}
 	}
-	uses := make([][]Use, len(entries))
+	uses := make([][]Use, len(units))
 	live := 0
-	for i, e := range entries {
-		for _, st := range slices.Sorted(maps.Keys(e.Stages)) {
+	for i, u := range units {
+		for _, st := range slices.Sorted(maps.Keys(u.Stages)) {
 			add(i, "in "+st)
 		}
-		for _, l := range e.Locations {
-			for _, u := range o.InUse[l.ID] {
-				uses[i] = append(uses[i], u)
-				add(i, "in use by "+u.String())
+		for _, l := range u.Locations {
+			for _, us := range o.InUse[l.ID] {
+				uses[i] = append(uses[i], us)
+				add(i, "in use by "+us.String())
 			}
 		}
-		if e.Revoked {
-			at, ok := revokedAt(e)
+		if u.Revoked {
+			at, ok := revokedAt(u.Entry)
 			switch {
 			case !ok:
 				add(i, "revoked at a time the catalog does not hold")
@@ -261,18 +325,25 @@ func MakePlan(o Observed, p Policy, now time.Time) *Plan {
 			add(i, fmt.Sprintf("newest %d", p.KeepLast))
 		}
 		live++
-		if p.KeepWithin > 0 && now.Sub(e.Created) <= p.KeepWithin {
+		if p.KeepWithin > 0 && now.Sub(u.Created) <= p.KeepWithin {
 			add(i, "baked within "+Days(p.KeepWithin))
 		}
 	}
-	for stage, idx := range rollbackTargets(entries, p.KeepPrevious) {
+	merged := make([]catalog.Entry, len(units))
+	for i, u := range units {
+		merged[i] = u.Entry
+	}
+	for stage, idx := range rollbackTargets(merged, p.KeepPrevious) {
 		for _, i := range idx {
 			add(i, "rollback target of "+stage)
 		}
 	}
+	for _, sh := range sharedInUse(merged, o.Shares, o.StageAccounts) {
+		add(sh.i, sh.reason)
+	}
 	for _, dep := range o.Dependents {
-		for i, e := range entries {
-			if isBaseOf(e, dep.BaseName, dep.BaseDigest) {
+		for i, u := range units {
+			if u.isBaseOf(dep.BaseName, dep.BaseDigest) {
 				add(i, "base of "+dep.Ref.String())
 			}
 		}
@@ -280,33 +351,45 @@ func MakePlan(o Observed, p Policy, now time.Time) *Plan {
 	// Lineage: the base of a kept version is kept, and so on down.
 	for changed := true; changed; {
 		changed = false
-		for k, kept := range entries {
+		for k, kept := range units {
 			if len(reasons[k]) == 0 {
 				continue
 			}
-			for i, e := range entries {
-				if i == k || !isBaseOf(e, kept.BaseName, kept.BaseDigest) {
-					continue
-				}
-				r := "base of kept " + kept.Ref.String()
-				if !slices.Contains(reasons[i], r) {
-					add(i, r)
-					changed = true
+			for _, b := range kept.bases {
+				for i, u := range units {
+					if i == k || !u.isBaseOf(b.name, b.digest) {
+						continue
+					}
+					r := "base of kept " + kept.Ref.String()
+					if !slices.Contains(reasons[i], r) {
+						add(i, r)
+						changed = true
+					}
 				}
 			}
 		}
 	}
-	plan := &Plan{Recipe: o.Recipe, Artifact: o.Artifact, Policy: p, Now: now, Decisions: make([]Decision, len(entries)), Orphans: []Orphan{}}
+	plan := &Plan{Recipe: o.Recipe, Artifact: o.Artifact, Policy: p, Now: now, Decisions: make([]Decision, len(units)), Orphans: []Orphan{}}
 	for _, orphan := range o.Orphans {
-		if now.Sub(orphan.Created) >= OrphanMinAge {
+		minAge := OrphanMinAge
+		switch {
+		case orphan.Kind == OrphanAMI && orphan.State == "pending":
+			minAge = PendingCopyMaxAge
+		case orphan.Kind == OrphanBlob:
+			minAge = OrphanBlobMinAge
+		}
+		if now.Sub(orphan.Created) >= minAge {
 			plan.Orphans = append(plan.Orphans, orphan)
 		}
 	}
-	for i, e := range entries {
-		d := Decision{Ref: e.Ref, Artifact: e.Artifact, Kind: e.Kind, Created: e.Created, Keep: len(reasons[i]) > 0,
-			Reasons: reasons[i], Locations: slices.Clone(e.Locations), Uses: uses[i], Entry: e}
+	for i, u := range units {
+		d := Decision{Ref: u.Ref, Artifact: u.Artifact, Kind: u.Kind, Created: u.Created, Keep: len(reasons[i]) > 0,
+			Reasons: reasons[i], Locations: slices.Clone(u.Locations), Uses: uses[i], Entry: u.parts[0], Entries: u.parts}
+		for _, e := range u.parts {
+			d.Artifacts = append(d.Artifacts, Part{Artifact: e.Artifact, Kind: e.Kind, Locations: slices.Clone(e.Locations)})
+		}
 		if !d.Keep {
-			d.Reasons = removeReasons(e, p, now)
+			d.Reasons = removeReasons(u.Entry, p, now)
 		}
 		if d.Locations == nil {
 			d.Locations = []catalog.Location{}
@@ -314,6 +397,83 @@ func MakePlan(o Observed, p Policy, now time.Time) *Plan {
 		plan.Decisions[i] = d
 	}
 	return plan
+}
+
+// base is an image a version was baked from.
+type base struct{ name, digest string }
+
+// unit is one version: the entries of its artifacts, and Entry, their
+// merge (stages, locations and events of all, the newest bake time,
+// revoked when all are).
+type unit struct {
+	catalog.Entry
+	parts []catalog.Entry
+	bases []base
+}
+
+// isBaseOf reports whether one of u's entries is the image named by
+// baseName or baseDigest.
+func (u unit) isBaseOf(baseName, baseDigest string) bool {
+	for _, e := range u.parts {
+		if isBaseOf(e, baseName, baseDigest) {
+			return true
+		}
+	}
+	return false
+}
+
+// unitsOf groups entries by version, newest first (by bake time, then
+// version), the entries of a version by artifact.
+func unitsOf(entries []catalog.Entry) []unit {
+	byVersion := map[string]*unit{}
+	var order []string
+	for _, e := range entries {
+		u := byVersion[e.Version]
+		if u == nil {
+			u = &unit{}
+			byVersion[e.Version] = u
+			order = append(order, e.Version)
+		}
+		u.parts = append(u.parts, e)
+	}
+	out := make([]unit, 0, len(order))
+	for _, v := range order {
+		u := byVersion[v]
+		slices.SortStableFunc(u.parts, func(a, b catalog.Entry) int {
+			return cmp.Or(strings.Compare(string(a.Kind), string(b.Kind)), strings.Compare(a.Artifact, b.Artifact))
+		})
+		m := u.parts[0]
+		m.Stages = map[string]catalog.StageEntry{}
+		m.Locations, m.Events = nil, nil
+		m.Revoked = true
+		var artifacts []string
+		for _, e := range u.parts {
+			artifacts = append(artifacts, e.Artifact)
+			if e.Created.After(m.Created) {
+				m.Created = e.Created
+			}
+			maps.Copy(m.Stages, e.Stages)
+			m.Locations = append(m.Locations, e.Locations...)
+			m.Events = append(m.Events, e.Events...)
+			m.Revoked = m.Revoked && e.Revoked
+			if e.BaseName != "" || e.BaseDigest != "" {
+				u.bases = append(u.bases, base{e.BaseName, e.BaseDigest})
+			}
+		}
+		m.Artifact = strings.Join(dedupe(artifacts), ",")
+		if !m.Revoked {
+			// A version some of whose images are not revoked is not: only
+			// the revocations of the revoked ones would date it.
+			m.Events = slices.DeleteFunc(m.Events, func(ev catalog.Event) bool { return ev.Action == catalog.ActionRevoke })
+		}
+		slices.SortStableFunc(m.Events, func(a, b catalog.Event) int { return a.Time.Compare(b.Time) })
+		u.Entry = m
+		out = append(out, *u)
+	}
+	slices.SortStableFunc(out, func(a, b unit) int {
+		return cmp.Or(b.Created.Compare(a.Created), catalog.CompareVersions(b.Version, a.Version), strings.Compare(b.Version, a.Version))
+	})
+	return out
 }
 
 // removeReasons says why no rule keeps e.
@@ -327,6 +487,60 @@ func removeReasons(e catalog.Entry, p Policy, now time.Time) []string {
 		out = append(out, fmt.Sprintf("baked %s ago (kept %s)", Days(now.Sub(e.Created).Truncate(time.Hour)), Days(p.KeepWithin)))
 	}
 	return append(out, "in no stage, unused, no rollback target, the base of no kept image")
+}
+
+// shared is a version kept because a stage account may launch it.
+type shared struct {
+	i      int
+	reason string
+}
+
+// sharedInUse returns the versions of entries (newest first) an account
+// of a stage may launch (shares) while they are the stage's current
+// version or its previous one: the version most recently promoted into
+// the stage that is not in it now, revoked or not (a revoked AMI still
+// shared can still be launched there).
+func sharedInUse(entries []catalog.Entry, shares, stageAccounts map[string][]string) []shared {
+	var out []shared
+	for _, stage := range slices.Sorted(maps.Keys(stageAccounts)) {
+		accounts := stageAccounts[stage]
+		if len(accounts) == 0 {
+			continue
+		}
+		prev, prevAt := -1, time.Time{}
+		for i, e := range entries {
+			if _, in := e.Stages[stage]; in {
+				continue
+			}
+			for _, ev := range e.Events {
+				if ev.Action == catalog.ActionPromote && ev.Stage == stage && ev.Time.After(prevAt) {
+					prev, prevAt = i, ev.Time
+				}
+			}
+		}
+		for i, e := range entries {
+			role := ""
+			if _, in := e.Stages[stage]; in {
+				role = "current"
+			} else if i == prev {
+				role = "previous"
+			} else {
+				continue
+			}
+			var with []string
+			for _, l := range e.Locations {
+				for _, a := range shares[l.ID] {
+					if slices.Contains(accounts, a) {
+						with = append(with, a)
+					}
+				}
+			}
+			for _, a := range dedupe(slices.Sorted(slices.Values(with))) {
+				out = append(out, shared{i, fmt.Sprintf("shared with %s account %s (%s)", stage, a, role)})
+			}
+		}
+	}
+	return out
 }
 
 // revokedAt returns the time of e's newest revocation event.

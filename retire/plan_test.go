@@ -172,3 +172,105 @@ func TestPolicyString(t *testing.T) {
 		t.Errorf("a policy without keep_within says %q", got)
 	}
 }
+
+// container is the container image of web/app of version v baked age
+// ago, in repository reg.example/web as sha256:v, changed by opts.
+func container(v string, age time.Duration, opts ...func(*catalog.Entry)) catalog.Entry {
+	e := version(v, age, opts...)
+	e.Artifact, e.Kind, e.Reference = "app", catalog.KindContainer, "reg.example/web:"+v
+	e.Digest = "sha256:" + v
+	e.Locations = []catalog.Location{{Where: "reg.example/web", ID: "sha256:" + v}}
+	return e
+}
+
+func TestPlanDecidesAVersionWithAnAMIAndAContainerImageOnce(t *testing.T) {
+	entries := []catalog.Entry{
+		// 1: only the container image is in prod: the AMI stays with it.
+		version("1", 50*day), container("1", 50*day, inStage("prod", 40*day)),
+		// 2: only the AMI is in use: the container image stays with it.
+		version("2", 40*day), container("2", 40*day),
+		// 3: its AMI is revoked, its container image is not: not revoked,
+		// and the newest by its container image's bake.
+		version("3", 30*day, revoked(20*day)), container("3", 5*day),
+		// 4: its container image is the base of kept 5's container image.
+		version("4", 20*day), container("4", 20*day),
+		version("5", 10*day), container("5", 10*day, func(e *catalog.Entry) { e.BaseDigest = "sha256:4" }),
+		// 6: nothing keeps either.
+		version("6", 45*day), container("6", 45*day),
+	}
+	inUse := map[string][]Use{"ami-2": {{Kind: UseInstance, ID: "i-0abc", Region: "us-east-1", Image: "ami-2"}}}
+	deps := []Dependent{{Ref: catalog.Ref{Recipe: "api", Version: "9"}, BaseDigest: "sha256:5"}}
+	plan := MakePlan(Observed{Recipe: "web", Entries: entries, InUse: inUse, Dependents: deps}, Policy{KeepLast: 1, KeepRevoked: 7 * day}, now)
+	want := []string{
+		"3: keep: newest 1",
+		"5: keep: base of api@9",
+		"4: keep: base of kept web@5",
+		"2: keep: in use by instance i-0abc in us-east-1",
+		"6: remove: not among the newest 1; in no stage, unused, no rollback target, the base of no kept image",
+		"1: keep: in prod",
+	}
+	if got := decisions(plan); !slices.Equal(got, want) {
+		t.Fatalf("plan:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	for _, d := range plan.Decisions {
+		wantLocs := []catalog.Location{{Where: "us-east-1", ID: "ami-" + d.Ref.Version}, {Where: "reg.example/web", ID: "sha256:" + d.Ref.Version}}
+		if !slices.Equal(d.Locations, wantLocs) || len(d.Artifacts) != 2 || len(d.Entries) != 2 {
+			t.Errorf("%s: locations %v, artifacts %+v: want both images' locations", d.Ref, d.Locations, d.Artifacts)
+		}
+		if _, ok := d.EntryOf(catalog.KindContainer, "app"); !ok {
+			t.Errorf("%s: no container entry", d.Ref)
+		}
+		if e, ok := d.EntryOf(catalog.KindAMI, "web"); !ok || e.Locations[0].ID != "ami-"+d.Ref.Version {
+			t.Errorf("%s: AMI entry %+v", d.Ref, e)
+		}
+	}
+}
+
+func TestPlanSharedWithAStageAccount(t *testing.T) {
+	entries := []catalog.Entry{
+		version("1", 50*day, promoted("prod", 40*day)),
+		version("2", 40*day, promoted("prod", 30*day)),
+		version("3", 30*day, inStage("prod", 20*day)),
+		version("4", 10*day),
+	}
+	shares := map[string][]string{"ami-1": {"111122223333"}, "ami-2": {"111122223333", "999988887777"}, "ami-3": {"111122223333"}}
+	stageAccounts := map[string][]string{"prod": {"111122223333"}}
+	// keep_previous 0: no rollback target is kept for the policy, but the
+	// previous version is still shared with prod's account.
+	plan := MakePlan(Observed{Entries: entries, Shares: shares, StageAccounts: stageAccounts}, Policy{KeepLast: 1}, now)
+	want := []string{
+		"4: keep: newest 1",
+		"3: keep: in prod; shared with prod account 111122223333 (current)",
+		"2: keep: shared with prod account 111122223333 (previous)",
+		"1: remove: not among the newest 1; in no stage, unused, no rollback target, the base of no kept image",
+	}
+	if got := decisions(plan); !slices.Equal(got, want) {
+		t.Fatalf("plan:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	// Not shared with the stage's account: the rule does not apply.
+	plan = MakePlan(Observed{Entries: entries, Shares: map[string][]string{"ami-2": {"999988887777"}}, StageAccounts: stageAccounts}, Policy{KeepLast: 1}, now)
+	if d := plan.Decisions[2]; d.Ref.Version != "2" || d.Keep {
+		t.Errorf("2, shared with another account only, is kept: %v", d.Reasons)
+	}
+}
+
+// TestPlanOrphanedCopyAges: an unfinished copy that failed or is
+// available is removed an hour after it started; one still pending only
+// after PendingCopyMaxAge (the promotion that waits for it gave up long
+// before).
+func TestPlanOrphanedCopyAges(t *testing.T) {
+	orphan := func(state string, age time.Duration) Orphan {
+		return Orphan{Kind: OrphanAMI, State: state, ID: state + "-" + age.String(), Created: now.Add(-age)}
+	}
+	o := Observed{Orphans: []Orphan{
+		orphan("failed", 2*time.Hour), orphan("available", 2*time.Hour), orphan("pending", 2*time.Hour),
+		orphan("available", 30*time.Minute), orphan("pending", PendingCopyMaxAge+time.Hour),
+	}}
+	var got []string
+	for _, x := range MakePlan(o, Policy{}, now).Orphans {
+		got = append(got, x.ID)
+	}
+	if want := []string{"failed-2h0m0s", "available-2h0m0s", "pending-25h0m0s"}; !slices.Equal(got, want) {
+		t.Errorf("orphans %v, want %v", got, want)
+	}
+}

@@ -52,6 +52,16 @@ func copyDescription(src *located) string {
 	return fmt.Sprintf("bakery %s %s (%s), copy of %s from %s", src.Recipe, src.Version, src.Artifact, src.ImageID, src.Region)
 }
 
+// IsUnfinishedCopy reports whether img is a copy a promotion (or
+// Replicate) started of recipe's artifact that never finished: its
+// description is the one copyTo gives a copy and it has no bake key,
+// which copyTo writes last, once the copy is tagged.
+func IsUnfinishedCopy(img Image, recipe, artifact string) bool {
+	prefix := fmt.Sprintf("bakery %s %s (%s), copy of ", recipe, img.Tags[catalog.TagVersion], artifact)
+	return img.BakeKey == "" && img.Tags[catalog.TagBakeKey] == "" && strings.HasPrefix(img.Description, prefix) &&
+		img.Tags[catalog.TagRecipe] == recipe && img.Tags[catalog.TagArtifact] == artifact
+}
+
 // copyTo copies src, the build region's AMI of v, to region, or finishes
 // the copy an earlier run started (see Promote), encrypted with the
 // region's key: spec's, else the store's (WithEncryption).

@@ -8,6 +8,7 @@ import (
 
 	"github.com/bakery-sh/bakery/catalog"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -24,8 +25,16 @@ var ErrDeleteRefused = errors.New("the registry refuses to delete manifests")
 // (an error) when a stage tag, or any other tag of the artifact, names the
 // version's digest. A version no longer there is not an error; it returns
 // how many manifests it deleted. Registries that refuse deletion give an
-// error wrapping [ErrDeleteRefused]. Blobs are the registry's to collect.
+// error wrapping [ErrDeleteRefused]. On a registry without the referrers
+// API the version's referrers fallback tag (sha256-HEX) goes too. Blobs
+// are the registry's to collect.
 func (s *RegistryStore) RemoveVersion(ctx context.Context, e catalog.Entry) (deleted int, err error) {
+	return s.removeVersion(ctx, e, nil)
+}
+
+// removeVersion removes e; before, when not nil, runs once the checks
+// passed and before anything is deleted.
+func (s *RegistryStore) removeVersion(ctx context.Context, e catalog.Entry, before func(digest v1.Hash) error) (deleted int, err error) {
 	fail := func(err error) (int, error) {
 		return deleted, fmt.Errorf("removing %s@%s from %s: %w", s.recipe, e.Version, s.repo, err)
 	}
@@ -63,6 +72,11 @@ func (s *RegistryStore) RemoveVersion(ctx context.Context, e catalog.Entry) (del
 			return fail(fmt.Errorf("the tag %s:%s points at it: remove that tag first or leave it", s.repo, tag))
 		}
 	}
+	if before != nil {
+		if err := before(v.desc.Digest); err != nil {
+			return fail(err)
+		}
+	}
 	del := func(ref name.Reference) error {
 		err := remote.Delete(ref, ss.with(ctx)...)
 		switch {
@@ -85,6 +99,9 @@ func (s *RegistryStore) RemoveVersion(ctx context.Context, e catalog.Entry) (del
 			return fail(err)
 		}
 	}
+	if err := s.deleteFallbackTag(ctx, ss, v.desc.Digest, del); err != nil {
+		return fail(err)
+	}
 	if err := del(s.repo.Tag(e.Version)); err != nil {
 		return fail(err)
 	}
@@ -98,6 +115,32 @@ func (s *RegistryStore) RemoveVersion(ctx context.Context, e catalog.Entry) (del
 		}
 	}
 	return deleted, nil
+}
+
+// deleteFallbackTag deletes the referrers fallback tag of digest
+// (sha256-HEX, the index a registry without the referrers API keeps the
+// image's referrers in, go-containerregistry's tag schema): the index by
+// digest, then the tag itself where the registry deletes tags (many
+// delete a manifest's tags with it and refuse deleting a tag alone: that
+// refusal is not an error). A registry with the referrers API has no
+// such tag.
+func (s *RegistryStore) deleteFallbackTag(ctx context.Context, ss *regSession, digest v1.Hash, del func(name.Reference) error) error {
+	tag := s.repo.Tag(digest.Algorithm + "-" + digest.Hex)
+	desc, err := remote.Head(tag, ss.with(ctx)...)
+	if err != nil {
+		if ctx.Err() == nil && isAbsent(err) {
+			return nil
+		}
+		return fmt.Errorf("reading the referrers tag %s: %w", tag, ss.explain(s.repo, err))
+	}
+	if err := del(s.repo.Digest(desc.Digest.String())); err != nil {
+		return err
+	}
+	err = remote.Delete(tag, ss.with(ctx)...)
+	if err == nil || ctx.Err() == nil && (isAbsent(err) || refused(err)) {
+		return nil
+	}
+	return fmt.Errorf("deleting %s: %w", tag, ss.explain(s.repo, err))
 }
 
 // refused reports whether err says the registry does not allow deleting.

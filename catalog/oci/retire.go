@@ -46,6 +46,12 @@ type PruneReport struct {
 // [Layout.Prune]. A version no longer in the layout is not an error: the
 // Removal then has no entries.
 func (s *LayoutStore) RemoveVersion(ctx context.Context, e catalog.Entry) (*Removal, error) {
+	return s.removeVersion(ctx, e, nil)
+}
+
+// removeVersion removes e and, with ev, stages its tombstone in the same
+// transaction.
+func (s *LayoutStore) removeVersion(ctx context.Context, e catalog.Entry, ev *catalog.Event) (*Removal, error) {
 	rm := &Removal{Ref: e.Ref}
 	err := s.update(ctx, func(tx *Tx, st *layoutState) error {
 		v := st.byTag[e.Version]
@@ -82,6 +88,11 @@ func (s *LayoutStore) RemoveVersion(ctx context.Context, e catalog.Entry) (*Remo
 		slices.SortFunc(rm.Candidates, func(a, b v1.Hash) int { return compareHash(a, b) })
 		if err := tx.Untag(s.name + ":" + e.Version); err != nil {
 			return err
+		}
+		if ev != nil {
+			if err := s.writeTombstone(tx, e.Version, v.desc.Digest, *ev); err != nil {
+				return err
+			}
 		}
 		return tx.detachSubject(v.desc.Digest)
 	})

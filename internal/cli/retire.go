@@ -2,6 +2,7 @@ package cli
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -39,6 +40,9 @@ type imagePlan struct {
 	*retire.Plan
 	// Kind is the kind of image the plan is about.
 	Kind catalog.Kind `json:"kind"`
+	// Mixed is true when the recipe has machine and container images:
+	// each version is planned once for both.
+	Mixed bool `json:"-"`
 	// Report is what was deleted and skipped (with --yes).
 	Report *retire.Report `json:"report,omitempty"`
 }
@@ -48,22 +52,27 @@ func retireCommand(e *env) *ucli.Command {
 		Name:      "retire",
 		Usage:     "delete superseded machine and container images the recipe's retain block does not keep",
 		ArgsUsage: "[RECIPE|FILE...]",
-		Description: "Plans, for every version of each machine_image of RECIPE (every recipe in\n" +
-			"./recipes by default, or the recipe FILEs given), keep or remove, with every\n" +
-			"reason: in a stage, in use (an instance not terminated, any launch template\n" +
-			"version, a launch configuration or Auto Scaling group, in every region the\n" +
-			"version is in), a rollback target, the base of a kept image, or inside the\n" +
-			"retain block's keep_last, keep_within and keep_revoked. A version is kept or\n" +
-			"removed as a whole, in every region. Without --yes nothing changes. With\n" +
-			"--yes it checks again right before each version that nothing uses it, then\n" +
-			"deregisters every copy and deletes each snapshot, and records a retire event.\n" +
-			"Run it again to finish an interrupted run. Disabled Auto Scaling groups beyond\n" +
-			"a fleet's keep_disabled go first, with their launch templates (never the\n" +
-			"newest disabled one, the rollback target). Container images in the local\n" +
-			"layout ($BAKERY_HOME) are planned the same way; with --yes each version's tag\n" +
-			"and event artifacts leave index.json, then the blobs nothing else references\n" +
-			"are deleted; in a registry, its events, tag and manifest are deleted by digest\n" +
-			"(a registry refusing deletion is reported and the version kept).",
+		Description: "Plans, for every version of RECIPE (every recipe in ./recipes by default, or\n" +
+			"the recipe FILEs given), keep or remove, with every reason: in a stage, in use\n" +
+			"(an instance not terminated, any launch template version, a launch\n" +
+			"configuration or Auto Scaling group, in every region the version is in),\n" +
+			"shared with a stage's account while it is the stage's current or previous\n" +
+			"version, a rollback target, the base of a kept image, or inside the retain\n" +
+			"block's keep_last, keep_within and keep_revoked. A version is kept or removed\n" +
+			"as a whole: in every region, with its AMIs and its container images together.\n" +
+			"Without --yes nothing changes. With --yes it checks again right before each\n" +
+			"version that nothing uses it, then deregisters every copy and deletes each\n" +
+			"snapshot, and records a retire event. Run it again to finish an interrupted\n" +
+			"run. Disabled Auto Scaling groups beyond a fleet's keep_disabled, and failed\n" +
+			"ones (kept by launch --on-error abort) beyond the newest max(1, keep_disabled),\n" +
+			"go first, with their launch templates (never the serving group or the newest\n" +
+			"disabled one, the rollback target). Container images in the local layout\n" +
+			"($BAKERY_HOME) leave index.json, their retire event staying as a tombstone,\n" +
+			"then the blobs nothing else references are deleted; in a registry, their\n" +
+			"events, referrers fallback tag, tag and manifest are deleted by digest (a\n" +
+			"registry refusing deletion is reported and the version kept). Orphans are\n" +
+			"listed and removed too: snapshots no AMI names and unfinished promotion copies\n" +
+			"in every enabled region, and layout blobs no manifest references.",
 		Flags: append(varFlags(),
 			&ucli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "remove what the plan removes"},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "print the plan only (the default without --yes)"},
@@ -130,55 +139,78 @@ func (e *env) retireRecipes(c *ucli.Context, g globals) ([]*recipes.Recipe, erro
 }
 
 // retireRecipe plans, and with apply retires, r's Auto Scaling groups
-// (first: a group deleted no longer keeps its AMI), then every machine
-// image of r.
+// (first: a group deleted no longer keeps its AMI), then every version
+// of r: one plan for all its machine and container images, so a version
+// with both is kept or removed whole.
 func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (retireDoc, error) {
 	doc := retireDoc{Recipe: r.Name, Images: []imagePlan{}, Groups: []retire.GroupDecision{}, Applied: apply}
 	rt := r.Retain
 	policy := retire.Policy{KeepLast: rt.KeepLast, KeepWithin: rt.KeepWithin, KeepPrevious: rt.KeepPrevious, KeepRevoked: rt.KeepRevoked}
+	var amis, containers []retire.Retirer
+	ss := &session{e: e, c: c}
+	if len(r.MachineImages) > 0 {
+		var err error
+		if amis, err = e.retireAMIs(ss, r, apply, &doc); err != nil {
+			return doc, err
+		}
+	}
+	// Who retires: the AWS caller when the recipe has machine images.
+	copts := []retire.Option{retire.WithClock(e.now), retire.WithActor(ss.actor())}
 	for _, ct := range r.Containers {
-		var lc *retire.Containers
 		if ct.Repository == "" {
 			l, err := catalogoci.OpenLayout(e.home())
 			if err != nil {
 				return doc, err
 			}
-			lc = retire.NewLayoutContainers(r.Name, ct.Name, l, l.Store(ct.Name, r.Name, ct.Name))
-		} else {
-			rs, err := catalogoci.NewRegistryStore(ct.Repository, r.Name, ct.Name)
-			if err != nil {
-				return doc, err
-			}
-			lc = retire.NewRegistryContainers(r.Name, ct.Name, rs)
+			containers = append(containers, retire.NewLayoutContainers(r.Name, ct.Name, l, l.Store(ct.Name, r.Name, ct.Name), copts...))
+			continue
 		}
-		o, err := lc.Observe(c.Context)
+		rs, err := catalogoci.NewRegistryStore(ct.Repository, r.Name, ct.Name)
 		if err != nil {
 			return doc, err
 		}
-		ip := imagePlan{Plan: retire.MakePlan(o, policy, e.now().UTC()), Kind: catalog.KindContainer}
-		if apply {
-			ip.Report, err = lc.Apply(c.Context, ip.Plan)
-		}
-		doc.Images = append(doc.Images, ip)
-		if err != nil {
-			return doc, err
-		}
+		containers = append(containers, retire.NewRegistryContainers(r.Name, ct.Name, rs, copts...))
 	}
-	if len(r.MachineImages) == 0 {
+	var obs []retire.Observed
+	kind := catalog.KindContainer
+	if len(amis) > 0 {
+		kind = catalog.KindAMI
+	}
+	all := append(amis, containers...)
+	for _, rt := range all {
+		o, err := rt.Observe(c.Context)
+		if err != nil {
+			return doc, err
+		}
+		obs = append(obs, o)
+	}
+	if len(all) == 0 {
 		return doc, nil
 	}
-	s := &session{e: e, c: c}
+	ip := imagePlan{Plan: retire.MakePlan(retire.Merge(r.Name, obs...), policy, e.now().UTC()), Kind: kind, Mixed: len(amis) > 0 && len(containers) > 0}
+	var err error
+	if apply {
+		ip.Report, err = retire.ApplyAll(c.Context, ip.Plan, all...)
+	}
+	doc.Images = append(doc.Images, ip)
+	return doc, err
+}
+
+// retireAMIs plans, and with apply deletes, r's Auto Scaling groups, and
+// returns the retirers of its machine images.
+func (e *env) retireAMIs(s *session, r *recipes.Recipe, apply bool, doc *retireDoc) ([]retire.Retirer, error) {
+	c := s.c
 	arts, err := s.artifacts(r)
 	if err != nil {
-		return doc, err
+		return nil, err
 	}
 	cfg, err := s.awsFor(r)
 	if err != nil {
-		return doc, err
+		return nil, err
 	}
 	poll, err := e.pollInterval()
 	if err != nil {
-		return doc, err
+		return nil, err
 	}
 	var fleetRegions []string
 	keepDisabled := map[string]int{}
@@ -190,14 +222,14 @@ func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (reti
 		gs := retire.NewGroups(fleet.NewFromConfig(cfg, fleet.WithPollInterval(poll)))
 		groups, err := gs.Observe(c.Context, r.Name, fleetRegions)
 		if err != nil {
-			return doc, err
+			return nil, err
 		}
 		doc.Groups = retire.PlanGroups(groups, keepDisabled)
 		if apply {
 			rep, err := gs.Apply(c.Context, doc.Groups)
 			doc.GroupReport = rep
 			if err != nil {
-				return doc, err
+				return nil, err
 			}
 		}
 	}
@@ -205,6 +237,11 @@ func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (reti
 	ops := catalogami.NewOps(func(region string) catalogami.API { return clients.Get(region) }, poll, nil)
 	find := catalogami.NewStoreFromConfig(cfg)
 	usage := fleet.UsageClientsFromConfig(cfg)
+	stageAccounts := map[string][]string{}
+	for _, st := range r.Stages {
+		stageAccounts[st] = r.Stage(st).Accounts
+	}
+	var out []retire.Retirer
 	for _, art := range arts {
 		store, ok := art.Store.(*catalogami.LifecycleStore)
 		if art.Kind != catalog.KindAMI || !ok {
@@ -216,26 +253,13 @@ func (e *env) retireRecipe(c *ucli.Context, r *recipes.Recipe, apply bool) (reti
 				m = mi
 			}
 		}
-		amis := retire.NewAMIs(r.Name, art.Name, store, find, ops, usage,
+		out = append(out, retire.NewAMIs(r.Name, art.Name, store, find, ops, usage,
 			retire.WithClock(e.now), retire.WithActor(s.actor()),
-			retire.WithUsageRegions(append(amiRegions(r, m, cfg.Region), fleetRegions...)...))
-		o, err := amis.Observe(c.Context)
-		if err != nil {
-			return doc, err
-		}
-		ip := imagePlan{Plan: retire.MakePlan(o, policy, e.now().UTC()), Kind: catalog.KindAMI}
-		if apply {
-			rep, err := amis.Apply(c.Context, ip.Plan)
-			ip.Report = rep
-			doc.Images = append(doc.Images, ip)
-			if err != nil {
-				return doc, err
-			}
-			continue
-		}
-		doc.Images = append(doc.Images, ip)
+			retire.WithUsageRegions(append(amiRegions(r, m, cfg.Region), fleetRegions...)...),
+			retire.WithStageAccounts(stageAccounts),
+			retire.WithEnabledRegions(func(ctx context.Context) ([]string, error) { return s.enabledRegions(ctx, cfg) })))
 	}
-	return doc, nil
+	return out, nil
 }
 
 // writeRetire prints each plan as a table, then what was done or what
@@ -257,7 +281,7 @@ func (e *env) writeRetire(docs []retireDoc, applied bool) {
 			fmt.Fprintln(e.stdout)
 		}
 		first = false
-		fmt.Fprintf(e.stdout, "%s: Auto Scaling groups (disabled ones beyond each fleet's keep_disabled go)\n", doc.Recipe)
+		fmt.Fprintf(e.stdout, "%s: Auto Scaling groups (disabled and failed ones beyond each fleet's keep_disabled go)\n", doc.Recipe)
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "GROUP\tREGION\tVERSION\tSTATE\tDECISION\tREASONS")
 		remove := 0
@@ -298,7 +322,11 @@ func (e *env) writeImagePlan(d imagePlan, applied bool) {
 		decision := "keep"
 		if !dec.Keep {
 			decision = "remove"
-			amis += len(dec.Locations)
+			for _, part := range dec.Artifacts {
+				if part.Kind == catalog.KindAMI {
+					amis += len(part.Locations)
+				}
+			}
 		}
 		var locs []string
 		for _, l := range dec.Locations {
@@ -325,6 +353,9 @@ func (e *env) writeImagePlan(d imagePlan, applied bool) {
 		rep := d.Report
 		fmt.Fprintf(e.stdout, "retired %d of %d versions: %d AMIs, %d snapshots, %d GiB of snapshot storage reclaimed\n",
 			len(rep.Retired), remove, rep.AMIs, rep.Snapshots, rep.GiB)
+		if d.Mixed {
+			fmt.Fprintf(e.stdout, "and %d container manifests deleted or untagged, %d layout blobs (%d bytes) deleted\n", rep.Manifests, rep.Blobs, rep.Bytes)
+		}
 		for _, sk := range rep.Skipped {
 			what := sk.Ref.String()
 			if sk.ID != "" {
@@ -333,8 +364,12 @@ func (e *env) writeImagePlan(d imagePlan, applied bool) {
 			fmt.Fprintf(e.stdout, "skipped %s: %s\n", what, sk.Reason)
 		}
 	case !applied && d.Kind == catalog.KindContainer:
-		fmt.Fprintf(e.stdout, "would remove %d versions (their tags, events and manifests; in a layout, their unshared blobs); nothing removed: run again with --yes to remove them\n", remove)
+		fmt.Fprintf(e.stdout, "would remove %d versions (their tags, events and manifests; in a layout, their unshared blobs) and %d orphans; nothing removed: run again with --yes to remove them\n", remove, len(d.Orphans))
 	case !applied:
-		fmt.Fprintf(e.stdout, "would remove %d versions (%d AMIs and their snapshots) and %d orphaned snapshots; nothing removed: run again with --yes to remove them\n", remove, amis, len(d.Orphans))
+		also := ""
+		if d.Mixed {
+			also = ", their container images"
+		}
+		fmt.Fprintf(e.stdout, "would remove %d versions (%d AMIs and their snapshots%s) and %d orphans; nothing removed: run again with --yes to remove them\n", remove, amis, also, len(d.Orphans))
 	}
 }

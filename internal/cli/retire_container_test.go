@@ -148,6 +148,8 @@ func TestRetireContainerLayout(t *testing.T) {
 		}
 	}
 
+	retiredIn(t, mustRunAt(t, now, env, "--output", "json", "history", "-f", recipe, "hello").stdout, now, "1.0.0", "1.0.2")
+
 	again := mustRunAt(t, now, env, "retire", "--yes", recipe)
 	if !strings.Contains(again.stdout, "nothing to remove") || layoutBlobs(t, home) != after {
 		t.Errorf("a second retire:\n%s", again.stdout)
@@ -198,8 +200,46 @@ func TestRetireContainerRegistry(t *testing.T) {
 	if _, err := remote.Head(repo.Digest(digests["1.0.1"])); err == nil {
 		t.Error("the manifest of 1.0.1 is still there by digest")
 	}
+	retiredIn(t, mustRunAt(t, now, env, "--output", "json", "history", "-f", recipe, "hello").stdout, now, "1.0.1")
+	// The registry has no referrers API: the fallback tag of 1.0.1's
+	// events went with it.
+	tags, err := remote.List(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fallback := strings.Replace(digests["1.0.1"], ":", "-", 1); slices.Contains(tags, fallback) {
+		t.Errorf("the referrers fallback tag %s of 1.0.1 is left: %v", fallback, tags)
+	}
 	again := mustRunAt(t, now, env, "retire", "--yes", recipe)
 	if !strings.Contains(again.stdout, "nothing to remove") {
 		t.Errorf("a second retire:\n%s", again.stdout)
+	}
+}
+
+// retiredIn checks that history's JSON lists one retire event at at for
+// each of versions, and none for others.
+func retiredIn(t *testing.T, history string, at time.Time, versions ...string) {
+	t.Helper()
+	var doc struct {
+		Events []struct {
+			Action, Version, Reason string
+			Time                    time.Time
+		} `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(history), &doc); err != nil {
+		t.Fatalf("history --output json: %v\n%s", err, history)
+	}
+	var got []string
+	for _, ev := range doc.Events {
+		if ev.Action == "retire" {
+			got = append(got, ev.Version)
+			if !ev.Time.Equal(at) || ev.Reason == "" {
+				t.Errorf("retire event of %s at %s with reason %q, want at %s with the plan's reasons", ev.Version, ev.Time, ev.Reason, at)
+			}
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, versions) {
+		t.Errorf("history's retire events are of %v, want %v:\n%s", got, versions, history)
 	}
 }

@@ -186,7 +186,7 @@ func TestRetireCommand(t *testing.T) {
 		!strings.Contains(r.stdout, "eu-west-1:"+baked["1.1.0"]["eu-west-1"]+",us-east-1:"+baked["1.1.0"]["us-east-1"]) {
 		t.Errorf("the plan does not list both locations of 1.1.0 (%v):\n%s", baked["1.1.0"], r.stdout)
 	}
-	if !strings.Contains(r.stdout, "would remove 1 versions (2 AMIs and their snapshots) and 0 orphaned snapshots; nothing removed: run again with --yes") {
+	if !strings.Contains(r.stdout, "would remove 1 versions (2 AMIs and their snapshots) and 0 orphans; nothing removed: run again with --yes") {
 		t.Errorf("the plan does not say that nothing was removed:\n%s", r.stdout)
 	}
 	if a, _ := ownImages(t, moto, "us-east-1"); !slices.Equal(a, eastBefore) {

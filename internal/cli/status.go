@@ -2,6 +2,7 @@ package cli
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -302,6 +303,18 @@ func historyCommand(e *env) *ucli.Command {
 				return err
 			}
 			doc := historyDoc{Recipe: rs[0].Name, Events: promote.History(all[0])}
+			// A retired container version's retire event outlives it.
+			for _, a := range all[0] {
+				if rs, ok := a.Store.(interface {
+					RetiredEvents(context.Context) ([]catalog.Event, error)
+				}); ok {
+					evs, err := rs.RetiredEvents(c.Context)
+					if err != nil {
+						return err
+					}
+					doc.Events = promote.MergeHistory(doc.Events, evs)
+				}
+			}
 			l, err := s.ledger(rs[0])
 			if err != nil {
 				return err
