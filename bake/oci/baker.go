@@ -21,7 +21,8 @@ import (
 // keyScheme names the bake key layout for container images. Changing how
 // keys are computed must change it, so old keys never match new bakes.
 // v2: the canonical recipe names the container's compression, and the
-// key has an "oci.compression" part (compressionFormat).
+// key has an "oci.compression" part (compressionFormat); input file
+// contents are hashed with BLAKE3 (newInputHash).
 const keyScheme = "bakery/oci/v2"
 
 // Baker bakes container images: it resolves bases, computes bake keys,

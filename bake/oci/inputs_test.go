@@ -2,6 +2,7 @@ package oci
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/bakery-sh/bakery/bake/bakekey"
 	"github.com/bakery-sh/bakery/recipes"
+	"github.com/zeebo/blake3"
 )
 
 // keyOf returns the bake key of the given layers alone.
@@ -230,5 +232,27 @@ func BenchmarkSHA256Files(b *testing.B) {
 			io.CopyBuffer(h, struct{ io.Reader }{f}, buf)
 			f.Close()
 		}
+	}
+}
+
+// TestInputContentHashIsBLAKE3 pins the content hash of input files in the
+// bake key to BLAKE3 (see newInputHash): a file's sum is what an
+// independent BLAKE3 implementation of the same bytes gives, and not
+// its SHA-256.
+func TestInputContentHashIsBLAKE3(t *testing.T) {
+	content := bytes.Repeat([]byte("bakery input\n"), 100_000) // spans several read buffers
+	path := filepath.Join(t.TempDir(), "input")
+	if err := os.WriteFile(path, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	jobs := []inputJob{{path: path, name: "input", size: int64(len(content))}}
+	if err := hashInputJobs(context.Background(), jobs, 1); err != nil {
+		t.Fatal(err)
+	}
+	if want := blake3.Sum256(content); jobs[0].sum != want {
+		t.Errorf("input sum = %x, want BLAKE3 %x", jobs[0].sum, want)
+	}
+	if sha := sha256.Sum256(content); jobs[0].sum == sha {
+		t.Error("input sum is the SHA-256 of the content")
 	}
 }

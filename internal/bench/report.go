@@ -174,7 +174,7 @@ func (r *report) writeText(w io.Writer) {
 	tw.Flush()
 	fmt.Fprintf(w, "(info: by median user+sys CPU instead of wall time, bakery full / crane = %.2fx, zstd %.2fx, bakery no-op / sha256sum = %.2fx)\n",
 		r.cpuRatio(mFull, mCrane), r.cpuRatio(mZstd, mCrane), r.cpuRatio(mNoop, mSHA))
-	fmt.Fprintf(w, "(info: CPU %s, sha_ni %v: without SHA instructions sha256 costs bakery (3 passes: bake key, diffID, digest) more than crane (2))\n\n",
+	fmt.Fprintf(w, "(info: CPU %s, sha_ni %v: sha256 runs twice in bakery (diffID, digest; the bake key hashes inputs with BLAKE3) as in crane)\n\n",
 		orUnknown(m.CPU), m.SHANI)
 
 	for _, b := range []bakeryFigures{r.Bakery, r.BakeryZstd} {
