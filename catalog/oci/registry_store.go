@@ -359,8 +359,8 @@ func (ss *regSession) read() (*regState, error) {
 	g, gctx := errgroup.WithContext(ss.ctx)
 	g.SetLimit(ss.s.reg.jobs)
 	for i, tag := range tags {
-		if strings.HasPrefix(tag, "sha256-") {
-			continue // referrers fallback tags, signatures
+		if strings.HasPrefix(tag, "sha256-") || strings.HasPrefix(tag, RetiredTagPrefix) {
+			continue // referrers fallback tags, signatures; retire tombstones (read by RetireEvents)
 		}
 		if v, ok := ss.versions[tag]; ok {
 			results[i].v = v

@@ -74,6 +74,15 @@ func TestRegistryRetireVersionKeepsItsRetireEvent(t *testing.T) {
 		evs[0].Artifact != testArtifact || evs[0].Reason != ev.Reason || evs[0].Actor != "ops" {
 		t.Fatalf("retired events %+v, want %+v", evs, ev)
 	}
+	// Reading the catalog lists the tombstone's tag but never reads it: it
+	// is no version and no stage (RetiredEvents reads it).
+	tr.reset()
+	entries(t, newStore(t, repo))
+	for _, r := range tr.requests() {
+		if strings.Contains(r, "/manifests/"+RetiredTagPrefix) {
+			t.Errorf("reading the catalog fetched a retire tombstone: %s", r)
+		}
+	}
 	// Again (an interrupted run finished): the first time stays.
 	if _, err := s.RetireVersion(ctx, old, retireEvent("1.0.0", testTime(8*time.Hour))); err != nil {
 		t.Fatal(err)
@@ -84,7 +93,7 @@ func TestRegistryRetireVersionKeepsItsRetireEvent(t *testing.T) {
 }
 
 // TestLayoutRetireVersionKeepsItsRetireEvent: the tombstone stays in
-// index.json after the version and its blobs are gone, Prune keeps its
+// the layout's history file after the version and its blobs are gone, Prune keeps its
 // blobs, and the kept versions stay readable by skopeo and umoci.
 func TestLayoutRetireVersionKeepsItsRetireEvent(t *testing.T) {
 	ctx := context.Background()
