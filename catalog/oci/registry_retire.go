@@ -102,19 +102,55 @@ func (s *RegistryStore) removeVersion(ctx context.Context, e catalog.Entry, befo
 	if err := s.deleteFallbackTag(ctx, ss, v.desc.Digest, del); err != nil {
 		return fail(err)
 	}
-	if err := del(s.repo.Tag(e.Version)); err != nil {
-		return fail(err)
-	}
+	// The manifest by digest everywhere (Docker Distribution deletes its
+	// tags with it), then the version tags left where a registry keeps
+	// tags apart from manifests.
+	var repos []name.Repository
 	for _, l := range locations[v] {
-		r, err := name.NewRepository(l.Where)
-		if err != nil {
-			continue
+		if r, err := name.NewRepository(l.Where); err == nil {
+			repos = append(repos, r)
 		}
+	}
+	for _, r := range repos {
 		if err := del(r.Digest(v.desc.Digest.String())); err != nil {
 			return fail(err)
 		}
 	}
+	for _, r := range repos {
+		if err := deleteTag(ctx, ss.with(ctx), r.Tag(e.Version)); err != nil {
+			return fail(err)
+		}
+	}
 	return deleted, nil
+}
+
+// deleteTag deletes tag by name where the registry allows it. A registry
+// that deletes no tag by name (Docker Distribution answers
+// DIGEST_INVALID or UNSUPPORTED; others refuse with 405) has removed it
+// with its manifest already, so a refusal is not an error, nor is a tag
+// already gone.
+func deleteTag(ctx context.Context, opts []remote.Option, tag name.Tag) error {
+	err := remote.Delete(tag, opts...)
+	if err == nil || ctx.Err() == nil && (isAbsent(err) || refused(err) || tagDeleteUnsupported(err)) {
+		return nil
+	}
+	return fmt.Errorf("deleting %s: %w", tag, explain(ctx, tag.Context(), err))
+}
+
+// tagDeleteUnsupported reports whether err is Docker Distribution's
+// answer to deleting a manifest by tag: it expects a digest and says
+// DIGEST_INVALID.
+func tagDeleteUnsupported(err error) bool {
+	var terr *transport.Error
+	if !errors.As(err, &terr) || terr.StatusCode != http.StatusBadRequest {
+		return false
+	}
+	for _, d := range terr.Errors {
+		if d.Code == transport.DigestInvalidErrorCode {
+			return true
+		}
+	}
+	return false
 }
 
 // deleteFallbackTag deletes the referrers fallback tag of digest
@@ -136,11 +172,7 @@ func (s *RegistryStore) deleteFallbackTag(ctx context.Context, ss *regSession, d
 	if err := del(s.repo.Digest(desc.Digest.String())); err != nil {
 		return err
 	}
-	err = remote.Delete(tag, ss.with(ctx)...)
-	if err == nil || ctx.Err() == nil && (isAbsent(err) || refused(err)) {
-		return nil
-	}
-	return fmt.Errorf("deleting %s: %w", tag, ss.explain(s.repo, err))
+	return deleteTag(ctx, ss.with(ctx), tag)
 }
 
 // refused reports whether err says the registry does not allow deleting.

@@ -9,7 +9,9 @@ import (
 	"slices"
 
 	"github.com/bakery-sh/bakery/catalog"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // Removal is what [LayoutStore.RemoveVersion] took out of index.json: the
@@ -42,7 +44,12 @@ type PruneReport struct {
 // digest, in one transaction committed under the layout lock. Right before,
 // under that lock, it re-reads the layout and refuses (an error) when any
 // other tag of the artifact, such as a stage tag, still names the
-// version's digest. Its blobs stay: pass the returned Candidates to
+// version's digest. A version published to stage repositories by a
+// promotion is first deleted there (its manifest by digest, which takes
+// its STAGE_REPO:VERSION tag along), after checking that no stage tag
+// there names it; a registry that refuses gives an error wrapping
+// [ErrDeleteRefused] and the layout keeps the version, so a later run
+// finishes the job. Its blobs stay: pass the returned Candidates to
 // [Layout.Prune]. A version no longer in the layout is not an error: the
 // Removal then has no entries.
 func (s *LayoutStore) RemoveVersion(ctx context.Context, e catalog.Entry) (*Removal, error) {
@@ -63,6 +70,9 @@ func (s *LayoutStore) removeVersion(ctx context.Context, e catalog.Entry, ev *ca
 			if h == v.desc.Digest {
 				return fmt.Errorf("the tag %s:%s points at it now: it is staged; demote it first or leave it", s.name, tag)
 			}
+		}
+		if err := s.removePublished(ctx, st, v); err != nil {
+			return err
 		}
 		descs, err := s.l.allDescriptors() // the history file lists the events
 		if err != nil {
@@ -172,4 +182,50 @@ func (l *Layout) Prune(ctx context.Context, candidates []v1.Hash) (PruneReport, 
 		rep.Bytes += fi.Size()
 	}
 	return rep, nil
+}
+
+// removePublished deletes v from every stage repository a promotion
+// published it to (see [LayoutStore.Promote]), refusing when a stage tag
+// there names it. It runs under the layout lock, before the layout
+// forgets v, so that a failure leaves v listed and a later run retries.
+func (s *LayoutStore) removePublished(ctx context.Context, st *layoutState, v *version) error {
+	if !st.hasRemote() {
+		return nil
+	}
+	opts, err := s.reg.sessionOptions(ctx)
+	if err != nil {
+		return err
+	}
+	holders, locations, err := placements(ctx, opts, s.reg.jobs, &st.lifecycle, st.others, s.l.dir)
+	if err != nil {
+		return err
+	}
+	for stage, h := range holders {
+		if h == v.desc.Digest {
+			return fmt.Errorf("it is in %s now: demote it first or leave it", stage)
+		}
+	}
+	for _, loc := range locations[v] {
+		if loc.Where == s.l.dir {
+			continue
+		}
+		r, err := name.NewRepository(loc.Where)
+		if err != nil {
+			continue
+		}
+		with := append(slices.Clip(opts), remote.WithContext(ctx))
+		ref := r.Digest(v.desc.Digest.String())
+		err = remote.Delete(ref, with...)
+		switch {
+		case err == nil, ctx.Err() == nil && isAbsent(err):
+		case refused(err):
+			return fmt.Errorf("deleting %s: %w (%w): enable deletion on the registry or delete it there by hand", ref, ErrDeleteRefused, err)
+		default:
+			return fmt.Errorf("deleting %s: %w", ref, explain(ctx, r, err))
+		}
+		if err := deleteTag(ctx, with, r.Tag(v.image.Version)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
