@@ -84,7 +84,7 @@ func specialFiles(l *Layer) hcl.Diagnostics {
 		rel, _ := filepath.Rel(root, p)
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
-			Summary:  fmt.Sprintf("layer source %q holds %s: %s", l.Source, fileKind(t), filepath.ToSlash(rel)),
+			Summary:  fmt.Sprintf("layer source %q holds %s: %s", l.Source, DescribeFileMode(t), filepath.ToSlash(rel)),
 			Detail:   "A layer holds only regular files, folders and symlinks: remove it from the source folder (or bake from a folder without it).",
 			Subject:  l.SourceRange.Ptr(),
 		})
@@ -93,9 +93,13 @@ func specialFiles(l *Layer) hcl.Diagnostics {
 	return diags
 }
 
-// fileKind names a special file type.
-func fileKind(m fs.FileMode) string {
+// DescribeFileMode names the type of a file with mode m for messages: "a
+// folder", "a named pipe (fifo)", "a socket", "a character device", "a
+// block device", "a symlink", else "a special file" (or "a file").
+func DescribeFileMode(m fs.FileMode) string {
 	switch {
+	case m.IsDir():
+		return "a folder"
 	case m&fs.ModeNamedPipe != 0:
 		return "a named pipe (fifo)"
 	case m&fs.ModeSocket != 0:
@@ -104,6 +108,10 @@ func fileKind(m fs.FileMode) string {
 		return "a character device"
 	case m&fs.ModeDevice != 0:
 		return "a block device"
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	case m.IsRegular():
+		return "a file"
 	default:
 		return "a special file"
 	}

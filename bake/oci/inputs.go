@@ -227,24 +227,7 @@ func walkLayerDir(ctx context.Context, l *recipes.Layer, dst string, uid, gid in
 }
 
 // describeMode names a file type for error messages.
-func describeMode(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a folder"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a block device"
-	case m&fs.ModeSymlink != 0:
-		return "a symlink"
-	default:
-		return "a special file"
-	}
-}
+func describeMode(m fs.FileMode) string { return recipes.DescribeFileMode(m) }
 
 // inputJob is one file to hash.
 type inputJob struct {

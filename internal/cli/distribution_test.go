@@ -1,72 +1,21 @@
 package cli
 
 import (
-	"context"
 	"fmt"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/bakery-sh/bakery/internal/distributiontest"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// startDistribution starts Debian's Docker Distribution registry
-// (docker-registry, installed by scripts/deps.sh) on a free loopback port,
-// storing in a temporary folder, with manifest deletes enabled or not, and
-// returns its host:port. Without it the test fails under CI and is
-// skipped elsewhere.
+// startDistribution starts a Docker Distribution registry (see
+// distributiontest.Start) and returns its host:port.
 func startDistribution(t *testing.T, deletes bool) string {
 	t.Helper()
-	bin := requireTool(t, "docker-registry")
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cfg := filepath.Join(dir, "config.yml")
-	config := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: %t\nhttp:\n  addr: %s\n",
-		filepath.Join(dir, "data"), deletes, addr)
-	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", cfg)
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", bin, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v2/", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return addr
-			}
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("%s exited: %v\n%s", bin, err, logs.String())
-		case <-ctx.Done():
-			t.Fatalf("%s did not answer on %s: %v\n%s", bin, addr, ctx.Err(), logs.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return distributiontest.Start(t, deletes)
 }
 
 // TestRevokeOnDockerDistribution is the release manager's revoke on a
