@@ -53,7 +53,7 @@ func TestTagBudgetBoundary(t *testing.T) {
 
 	over := filepath.Join(dir, "over.bake.hcl")
 	_, diags := NewLoader().Load(over, Options{})
-	wantDiags(t, diags, over, []string{`7,10: machine_image "web" has too many tags for its history`})
+	wantDiags(t, diags, over, []string{`7:10: machine_image "web" has too many tags for its history`})
 	if len(diags) == 1 {
 		d := diags[0].Detail
 		for _, want := range []string{"30 recipe tags", "3 stages", "room for 3 history events", "fewer than the 4", "remove 1 of its 30 tags"} {
@@ -73,7 +73,7 @@ func TestTagBudgetStagesAlone(t *testing.T) {
 	dir := writeTree(t, map[string]string{"r.bake.hcl": src})
 	p := filepath.Join(dir, "r.bake.hcl")
 	_, diags := NewLoader().Load(p, Options{})
-	wantDiags(t, diags, p, []string{`5,1: machine_image "web" has too many tags for its history`})
+	wantDiags(t, diags, p, []string{`5:1: machine_image "web" has too many tags for its history`})
 	if len(diags) == 1 && !strings.Contains(diags[0].Detail, fmt.Sprintf("remove 0 of its 0 tags and 1 of the recipe's %d stages", stages)) {
 		t.Errorf("detail does not say to drop a stage:\n%s", diags[0].Detail)
 	}
@@ -130,33 +130,33 @@ func TestCatalogBlockErrors(t *testing.T) {
 		"no bucket": {`catalog {
   prefix = "x"
 }
-`, []string{`9,1: missing required argument "bucket"`}},
+`, []string{`9:1: missing required argument "bucket"`}},
 		"bad bucket": {`catalog {
   bucket = "s3://Acme/ledger"
 }
-`, []string{`10,12: invalid bucket name "s3://Acme/ledger"`}},
+`, []string{`10:12: invalid bucket name "s3://Acme/ledger"`}},
 		"bad region and prefix": {`catalog {
   bucket = "acme-ledger"
   prefix = "a//b"
   region = "europe"
 }
-`, []string{`11,12: invalid prefix "a//b"`, `12,12: invalid region "europe"`}},
+`, []string{`11:12: invalid prefix "a//b"`, `12:12: invalid region "europe"`}},
 		"bucket not a string": {`catalog {
   bucket = ["acme-ledger"]
 }
-`, []string{`10,12: invalid type for "bucket"`}},
+`, []string{`10:12: invalid type for "bucket"`}},
 		"two blocks": {`catalog {
   bucket = "acme-ledger"
 }
 catalog {
   bucket = "other-ledger"
 }
-`, []string{`12,1: duplicate catalog block`}},
+`, []string{`12:1: duplicate catalog block`}},
 		"unknown argument": {`catalog {
   bucket = "acme-ledger"
   table  = "locks"
 }
-`, []string{`11,3: Unsupported argument`}},
+`, []string{`11:3: Unsupported argument`}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := writeTree(t, map[string]string{"r.bake.hcl": amiRecipe(1, 2, tc.block)})

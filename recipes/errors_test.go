@@ -129,7 +129,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "recipe block without a name", src: "recipe {\n  version = \"1.0.0\"\n  stages  = [\"dev\"]\n}\n",
 			summary: "Missing name for recipe", line: 1, col: 8, count: 1},
 		{name: "two recipe blocks", src: okRecipe + strings.Replace(okRecipe, `"r"`, `"s"`, 1) + okImage,
-			summary: "duplicate recipe block", detail: "r.bake.hcl:1,1", line: 5, col: 1, count: 1},
+			summary: "duplicate recipe block", detail: "r.bake.hcl:1:1", line: 5, col: 1, count: 1},
 
 		// The recipe block.
 		{name: "missing version", src: "recipe \"r\" {\n  stages = [\"dev\"]\n}\n" + okImage,
@@ -149,13 +149,13 @@ func TestLoadErrors(t *testing.T) {
 		{name: "stages not a list", src: "recipe \"r\" {\n  version = \"1.0.0\"\n  stages  = \"dev\"\n}\n" + okImage,
 			summary: `invalid type for "stages"`, detail: "Expected a list of strings", line: 3, col: 13, count: 1},
 		{name: "duplicate stage", src: "recipe \"r\" {\n  version = \"1.0.0\"\n  stages  = [\"dev\", \"prod\", \"dev\"]\n}\n" + okImage,
-			summary: `duplicate stage "dev"`, detail: "r.bake.hcl:3,14", line: 3, col: 29, count: 1},
+			summary: `duplicate stage "dev"`, detail: "r.bake.hcl:3:14", line: 3, col: 29, count: 1},
 		{name: "invalid stage name", src: "recipe \"r\" {\n  version = \"1.0.0\"\n  stages  = [\"dev\", \"Prod\"]\n}\n" + okImage,
 			summary: `invalid stage name "Prod"`, line: 3, col: 21, count: 1},
 
 		// The container block.
 		{name: "duplicate container label", src: container() + "container \"c\" {\n  base = \"scratch\"\n  layer {\n    source      = \"app/\"\n    destination = \"/\"\n  }\n}\n",
-			summary: `duplicate container block "c"`, detail: "r.bake.hcl:5,1", line: 12, col: 1, count: 1},
+			summary: `duplicate container block "c"`, detail: "r.bake.hcl:5:1", line: 12, col: 1, count: 1},
 		{name: "invalid container name", src: strings.Replace(container(), `container "c"`, `container "Web_"`, 1),
 			summary: `invalid container name "Web_"`, line: 5, col: 11, count: 1},
 		{name: "missing base", src: okRecipe + "container \"c\" {\n  layer {\n    source      = \"app/\"\n    destination = \"/app/\"\n  }\n}\n",
@@ -219,17 +219,17 @@ func TestLoadErrors(t *testing.T) {
 		{name: "recipe without an artifact block", src: okRecipe,
 			summary: "a recipe needs at least one container or machine_image block", detail: "machine_image", line: 1, col: 1, count: 1},
 		{name: "duplicate machine_image label", src: image() + "machine_image \"m\" {\n  source_ami = \"ami-0123456789abcdef0\"\n}\n",
-			summary: `duplicate machine_image block "m"`, detail: "r.bake.hcl:5,1", line: 8, col: 1, count: 1},
+			summary: `duplicate machine_image block "m"`, detail: "r.bake.hcl:5:1", line: 8, col: 1, count: 1},
 		{name: "invalid machine_image name", src: strings.Replace(image(), `machine_image "m"`, `machine_image "Web_"`, 1),
 			summary: `invalid machine_image name "Web_"`, line: 5, col: 15, count: 1},
 		{name: "unknown attribute in machine_image", src: image(`  ssh_user = "admin"`),
 			summary: "Unsupported argument", line: 7, col: 3, count: 1},
 		{name: "two source forms at once", src: imageBody(`  source_ami     = "ami-0123456789abcdef0"`, `  source_ami_ssm = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"`),
-			summary: "source_ami_ssm conflicts with source_ami", detail: "r.bake.hcl:6,20", line: 7, col: 20, count: 1},
+			summary: "source_ami_ssm conflicts with source_ami", detail: "r.bake.hcl:6:20", line: 7, col: 20, count: 1},
 		{name: "source_ami_filter with source_ami", src: imageBody(`  source_ami = "ami-0123456789abcdef0"`, `  source_ami_filter {`, `    owners = ["amazon"]`, `  }`),
 			summary: "source_ami_filter conflicts with source_ami", detail: "exactly one of source_ami, source_ami_filter and source_ami_ssm", line: 7, col: 3, count: 1},
 		{name: "two source_ami_filter blocks", src: imageBody(`  source_ami_filter {`, `    owners = ["amazon"]`, `  }`, `  source_ami_filter {`, `    owners = ["self"]`, `  }`),
-			summary: "duplicate source_ami_filter block", detail: "r.bake.hcl:6,3", line: 9, col: 3, count: 1},
+			summary: "duplicate source_ami_filter block", detail: "r.bake.hcl:6:3", line: 9, col: 3, count: 1},
 		{name: "no source form", src: imageBody(`  instance_type = "t3.micro"`),
 			summary: "missing source AMI", detail: "source_ami_filter", line: 5, col: 1, count: 1},
 		{name: "bad ami id", src: imageBody(`  source_ami = "ami-12345"`),
@@ -251,9 +251,9 @@ func TestLoadErrors(t *testing.T) {
 		{name: "bad copy region", src: image(`  regions = ["eu-west-1", "EU-WEST-2"]`),
 			summary: `invalid region "EU-WEST-2"`, line: 7, col: 27, count: 1},
 		{name: "duplicate region", src: image(`  regions = ["eu-west-1", "us-west-2", "eu-west-1"]`),
-			summary: `duplicate region "eu-west-1"`, detail: "r.bake.hcl:7,14", line: 7, col: 40, count: 1},
+			summary: `duplicate region "eu-west-1"`, detail: "r.bake.hcl:7:14", line: 7, col: 40, count: 1},
 		{name: "regions lists the build region", src: image(`  region  = "us-east-1"`, `  regions = ["eu-west-1", "us-east-1"]`),
-			summary: `regions lists the build region "us-east-1"`, detail: "r.bake.hcl:7,13", line: 8, col: 27, count: 1},
+			summary: `regions lists the build region "us-east-1"`, detail: "r.bake.hcl:7:13", line: 8, col: 27, count: 1},
 		{name: "region_kms_key_ids for an unlisted region", src: image(`  regions            = ["eu-west-1"]`, `  region_kms_key_ids = { "eu-west-1" = "alias/a", "us-west-2" = "alias/b" }`),
 			summary: `region "us-west-2" is not listed in regions`, detail: `add "us-west-2" to regions`, line: 8, col: 51, count: 1},
 		{name: "bad account id", src: image(`  share_with = ["111122223333", "11112222333"]`, `  encrypted  = false`),
@@ -289,7 +289,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "bad CIDR", src: image(`  ssh_source_cidrs = ["203.0.113.7"]`),
 			summary: `invalid CIDR "203.0.113.7"`, detail: `"203.0.113.7/32"`, line: 7, col: 23, count: 1},
 		{name: "user_data and user_data_file together", src: image(`  user_data      = "#!/bin/sh"`, `  user_data_file = "files/app.conf"`),
-			summary: "user_data_file conflicts with user_data", detail: "r.bake.hcl:7,20", line: 8, col: 20, count: 1},
+			summary: "user_data_file conflicts with user_data", detail: "r.bake.hcl:7:20", line: 8, col: 20, count: 1},
 		{name: "missing user_data_file", src: image(`  user_data_file = "cloud-init.yaml"`),
 			summary: `no such file "cloud-init.yaml"`, line: 7, col: 20, count: 1},
 		{name: "user data too large", src: image(`  user_data = join("", [for i in range(17) : format("%1024s", "")])`),
@@ -317,7 +317,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "provision without a type", src: image(`  provision {`, `  }`),
 			summary: "Missing type for provision", line: 7, col: 13, count: 1},
 		{name: "shell with both inline and script", src: provision("shell", `    inline = ["echo hi"]`, `    script = "scripts/setup.sh"`),
-			summary: "script conflicts with inline", detail: "r.bake.hcl:8,14", line: 9, col: 14, count: 1},
+			summary: "script conflicts with inline", detail: "r.bake.hcl:8:14", line: 9, col: 14, count: 1},
 		{name: "shell with neither inline nor script", src: provision("shell", `    env = { A = "b" }`),
 			summary: "missing inline or script", detail: `inline = ["command", ...]`, line: 7, col: 3, count: 1},
 		{name: "shell with empty inline", src: provision("shell", `    inline = []`),
@@ -349,7 +349,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "stage not in stages, with a suggestion", src: stage("stagin"),
 			summary: `unknown stage "stagin"`, detail: `Did you mean "staging"? A stage block configures one of the recipe's stages, "dev", "staging", "prod"`, line: 9, col: 7, count: 1},
 		{name: "stage not in stages", src: stage("qa", `  regions = ["eu-west-1"]`),
-			summary: `unknown stage "qa"`, detail: `r.bake.hcl:3,13); rename the block, or add "qa" to stages`, line: 9, col: 7, count: 1},
+			summary: `unknown stage "qa"`, detail: `r.bake.hcl:3:13); rename the block, or add "qa" to stages`, line: 9, col: 7, count: 1},
 		{name: "stage block before the recipe block", src: "stage \"prd\" {\n}\n" + stagedRecipe + stagedImage,
 			summary: `unknown stage "prd"`, detail: `Did you mean "prod"?`, line: 1, col: 7, count: 1},
 		{name: "stage blocks do not cascade when stages is missing", src: "recipe \"r\" {\n  version = \"1.0.0\"\n}\n" + okImage + "stage \"prod\" {\n}\n",
@@ -357,13 +357,13 @@ func TestLoadErrors(t *testing.T) {
 		{name: "stage without a name", src: stagedRecipe + stagedImage + "stage {\n}\n",
 			summary: "Missing name for stage", line: 9, col: 7, count: 1},
 		{name: "duplicate stage block", src: stage("prod", `  regions = ["eu-west-1"]`) + "stage \"prod\" {\n  accounts = [\"111122223333\"]\n}\n",
-			summary: `duplicate stage block "prod"`, detail: `r.bake.hcl:9,1; merge the two blocks`, line: 12, col: 1, count: 1},
+			summary: `duplicate stage block "prod"`, detail: `r.bake.hcl:9:1; merge the two blocks`, line: 12, col: 1, count: 1},
 		{name: "unknown attribute in stage", src: stage("prod", `  account = ["111122223333"]`),
 			summary: "Unsupported argument", line: 10, col: 3, count: 1},
 		{name: "unknown block in stage", src: stage("prod", `  gates {`, `  }`),
 			summary: "Unsupported block type", line: 10, col: 3, count: 1},
 		{name: "two gate blocks", src: stage("prod", `  gate {`, `    min_soak = "1h"`, `  }`, `  gate {`, `    require_approval = true`, `  }`),
-			summary: "duplicate gate block", detail: "r.bake.hcl:10,3, so remove one of them", line: 13, col: 3, count: 1},
+			summary: "duplicate gate block", detail: "r.bake.hcl:10:3, so remove one of them", line: 13, col: 3, count: 1},
 		{name: "unknown attribute in gate", src: gate("prod", `    min_soke = "1h"`),
 			summary: "Unsupported argument", line: 11, col: 5, count: 1},
 		{name: "bad min_soak", src: gate("staging", `    min_soak = "1 day"`),
@@ -387,11 +387,11 @@ func TestLoadErrors(t *testing.T) {
 		{name: "stage accounts not a list", src: stage("prod", `  accounts = "111122223333"`),
 			summary: `invalid type for "accounts"`, detail: "Expected a list of strings", line: 10, col: 14, count: 1},
 		{name: "stage sharing an AMI encrypted with the default key", src: stagedRecipe + okImage + "stage \"prod\" {\n  accounts = [\"111122223333\"]\n}\n",
-			summary: "sharing an encrypted AMI needs a customer-managed KMS key", detail: `r.bake.hcl:5,1) with these accounts, but it is encrypted with the default aws/ebs key`, line: 9, col: 14, count: 1},
+			summary: "sharing an encrypted AMI needs a customer-managed KMS key", detail: `r.bake.hcl:5:1) with these accounts, but it is encrypted with the default aws/ebs key`, line: 9, col: 14, count: 1},
 		{name: "bad stage region", src: stage("prod", `  regions = ["eu-west-1", "eu-west"]`),
 			summary: `invalid region "eu-west"`, detail: `"us-east-1"`, line: 10, col: 27, count: 1},
 		{name: "duplicate stage region", src: stage("prod", `  regions = ["eu-west-1", "us-west-2", "eu-west-1"]`),
-			summary: `duplicate region "eu-west-1"`, detail: "r.bake.hcl:10,14.", line: 10, col: 40, count: 1},
+			summary: `duplicate region "eu-west-1"`, detail: "r.bake.hcl:10:14.", line: 10, col: 40, count: 1},
 		{name: "bad stage repository", src: stage("prod", `  repository = "127.0.0.1:5000/Team/web"`),
 			summary: `invalid repository "127.0.0.1:5000/Team/web"`, detail: `"ghcr.io/org/web" (no tag)`, line: 10, col: 16, count: 1},
 		{name: "stage repository with a tag", src: stage("prod", `  repository = "ghcr.io/org/web:prod"`),
@@ -454,7 +454,7 @@ func TestLoadErrors(t *testing.T) {
 			summary: "Invalid type specification", line: 2, col: 10, count: 1},
 		{name: "duplicate variable",
 			src:     "variable \"v\" {\n  default = 1\n}\nvariable \"v\" {\n  default = 2\n}\n" + okRecipe + okImage,
-			summary: `duplicate variable block "v"`, detail: "r.bake.hcl:1,1", line: 4, col: 1, count: 1},
+			summary: `duplicate variable block "v"`, detail: "r.bake.hcl:1:1", line: 4, col: 1, count: 1},
 		{name: "validation block failing on the default", src: `variable "version" {
   type    = string
   default = "latest"
@@ -475,7 +475,7 @@ func TestLoadErrors(t *testing.T) {
 }
 ` + strings.Replace(okRecipe, `"1.0.0"`, "var.version", 1) + okImage,
 			opts:    func(string) Options { return Options{Vars: map[string]string{"version": "latest"}} },
-			summary: `invalid value for variable "version"`, detail: "r.bake.hcl:5,21", file: "<-var version>", line: 1, col: 1, count: 1},
+			summary: `invalid value for variable "version"`, detail: "r.bake.hcl:5:21", file: "<-var version>", line: 1, col: 1, count: 1},
 		{name: "validation block without error_message", src: `variable "v" {
   default = "x"
   validation {
@@ -584,13 +584,13 @@ container "d" {
 	dir := writeTree(t, map[string]string{"r.bake.hcl": src, "app/hello": "x"})
 	_, diags := NewLoader().Load(filepath.Join(dir, "r.bake.hcl"), Options{})
 	want := []string{
-		"3,13: empty stages",
-		"6,19: invalid base image reference",
-		`7,20: invalid exposed port "http"`,
-		`9,19: no such file or directory "missing/"`,
-		"10,19: destination must be an absolute path",
-		`16,19: directory source "app" must end with "/"`,
-		"18,19: invalid mode",
+		"3:13: empty stages",
+		"6:19: invalid base image reference",
+		`7:20: invalid exposed port "http"`,
+		`9:19: no such file or directory "missing/"`,
+		"10:19: destination must be an absolute path",
+		`16:19: directory source "app" must end with "/"`,
+		"18:19: invalid mode",
 	}
 	wantDiags(t, diags, filepath.Join(dir, "r.bake.hcl"), want)
 }
@@ -625,16 +625,16 @@ machine_image "m" {
 	dir := writeTree(t, map[string]string{"r.bake.hcl": src})
 	_, diags := NewLoader().Load(filepath.Join(dir, "r.bake.hcl"), Options{})
 	want := []string{
-		`6,19: invalid AMI id "ami-nope"`,
-		`7,19: invalid instance type "huge"`,
-		`8,33: duplicate region "eu-west-1"`,
-		`9,21: reserved tag key "bakery:stage"`,
-		`10,13: unknown provisioner type "ansible"`,
-		`14,19: no such file or directory "missing.conf"`,
-		"15,19: destination must be an absolute path",
-		"17,3: missing inline or script",
-		`18,20: invalid duration "soon"`,
-		`21,1: duplicate machine_image block "m"`,
+		`6:19: invalid AMI id "ami-nope"`,
+		`7:19: invalid instance type "huge"`,
+		`8:33: duplicate region "eu-west-1"`,
+		`9:21: reserved tag key "bakery:stage"`,
+		`10:13: unknown provisioner type "ansible"`,
+		`14:19: no such file or directory "missing.conf"`,
+		"15:19: destination must be an absolute path",
+		"17:3: missing inline or script",
+		`18:20: invalid duration "soon"`,
+		`21:1: duplicate machine_image block "m"`,
 	}
 	wantDiags(t, diags, filepath.Join(dir, "r.bake.hcl"), want)
 }

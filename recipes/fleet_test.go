@@ -135,27 +135,27 @@ fleet "prod" {
 	p := filepath.Join(dir, "r.bake.hcl")
 	_, diags := NewLoader().Load(p, Options{})
 	wantDiags(t, diags, p, []string{
-		`12,7: fleet of unknown stage "qa"`,
-		`15,23: unknown machine_image "webb"`,
-		`17,23: invalid instance type "large"`,
-		`19,23: max_size 2 is less than min_size 4`,
-		`20,23: desired_capacity 3 is less than min_size 4`,
-		`19,23: max_size 2 is less than desired_capacity 3`,
-		`21,24: invalid subnet id "subnet-1"`,
-		`21,64: duplicate subnet id "subnet-0123456789abcdef0"`,
-		`22,24: invalid security group id "default"`,
-		`23,24: invalid target group ARN "web"`,
-		`24,23: invalid strategy "blue-green"`,
-		`25,23: invalid health_check_type "HTTP"`,
-		`26,23: invalid duration "-1m"`,
-		`27,23: invalid duration "0s"`,
-		`28,23: invalid keep_disabled -1`,
-		`29,25: reserved tag key "bakery:stage"`,
-		`30,23: no such file "nosuch.yaml"`,
-		`31,35: invalid alarm name ""`,
-		`31,39: duplicate alarm name "web-5xx"`,
-		`32,3: Unsupported argument`,
-		`34,1: duplicate fleet block "prod"`,
+		`12:7: fleet of unknown stage "qa"`,
+		`15:23: unknown machine_image "webb"`,
+		`17:23: invalid instance type "large"`,
+		`19:23: max_size 2 is less than min_size 4`,
+		`20:23: desired_capacity 3 is less than min_size 4`,
+		`19:23: max_size 2 is less than desired_capacity 3`,
+		`21:24: invalid subnet id "subnet-1"`,
+		`21:64: duplicate subnet id "subnet-0123456789abcdef0"`,
+		`22:24: invalid security group id "default"`,
+		`23:24: invalid target group ARN "web"`,
+		`24:23: invalid strategy "blue-green"`,
+		`25:23: invalid health_check_type "HTTP"`,
+		`26:23: invalid duration "-1m"`,
+		`27:23: invalid duration "0s"`,
+		`28:23: invalid keep_disabled -1`,
+		`29:25: reserved tag key "bakery:stage"`,
+		`30:23: no such file "nosuch.yaml"`,
+		`31:35: invalid alarm name ""`,
+		`31:39: duplicate alarm name "web-5xx"`,
+		`32:3: Unsupported argument`,
+		`34:1: duplicate fleet block "prod"`,
 	})
 }
 
@@ -185,7 +185,7 @@ func TestFleetRegionMustHoldTheStagesImage(t *testing.T) {
 			}
 			continue
 		}
-		wantDiags(t, diags, p, []string{`13,12: the image of stage "` + tc.stage + `" is never in ` + tc.region})
+		wantDiags(t, diags, p, []string{`13:12: the image of stage "` + tc.stage + `" is never in ` + tc.region})
 	}
 }
 
@@ -219,10 +219,10 @@ fleet "staging" {
 	dir := writeTree(t, map[string]string{"none.bake.hcl": none, "two.bake.hcl": two, "a": "a"})
 	p := filepath.Join(dir, "none.bake.hcl")
 	_, diags := NewLoader().Load(p, Options{})
-	wantDiags(t, diags, p, []string{`12,1: a fleet needs a machine_image`})
+	wantDiags(t, diags, p, []string{`12:1: a fleet needs a machine_image`})
 	p = filepath.Join(dir, "two.bake.hcl")
 	_, diags = NewLoader().Load(p, Options{})
-	wantDiags(t, diags, p, []string{`16,1: missing required argument "image"`})
+	wantDiags(t, diags, p, []string{`16:1: missing required argument "image"`})
 }
 
 // TestFleetSizes: the recipe's sizes win over the serving group's,

@@ -104,13 +104,13 @@ func TestWriteDiagnostics(t *testing.T) {
 	out := buf.String()
 	for _, want := range []string{
 		// position, severity and summary on one line
-		"file.bake.hcl:6,10: Error: invalid base image reference\n",
+		"file.bake.hcl:6:10: Error: invalid base image reference\n",
 		// the snippet, with its line number
 		"  on file.bake.hcl line 6, in container \"c\":\n   6:   base = \"Not A Ref!\"\n",
 		// the detail saying what to do
 		"Use \"scratch\", a registry reference",
 		// an undeclared -var shows its value as the snippet
-		"<-var count>:1,1: Error: undeclared variable \"count\"\n",
+		"<-var count>:1:1: Error: undeclared variable \"count\"\n",
 		"   1: abc\n",
 		// a diagnostic without a position has no prefix
 		"\nError: reading var file: open missing.vars.hcl: no such file or directory\n",

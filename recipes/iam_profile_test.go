@@ -53,7 +53,7 @@ func TestIAMInstanceProfileInvalid(t *testing.T) {
 			dir := writeTree(t, map[string]string{"r.bake.hcl": image(`  iam_instance_profile = "` + c.value + `"`)})
 			file := filepath.Join(dir, "r.bake.hcl")
 			_, diags := NewLoader().Load(file, Options{})
-			wantDiags(t, diags, file, []string{`7,26: invalid IAM instance profile name "` + c.value + `"`})
+			wantDiags(t, diags, file, []string{`7:26: invalid IAM instance profile name "` + c.value + `"`})
 			if len(diags) == 1 && !strings.Contains(diags[0].Detail, "not its ARN") {
 				t.Errorf("detail = %q, want it to say what a name looks like", diags[0].Detail)
 			}

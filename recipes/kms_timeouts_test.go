@@ -39,11 +39,11 @@ func TestSharedCopiesNeedARegionKey(t *testing.T) {
 		want               []string
 	}{
 		{name: "no keys", want: []string{
-			`7,16: copy region "eu-west-1" has no KMS key`,
-			`13,14: stage "prod" copies to "us-west-2" without a KMS key`,
+			`7:16: copy region "eu-west-1" has no KMS key`,
+			`13:14: stage "prod" copies to "us-west-2" without a KMS key`,
 		}},
 		{name: "image keys only", extra: `  region_kms_key_ids = { "eu-west-1" = "alias/web-eu" }`, want: []string{
-			`13,14: stage "prod" copies to "us-west-2" without a KMS key`,
+			`13:14: stage "prod" copies to "us-west-2" without a KMS key`,
 		}},
 		{name: "every key", extra: `  region_kms_key_ids = { "eu-west-1" = "alias/web-eu" }`, stage: `  region_kms_key_ids = { "us-west-2" = "alias/web-west" }`},
 		{name: "not encrypted", extra: `  encrypted = false`},
@@ -78,7 +78,7 @@ func TestStageKeyForAnUnlistedRegion(t *testing.T) {
 		`  region_kms_key_ids = { "us-west-2" = "alias/w", "ap-south-1" = "alias/a" }`)})
 	p := filepath.Join(dir, "r.bake.hcl")
 	_, diags := NewLoader().Load(p, Options{})
-	wantDiags(t, diags, p, []string{`14,51: region "ap-south-1" is not listed in the stage's regions`})
+	wantDiags(t, diags, p, []string{`14:51: region "ap-south-1" is not listed in the stage's regions`})
 }
 
 // TestTimeoutsBlock reads the waits' bounds and refuses bad ones.
@@ -116,9 +116,9 @@ machine_image "web" {
 	bad := filepath.Join(dir, "bad.bake.hcl")
 	_, diags := NewLoader().Load(bad, Options{})
 	wantDiags(t, diags, bad, []string{
-		`8,16: invalid duration "soon"`,
-		`9,16: invalid duration "0s"`,
-		`10,5: Unsupported argument`,
-		`12,3: duplicate timeouts block`,
+		`8:16: invalid duration "soon"`,
+		`9:16: invalid duration "0s"`,
+		`10:5: Unsupported argument`,
+		`12:3: duplicate timeouts block`,
 	})
 }

@@ -236,7 +236,7 @@ func (l *Loader) Load(path string, opts Options) (*Recipe, hcl.Diagnostics) {
 }
 
 // WriteDiagnostics prints diags for a human: each one starts with its
-// position as FILE:LINE,COL, then the severity and summary, the source
+// position as FILE:LINE:COL (as compilers print it, so editors jump to it), then the severity and summary, the source
 // snippet with the offending range highlighted (in bold and underlined
 // when color is true) and the detail. The values of variables declared
 // sensitive show as SensitivePlaceholder, in snippets too (a -var value,
@@ -246,7 +246,7 @@ func (l *Loader) WriteDiagnostics(w io.Writer, diags hcl.Diagnostics, color bool
 	tw := hcl.NewDiagnosticTextWriter(&buf, l.Files(), 0, color)
 	for _, d := range diags {
 		if d.Subject != nil {
-			fmt.Fprintf(&buf, "%s:%d,%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+			fmt.Fprintf(&buf, "%s:%d:%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
 		}
 		if err := tw.WriteDiagnostic(d); err != nil {
 			return fmt.Errorf("writing diagnostics: %w", err)
@@ -524,7 +524,7 @@ func sortInFile(diags hcl.Diagnostics, name string) {
 
 // posString renders the start of r as FILE:LINE,COL.
 func posString(r hcl.Range) string {
-	return fmt.Sprintf("%s:%d,%d", r.Filename, r.Start.Line, r.Start.Column)
+	return fmt.Sprintf("%s:%d:%d", r.Filename, r.Start.Line, r.Start.Column)
 }
 
 // suggest returns the candidate closest to s when it is close enough to

@@ -86,7 +86,7 @@ func TestScopeCatalogSaysWhichVariableIsNeededAndWhere(t *testing.T) {
 		t.Errorf("want one diagnostic (the first place registry is needed), got:\n%s", diagText(diags))
 	}
 	d := diags[0]
-	want := `variable "registry" is needed to find where web's images live (repository at ` + path + `:19,16)`
+	want := `variable "registry" is needed to find where web's images live (repository at ` + path + `:19:16)`
 	if d.Summary != want {
 		t.Errorf("summary:\n got %s\nwant %s", d.Summary, want)
 	}
@@ -141,8 +141,8 @@ stage "prod" {
 	_, diags := NewLoader().Load(path, Options{Scope: ScopeCatalog})
 	text := diagText(diags)
 	if len(diags) != 2 ||
-		!strings.Contains(text, `variable "regions" is needed to find where base's images live (regions at `+path+`:20,20)`) ||
-		!strings.Contains(text, `variable "account" is needed to find where base's images live and what its stages ask (accounts of stage "prod" at `+path+`:28,14)`) {
+		!strings.Contains(text, `variable "regions" is needed to find where base's images live (regions at `+path+`:20:20)`) ||
+		!strings.Contains(text, `variable "account" is needed to find where base's images live and what its stages ask (accounts of stage "prod" at `+path+`:28:14)`) {
 		t.Errorf("diagnostics:\n%s", text)
 	}
 }
@@ -169,7 +169,7 @@ container "api" {
 		t.Errorf("base = %q", r.Containers[0].Base)
 	}
 	_, diags := NewLoader().Load(path, Options{Scope: ScopeBases})
-	if len(diags) != 1 || !strings.Contains(diags[0].Summary, `variable "base" is needed to check whether api's base has moved on (base at `+path+`:9,10)`) {
+	if len(diags) != 1 || !strings.Contains(diags[0].Summary, `variable "base" is needed to check whether api's base has moved on (base at `+path+`:9:10)`) {
 		t.Errorf("diagnostics:\n%s", diagText(diags))
 	}
 }
@@ -268,7 +268,7 @@ container "b" {
 		!strings.Contains(text, `undeclared variable "colour"`) || !strings.Contains(text, "-var colour=... sets a variable that none of the recipes (a, b) declares.") {
 		t.Errorf("CheckVars:\n%s", text)
 	}
-	if !strings.HasPrefix(text, filepath.Join(dir, "vars.pkrvars")+":2,1") {
+	if !strings.HasPrefix(text, filepath.Join(dir, "vars.pkrvars")+":2:1") {
 		t.Errorf("the var file's entry is not pointed at:\n%s", text)
 	}
 

@@ -66,15 +66,15 @@ func TestRetainDiagnostics(t *testing.T) {
 		block string
 		want  []string
 	}{
-		"bad duration":   {"retain {\n  keep_within = \"30days\"\n}\n", []string{`13,17: invalid duration "30days"`}},
-		"negative":       {"retain {\n  keep_revoked = \"-1d\"\n}\n", []string{`13,18: invalid duration "-1d"`}},
-		"unquoted":       {"retain {\n  deprecate_after = 60\n}\n", []string{`13,21: invalid type for "deprecate_after"`}},
-		"negative count": {"retain {\n  keep_last = -1\n}\n", []string{`13,15: invalid keep_last -1`}},
-		"fractional":     {"retain {\n  keep_previous = 1.5\n}\n", []string{`13,19: invalid keep_previous 1.5`}},
-		"unknown attr":   {"retain {\n  keep_forever = true\n}\n", []string{`13,3: Unsupported argument`}},
-		"two blocks":     {"retain {}\nretain {}\n", []string{`13,1: duplicate retain block`}},
+		"bad duration":   {"retain {\n  keep_within = \"30days\"\n}\n", []string{`13:17: invalid duration "30days"`}},
+		"negative":       {"retain {\n  keep_revoked = \"-1d\"\n}\n", []string{`13:18: invalid duration "-1d"`}},
+		"unquoted":       {"retain {\n  deprecate_after = 60\n}\n", []string{`13:21: invalid type for "deprecate_after"`}},
+		"negative count": {"retain {\n  keep_last = -1\n}\n", []string{`13:15: invalid keep_last -1`}},
+		"fractional":     {"retain {\n  keep_previous = 1.5\n}\n", []string{`13:19: invalid keep_previous 1.5`}},
+		"unknown attr":   {"retain {\n  keep_forever = true\n}\n", []string{`13:3: Unsupported argument`}},
+		"two blocks":     {"retain {}\nretain {}\n", []string{`13:1: duplicate retain block`}},
 		"every error at once": {"retain {\n  keep_last = \"five\"\n  keep_within = \"1x\"\n}\n",
-			[]string{`13,15: invalid type for "keep_last"`, `14,17: invalid duration "1x"`}},
+			[]string{`13:15: invalid type for "keep_last"`, `14:17: invalid duration "1x"`}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := writeTree(t, map[string]string{"r.bake.hcl": retainRecipe(tc.block), "app/x": "x"})

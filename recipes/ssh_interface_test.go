@@ -44,7 +44,7 @@ func TestSSHInterfaceInvalid(t *testing.T) {
 			dir := writeTree(t, map[string]string{"r.bake.hcl": image(c.line)})
 			file := filepath.Join(dir, "r.bake.hcl")
 			_, diags := NewLoader().Load(file, Options{})
-			wantDiags(t, diags, file, []string{"7,19: " + c.summary})
+			wantDiags(t, diags, file, []string{"7:19: " + c.summary})
 			if len(diags) == 1 && diags[0].Detail != c.detail {
 				t.Errorf("detail = %q, want %q", diags[0].Detail, c.detail)
 			}

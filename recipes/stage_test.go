@@ -329,15 +329,15 @@ stage "prod" {
 	dir := writeTree(t, map[string]string{"r.bake.hcl": src})
 	_, diags := NewLoader().Load(filepath.Join(dir, "r.bake.hcl"), Options{})
 	want := []string{
-		`3,16: min_soak on the first stage "dev"`,
-		`13,7: unknown stage "prd"`,
-		`14,14: invalid region "us-east"`,
-		`17,17: invalid account id "1234"`,
-		`17,16: sharing an encrypted AMI needs a customer-managed KMS key`,
-		`18,16: invalid repository "Bad Repo"`,
-		`20,16: invalid duration "soon"`,
-		`23,1: duplicate stage block "prod"`,
-		`24,27: duplicate region "eu-west-1"`,
+		`3:16: min_soak on the first stage "dev"`,
+		`13:7: unknown stage "prd"`,
+		`14:14: invalid region "us-east"`,
+		`17:17: invalid account id "1234"`,
+		`17:16: sharing an encrypted AMI needs a customer-managed KMS key`,
+		`18:16: invalid repository "Bad Repo"`,
+		`20:16: invalid duration "soon"`,
+		`23:1: duplicate stage block "prod"`,
+		`24:27: duplicate region "eu-west-1"`,
 	}
 	wantDiags(t, diags, filepath.Join(dir, "r.bake.hcl"), want)
 }

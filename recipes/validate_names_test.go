@@ -36,7 +36,7 @@ func TestVersionEqualToAStageIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, diags := NewLoader().Load("r.bake.hcl", Options{})
-	if !diags.HasErrors() || !strings.Contains(diagText(diags), `r.bake.hcl:2,13: version "prod" is also a stage name`) {
+	if !diags.HasErrors() || !strings.Contains(diagText(diags), `r.bake.hcl:2:13: version "prod" is also a stage name`) {
 		t.Errorf("version = \"prod\" with a prod stage: %s", diagText(diags))
 	}
 }
@@ -77,8 +77,8 @@ func TestCheckSetFindsDuplicatesAndSpecialFiles(t *testing.T) {
 	defer ln.Close()
 	text := diagText(CheckSet(rs))
 	for _, want := range []string{
-		`b.bake.hcl:1,1: recipe "web" is defined twice`, "also defined at a.bake.hcl:1,1",
-		`a.bake.hcl:8,19: layer source "app/" holds a named pipe (fifo): sub/pipe`,
+		`b.bake.hcl:1:1: recipe "web" is defined twice`, "also defined at a.bake.hcl:1:1",
+		`a.bake.hcl:8:19: layer source "app/" holds a named pipe (fifo): sub/pipe`,
 		`layer source "app/" holds a socket: sock`,
 	} {
 		if !strings.Contains(text, want) {

@@ -37,8 +37,8 @@ func TestVersionSource(t *testing.T) {
 	}{
 		{`var.version`, []string{"version"}, "which comes from var.version: give a new one, for example -var version=1.0.1"},
 		{`"${var.version}-${var.build}"`, []string{"version", "build"}, "comes from var.version, var.build: give new values with -var"},
-		{`"2.0.0"`, nil, `the recipe's version is fixed ("2.0.0" at r.bake.hcl:11,13)`},
-		{`local.v`, nil, `the recipe's version is fixed ("3.0.0" at r.bake.hcl:11,13)`},
+		{`"2.0.0"`, nil, `the recipe's version is fixed ("2.0.0" at r.bake.hcl:11:13)`},
+		{`local.v`, nil, `the recipe's version is fixed ("3.0.0" at r.bake.hcl:11:13)`},
 	} {
 		src := vars + "recipe \"r\" {\n  version = " + tc.version + "\n  stages  = [\"dev\"]\n}\ncontainer \"r\" {\n  base = \"scratch\"\n  layer {\n    source      = \"r.bake.hcl\"\n    destination = \"/\"\n  }\n}\n"
 		if err := os.WriteFile(filepath.Join(dir, "r.bake.hcl"), []byte(src), 0o644); err != nil {

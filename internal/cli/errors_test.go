@@ -56,9 +56,9 @@ func TestBadRecipesPointAtFileLineCol(t *testing.T) {
 		files        map[string]string
 		want         []string
 	}{
-		{"malformed", "recipe \"x\" {\n  version = \n}\n", nil, []string{"bad.bake.hcl:2,"}},
-		{"unknown attribute", strings.Replace(helloRecipe(""), "entrypoint", "entrypont", 1), map[string]string{"app/hello": "x"}, []string{"bad.bake.hcl:15,3", "entrypont"}},
-		{"missing input", helloRecipe(""), nil, []string{"bad.bake.hcl:12,19", "app"}},
+		{"malformed", "recipe \"x\" {\n  version = \n}\n", nil, []string{"bad.bake.hcl:2:"}},
+		{"unknown attribute", strings.Replace(helloRecipe(""), "entrypoint", "entrypont", 1), map[string]string{"app/hello": "x"}, []string{"bad.bake.hcl:15:3", "entrypont"}},
+		{"missing input", helloRecipe(""), nil, []string{"bad.bake.hcl:12:19", "app"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -72,8 +72,8 @@ func TestFmtRefusesInvalidHCL(t *testing.T) {
 	path := filepath.Join(dir, "broken.bake.hcl")
 	for _, args := range [][]string{{"fmt", dir}, {"fmt", "-check", path}} {
 		r := run(t, nil, args...)
-		if r.code != exitFailure || !strings.Contains(r.stderr, path+":4,1: Error: ") || !strings.Contains(r.stderr, "not valid HCL") {
-			t.Errorf("bakery %v: exit %d, stderr:\n%s\nwant exit 1 pointing at %s:4,1", args, r.code, r.stderr, path)
+		if r.code != exitFailure || !strings.Contains(r.stderr, path+":4:1: Error: ") || !strings.Contains(r.stderr, "not valid HCL") {
+			t.Errorf("bakery %v: exit %d, stderr:\n%s\nwant exit 1 pointing at %s:4:1", args, r.code, r.stderr, path)
 		}
 		if got, _ := os.ReadFile(path); string(got) != broken {
 			t.Errorf("bakery %v rewrote the invalid file:\n%s", args, got)

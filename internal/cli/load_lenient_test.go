@@ -104,7 +104,7 @@ func TestLifecycleVerbsSayWhichVariableFindsTheImages(t *testing.T) {
 		"variable \"registry\" {\n  type = string\n}\n"
 	freshCheckout(t, map[string]string{"web.bake.hcl": src})
 	env := []string{"BAKERY_HOME=" + t.TempDir()}
-	want := `recipes/web.bake.hcl:13,16: Error: variable "registry" is needed to find where web's images live (repository at recipes/web.bake.hcl:13,16)`
+	want := `recipes/web.bake.hcl:13:16: Error: variable "registry" is needed to find where web's images live (repository at recipes/web.bake.hcl:13:16)`
 	for _, args := range [][]string{
 		{"status"}, {"status", "web"}, {"history", "web"}, {"promote", "web@1.0.0", "--to", "dev"},
 		{"revoke", "web@1.0.0", "--reason", "x"}, {"unrevoke", "web@1.0.0", "--reason", "x"}, {"outdated"},
@@ -164,7 +164,7 @@ func TestStatusShowsTheRecipesThatLoad(t *testing.T) {
 	if !strings.Contains(r.stdout, "web  (dev → staging)") || !strings.Contains(r.stdout, "1.0.0") {
 		t.Errorf("status does not show web:\n%s", r.stdout)
 	}
-	if !strings.Contains(r.stderr, `recipes/broken.bake.hcl:4,3: Error: Unsupported argument`) || !strings.Contains(r.stderr, "could not read 1 of 2 recipes (broken)") {
+	if !strings.Contains(r.stderr, `recipes/broken.bake.hcl:4:3: Error: Unsupported argument`) || !strings.Contains(r.stderr, "could not read 1 of 2 recipes (broken)") {
 		t.Errorf("status does not report the broken recipe:\n%s", r.stderr)
 	}
 

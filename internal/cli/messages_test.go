@@ -158,7 +158,7 @@ func TestValidateAcrossRecipes(t *testing.T) {
 	}
 	r := run(t, nil, "validate", dir)
 	a, b := filepath.Join(dir, "a.bake.hcl"), filepath.Join(dir, "b.bake.hcl")
-	for _, want := range []string{b + `:5,1: Error: recipe "hello" is defined twice`, a + `:12,19: Error: layer source "app/" holds a named pipe (fifo): pipe`} {
+	for _, want := range []string{b + `:5:1: Error: recipe "hello" is defined twice`, a + `:12:19: Error: layer source "app/" holds a named pipe (fifo): pipe`} {
 		if r.code != exitFailure || !strings.Contains(r.stderr, want) || strings.Contains(r.stdout, "valid") {
 			t.Errorf("validate: exit %d, stdout %q, stderr lacks %q:\n%s", r.code, r.stdout, want, r.stderr)
 		}

@@ -78,7 +78,7 @@ func TestNightlyJobRebakesAnOutdatedRecipe(t *testing.T) {
 		t.Errorf("rebake of web@1.0.0 on a new base: exit %d, want a message naming -var version=1.0.1:\n%s", r.code, r.stderr)
 	}
 	r = run(t, env, "-q", "bake", fixed)
-	if r.code != exitFailure || !strings.Contains(r.stderr, `the recipe's version is fixed ("2.0.0" at `+fixed+`:6,13)`) ||
+	if r.code != exitFailure || !strings.Contains(r.stderr, `the recipe's version is fixed ("2.0.0" at `+fixed+`:6:13)`) ||
 		!strings.Contains(r.stderr, `bump the recipe version (for example to "2.0.1")`) {
 		t.Errorf("rebake of fixed@2.0.0 on a new base: exit %d, want a message saying the version is fixed in the recipe:\n%s", r.code, r.stderr)
 	}

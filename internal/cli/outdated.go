@@ -116,7 +116,7 @@ func warnFixedVersion(w io.Writer, r *recipes.Recipe, found []bake.Stale) {
 	}
 	for _, s := range found {
 		if s.Version == r.Version {
-			fmt.Fprintf(w, "bakery: warning: %s's version %q is written in the recipe (%s:%d,%d) and already baked: "+
+			fmt.Fprintf(w, "bakery: warning: %s's version %q is written in the recipe (%s:%d:%d) and already baked: "+
 				"bake will refuse to rebake it until it is bumped there, or until the recipe says version = var.version and the job gives -var version=...\n",
 				r.Name, r.Version, r.VersionRange.Filename, r.VersionRange.Start.Line, r.VersionRange.Start.Column)
 			return

@@ -301,7 +301,7 @@ func TestRetireCommand(t *testing.T) {
 		want string
 	}{
 		{[]string{"retire", "nosuch"}, 1, `unknown recipe "nosuch"; ./recipes has: web`},
-		{[]string{"retire", "bad.bake.hcl"}, 1, `bad.bake.hcl:19,19: Error: invalid duration "30 days"`},
+		{[]string{"retire", "bad.bake.hcl"}, 1, `bad.bake.hcl:19:19: Error: invalid duration "30 days"`},
 		{[]string{"retire", "--yes", "--dry-run"}, 2, "--yes and --dry-run contradict each other"},
 	} {
 		r := runAt(t, now, env, tc.args...)

@@ -93,7 +93,7 @@ func TestBadHCLVarValueNamesTheVariable(t *testing.T) {
 	if r.code != exitFailure {
 		t.Fatalf("exit %d, want %d; stderr:\n%s", r.code, exitFailure, r.stderr)
 	}
-	for _, want := range []string{`invalid value for variable "regions"`, `<-var regions>:1,2`, `-var 'regions=["a", "b"]'`} {
+	for _, want := range []string{`invalid value for variable "regions"`, `<-var regions>:1:2`, `-var 'regions=["a", "b"]'`} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
 		}
