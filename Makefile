@@ -5,7 +5,7 @@ BIN     := bin/bakery
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/bakery-sh/bakery/internal/cli.Version=$(VERSION)
 
-.PHONY: all build run test deps vet bench demo clean
+.PHONY: all build run test deps vet bench demo clean fuzz fuzz-short
 
 all: build
 
@@ -29,6 +29,30 @@ vet:
 ## test: everything, on a fresh machine
 test: deps vet
 	$(GO) test -count=1 -timeout 15m ./...
+
+## fuzz-short: run every fuzz target for FUZZTIME_SHORT each (CI); fuzz: for FUZZTIME each.
+## Go fuzzes one target per run. A crash is written to PKG/testdata/fuzz/TARGET/ (commit it:
+## plain `go test` replays it); the corpus grown along the way stays in Go's cache.
+FUZZ_TARGETS   := recipes:FuzzLoad bake/oci:FuzzTarballLayer catalog/ami:FuzzAMITags \
+                  catalog/ami:FuzzEventTag catalog/ami:FuzzMarkTag catalog/oci:FuzzLayoutIndex
+FUZZTIME       ?= 10m
+FUZZTIME_SHORT ?= 10s
+# Inputs that find new code are minimised for at most this long (Go's default, 60s, would eat short runs).
+FUZZMINIMIZE   ?= 5s
+FUZZPARALLEL   ?= 1
+
+fuzz-short:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_SHORT)
+
+fuzz:
+	@missing=$$(git ls-files '*_test.go' | xargs grep -hoE '^func Fuzz[A-Za-z0-9_]+' | sed 's/^func //' | sort -u | \
+		while read -r n; do case " $(FUZZ_TARGETS) " in *":$$n "*) ;; *) echo "$$n";; esac; done); \
+	test -z "$$missing" || { echo "fuzz targets missing from FUZZ_TARGETS in the Makefile: $$missing"; exit 1; }
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz $$name in ./$$pkg for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZE) -parallel=$(FUZZPARALLEL) ./$$pkg; \
+	done
 
 ## demo: bake an AMI against a local moto server (no AWS account needed)
 demo: build

@@ -99,7 +99,10 @@ func WithCompression(c recipes.Compression) LayerOption {
 // have mode 0755, symlinks 0777 and regular files l.Mode, or else 0755
 // when any execute bit is set and 0644 when none is. Symlinks are kept
 // as they are; hard links in a folder are written as regular files;
-// devices, sockets and named pipes are an error. The compressed stream
+// devices, sockets and named pipes are an error. A tarball entry below a
+// symlink the archive made earlier (which an extractor would write
+// wherever the symlink points), or a hard link to a name that is no
+// longer a regular file there, is an error too. The compressed stream
 // (gzip unless WithCompression says zstd) is the same whatever the
 // concurrency: blocks that look random are stored rather than deflated.
 //

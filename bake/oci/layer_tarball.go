@@ -65,7 +65,8 @@ func (w *layerWriter) writeTarball(l *recipes.Layer, archive *os.File, kept kept
 		return err
 	}
 	tr := tar.NewReader(r)
-	modes := map[string]int64{} // regular files written so far, for hard links
+	modes := map[string]int64{}  // regular files written so far, for hard links
+	links := map[string]string{} // symlinks written so far, by name
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -81,6 +82,9 @@ func (w *layerWriter) writeTarball(l *recipes.Layer, archive *os.File, kept kept
 		if rel == "" {
 			continue // the archive's root: the destination folder, already written
 		}
+		if p, ok := belowLink(rel, links); ok {
+			return fmt.Errorf("reading tarball %s: entry %q is below %q, a symlink earlier in the archive (to %q): a layer is never written through a symlink; repack the archive without one of them", l.Path, hdr.Name, p, links[p])
+		}
 		e := layerEntry{name: joinName(dst, rel), uid: uid, gid: gid}
 		switch hdr.Typeflag {
 		case tar.TypeDir:
@@ -95,7 +99,7 @@ func (w *layerWriter) writeTarball(l *recipes.Layer, archive *os.File, kept kept
 				return fmt.Errorf("reading tarball %s: hard link %q to %q points outside the archive; repack it without that link", l.Path, hdr.Name, hdr.Linkname)
 			}
 			mode, ok := modes[joinName(dst, target)]
-			if !ok {
+			if _, below := belowLink(target, links); !ok || below {
 				return fmt.Errorf("reading tarball %s: hard link %q points to %q, which is not a file earlier in the archive; repack it without that link", l.Path, hdr.Name, hdr.Linkname)
 			}
 			e.typ, e.mode, e.link = tar.TypeLink, mode, joinName(dst, target)
@@ -106,6 +110,12 @@ func (w *layerWriter) writeTarball(l *recipes.Layer, archive *os.File, kept kept
 		}
 		if err := w.writeHeader(kept.keep(e)); err != nil {
 			return err
+		}
+		// The entry replaces whatever the archive had at its name.
+		delete(modes, strings.TrimSuffix(e.name, "/"))
+		delete(links, rel)
+		if e.typ == tar.TypeSymlink {
+			links[rel] = e.link
 		}
 		if e.typ != tar.TypeReg {
 			continue
@@ -139,4 +149,21 @@ func tarballName(name string) (string, error) {
 		return "", errors.New(`the name leaves the destination through ".."; repack the archive with relative names inside it`)
 	}
 	return n, nil
+}
+
+// belowLink reports whether a parent of rel, a clean relative name, is a
+// symlink of links, and which one. Extracting an entry below a symlink
+// writes wherever the symlink points, outside the layer's destination.
+func belowLink(rel string, links map[string]string) (string, bool) {
+	if len(links) == 0 {
+		return "", false
+	}
+	for i := 0; i < len(rel); i++ {
+		if rel[i] == '/' {
+			if _, ok := links[rel[:i]]; ok {
+				return rel[:i], true
+			}
+		}
+	}
+	return "", false
 }

@@ -26,7 +26,7 @@ const (
 	// the image is in stage. Its value is "<time> <actor>": the RFC 3339
 	// UTC time (with nanoseconds) the image entered the stage and who
 	// promoted it (spaces and % in the actor percent-escaped, "-" when
-	// unknown).
+	// unknown, and an actor named just "-" written "%2D").
 	TagStagePrefix = "bakery:stage:"
 	// TagRevoked marks a revoked image. Its value is
 	// "<time> <actor> <reason>", the reason unescaped to the end of the
@@ -178,8 +178,11 @@ type mark struct {
 func (m mark) String() string {
 	ts := m.Time.UTC().Format(time.RFC3339Nano)
 	actor := escapeField(m.Actor, " ")
-	if m.Actor == "" {
+	switch m.Actor {
+	case "":
 		actor = "-"
+	case "-":
+		actor = "%2D" // a bare "-" means no actor
 	}
 	room := MaxTagValue - len(ts) - 1
 	if m.Reason != "" {
