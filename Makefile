@@ -26,9 +26,9 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-## test: everything, on a fresh machine
+## test: everything, on a fresh machine, under the race detector (it needs cgo: deps installs gcc)
 test: deps vet
-	$(GO) test -count=1 -timeout 15m ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./...
 
 ## demo: bake an AMI against a local moto server (no AWS account needed)
 demo: build
