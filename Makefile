@@ -26,9 +26,9 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-## test: everything, on a fresh machine
+## test: everything, on a fresh machine, under the race detector (it needs cgo: deps installs gcc)
 test: deps vet
-	$(GO) test -count=1 -timeout 15m ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./...
 
 ## fuzz-short: run every fuzz target for FUZZTIME_SHORT each (CI); fuzz: for FUZZTIME each.
 ## Go fuzzes one target per run. A crash is written to PKG/testdata/fuzz/TARGET/ (commit it:

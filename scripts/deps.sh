@@ -3,7 +3,8 @@
 # tools the interoperability tests read bakery's output with, runc (which
 # runs a baked image), Docker Distribution (docker-registry) that the
 # registry tests promote and revoke on, and OpenSSH's sshd (and ssh-keygen)
-# the SSH provisioning tests log in to. Idempotent: it installs only what
+# the SSH provisioning tests log in to, and gcc for the race detector
+# make test runs under. Idempotent: it installs only what
 # is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
@@ -17,6 +18,10 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v zstd >/dev/null 2>&1 || need+=(zstd) # reads tar+zstd layers in bake/oci tests
 # sshd lives in /usr/sbin, often not on a non-root PATH.
 { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; } || need+=(openssh-server)
+# make test runs go test -race, which needs cgo: a C compiler and the C
+# library's headers and start files (only a Recommends of gcc).
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+[ -e /usr/include/stdlib.h ] || need+=(libc6-dev)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

@@ -3,12 +3,14 @@ package cli
 import (
 	"bufio"
 	"crypto/rand"
+	"debug/buildinfo"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -186,11 +188,16 @@ func TestFullDiskLeavesLayoutAsItWas(t *testing.T) {
 
 var (
 	buildOnce sync.Once
-	binPath   string
+	binPath   string // what the tests run
+	exePath   string // the Go binary it runs (binPath itself without -race)
 	buildErr  error
 )
 
-// bakeryBinary builds cmd/bakery once for the tests that signal it.
+// bakeryBinary builds cmd/bakery once for the tests that signal it. Under
+// go test -race it is built with -race too, and runs with
+// GORACE=halt_on_error=1 (through a wrapper script at the returned path),
+// so a data race in a bakery process ends it with exit status 66 and
+// fails the test even where the test expects a failure exit.
 func bakeryBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -200,16 +207,63 @@ func bakeryBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "bakery")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/bakery-sh/bakery/cmd/bakery").CombinedOutput()
+		exePath = binPath
+		args := []string{"build", "-o", exePath}
+		if raceEnabled() {
+			exePath = filepath.Join(dir, "bakery.race")
+			args = []string{"build", "-race", "-o", exePath}
+			wrapper := "#!/bin/sh\nGORACE=\"halt_on_error=1 ${GORACE:-}\" exec '" + exePath + "' \"$@\"\n"
+			if buildErr = os.WriteFile(binPath, []byte(wrapper), 0o755); buildErr != nil {
+				return
+			}
+		}
+		b, err := exec.Command("go", append(args, "github.com/bakery-sh/bakery/cmd/bakery")...).CombinedOutput()
 		if err != nil {
 			buildErr = err
-			t.Logf("%s", out)
+			t.Logf("%s", b)
 		}
 	})
 	if buildErr != nil {
 		t.Fatalf("building bakery: %v", buildErr)
 	}
 	return binPath
+}
+
+// raceEnabled reports whether this test binary was built with -race.
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}
+
+// TestBakeryBinaryIsBuiltWithTheRaceDetectorLikeTheTests: under go test
+// -race (make test), the bakery processes the signal, lock and nightly
+// tests run are race-checked too, and they run the same bakery as without.
+func TestBakeryBinaryIsBuiltWithTheRaceDetectorLikeTheTests(t *testing.T) {
+	bin := bakeryBinary(t)
+	info, err := buildinfo.ReadFile(exePath)
+	if err != nil {
+		t.Fatalf("reading the build info of %s: %v", exePath, err)
+	}
+	race := false
+	for _, s := range info.Settings {
+		if s.Key == "-race" {
+			race = s.Value == "true"
+		}
+	}
+	if race != raceEnabled() {
+		t.Errorf("the bakery binary the tests run has -race=%v, the test binary -race=%v", race, raceEnabled())
+	}
+	if r := runBinary(t, bin, nil, "version"); r.code != 0 || !strings.HasPrefix(r.stdout, "bakery ") {
+		t.Errorf("%s version: exit %d, stdout %q, stderr %q", bin, r.code, r.stdout, r.stderr)
+	}
 }
 
 func TestSignalCancelsCleanly(t *testing.T) {
