@@ -83,6 +83,8 @@ type Proxy struct {
 	client *http.Client
 	now    func() time.Time
 
+	account string // moto account of requests that name none
+
 	mu          sync.Mutex
 	seed        uint64
 	throttle    []rateRule
@@ -149,6 +151,13 @@ func WithClock(now func() time.Time) Option {
 // Unavailable fail. Default: 1. The same seed and the same sequence of
 // calls give the same faults.
 func WithSeed(seed uint64) Option { return func(p *Proxy) { p.seed = seed } }
+
+// WithAccount makes every request that carries no moto account header
+// (mototest.AccountHeader) act in account (12 digits), so that a process
+// the test does not configure, such as the bakery binary, works in a
+// fresh account of a shared moto_server. Default: moto's default
+// account.
+func WithAccount(account string) Option { return func(p *Proxy) { p.account = account } }
 
 // Throttle answers a fraction p (0 to 1) of the calls of actions (every
 // action when none is named) with a throttling error, without forwarding
@@ -297,6 +306,11 @@ func (p *Proxy) Config(cfg aws.Config) aws.Config {
 	return cfg
 }
 
+// accountHeader is the header moto_server reads the account from
+// (mototest.AccountHeader; not imported, so that mototest may use this
+// package in its own tests).
+const accountHeader = "x-moto-account-id"
+
 // request is what the proxy understood of a request.
 type request struct {
 	action, service, region, account string
@@ -305,7 +319,7 @@ type request struct {
 }
 
 func parseRequest(r *http.Request, body []byte) request {
-	req := request{account: r.Header.Get("x-moto-account-id")}
+	req := request{account: r.Header.Get(accountHeader)}
 	req.region, req.service = credentialScope(r.Header.Get("Authorization"))
 	if target := r.Header.Get("X-Amz-Target"); target != "" {
 		req.json = true
@@ -373,6 +387,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		http.Error(w, "faultproxy: reading the request: "+err.Error(), http.StatusBadGateway)
 		return
+	}
+	if p.account != "" && r.Header.Get(accountHeader) == "" {
+		r.Header.Set(accountHeader, p.account)
 	}
 	req := parseRequest(r, body)
 	now := p.now()

@@ -206,3 +206,20 @@ func TestCountsAndFaultCountsTallyEveryCall(t *testing.T) {
 		t.Errorf("FaultCounts() = %v, want throttled 1", got)
 	}
 }
+
+func TestWithAccountPutsUnnamedCallsInTheAccount(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t)
+	p := faultproxy.Start(t, e.srv.URL, faultproxy.WithAccount(e.account))
+	// Config, not ConfigForAccount: the call names no account.
+	c := ec2.NewFromConfig(p.Config(e.srv.Config(t, "us-east-1")))
+	if _, err := c.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{GroupName: aws.String("in-account"), Description: aws.String("x")}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.direct().DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []ec2types.Filter{
+		{Name: aws.String("group-name"), Values: []string{"in-account"}}}})
+	if err != nil || len(out.SecurityGroups) != 1 {
+		t.Errorf("account %s has %+v (%v), want the group created through the proxy", e.account, out.SecurityGroups, err)
+	}
+}
