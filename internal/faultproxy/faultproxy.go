@@ -33,6 +33,11 @@
 //     without forwarding them (the call never reached AWS); ResetAfter
 //     forwards them and then closes the connection (the call took effect,
 //     its answer was lost).
+//   - Always, as EC2 does and moto does not, a call with a ClientToken
+//     that an earlier successful call of the same action carried gets
+//     that call's answer again without being forwarded, so that a call
+//     the SDK retries after a lost answer does not create a second
+//     instance (logged with FaultNone and Code "idempotent replay").
 //   - StaleDescribes answers a fraction of the Describe* calls of any
 //     service with the answer an identical call got a moment ago.
 //
@@ -100,6 +105,7 @@ type Proxy struct {
 	lose        map[string]int // answers still to lose, by action
 	fresh       map[string]freshResource
 	cache       map[string]cachedAnswer
+	tokens      map[string]cachedAnswer // successful answers by ClientToken
 	calls       []Call
 }
 
@@ -279,6 +285,7 @@ func New(target string, opts ...Option) (*Proxy, error) {
 		fresh:  map[string]freshResource{},
 		cache:  map[string]cachedAnswer{},
 		seen:   map[string]uint64{},
+		tokens: map[string]cachedAnswer{},
 		// Its own transport: answers come back uncompressed (the proxy
 		// reads them), and connections to moto are not shared with the
 		// test's clients.
@@ -361,6 +368,15 @@ func (r request) cacheKey() string {
 	return r.account + "\x00" + r.region + "\x00" + r.params.Encode()
 }
 
+// tokenKey identifies an EC2 call by its ClientToken ("" without one).
+func (r request) tokenKey() string {
+	t := r.params.Get("ClientToken")
+	if !r.ec2() || t == "" {
+		return ""
+	}
+	return r.account + "\x00" + r.region + "\x00" + r.action + "\x00" + t
+}
+
 // staleKey identifies identical requests of any service.
 func (r request) staleKey() string {
 	return r.service + "\x00" + r.action + "\x00" + r.cacheKey()
@@ -402,6 +418,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.calls = append(p.calls, call)
 		p.mu.Unlock()
 		writeError(w, req, status, code, msg)
+		return
+	}
+	token := req.tokenKey()
+	if c, ok := p.tokens[token]; ok && token != "" {
+		call.Code = "idempotent replay"
+		p.calls = append(p.calls, call)
+		p.mu.Unlock()
+		writeAnswer(w, c.status, c.header, c.body)
 		return
 	}
 	if p.fires(p.resetBefore, req, n, 10) != nil {
@@ -474,6 +498,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !lost && ok && req.action == "DescribeImages" && p.staleFor > 0 && req.hasTagFilter() {
 		p.cache[req.cacheKey()] = cachedAnswer{at: now, status: status, header: header, body: answer}
+	}
+	if ok && token != "" {
+		// Remembered even when the answer is lost: that is when the
+		// retry comes.
+		p.tokens[token] = cachedAnswer{at: now, status: status, header: header, body: answer}
 	}
 	if !lost && ok && describe && len(p.staleAny) > 0 {
 		p.cache[req.staleKey()] = cachedAnswer{at: now, status: status, header: header, body: answer}

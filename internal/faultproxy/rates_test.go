@@ -223,3 +223,21 @@ func TestWithAccountPutsUnnamedCallsInTheAccount(t *testing.T) {
 		t.Errorf("account %s has %+v (%v), want the group created through the proxy", e.account, out.SecurityGroups, err)
 	}
 }
+
+func TestARetriedClientTokenGetsTheFirstAnswerAsEC2Does(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, faultproxy.LoseAnswer("RunInstances", 1))
+	// The SDK fills ClientToken once and keeps it across retries.
+	c := ec2.NewFromConfig(e.proxy.Config(e.srv.ConfigForAccount(t, "us-east-1", e.account)), retrying)
+	id := e.runInstance(c)
+	if got := listed(t, e.direct()); !slices.Equal(got, []string{id}) {
+		t.Errorf("after a lost RunInstances answer and its retry moto has instances %v, want only %s", got, id)
+	}
+	if n := e.proxy.Faults("RunInstances", faultproxy.FaultLost); n != 1 || e.proxy.Count("RunInstances") != 2 {
+		t.Errorf("RunInstances: %d calls, %d lost; want 2 calls, the first lost\n%s", e.proxy.Count("RunInstances"), n, e.proxy.Summary())
+	}
+	// Another token is another call.
+	if id2 := e.runInstance(c); id2 == id {
+		t.Errorf("a second RunInstances returned the first instance %s", id)
+	}
+}
