@@ -52,17 +52,19 @@ const (
 	commandTimeout = 4 * time.Minute
 )
 
-// faultOptions inject about 20% faults of every kind, with seed.
+// faultOptions inject about 20% faults of every kind, with seed. Few
+// are throttles: the SDK waits about a second after one (50 ms after
+// the others), which would make a seed take minutes.
 func faultOptions(seed uint64, account string) []faultproxy.Option {
 	return []faultproxy.Option{
 		faultproxy.WithSeed(seed), faultproxy.WithAccount(account),
-		faultproxy.Throttle(0.05),
-		faultproxy.Unavailable(0.025),
-		faultproxy.InternalError(0.025),
-		faultproxy.ResetBefore(0.025),
-		faultproxy.ResetAfter(0.025),
-		faultproxy.Latency(0.025, 300*time.Millisecond),
-		faultproxy.StaleDescribes(0.025, 3*time.Second),
+		faultproxy.Throttle(0.02),
+		faultproxy.Unavailable(0.04),
+		faultproxy.InternalError(0.04),
+		faultproxy.ResetBefore(0.03),
+		faultproxy.ResetAfter(0.03),
+		faultproxy.Latency(0.02, 200*time.Millisecond),
+		faultproxy.StaleDescribes(0.02, 3*time.Second),
 	}
 }
 
@@ -141,6 +143,9 @@ func TestChaos(t *testing.T) {
 				total.failedSeeds++
 			}
 			total.mu.Unlock()
+			if testing.Verbose() && !t.Failed() {
+				t.Logf("commands run:\n%s", w.transcript.String())
+			}
 			if t.Failed() {
 				t.Errorf("replay this seed: make chaos SEED=%d  (or: go test -count=1 -run TestChaos ./internal/chaos -seed=%d)\ncommands run:\n%s", seed, seed, w.transcript.String())
 			}
@@ -309,6 +314,7 @@ func (w *world) exec(killable bool, args ...string) run {
 		// any Go program, which says nothing about bakery.
 		after = 150*time.Millisecond + time.Duration(w.dice.Int64N(int64(4*time.Second)))
 	}
+	began := time.Now()
 	if err := cmd.Start(); err != nil {
 		w.t.Fatalf("starting bakery: %v", err)
 	}
@@ -355,7 +361,7 @@ wait:
 	if r.signal != "" {
 		note = fmt.Sprintf(" (%s after %v)", r.signal, after.Round(time.Millisecond))
 	}
-	fmt.Fprintf(&w.transcript, "  bakery %s%s: exit %d %s\n", strings.Join(args, " "), note, r.code, firstLine(r.stderr))
+	fmt.Fprintf(&w.transcript, "  bakery %s%s: exit %d in %v %s\n", strings.Join(args, " "), note, r.code, time.Since(began).Round(10*time.Millisecond), firstLine(r.stderr))
 	w.checkClear(args, r)
 	return r
 }
