@@ -38,6 +38,9 @@
 //     that call's answer again without being forwarded, so that a call
 //     the SDK retries after a lost answer does not create a second
 //     instance (logged with FaultNone and Code "idempotent replay").
+//   - Always, as Auto Scaling does and moto does not, CreateAutoScalingGroup
+//     of a name the proxy saw created (and not deleted) is answered
+//     AlreadyExists without being forwarded.
 //   - StaleDescribes answers a fraction of the Describe* calls of any
 //     service with the answer an identical call got a moment ago.
 //
@@ -106,6 +109,7 @@ type Proxy struct {
 	fresh       map[string]freshResource
 	cache       map[string]cachedAnswer
 	tokens      map[string]cachedAnswer // successful answers by ClientToken
+	asgs        map[string]bool         // Auto Scaling groups created, by account, region and name
 	calls       []Call
 }
 
@@ -286,6 +290,7 @@ func New(target string, opts ...Option) (*Proxy, error) {
 		cache:  map[string]cachedAnswer{},
 		seen:   map[string]uint64{},
 		tokens: map[string]cachedAnswer{},
+		asgs:   map[string]bool{},
 		// Its own transport: answers come back uncompressed (the proxy
 		// reads them), and connections to moto are not shared with the
 		// test's clients.
@@ -420,6 +425,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, req, status, code, msg)
 		return
 	}
+	group := req.account + "\x00" + req.region + "\x00" + req.params.Get("AutoScalingGroupName")
+	if req.action == "CreateAutoScalingGroup" && p.asgs[group] {
+		call.Code = "AlreadyExists"
+		p.calls = append(p.calls, call)
+		p.mu.Unlock()
+		writeError(w, req, http.StatusBadRequest, "AlreadyExists",
+			"AutoScalingGroup by this name already exists - A group with the name "+req.params.Get("AutoScalingGroupName")+" already exists")
+		return
+	}
 	token := req.tokenKey()
 	if c, ok := p.tokens[token]; ok && token != "" {
 		call.Code = "idempotent replay"
@@ -498,6 +512,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !lost && ok && req.action == "DescribeImages" && p.staleFor > 0 && req.hasTagFilter() {
 		p.cache[req.cacheKey()] = cachedAnswer{at: now, status: status, header: header, body: answer}
+	}
+	switch {
+	case ok && req.action == "CreateAutoScalingGroup":
+		p.asgs[group] = true
+	case ok && req.action == "DeleteAutoScalingGroup":
+		delete(p.asgs, group)
 	}
 	if ok && token != "" {
 		// Remembered even when the answer is lost: that is when the

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -239,5 +240,38 @@ func TestARetriedClientTokenGetsTheFirstAnswerAsEC2Does(t *testing.T) {
 	// Another token is another call.
 	if id2 := e.runInstance(c); id2 == id {
 		t.Errorf("a second RunInstances returned the first instance %s", id)
+	}
+}
+
+func TestCreateAutoScalingGroupOfAnExistingNameIsRefusedAsAWSDoes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, faultproxy.LoseAnswer("CreateAutoScalingGroup", 1))
+	as := autoscaling.NewFromConfig(e.proxy.Config(e.srv.ConfigForAccount(t, "us-east-1", e.account)), func(o *autoscaling.Options) { o.RetryMaxAttempts = 1 })
+	lt, err := e.direct().CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{LaunchTemplateName: aws.String("asg"),
+		LaunchTemplateData: &ec2types.RequestLaunchTemplateData{ImageId: aws.String(al2023), InstanceType: ec2types.InstanceTypeT3Micro}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := func() error {
+		_, err := as.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{AutoScalingGroupName: aws.String("dup"),
+			MinSize: aws.Int32(0), MaxSize: aws.Int32(1), AvailabilityZones: []string{"us-east-1a"},
+			LaunchTemplate: &astypes.LaunchTemplateSpecification{LaunchTemplateId: lt.LaunchTemplate.LaunchTemplateId}})
+		return err
+	}
+	if err := create(); err == nil {
+		t.Fatal("CreateAutoScalingGroup with its answer lost succeeded")
+	}
+	wantCode(t, "CreateAutoScalingGroup again", create(), "AlreadyExists")
+	out, err := autoscaling.NewFromConfig(e.srv.ConfigForAccount(t, "us-east-1", e.account)).DescribeAutoScalingGroups(ctx, &autoscaling.DescribeAutoScalingGroupsInput{})
+	if err != nil || len(out.AutoScalingGroups) != 1 {
+		t.Errorf("moto has %d groups (%v), want the one", len(out.AutoScalingGroups), err)
+	}
+	// Deleted, the name is free again.
+	if _, err := as.DeleteAutoScalingGroup(ctx, &autoscaling.DeleteAutoScalingGroupInput{AutoScalingGroupName: aws.String("dup")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := create(); err != nil {
+		t.Errorf("CreateAutoScalingGroup after the delete: %v", err)
 	}
 }
