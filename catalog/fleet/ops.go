@@ -128,7 +128,16 @@ func (inv *Inventory) CreateGroup(ctx context.Context, region string, spec Group
 			PropagateAtLaunch: aws.Bool(true),
 		})
 	}
-	if _, err := inv.c.AutoScaling(region).CreateAutoScalingGroup(ctx, in); err != nil {
+	_, err := inv.c.AutoScaling(region).CreateAutoScalingGroup(ctx, in)
+	if awsx.ErrorCode(err) == "AlreadyExists" && spec.Tags[TagLaunchID] != "" {
+		// An earlier try of this call took effect and its answer was
+		// lost; the SDK tried again. The group is ours if it carries
+		// this launch's id.
+		if g, ok, gerr := inv.Get(ctx, region, spec.Name); gerr == nil && ok && g.LaunchID == spec.Tags[TagLaunchID] {
+			return nil
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("creating Auto Scaling group %s in %s: %w", spec.Name, region, awsx.ExplainError(err))
 	}
 	return nil
