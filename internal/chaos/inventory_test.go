@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
@@ -33,19 +34,30 @@ type inventory struct {
 	images    []image
 	groups    []group
 	instances map[string]string // "REGION ID" of every instance not terminated → its AMI
-	templates []string          // "REGION ID NAME"
+	instTags  map[string]map[string]string
+	templates []string // "REGION ID NAME"
 	keyPairs  []string
 	secGroups []string
 	snapshots []string // "REGION ID"
 	exists    map[string]bool
 }
 
-func (w *world) inventory() inventory {
+// inventory reads the account. The light one (full false) lists only
+// images and snapshots with bakery's tags (moto lists its own public
+// images slowly); orphans reads it all.
+func (w *world) inventory(full ...bool) inventory {
 	w.t.Helper()
-	inv := inventory{instances: map[string]string{}, exists: map[string]bool{}}
+	all := len(full) > 0 && full[0]
+	var tagged []ec2types.Filter
+	if !all {
+		tagged = []ec2types.Filter{{Name: aws.String("tag-key"), Values: []string{"bakery:recipe"}}}
+	}
+	inv := inventory{instances: map[string]string{}, instTags: map[string]map[string]string{}, exists: map[string]bool{}}
+	began := time.Now()
+	defer func() { w.inventoryTime += time.Since(began) }()
 	for _, region := range regions {
 		c := w.direct(region)
-		imgs, err := c.DescribeImages(w.ctx, &ec2.DescribeImagesInput{Owners: []string{"self"}})
+		imgs, err := c.DescribeImages(w.ctx, &ec2.DescribeImagesInput{Owners: []string{"self"}, Filters: tagged})
 		if err != nil {
 			w.t.Fatalf("listing images in %s: %v", region, err)
 		}
@@ -59,7 +71,7 @@ func (w *world) inventory() inventory {
 			inv.images = append(inv.images, x)
 			inv.exists["image "+region+" "+x.id] = true
 		}
-		for _, s := range w.snapshotIDs(region) {
+		for _, s := range w.snapshotIDs(region, tagged...) {
 			inv.snapshots = append(inv.snapshots, region+" "+s)
 			inv.exists["snapshot "+region+" "+s] = true
 		}
@@ -73,6 +85,7 @@ func (w *world) inventory() inventory {
 					continue
 				}
 				inv.instances[region+" "+aws.ToString(i.InstanceId)] = aws.ToString(i.ImageId)
+				inv.instTags[region+" "+aws.ToString(i.InstanceId)] = ec2Tags(i.Tags)
 			}
 		}
 		kps, err := c.DescribeKeyPairs(w.ctx, &ec2.DescribeKeyPairsInput{})
@@ -124,9 +137,9 @@ func (w *world) inventory() inventory {
 	return inv
 }
 
-func (w *world) snapshotIDs(region string) []string {
+func (w *world) snapshotIDs(region string, filters ...ec2types.Filter) []string {
 	w.t.Helper()
-	out, err := w.direct(region).DescribeSnapshots(w.ctx, &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}})
+	out, err := w.direct(region).DescribeSnapshots(w.ctx, &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, Filters: filters})
 	if err != nil {
 		w.t.Fatalf("listing snapshots in %s: %v", region, err)
 	}
@@ -214,7 +227,7 @@ func cutSpace(s string) (string, string, bool) {
 // under a duplicate name, AMIs that are not the one image of a baked
 // version in their region, snapshots of no AMI.
 func (w *world) orphans() []string {
-	inv := w.inventory()
+	inv := w.inventory(true)
 	var out []string
 	inGroup := map[string]bool{}
 	usedTemplates := map[string]bool{}
@@ -236,7 +249,7 @@ func (w *world) orphans() []string {
 	}
 	for i := range inv.instances {
 		if !inGroup[i] {
-			out = append(out, "instance "+i+" in no group")
+			out = append(out, fmt.Sprintf("instance %s in no group (tags %v)", i, inv.instTags[i]))
 		}
 	}
 	for _, k := range inv.keyPairs {

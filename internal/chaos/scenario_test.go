@@ -143,10 +143,18 @@ func TestChaos(t *testing.T) {
 				total.failedSeeds++
 			}
 			total.mu.Unlock()
+			t.Logf("seed %d: %v reading the account", seed, w.inventoryTime.Round(time.Second))
 			if testing.Verbose() && !t.Failed() {
 				t.Logf("commands run:\n%s", w.transcript.String())
 			}
 			if t.Failed() {
+				var writes []string
+				for _, c := range w.proxy.Calls() {
+					if c.Fault != faultproxy.FaultNone && !strings.HasPrefix(c.Action, "Describe") && !strings.HasPrefix(c.Action, "Get") && !strings.HasPrefix(c.Action, "List") {
+						writes = append(writes, c.String())
+					}
+				}
+				t.Logf("faulted calls that change things:\n  %s", strings.Join(writes, "\n  "))
 				t.Errorf("replay this seed: make chaos SEED=%d  (or: go test -count=1 -run TestChaos ./internal/chaos -seed=%d)\ncommands run:\n%s", seed, seed, w.transcript.String())
 			}
 		})
@@ -157,21 +165,22 @@ func TestChaos(t *testing.T) {
 
 // world is one seed's account, project and dice.
 type world struct {
-	t          *testing.T
-	seed       uint64
-	dice       *mrand.Rand
-	bin, dir   string
-	env        []string
-	moto       *mototest.Server
-	account    string
-	proxy      *faultproxy.Proxy
-	total      *tally
-	snapshots0 map[string]bool // snapshots the account had before bakery ran
-	launched   bool            // a launch finished: prod must have a serving group
-	baked      map[string]bool // versions whose bake finished
-	reRun      [][]string      // interrupted commands safe to run again
-	transcript strings.Builder
-	ctx        context.Context
+	t             *testing.T
+	seed          uint64
+	dice          *mrand.Rand
+	bin, dir      string
+	env           []string
+	moto          *mototest.Server
+	account       string
+	proxy         *faultproxy.Proxy
+	total         *tally
+	snapshots0    map[string]bool // snapshots the account had before bakery ran
+	inventoryTime time.Duration
+	launched      bool            // a launch finished: prod must have a serving group
+	baked         map[string]bool // versions whose bake finished
+	reRun         [][]string      // interrupted commands safe to run again
+	transcript    strings.Builder
+	ctx           context.Context
 }
 
 func newWorld(t *testing.T, bin string, moto *mototest.Server, sshd *sshtest.Server, seed uint64, total *tally) *world {
@@ -409,14 +418,16 @@ type step struct {
 // returns false when the job is not done after maxAttempts runs.
 func (w *world) do(s step) bool {
 	w.t.Helper()
+	// Deleted ids do not come back: checking once after all the runs
+	// of the step sees what any of them deleted.
+	before := w.protected()
+	defer w.checkProtected(s.args, before)
 	interrupted := false
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if attempt > 0 && s.done != nil && s.done() {
 			return true
 		}
-		before := w.protected()
 		r := w.exec(attempt < killedAttempts, s.args...)
-		w.checkProtected(s.args, before)
 		if r.code != 0 {
 			interrupted = true
 			continue
