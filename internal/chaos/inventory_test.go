@@ -75,6 +75,9 @@ func (w *world) inventory(full ...bool) inventory {
 			inv.snapshots = append(inv.snapshots, region+" "+s)
 			inv.exists["snapshot "+region+" "+s] = true
 		}
+		if !all && region != "us-east-1" {
+			continue // the fleet runs in us-east-1 only
+		}
 		insts, err := c.DescribeInstances(w.ctx, &ec2.DescribeInstancesInput{})
 		if err != nil {
 			w.t.Fatalf("listing instances in %s: %v", region, err)
@@ -88,28 +91,8 @@ func (w *world) inventory(full ...bool) inventory {
 				inv.instTags[region+" "+aws.ToString(i.InstanceId)] = ec2Tags(i.Tags)
 			}
 		}
-		kps, err := c.DescribeKeyPairs(w.ctx, &ec2.DescribeKeyPairsInput{})
-		if err != nil {
-			w.t.Fatalf("listing key pairs in %s: %v", region, err)
-		}
-		for _, k := range kps.KeyPairs {
-			inv.keyPairs = append(inv.keyPairs, region+" "+aws.ToString(k.KeyName))
-		}
-		sgs, err := c.DescribeSecurityGroups(w.ctx, &ec2.DescribeSecurityGroupsInput{})
-		if err != nil {
-			w.t.Fatalf("listing security groups in %s: %v", region, err)
-		}
-		for _, g := range sgs.SecurityGroups {
-			if aws.ToString(g.GroupName) != "default" {
-				inv.secGroups = append(inv.secGroups, region+" "+aws.ToString(g.GroupId)+" "+aws.ToString(g.GroupName))
-			}
-		}
-		lts, err := c.DescribeLaunchTemplates(w.ctx, &ec2.DescribeLaunchTemplatesInput{})
-		if err != nil {
-			w.t.Fatalf("listing launch templates in %s: %v", region, err)
-		}
-		for _, lt := range lts.LaunchTemplates {
-			inv.templates = append(inv.templates, region+" "+aws.ToString(lt.LaunchTemplateId)+" "+aws.ToString(lt.LaunchTemplateName))
+		if all {
+			inv.readTemporaries(w, region, c)
 		}
 		as := autoscaling.NewFromConfig(w.moto.ConfigForAccount(w.t, region, w.account))
 		gs, err := as.DescribeAutoScalingGroups(w.ctx, &autoscaling.DescribeAutoScalingGroupsInput{})
@@ -135,6 +118,34 @@ func (w *world) inventory(full ...bool) inventory {
 		}
 	}
 	return inv
+}
+
+// readTemporaries adds the key pairs, security groups and launch
+// templates of region.
+func (inv *inventory) readTemporaries(w *world, region string, c *ec2.Client) {
+	kps, err := c.DescribeKeyPairs(w.ctx, &ec2.DescribeKeyPairsInput{})
+	if err != nil {
+		w.t.Fatalf("listing key pairs in %s: %v", region, err)
+	}
+	for _, k := range kps.KeyPairs {
+		inv.keyPairs = append(inv.keyPairs, region+" "+aws.ToString(k.KeyName))
+	}
+	sgs, err := c.DescribeSecurityGroups(w.ctx, &ec2.DescribeSecurityGroupsInput{})
+	if err != nil {
+		w.t.Fatalf("listing security groups in %s: %v", region, err)
+	}
+	for _, g := range sgs.SecurityGroups {
+		if aws.ToString(g.GroupName) != "default" {
+			inv.secGroups = append(inv.secGroups, region+" "+aws.ToString(g.GroupId)+" "+aws.ToString(g.GroupName))
+		}
+	}
+	lts, err := c.DescribeLaunchTemplates(w.ctx, &ec2.DescribeLaunchTemplatesInput{})
+	if err != nil {
+		w.t.Fatalf("listing launch templates in %s: %v", region, err)
+	}
+	for _, lt := range lts.LaunchTemplates {
+		inv.templates = append(inv.templates, region+" "+aws.ToString(lt.LaunchTemplateId)+" "+aws.ToString(lt.LaunchTemplateName))
+	}
 }
 
 func (w *world) snapshotIDs(region string, filters ...ec2types.Filter) []string {
