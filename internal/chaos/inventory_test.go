@@ -2,8 +2,8 @@ package chaos_test
 
 import (
 	"fmt"
-	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -192,15 +192,15 @@ func (w *world) protected() map[string]string {
 	}
 	inUse := map[string]bool{}
 	for key, ami := range inv.instances {
-		region, _, _ := cutSpace(key)
+		region, _, _ := strings.Cut(key, " ")
 		inUse[region+" "+ami] = true
 	}
 	for _, im := range inv.images {
 		key := im.region + " " + im.id
 		var why string
 		for k := range im.tags {
-			if len(k) > len("bakery:stage:") && k[:len("bakery:stage:")] == "bakery:stage:" {
-				why = "in " + k[len("bakery:stage:"):]
+			if stage, ok := strings.CutPrefix(k, "bakery:stage:"); ok && stage != "" {
+				why = "in " + stage
 			}
 		}
 		switch {
@@ -221,15 +221,6 @@ func (w *world) protected() map[string]string {
 		}
 	}
 	return out
-}
-
-func cutSpace(s string) (string, string, bool) {
-	for i := range len(s) {
-		if s[i] == ' ' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
 }
 
 // orphans lists what bakery created and no catalog entry or fleet names:
@@ -270,8 +261,8 @@ func (w *world) orphans() []string {
 		out = append(out, "security group "+g)
 	}
 	for _, lt := range inv.templates {
-		region, rest, _ := cutSpace(lt)
-		id, _, _ := cutSpace(rest)
+		region, rest, _ := strings.Cut(lt, " ")
+		id, _, _ := strings.Cut(rest, " ")
 		if !usedTemplates[region+" "+id] {
 			out = append(out, "launch template "+lt+" no group launches from")
 		}
@@ -338,5 +329,5 @@ func (w *world) serving() string {
 	if len(vs) != 1 {
 		return ""
 	}
-	return slices.Clone(vs)[0]
+	return vs[0]
 }

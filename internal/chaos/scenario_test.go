@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
@@ -98,14 +99,14 @@ func seeds(t *testing.T) []uint64 {
 
 // tally sums what the seeds did, for the closing summary.
 type tally struct {
-	mu                           sync.Mutex
-	seeds, failedSeeds           int
-	calls                        int
-	faults                       map[faultproxy.Fault]int
-	runs, failedRuns             int
-	sigints, sigkills            int
-	orphans, unsafe, leftOvers   int
-	unclear, unfinished, servers int
+	mu                               sync.Mutex
+	seeds, failedSeeds               int
+	calls                            int
+	faults                           map[faultproxy.Fault]int
+	runs, failedRuns                 int
+	sigints, sigkills                int
+	orphans, unsafe, leftOvers       int
+	unclear, unfinished, stageFaults int
 }
 
 func (s *tally) String() string {
@@ -121,7 +122,7 @@ func (s *tally) String() string {
 	return fmt.Sprintf("chaos: %d seeds run (%d failed); %d AWS calls, %d faults injected (%s); %d bakery runs (%d failed on their own), %d SIGINTs, %d SIGKILLs; "+
 		"%d resources left for sweep after the scenarios; after the final sweep: %d orphans, %d unsafe deletions, %d unclear failures, %d steps unfinished, %d stage/serving violations",
 		s.seeds, s.failedSeeds, s.calls, total, strings.Join(kinds, ", "), s.runs, s.failedRuns, s.sigints, s.sigkills,
-		s.leftOvers, s.orphans, s.unsafe, s.unclear, s.unfinished, s.servers)
+		s.leftOvers, s.orphans, s.unsafe, s.unclear, s.unfinished, s.stageFaults)
 }
 
 func TestChaos(t *testing.T) {
@@ -548,24 +549,14 @@ func (w *world) checkStages() {
 			}
 		}
 		if len(in) > 1 {
-			bad = append(bad, fmt.Sprintf("stage %s holds %d versions: %v", stage, len(in), slices.Sorted(mapsKeys(in))))
+			bad = append(bad, fmt.Sprintf("stage %s holds %d versions: %v", stage, len(in), slices.Sorted(maps.Keys(in))))
 		}
 	}
 	if len(bad) > 0 {
 		w.total.mu.Lock()
-		w.total.servers += len(bad)
+		w.total.stageFaults += len(bad)
 		w.total.mu.Unlock()
 		w.t.Errorf("stages: %s", strings.Join(bad, "; "))
-	}
-}
-
-func mapsKeys(m map[string]bool) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
 	}
 }
 

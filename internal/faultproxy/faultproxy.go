@@ -157,8 +157,9 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
-// WithSeed seeds the random source that decides which calls Throttle and
-// Unavailable fail. Default: 1. The same seed and the same sequence of
+// WithSeed seeds the draws that decide which calls the rate rules
+// (Throttle, Unavailable, InternalError, Latency, ResetBefore,
+// ResetAfter, StaleDescribes) hit. Default: 1. The same seed and the same sequence of
 // calls give the same faults.
 func WithSeed(seed uint64) Option { return func(p *Proxy) { p.seed = seed } }
 
