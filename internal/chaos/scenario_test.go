@@ -43,7 +43,7 @@ const (
 	// killP is the chance that a run of a command is interrupted (half
 	// SIGINT, half SIGKILL); only the first killedAttempts runs of a step
 	// are.
-	killP          = 0.25
+	killP          = 0.3
 	killedAttempts = 2
 	// maxAttempts bounds the runs of one step: with 20% faults a run may
 	// fail on its own, and a run after the kills must finish the job.
@@ -322,7 +322,9 @@ func (w *world) exec(killable bool, args ...string) run {
 		}
 		// From 150ms: a SIGINT before main installs its handler kills
 		// any Go program, which says nothing about bakery.
-		after = 150*time.Millisecond + time.Duration(w.dice.Int64N(int64(4*time.Second)))
+		// Most runs take 1 to 5 seconds: a signal later than 2s would
+		// often find the process gone.
+		after = 150*time.Millisecond + time.Duration(w.dice.Int64N(int64(2*time.Second)))
 	}
 	began := time.Now()
 	if err := cmd.Start(); err != nil {
