@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/bakery-sh/bakery/catalog"
@@ -51,5 +52,38 @@ func TestCreateGroupWhoseAnswerWasLostFindsItsOwnGroup(t *testing.T) {
 	}
 	if err := inv.CreateGroup(ctx, region, spec("l-other")); err == nil {
 		t.Error("CreateGroup of a name another launch's group holds succeeded")
+	}
+}
+
+// TestCreateTemplateReplacesTheTemplateOfAGroupThatWasNeverCreated
+// leaves a launch template of a group's name with no group, as a launch
+// killed between the two creations does: the next launch of that name
+// replaces it instead of failing on the name forever (found by chaos
+// seed 12).
+func TestCreateTemplateReplacesTheTemplateOfAGroupThatWasNeverCreated(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newWorld(t)
+	name := fleet.Name("web", "prod", 3)
+	data := &ec2types.RequestLaunchTemplateData{ImageId: aws.String(w.ami), InstanceType: ec2types.InstanceTypeT3Micro}
+	stale, err := w.inv.CreateTemplate(ctx, region, name, data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := w.inv.CreateTemplate(ctx, region, name, data, nil)
+	if err != nil {
+		t.Fatalf("CreateTemplate over the template of a group that does not exist: %v", err)
+	}
+	if fresh.ID == stale.ID {
+		t.Errorf("CreateTemplate returned the stale template %s", stale.ID)
+	}
+	out, err := w.ec2.DescribeLaunchTemplates(ctx, &ec2.DescribeLaunchTemplatesInput{})
+	if err != nil || len(out.LaunchTemplates) != 1 || aws.ToString(out.LaunchTemplates[0].LaunchTemplateId) != fresh.ID {
+		t.Errorf("templates %+v (%v), want only %s", out.LaunchTemplates, err, fresh.ID)
+	}
+	// With the group there, the name is taken for good.
+	w.create(t, 4, 0, nil)
+	if _, err := w.inv.CreateTemplate(ctx, region, fleet.Name("web", "prod", 4), data, nil); err == nil {
+		t.Error("CreateTemplate replaced the template of an existing group")
 	}
 }
