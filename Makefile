@@ -5,7 +5,7 @@ BIN     := bin/bakery
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/bakery-sh/bakery/internal/cli.Version=$(VERSION)
 
-.PHONY: all build run test deps vet bench demo clean fuzz fuzz-short
+.PHONY: all build run test deps vet bench demo chaos clean fuzz fuzz-short
 
 all: build
 
@@ -61,6 +61,12 @@ fuzz:
 ## demo: bake an AMI against a local moto server (no AWS account needed)
 demo: build
 	./scripts/demo.sh
+
+## chaos: the whole lifecycle through a fault-injecting proxy, with SIGINTs and
+## SIGKILLs, for SEEDS seeds (default 20) from 1; SEED=N replays one seed
+SEEDS ?= 20
+chaos:
+	BAKERY_CHAOS_SEEDS=$(SEEDS) BAKERY_CHAOS_SEED=$(SEED) $(GO) test -count=1 -v -timeout 0 -run 'TestChaos$$' ./internal/chaos
 
 ## bench: bakery vs crane on a generated 200 MB tree (ratios, sizes, peak RSS)
 bench:

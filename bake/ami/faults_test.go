@@ -218,3 +218,35 @@ func TestFaultCancelledBakeTerminatesItsFreshBuilder(t *testing.T) {
 		t.Errorf("the cleanup never met the fresh builder:\n%s", p.Summary())
 	}
 }
+
+// TestFaultBakeSurvivesLostAnswersOfItsOwnNamedResources loses the
+// answers of ImportKeyPair, CreateSecurityGroup and
+// AuthorizeSecurityGroupIngress after they took effect: the SDK tries
+// again and EC2 says the key pair, group or rule already exists. They are
+// the bake's own (named after its id): the bake goes on and ends
+// complete, with nothing left behind.
+func TestFaultBakeSurvivesLostAnswersOfItsOwnNamedResources(t *testing.T) {
+	t.Parallel()
+	e, p := faultEnv(newBakeEnv(t), faultproxy.LoseAnswer("ImportKeyPair", 1), faultproxy.LoseAnswer("CreateSecurityGroup", 1),
+		faultproxy.LoseAnswer("AuthorizeSecurityGroupIngress", 1))
+	ctx := context.Background()
+	srv := sshtest.Start(t)
+	keyFile, pub := bakeKeyFile(t)
+	srv.AuthorizeKey(pub)
+	r, m := bakeRecipe(t, sshRecipeBody(t, srv, keyFile, t.TempDir()))
+	b := e.baker(fixedID("bk-lost"))
+	plan, err := b.Prepare(ctx, r, m)
+	if err != nil {
+		t.Fatalf("Prepare: %v\n%s", err, p.Summary())
+	}
+	res, err := b.Build(ctx, plan)
+	if err != nil {
+		t.Fatalf("Build: %v\ncalls through the proxy:\n%s", err, p.Summary())
+	}
+	for _, action := range []string{"ImportKeyPair", "CreateSecurityGroup", "AuthorizeSecurityGroupIngress"} {
+		if p.Faults(action, faultproxy.FaultLost) != 1 || p.Count(action) < 2 {
+			t.Errorf("%s was not lost once and tried again:\n%s", action, p.Summary())
+		}
+	}
+	e.assertNoBakeLeftovers("bk-lost", plan.Key, res, "us-east-1")
+}

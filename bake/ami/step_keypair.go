@@ -40,6 +40,12 @@ func (keyPairStep) Run(ctx context.Context, st *bakeState, _ progress.Step) erro
 		PublicKeyMaterial: st.key.PublicAuthorized,
 		TagSpecifications: catalogami.TagSpecs(st.baseTags(), ec2types.ResourceTypeKeyPair),
 	})
+	if awsx.ErrorCode(err) == "InvalidKeyPair.Duplicate" {
+		// The name is this bake's alone: an earlier try of this call took
+		// effect and its answer was lost, and the SDK tried again. The
+		// key pair is ours (its id stays unknown; cleanup goes by name).
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("importing key pair %s in %s: %w", st.keyName, region, awsx.ExplainError(err))
 	}

@@ -71,15 +71,30 @@ func (securityGroupStep) Run(ctx context.Context, st *bakeState, _ progress.Step
 		VpcId:             aws.String(st.vpcID),
 		TagSpecifications: catalogami.TagSpecs(st.baseTags(), ec2types.ResourceTypeSecurityGroup),
 	})
-	if err != nil {
+	switch {
+	case awsx.ErrorCode(err) == "InvalidGroup.Duplicate":
+		// The name is this bake's alone: an earlier try took effect and
+		// its answer was lost. Find the group by the bake's tag.
+		found, lerr := st.b.listSecurityGroups(ctx, region, tagFilter(catalog.TagBakeID, st.bakeID))
+		if lerr != nil || len(found) != 1 {
+			return fmt.Errorf("creating security group %s in %s: %w (and finding it by its tag: %d found, %v)", name, region, awsx.ExplainError(err), len(found), lerr)
+		}
+		st.sgID = found[0].ID
+	case err != nil:
 		return fmt.Errorf("creating security group %s in %s: %w", name, region, awsx.ExplainError(err))
+	default:
+		st.sgID = aws.ToString(out.GroupId)
 	}
-	st.sgID = aws.ToString(out.GroupId)
 	// The group was created a moment ago: EC2 may not know it yet.
 	err = awsx.Fresh("EC2 to know security group "+st.sgID, st.b.pollInterval, st.b.clock).Retry(ctx, awsx.IsNotFound, func(ctx context.Context) error {
 		_, err := c.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{
 			GroupId: aws.String(st.sgID), IpPermissions: []ec2types.IpPermission{perm},
 		})
+		if awsx.ErrorCode(err) == "InvalidPermission.Duplicate" {
+			// An earlier try took effect and its answer was lost: the
+			// rule is there, as wanted.
+			return nil
+		}
 		return err
 	})
 	if err != nil {

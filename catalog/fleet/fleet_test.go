@@ -54,7 +54,13 @@ type world struct {
 func newWorld(t *testing.T) world {
 	t.Helper()
 	moto := mototest.Shared(t)
-	cfg := moto.ConfigForAccount(t, region, moto.NewAccount())
+	return newWorldIn(t, moto, moto.NewAccount())
+}
+
+// newWorldIn is newWorld in account of moto.
+func newWorldIn(t *testing.T, moto *mototest.Server, account string) world {
+	t.Helper()
+	cfg := moto.ConfigForAccount(t, region, account)
 	w := world{inv: fleet.NewFromConfig(cfg, fleet.WithPollInterval(time.Millisecond)), ec2: ec2.NewFromConfig(cfg), elb: elb.NewFromConfig(cfg)}
 	ctx := context.Background()
 	imgs, err := w.ec2.DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: []string{"amazon"}})

@@ -45,6 +45,18 @@ func (inv *Inventory) CreateTemplate(ctx context.Context, region, name string, d
 		in.TagSpecifications = []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeLaunchTemplate, Tags: ec2Tags(tags)}}
 	}
 	out, err := inv.c.EC2(region).CreateLaunchTemplate(ctx, in)
+	if awsx.ErrorCode(err) == "InvalidLaunchTemplateName.AlreadyExistsException" {
+		// Templates are named after their group. With no group of that
+		// name, the template is what a launch killed between the two
+		// creations left behind (or an earlier try of this call whose
+		// answer was lost): nothing launches from it. Replace it.
+		if _, ok, gerr := inv.Get(ctx, region, name); gerr == nil && !ok {
+			_, derr := inv.c.EC2(region).DeleteLaunchTemplate(ctx, &ec2.DeleteLaunchTemplateInput{LaunchTemplateName: aws.String(name)})
+			if derr == nil || awsx.IsNotFound(derr) {
+				out, err = inv.c.EC2(region).CreateLaunchTemplate(ctx, in)
+			}
+		}
+	}
 	if err != nil {
 		return Template{}, fmt.Errorf("creating launch template %s in %s: %w", name, region, awsx.ExplainError(err))
 	}
@@ -128,7 +140,16 @@ func (inv *Inventory) CreateGroup(ctx context.Context, region string, spec Group
 			PropagateAtLaunch: aws.Bool(true),
 		})
 	}
-	if _, err := inv.c.AutoScaling(region).CreateAutoScalingGroup(ctx, in); err != nil {
+	_, err := inv.c.AutoScaling(region).CreateAutoScalingGroup(ctx, in)
+	if awsx.ErrorCode(err) == "AlreadyExists" && spec.Tags[TagLaunchID] != "" {
+		// An earlier try of this call took effect and its answer was
+		// lost; the SDK tried again. The group is ours if it carries
+		// this launch's id.
+		if g, ok, gerr := inv.Get(ctx, region, spec.Name); gerr == nil && ok && g.LaunchID == spec.Tags[TagLaunchID] {
+			return nil
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("creating Auto Scaling group %s in %s: %w", spec.Name, region, awsx.ExplainError(err))
 	}
 	return nil

@@ -26,10 +26,31 @@
 //   - StaleReads answers a DescribeImages call with tag filters with the
 //     answer an identical call got a moment ago.
 //   - LoseAnswer lets a call take effect and then drops its answer.
+//   - InternalError answers a fraction of the calls with HTTP 500.
+//   - Latency holds a fraction of the calls for a while before
+//     forwarding them.
+//   - ResetBefore closes the connection of a fraction of the calls
+//     without forwarding them (the call never reached AWS); ResetAfter
+//     forwards them and then closes the connection (the call took effect,
+//     its answer was lost).
+//   - Always, as EC2 does and moto does not, a call with a ClientToken
+//     that an earlier successful call of the same action carried gets
+//     that call's answer again without being forwarded, so that a call
+//     the SDK retries after a lost answer does not create a second
+//     instance (logged with FaultNone and Code "idempotent replay").
+//   - Always, as Auto Scaling does and moto does not, CreateAutoScalingGroup
+//     of a name the proxy saw created (and not deleted) is answered
+//     AlreadyExists without being forwarded.
+//   - StaleDescribes answers a fraction of the Describe* calls of any
+//     service with the answer an identical call got a moment ago.
 //
 // Time comes from the clock given with WithClock, read once per request,
-// so that tests need not sleep; randomness from a source seeded with
-// WithSeed. Every request is logged (Calls, Count, Faults, RetriedAfter)
+// so that tests need not sleep; randomness from WithSeed. Each rate
+// rule decides a call by hashing the seed, the rule, the action, the
+// region and how many calls of that action in that region came before,
+// so that the same seed gives the same faults to the same sequence of
+// calls of each action, however calls of different actions interleave
+// (a subprocess with concurrent clients stays reproducible). Every request is logged (Calls, Count, Faults, RetriedAfter)
 // for assertions such as "the bake retried DescribeImages after a
 // NotFound".
 //
@@ -42,6 +63,7 @@ package faultproxy
 import (
 	"bytes"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"maps"
 	"math/rand/v2"
@@ -69,16 +91,25 @@ type Proxy struct {
 	client *http.Client
 	now    func() time.Time
 
+	account string // moto account of requests that name none
+
 	mu          sync.Mutex
 	seed        uint64
-	rng         *rand.Rand
 	throttle    []rateRule
 	unavailable []rateRule
+	internal    []rateRule
+	resetBefore []rateRule
+	resetAfter  []rateRule
+	latency     []rateRule
+	staleAny    []rateRule
+	seen        map[string]uint64 // calls so far, by action and region
 	freshFor    time.Duration
 	staleFor    time.Duration
 	lose        map[string]int // answers still to lose, by action
 	fresh       map[string]freshResource
 	cache       map[string]cachedAnswer
+	tokens      map[string]cachedAnswer // successful answers by ClientToken
+	asgs        map[string]bool         // Auto Scaling groups created, by account, region and name
 	calls       []Call
 }
 
@@ -86,6 +117,7 @@ type Proxy struct {
 // with an error.
 type rateRule struct {
 	p       float64
+	d       time.Duration // Latency's delay, StaleDescribes' age
 	actions []string
 }
 
@@ -125,10 +157,18 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
-// WithSeed seeds the random source that decides which calls Throttle and
-// Unavailable fail. Default: 1. The same seed and the same sequence of
+// WithSeed seeds the draws that decide which calls the rate rules
+// (Throttle, Unavailable, InternalError, Latency, ResetBefore,
+// ResetAfter, StaleDescribes) hit. Default: 1. The same seed and the same sequence of
 // calls give the same faults.
 func WithSeed(seed uint64) Option { return func(p *Proxy) { p.seed = seed } }
+
+// WithAccount makes every request that carries no moto account header
+// (mototest.AccountHeader) act in account (12 digits), so that a process
+// the test does not configure, such as the bakery binary, works in a
+// fresh account of a shared moto_server. Default: moto's default
+// account.
+func WithAccount(account string) Option { return func(p *Proxy) { p.account = account } }
 
 // Throttle answers a fraction p (0 to 1) of the calls of actions (every
 // action when none is named) with a throttling error, without forwarding
@@ -181,6 +221,50 @@ func LoseAnswer(action string, n int) Option {
 	}
 }
 
+// InternalError answers a fraction p of the calls of actions (every
+// action when none is named) with HTTP 500 and the error code
+// InternalError (EC2) or InternalFailure (the other services), without
+// forwarding them. Default: none.
+func InternalError(p float64, actions ...string) Option {
+	return func(px *Proxy) { px.internal = append(px.internal, rateRule{p: p, actions: actions}) }
+}
+
+// Latency holds a fraction p of the calls of actions (every action when
+// none is named) for d of real time before forwarding them, as a slow
+// answer does; such a call is logged with FaultDelayed when nothing else
+// happened to it. Default: none.
+func Latency(p float64, d time.Duration, actions ...string) Option {
+	return func(px *Proxy) { px.latency = append(px.latency, rateRule{p: p, d: d, actions: actions}) }
+}
+
+// ResetBefore closes the connection of a fraction p of the calls of
+// actions (every action when none is named) without forwarding them and
+// without an answer, as when a connection breaks before the request
+// reaches AWS: nothing took effect. Logged as FaultReset. Default: none.
+func ResetBefore(p float64, actions ...string) Option {
+	return func(px *Proxy) { px.resetBefore = append(px.resetBefore, rateRule{p: p, actions: actions}) }
+}
+
+// ResetAfter forwards a fraction p of the calls of actions (every action
+// when none is named) and, when moto answers with success, closes the
+// connection instead of answering: the call took effect and its answer
+// was lost. Logged as FaultLost. LoseAnswer does the same to the first n
+// calls of one action. Default: none.
+func ResetAfter(p float64, actions ...string) Option {
+	return func(px *Proxy) { px.resetAfter = append(px.resetAfter, rateRule{p: p, actions: actions}) }
+}
+
+// StaleDescribes answers a fraction p of the Describe* calls of any
+// service (or of actions, when named) with the answer an identical call
+// (same account, region, service and parameters) got less than d ago,
+// when there is one, without forwarding it: what changed since is not
+// seen yet. Unlike StaleReads it is not limited to tag-filtered
+// DescribeImages, and it draws: an identical call may also get the fresh
+// answer. Logged as FaultStale. Default: none.
+func StaleDescribes(p float64, d time.Duration, actions ...string) Option {
+	return func(px *Proxy) { px.staleAny = append(px.staleAny, rateRule{p: p, d: d, actions: actions}) }
+}
+
 // Start starts a Proxy in front of target (a moto_server URL such as
 // mototest.Server.URL) and closes it when the test ends.
 func Start(t testing.TB, target string, opts ...Option) *Proxy {
@@ -205,6 +289,9 @@ func New(target string, opts ...Option) (*Proxy, error) {
 		seed:   1,
 		fresh:  map[string]freshResource{},
 		cache:  map[string]cachedAnswer{},
+		seen:   map[string]uint64{},
+		tokens: map[string]cachedAnswer{},
+		asgs:   map[string]bool{},
 		// Its own transport: answers come back uncompressed (the proxy
 		// reads them), and connections to moto are not shared with the
 		// test's clients.
@@ -213,7 +300,6 @@ func New(target string, opts ...Option) (*Proxy, error) {
 	for _, o := range opts {
 		o(p)
 	}
-	p.rng = rand.New(rand.NewPCG(p.seed, 0x62616b657279)) // "bakery"
 	p.srv = httptest.NewServer(p)
 	p.URL = p.srv.URL
 	return p, nil
@@ -233,6 +319,11 @@ func (p *Proxy) Config(cfg aws.Config) aws.Config {
 	return cfg
 }
 
+// accountHeader is the header moto_server reads the account from
+// (mototest.AccountHeader; not imported, so that mototest may use this
+// package in its own tests).
+const accountHeader = "x-moto-account-id"
+
 // request is what the proxy understood of a request.
 type request struct {
 	action, service, region, account string
@@ -241,7 +332,7 @@ type request struct {
 }
 
 func parseRequest(r *http.Request, body []byte) request {
-	req := request{account: r.Header.Get("x-moto-account-id")}
+	req := request{account: r.Header.Get(accountHeader)}
 	req.region, req.service = credentialScope(r.Header.Get("Authorization"))
 	if target := r.Header.Get("X-Amz-Target"); target != "" {
 		req.json = true
@@ -283,6 +374,20 @@ func (r request) cacheKey() string {
 	return r.account + "\x00" + r.region + "\x00" + r.params.Encode()
 }
 
+// tokenKey identifies an EC2 call by its ClientToken ("" without one).
+func (r request) tokenKey() string {
+	t := r.params.Get("ClientToken")
+	if !r.ec2() || t == "" {
+		return ""
+	}
+	return r.account + "\x00" + r.region + "\x00" + r.action + "\x00" + t
+}
+
+// staleKey identifies identical requests of any service.
+func (r request) staleKey() string {
+	return r.service + "\x00" + r.action + "\x00" + r.cacheKey()
+}
+
 // hasTagFilter reports whether the request filters on a tag.
 func (r request) hasTagFilter() bool {
 	for k, vs := range r.params {
@@ -305,16 +410,44 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "faultproxy: reading the request: "+err.Error(), http.StatusBadGateway)
 		return
 	}
+	if p.account != "" && r.Header.Get(accountHeader) == "" {
+		r.Header.Set(accountHeader, p.account)
+	}
 	req := parseRequest(r, body)
 	now := p.now()
 	call := Call{Time: now, Action: req.action, Service: req.service, Region: req.region}
 
 	p.mu.Lock()
-	if status, code, msg := p.injectBefore(req, now); status != 0 {
+	n := p.next(req)
+	if status, code, msg := p.injectBefore(req, now, n); status != 0 {
 		call.Fault, call.Code = faultOf(status, code), code
 		p.calls = append(p.calls, call)
 		p.mu.Unlock()
 		writeError(w, req, status, code, msg)
+		return
+	}
+	group := req.account + "\x00" + req.region + "\x00" + req.params.Get("AutoScalingGroupName")
+	if req.action == "CreateAutoScalingGroup" && p.asgs[group] {
+		call.Code = "AlreadyExists"
+		p.calls = append(p.calls, call)
+		p.mu.Unlock()
+		writeError(w, req, http.StatusBadRequest, "AlreadyExists",
+			"AutoScalingGroup by this name already exists - A group with the name "+req.params.Get("AutoScalingGroupName")+" already exists")
+		return
+	}
+	token := req.tokenKey()
+	if c, ok := p.tokens[token]; ok && token != "" {
+		call.Code = "idempotent replay"
+		p.calls = append(p.calls, call)
+		p.mu.Unlock()
+		writeAnswer(w, c.status, c.header, c.body)
+		return
+	}
+	if p.fires(p.resetBefore, req, n, 10) != nil {
+		call.Fault = FaultReset
+		p.calls = append(p.calls, call)
+		p.mu.Unlock()
+		loseAnswer(w)
 		return
 	}
 	if req.action == "DescribeImages" && p.staleFor > 0 && req.hasTagFilter() {
@@ -326,8 +459,30 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	describe := strings.HasPrefix(req.action, "Describe")
+	if rule := p.fires(p.staleAny, req, n, 20); describe && rule != nil {
+		if c, ok := p.cache[req.staleKey()]; ok && now.Sub(c.at) < rule.d {
+			call.Fault = FaultStale
+			p.calls = append(p.calls, call)
+			p.mu.Unlock()
+			writeAnswer(w, c.status, c.header, c.body)
+			return
+		}
+	}
+	var delay time.Duration
+	if rule := p.fires(p.latency, req, n, 30); rule != nil {
+		delay = rule.d
+		call.Fault = FaultDelayed
+	}
+	loseAfter := p.fires(p.resetAfter, req, n, 40) != nil
 	p.mu.Unlock()
 
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+		}
+	}
 	status, header, answer, err := p.forward(r, body)
 	if err != nil {
 		call.Fault, call.Code = FaultFailed, err.Error()
@@ -346,6 +501,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.lose[req.action]--
 		lost = true
 		call.Fault = FaultLost
+	} else if ok && loseAfter {
+		lost = true
+		call.Fault = FaultLost
 	}
 	if !lost && ok && req.ec2() && p.freshFor > 0 {
 		if cut, n := p.hide(req.action, answer, now); n > 0 {
@@ -355,6 +513,20 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !lost && ok && req.action == "DescribeImages" && p.staleFor > 0 && req.hasTagFilter() {
 		p.cache[req.cacheKey()] = cachedAnswer{at: now, status: status, header: header, body: answer}
+	}
+	switch {
+	case ok && req.action == "CreateAutoScalingGroup":
+		p.asgs[group] = true
+	case ok && req.action == "DeleteAutoScalingGroup":
+		delete(p.asgs, group)
+	}
+	if ok && token != "" {
+		// Remembered even when the answer is lost: that is when the
+		// retry comes.
+		p.tokens[token] = cachedAnswer{at: now, status: status, header: header, body: answer}
+	}
+	if !lost && ok && describe && len(p.staleAny) > 0 {
+		p.cache[req.staleKey()] = cachedAnswer{at: now, status: status, header: header, body: answer}
 	}
 	p.calls = append(p.calls, call)
 	p.mu.Unlock()
@@ -368,19 +540,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // injectBefore decides whether req is answered with an error without
 // being forwarded; status 0 means forward it. p.mu is held.
-func (p *Proxy) injectBefore(req request, now time.Time) (status int, code, msg string) {
+func (p *Proxy) injectBefore(req request, now time.Time, n uint64) (status int, code, msg string) {
 	if req.action == "" {
 		return 0, "", ""
 	}
-	for _, rule := range p.throttle {
-		if rule.applies(req.action) && p.rng.Float64() < rule.p {
-			return http.StatusBadRequest, throttleCode(req), "Request limit exceeded."
-		}
+	if p.fires(p.throttle, req, n, 0) != nil {
+		return http.StatusBadRequest, throttleCode(req), "Request limit exceeded."
 	}
-	for _, rule := range p.unavailable {
-		if rule.applies(req.action) && p.rng.Float64() < rule.p {
-			return http.StatusServiceUnavailable, unavailableCode(req), "The service is unavailable. Please try again shortly."
-		}
+	if p.fires(p.unavailable, req, n, 1) != nil {
+		return http.StatusServiceUnavailable, unavailableCode(req), "The service is unavailable. Please try again shortly."
+	}
+	if p.fires(p.internal, req, n, 2) != nil {
+		return http.StatusInternalServerError, internalCode(req), "An internal error has occurred."
 	}
 	if req.ec2() && p.freshFor > 0 {
 		for _, k := range slices.Sorted(maps.Keys(req.params)) {
@@ -395,6 +566,53 @@ func (p *Proxy) injectBefore(req request, now time.Time) (status int, code, msg 
 		}
 	}
 	return 0, "", ""
+}
+
+// next counts req among the calls of its action and region and returns
+// how many came before it. p.mu is held.
+func (p *Proxy) next(req request) uint64 {
+	k := req.service + "\x00" + req.region + "\x00" + req.action
+	n := p.seen[k]
+	p.seen[k] = n + 1
+	return n
+}
+
+// fires returns the first rule of rules (of the kind numbered kind) that
+// applies to req, the n-th call of its action and region, and draws it;
+// nil when none does. The draw hashes the seed, the kind, the rule's
+// place, the action, the region and n, so it does not depend on how
+// calls of other actions interleave.
+func (p *Proxy) fires(rules []rateRule, req request, n uint64, kind int) *rateRule {
+	if req.action == "" {
+		return nil
+	}
+	for i := range rules {
+		if rules[i].applies(req.action) && draw(p.seed, kind*1000+i, req, n) < rules[i].p {
+			return &rules[i]
+		}
+	}
+	return nil
+}
+
+// draw returns a number in [0, 1) that is a function of its arguments.
+func draw(seed uint64, rule int, req request, n uint64) float64 {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d\x00%d\x00%s\x00%s\x00%s\x00%d", seed, rule, req.service, req.region, req.action, n)
+	x := h.Sum64()
+	// splitmix64's finalizer spreads FNV's low-entropy high bits.
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return float64(x>>11) / (1 << 53)
+}
+
+func internalCode(req request) string {
+	if req.service == "ec2" && !req.json {
+		return "InternalError"
+	}
+	return "InternalFailure"
 }
 
 func throttleCode(req request) string {
@@ -421,6 +639,8 @@ func faultOf(status int, code string) Fault {
 	switch {
 	case status == http.StatusServiceUnavailable:
 		return FaultUnavailable
+	case status == http.StatusInternalServerError:
+		return FaultInternal
 	case strings.HasSuffix(code, "NotFound") || strings.HasSuffix(code, "NotFoundException"):
 		return FaultNotFound
 	}

@@ -32,6 +32,14 @@ const (
 	FaultLost Fault = "lost"
 	// FaultFailed: moto could not be reached; answered with HTTP 502.
 	FaultFailed Fault = "failed"
+	// FaultInternal: answered with HTTP 500, not forwarded.
+	FaultInternal Fault = "internal-error"
+	// FaultReset: the connection was closed without forwarding the call
+	// or answering it.
+	FaultReset Fault = "reset"
+	// FaultDelayed: held back before forwarding, then answered as moto
+	// answered.
+	FaultDelayed Fault = "delayed"
 )
 
 // Call is one request the proxy saw.
@@ -87,6 +95,32 @@ func (p *Proxy) Count(action string) int {
 	return n
 }
 
+// Counts returns how many calls the proxy saw, faulted or not, by
+// action.
+func (p *Proxy) Counts() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]int{}
+	for _, c := range p.calls {
+		out[c.Action]++
+	}
+	return out
+}
+
+// FaultCounts returns how many calls got each fault, over every action
+// (FaultNone is left out).
+func (p *Proxy) FaultCounts() map[Fault]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[Fault]int{}
+	for _, c := range p.calls {
+		if c.Fault != FaultNone {
+			out[c.Fault]++
+		}
+	}
+	return out
+}
+
 // Faults returns how many calls of action got fault f; action "" counts
 // every action.
 func (p *Proxy) Faults(action string, f Fault) int {
@@ -115,7 +149,7 @@ func (p *Proxy) RetriedAfter(action string, f Fault) bool {
 		switch {
 		case c.Fault == f:
 			faulted = true
-		case faulted && (c.Fault == FaultNone || c.Fault == FaultHidden):
+		case faulted && (c.Fault == FaultNone || c.Fault == FaultHidden || c.Fault == FaultDelayed):
 			return true
 		}
 	}
