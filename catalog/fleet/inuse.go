@@ -249,6 +249,14 @@ func imagesInUse(ctx context.Context, c UsageClients, region string) ([]ImageUse
 			name := aws.ToString(g.AutoScalingGroupName)
 			var imgs []string
 			imgs = append(imgs, templateImage(g.LaunchTemplate), lcImages[aws.ToString(g.LaunchConfigurationName)])
+			// The AMI bakery launched the group with counts too: its
+			// launch template may be gone (a launch killed while tearing
+			// the group down) while the group still stands.
+			for _, tag := range g.Tags {
+				if aws.ToString(tag.Key) == TagImage {
+					imgs = append(imgs, aws.ToString(tag.Value))
+				}
+			}
 			if m := g.MixedInstancesPolicy; m != nil && m.LaunchTemplate != nil {
 				imgs = append(imgs, templateImage(m.LaunchTemplate.LaunchTemplateSpecification))
 				for _, o := range m.LaunchTemplate.Overrides {

@@ -83,7 +83,7 @@ func TestImagesInUseFindsEveryKindOfUseInEveryRegion(t *testing.T) {
 		return ids
 	}
 	ids := amis(ec)
-	running, stopped, terminated, ltOld, ltNew, viaLC, mixed, unused := ids[0], ids[1], ids[2], ids[3], ids[4], ids[5], ids[6], ids[7]
+	running, stopped, terminated, ltOld, ltNew, viaLC, mixed, unused, tagged := ids[0], ids[1], ids[2], ids[3], ids[4], ids[5], ids[6], ids[7], ids[8]
 	euRunning := amis(eu)[0]
 
 	launch := func(c *ec2.Client, image string) string {
@@ -143,6 +143,11 @@ func TestImagesInUseFindsEveryKindOfUseInEveryRegion(t *testing.T) {
 	group(&autoscaling.CreateAutoScalingGroupInput{AutoScalingGroupName: aws.String("g-mixed"),
 		MixedInstancesPolicy: &astypes.MixedInstancesPolicy{LaunchTemplate: &astypes.LaunchTemplate{
 			LaunchTemplateSpecification: &astypes.LaunchTemplateSpecification{LaunchTemplateName: aws.String("mixed"), Version: aws.String("$Default")}}}})
+	// A group bakery launched says which AMI it runs in its bakery:image
+	// tag: that counts even when its launch template can no longer be
+	// read (a launch killed while tearing the group down deleted it).
+	group(&autoscaling.CreateAutoScalingGroupInput{AutoScalingGroupName: aws.String("g-tagged"), LaunchConfigurationName: aws.String("lc"),
+		Tags: []astypes.Tag{{Key: aws.String(fleet.TagImage), Value: aws.String(tagged), PropagateAtLaunch: aws.Bool(false)}}})
 
 	n := &calls{n: map[string]int{}}
 	base := fleet.UsageClientsFromConfig(cfg)
@@ -174,6 +179,7 @@ func TestImagesInUseFindsEveryKindOfUseInEveryRegion(t *testing.T) {
 	has(viaLC, fleet.ImageUse{Kind: fleet.UsedByGroup, ID: "g-config"})
 	has(mixed, fleet.ImageUse{Kind: fleet.UsedByLaunchTemplate, ID: ltMixed, Version: "1"})
 	has(mixed, fleet.ImageUse{Kind: fleet.UsedByGroup, ID: "g-mixed"})
+	has(tagged, fleet.ImageUse{Kind: fleet.UsedByGroup, ID: "g-tagged"})
 	if len(uses[ltOld]) != 1 {
 		t.Errorf("version 1 of the template, which no group runs, is used by %+v; want the template version alone", uses[ltOld])
 	}
