@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,23 +64,33 @@ func (c *requestCounter) wrap(h http.Handler) http.Handler {
 // paginateTags serves a tags/list request with the Link header of the
 // next page, which pkg/registry leaves out: without it a client asking
 // for pages of n tags (go-containerregistry asks for 1000) stops after the
-// first. Registries such as distribution/registry send it.
+// first. Registries such as distribution/registry send it. It also drops
+// the tags up to last, which pkg/registry returns again when no tag
+// follows last.
 func paginateTags(w http.ResponseWriter, r *http.Request, h http.Handler) {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, r)
 	var list struct {
+		Name string   `json:"name"`
 		Tags []string `json:"tags"`
 	}
-	n, err := strconv.Atoi(r.URL.Query().Get("n"))
-	if rec.Code == http.StatusOK && err == nil && json.Unmarshal(rec.Body.Bytes(), &list) == nil && n > 0 && len(list.Tags) == n {
-		q := url.Values{"n": {strconv.Itoa(n)}, "last": {list.Tags[n-1]}}
-		w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, q.Encode()))
+	body := rec.Body.Bytes()
+	if rec.Code == http.StatusOK && json.Unmarshal(body, &list) == nil {
+		if last := r.URL.Query().Get("last"); last != "" {
+			list.Tags = slices.DeleteFunc(list.Tags, func(t string) bool { return t <= last })
+		}
+		if n, err := strconv.Atoi(r.URL.Query().Get("n")); err == nil && n > 0 && len(list.Tags) == n {
+			q := url.Values{"n": {strconv.Itoa(n)}, "last": {list.Tags[n-1]}}
+			w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, q.Encode()))
+		}
+		body, _ = json.Marshal(list)
+		rec.Header().Del("Content-Length")
 	}
 	for k, vs := range rec.Header() {
 		w.Header()[k] = vs
 	}
 	w.WriteHeader(rec.Code)
-	_, _ = w.Write(rec.Body.Bytes())
+	_, _ = w.Write(body)
 }
 
 func (c *requestCounter) take() map[string]int {

@@ -6,9 +6,11 @@ import (
 	"log"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -70,37 +72,43 @@ func TestSeededAMIsReadAsBakeryWroteThem(t *testing.T) {
 
 // TestPaginateTagsLetsAClientReadEveryPage: behind paginateTags,
 // go-containerregistry's List (pages of 1000) reads past the first page
-// of pkg/registry's tag list.
+// of pkg/registry's tag list, and stops after a full last page (where
+// pkg/registry would answer the whole list again).
 func TestPaginateTagsLetsAClientReadEveryPage(t *testing.T) {
-	c := &requestCounter{n: map[string]int{}}
-	srv := httptest.NewServer(c.wrap(registry.New(registry.Logger(log.New(io.Discard, "", 0)))))
-	defer srv.Close()
-	repo, err := name.NewRepository(strings.TrimPrefix(srv.URL, "http://") + "/a/b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := random.Image(16, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const n = 1003
-	if err := remote.Write(repo.Tag(versionName(0)), img); err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i < n; i++ {
-		if err := remote.Tag(repo.Tag(versionName(i)), img); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.take()
-	tags, err := remote.List(repo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(tags) != n {
-		t.Errorf("listed %d tags, want %d", len(tags), n)
-	}
-	if got := c.take()["GET tags/list"]; got != 2 {
-		t.Errorf("listing took %d pages, want 2", got)
+	for _, n := range []int{1000, 1003} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			c := &requestCounter{n: map[string]int{}}
+			srv := httptest.NewServer(c.wrap(registry.New(registry.Logger(log.New(io.Discard, "", 0)))))
+			defer srv.Close()
+			repo, err := name.NewRepository(strings.TrimPrefix(srv.URL, "http://") + "/a/b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := random.Image(16, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := remote.Write(repo.Tag(versionName(0)), img); err != nil {
+				t.Fatal(err)
+			}
+			for i := 1; i < n; i++ {
+				if err := remote.Tag(repo.Tag(versionName(i)), img); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.take()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			tags, err := remote.List(repo, remote.WithContext(ctx))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(tags) != n {
+				t.Errorf("listed %d tags, want %d", len(tags), n)
+			}
+			if got := c.take()["GET tags/list"]; got != 2 {
+				t.Errorf("listing took %d pages, want 2", got)
+			}
+		})
 	}
 }
