@@ -38,7 +38,7 @@ demo: build
 ## catalog at scale: status/history/outdated/retire against moto seeded with
 ## SCALE_VERSIONS versions x 3 regions (10000 for the full size) and status against a
 ## registry holding SCALE_REGISTRY versions (calls by API name, wall time, peak RSS)
-SCALE_VERSIONS ?= 1000
+SCALE_VERSIONS ?= 300
 SCALE_REGISTRY ?= 1000
 bench:
 	./scripts/moto-venv.sh

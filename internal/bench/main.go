@@ -62,7 +62,7 @@ func main() {
 	flag.StringVar(&o.bakery, "bakery", "", "use this bakery binary instead of building ./cmd/bakery")
 	var so scaleOptions
 	flag.BoolVar(&o.scale, "scale", false, "measure status, history, outdated and retire's plan at scale instead (moto and an in-process registry)")
-	flag.IntVar(&so.versions, "scale-versions", 1000, "with -scale: versions of the AMI recipe to seed, each in 3 regions (10000 for the issue's full size; 0 skips moto)")
+	flag.IntVar(&so.versions, "scale-versions", 300, "with -scale: versions of the AMI recipe to seed, each in 3 regions (10000 for the issue's full size; 0 skips moto)")
 	flag.IntVar(&so.templates, "scale-templates", 500, "with -scale: launch template versions to seed")
 	flag.IntVar(&so.groups, "scale-groups", 200, "with -scale: Auto Scaling groups to seed")
 	flag.IntVar(&so.registry, "scale-registry", 1000, "with -scale: versions of the container recipe to push to the in-process registry (0 skips it)")
