@@ -151,8 +151,11 @@ func runScale(ctx context.Context, o options, so scaleOptions) error {
 			if err != nil {
 				return err
 			}
-			rep.Verbs = append(rep.Verbs, scaleVerb{Name: v.name, Args: v.args, Wall: s.Wall, CPU: s.CPU, MaxRSSKiB: s.MaxRSSKiB,
-				Calls: countCalls(proxy.Calls()[before:]), Exit: exit})
+			sv := scaleVerb{Name: v.name, Args: v.args, Wall: s.Wall, CPU: s.CPU, MaxRSSKiB: s.MaxRSSKiB,
+				Calls: countCalls(proxy.Calls()[before:]), Exit: exit}
+			rep.Verbs = append(rep.Verbs, sv)
+			// Said at once too: at large sizes a run takes long.
+			logf("%s: %s wall, %s CPU, peak RSS %s, calls %v", v.name, sv.Wall.Round(time.Millisecond), sv.CPU.Round(time.Millisecond), fmtBytes(sv.MaxRSSKiB<<10), sv.Calls)
 		}
 	}
 
