@@ -68,9 +68,17 @@ SEEDS ?= 20
 chaos:
 	BAKERY_CHAOS_SEEDS=$(SEEDS) BAKERY_CHAOS_SEED=$(SEED) $(GO) test -count=1 -v -timeout 0 -run 'TestChaos$$' ./internal/chaos
 
-## bench: bakery vs crane on a generated 200 MB tree (ratios, sizes, peak RSS)
+## bench: bakery vs crane on a generated 200 MB tree (ratios, sizes, peak RSS), then the
+## catalog at scale: status/history/outdated/retire against moto seeded with
+## SCALE_VERSIONS versions x 3 regions (10000 for the full size) and status against a
+## registry holding SCALE_REGISTRY versions (calls by API name, wall time, peak RSS)
+SCALE_VERSIONS ?= 300
+SCALE_REGISTRY ?= 1000
 bench:
+	./scripts/moto-venv.sh
 	$(GO) run ./internal/bench -workdir .bench
+	MOTO_SERVER=$${MOTO_SERVER:-$(CURDIR)/.venv/bin/moto_server} $(GO) run ./internal/bench -workdir .bench -scale \
+		-scale-versions $(SCALE_VERSIONS) -scale-registry $(SCALE_REGISTRY)
 
 clean:
 	rm -rf bin .bench

@@ -176,24 +176,51 @@ func (a *AMIs) enabledRegions(ctx context.Context) ([]string, error) {
 	return nil, nil
 }
 
-// readShares reads, when stages have accounts, the accounts each AMI of
-// entries is shared with: one DescribeImageAttribute per AMI.
+// readShares reads, when stages have accounts, which AMIs of entries each
+// stage account may launch: per region the versions are in and per stage
+// account, one paginated DescribeImages of the artifact's AMIs that the
+// account may launch (ExecutableUsers), so that the calls grow with
+// regions, accounts and pages, not with AMIs. shares then names stage
+// accounts only, the ones the plan asks about (sharedInUse).
 func (a *AMIs) readShares(ctx context.Context, entries []catalog.Entry, shares map[string][]string) error {
-	any := false
+	var accounts []string
 	for _, as := range a.stageAccounts {
-		any = any || len(as) > 0
+		accounts = append(accounts, as...)
 	}
-	if !any {
+	slices.Sort(accounts)
+	accounts = dedupe(accounts)
+	if len(accounts) == 0 {
 		return nil
 	}
+	ours := map[string]bool{}
+	var regions []string
 	for _, e := range entries {
 		for _, l := range e.Locations {
-			accounts, _, err := a.ops.LaunchPermissions(ctx, l.Where, l.ID)
-			if err != nil {
-				return err
-			}
-			if len(accounts) > 0 {
-				shares[l.ID] = accounts
+			ours[l.ID] = true
+			regions = append(regions, l.Where)
+		}
+	}
+	for _, region := range dedupe(regions) {
+		for _, account := range accounts {
+			p := ec2.NewDescribeImagesPaginator(a.ops.Client(region), &ec2.DescribeImagesInput{
+				Owners:          []string{"self"},
+				ExecutableUsers: []string{account},
+				Filters: []ec2types.Filter{
+					{Name: aws.String("tag:" + catalog.TagRecipe), Values: []string{a.recipe}},
+					{Name: aws.String("tag:" + catalog.TagArtifact), Values: []string{a.artifact}},
+				},
+				MaxResults: aws.Int32(catalogami.PageSize),
+			})
+			for p.HasMorePages() {
+				page, err := p.NextPage(ctx)
+				if err != nil {
+					return fmt.Errorf("listing the AMIs of %s/%s account %s may launch in %s: %w", a.recipe, a.artifact, account, region, awsx.ExplainError(err))
+				}
+				for _, img := range page.Images {
+					if id := aws.ToString(img.ImageId); ours[id] && !slices.Contains(shares[id], account) {
+						shares[id] = append(shares[id], account)
+					}
+				}
 			}
 		}
 	}

@@ -148,7 +148,8 @@ type Observed struct {
 	// layout blobs no manifest references.
 	Orphans []Orphan
 	// Shares maps an AMI id to the accounts, other than its owner, that
-	// may launch it (its launch permissions).
+	// may launch it (its launch permissions). AMIs.Observe fills in the
+	// stage accounts only, the ones MakePlan asks about.
 	Shares map[string][]string
 	// StageAccounts maps a stage to the accounts its images are shared
 	// with (the stage's accounts). An AMI shared with one of them is in

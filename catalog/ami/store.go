@@ -328,12 +328,20 @@ func (s *Store) findIn(ctx context.Context, region string, q Query) ([]Image, er
 	return imgs, nil
 }
 
+// PageSize is how many AMIs a DescribeImages call asks for at most (the
+// most EC2 allows), so that an account with many AMIs is read in pages of
+// bounded size rather than in one answer of any size: 10,000 AMIs in a
+// region take 10 calls. moto 5.2.5 ignores it and answers in one page.
+const PageSize = 1000
+
 // List returns this account's AMIs in region that match every one of
-// filters (DescribeImages filters), in one paginated call.
+// filters (DescribeImages filters), in one paginated call, PageSize AMIs
+// a page.
 func (s *Store) List(ctx context.Context, region string, filters ...ec2types.Filter) ([]Image, error) {
 	p := ec2.NewDescribeImagesPaginator(s.client(region), &ec2.DescribeImagesInput{
-		Owners:  []string{"self"},
-		Filters: filters,
+		Owners:     []string{"self"},
+		Filters:    filters,
+		MaxResults: aws.Int32(PageSize),
 	})
 	var imgs []Image
 	for p.HasMorePages() {

@@ -180,3 +180,38 @@ func TestStoreReadsEveryPage(t *testing.T) {
 		t.Errorf("got %d images in %d calls, want 3 in 3", len(got), fake.calls)
 	}
 }
+
+// sizeRecorder forwards DescribeImages to moto and records the page size
+// each call asked for (moto 5.2.5 ignores MaxResults and answers in one
+// page, so what bakery sends is checked here).
+type sizeRecorder struct {
+	catalogami.EC2
+	sizes []int32
+}
+
+func (r *sizeRecorder) DescribeImages(ctx context.Context, in *ec2.DescribeImagesInput, o ...func(*ec2.Options)) (*ec2.DescribeImagesOutput, error) {
+	r.sizes = append(r.sizes, aws.ToInt32(in.MaxResults))
+	return r.EC2.DescribeImages(ctx, in, o...)
+}
+
+// TestStoreListsInPagesOfPageSize: at 10,000 AMIs a region, DescribeImages
+// must come in bounded pages (1000 ⇒ about 10 calls), not one answer of
+// any size.
+func TestStoreListsInPagesOfPageSize(t *testing.T) {
+	srv := mototest.Shared(t)
+	cfg := srv.ConfigForAccount(t, "us-east-1", srv.NewAccount())
+	c := ec2.NewFromConfig(cfg)
+	id := bakeAMI(t, c, "us-east-1", tags("1.0.0", "sha256:k", "bk-1", "2026-01-01T00:00:00Z"))
+	rec := &sizeRecorder{EC2: c}
+	store := catalogami.NewStore(func(string) catalogami.EC2 { return rec })
+	got, err := store.Find(context.Background(), []string{"us-east-1"}, catalogami.Query{Recipe: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ImageID != id {
+		t.Fatalf("found %v, want %s", got, id)
+	}
+	if len(rec.sizes) != 1 || rec.sizes[0] != 1000 {
+		t.Errorf("DescribeImages asked for pages of %v, want [1000]", rec.sizes)
+	}
+}

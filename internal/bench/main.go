@@ -12,6 +12,14 @@
 // is still 0; anything that fails to run exits non-zero.
 //
 //	go run ./internal/bench -workdir .bench [-n 3] [-json figures.json]
+//
+// With -scale it measures instead what reading the catalog costs at the
+// size of a real account (see runScale): wall time, peak RSS and API calls
+// by name of status, history, outdated and retire's plan against moto
+// seeded with -scale-versions versions in three regions, and status
+// against an in-process registry holding -scale-registry versions.
+//
+//	go run ./internal/bench -workdir .bench -scale [-scale-versions 10000]
 package main
 
 import (
@@ -41,6 +49,7 @@ type options struct {
 	seed    int64
 	json    string
 	bakery  string
+	scale   bool
 }
 
 func main() {
@@ -51,6 +60,14 @@ func main() {
 	flag.Int64Var(&o.seed, "seed", 1, "seed of the generated input tree")
 	flag.StringVar(&o.json, "json", "", "also write the figures as JSON to this file (\"-\": stdout, and the text report goes to stderr)")
 	flag.StringVar(&o.bakery, "bakery", "", "use this bakery binary instead of building ./cmd/bakery")
+	var so scaleOptions
+	flag.BoolVar(&o.scale, "scale", false, "measure status, history, outdated and retire's plan at scale instead (moto and an in-process registry)")
+	flag.IntVar(&so.versions, "scale-versions", 300, "with -scale: versions of the AMI recipe to seed, each in 3 regions (10000 for the issue's full size; 0 skips moto)")
+	flag.IntVar(&so.templates, "scale-templates", 500, "with -scale: launch template versions to seed")
+	flag.IntVar(&so.groups, "scale-groups", 200, "with -scale: Auto Scaling groups to seed")
+	flag.IntVar(&so.registry, "scale-registry", 1000, "with -scale: versions of the container recipe to push to the in-process registry (0 skips it)")
+	flag.IntVar(&so.workers, "scale-workers", 8, "with -scale: concurrent seeding calls")
+	flag.StringVar(&so.moto, "moto", "", "with -scale: moto_server binary (default $MOTO_SERVER, then .venv/bin/moto_server)")
 	flag.Parse()
 	if flag.NArg() > 0 || o.n < 1 || o.warmup < 0 {
 		flag.Usage()
@@ -59,6 +76,13 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.scale {
+		if err := runScale(ctx, o, so); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
