@@ -294,27 +294,27 @@ func (w *world) orphans() []string {
 	return out
 }
 
-// imageOf returns the us-east-1 image of version v.
-func (w *world) imageOf(inv inventory, v string) (image, bool) {
-	for _, im := range inv.images {
-		if im.region == "us-east-1" && im.tags["bakery:version"] == v {
-			return im, true
+// anyImageOf reports whether one of version v's images in us-east-1
+// satisfies ok. A killed bake can leave a second complete AMI of a
+// version; bakery then acts on the one it prefers (the one in a stage)
+// and sweep reports the other, so the check must not pick one itself.
+func (w *world) anyImageOf(v string, ok func(image) bool) bool {
+	for _, im := range w.inventory().images {
+		if im.region == "us-east-1" && im.tags["bakery:version"] == v && ok(im) {
+			return true
 		}
 	}
-	return image{}, false
+	return false
 }
 
-// inStage reports whether version v's image carries stage's mark.
+// inStage reports whether an image of version v carries stage's mark.
 func (w *world) inStage(v, stage string) bool {
-	im, ok := w.imageOf(w.inventory(), v)
-	_, in := im.tags["bakery:stage:"+stage]
-	return ok && in
+	return w.anyImageOf(v, func(im image) bool { _, in := im.tags["bakery:stage:"+stage]; return in })
 }
 
-// revoked reports whether version v's image is revoked.
+// revoked reports whether an image of version v is revoked.
 func (w *world) revoked(v string) bool {
-	im, ok := w.imageOf(w.inventory(), v)
-	return ok && im.tags["bakery:revoked"] != ""
+	return w.anyImageOf(v, func(im image) bool { return im.tags["bakery:revoked"] != "" })
 }
 
 // serving returns the version prod's one serving group runs ("" when
