@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync/atomic"
 	"text/tabwriter"
@@ -245,22 +245,12 @@ func writeScaleText(w io.Writer, rep *scaleReport) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "verb\twall\tCPU\tpeak RSS\tcalls\tby API")
 		for _, v := range rep.Verbs {
-			total := 0
-			var names []string
-			for k, n := range v.Calls {
-				total += n
-				names = append(names, k)
-			}
-			sort.Strings(names)
-			var by []string
-			for _, k := range names {
-				by = append(by, fmt.Sprintf("%s %d", k, v.Calls[k]))
-			}
+			total, by := tally(v.Calls)
 			rss := fmtBytes(v.MaxRSSKiB << 10)
 			if v.MaxRSSKiB > 200<<10 {
 				rss += " MISS (goal < 200 MiB)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", v.Name, v.Wall.Round(time.Millisecond), v.CPU.Round(time.Millisecond), rss, total, strings.Join(by, ", "))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", v.Name, v.Wall.Round(time.Millisecond), v.CPU.Round(time.Millisecond), rss, total, by)
 		}
 		tw.Flush()
 		fmt.Fprintln(w, "  (moto answers DescribeImages in one page whatever its size: the counts show per-image calls, not pages)")
@@ -272,20 +262,20 @@ func writeScaleText(w io.Writer, rep *scaleReport) {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "verb\treferrers API\twall\tpeak RSS\trequests\tper version\tby kind")
 		for _, r := range rep.Registry {
-			total := 0
-			var kinds []string
-			for k, n := range r.Requests {
-				total += n
-				kinds = append(kinds, k)
-			}
-			slices.Sort(kinds)
-			var by []string
-			for _, k := range kinds {
-				by = append(by, fmt.Sprintf("%s %d", k, r.Requests[k]))
-			}
+			total, by := tally(r.Requests)
 			fmt.Fprintf(tw, "status\t%v\t%s\t%s\t%d\t%.2f\t%s\n", r.Referrers, r.Wall.Round(time.Millisecond), fmtBytes(r.MaxRSSKiB<<10), total,
-				float64(total)/float64(r.Versions), strings.Join(by, ", "))
+				float64(total)/float64(r.Versions), by)
 		}
 		tw.Flush()
 	}
+}
+
+// tally returns the sum of counts and "NAME N, ..." by name.
+func tally(counts map[string]int) (total int, by string) {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(counts)) {
+		total += counts[k]
+		parts = append(parts, fmt.Sprintf("%s %d", k, counts[k]))
+	}
+	return total, strings.Join(parts, ", ")
 }
