@@ -3,16 +3,12 @@ package oci
 import (
 	"context"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/bakery-sh/bakery/catalog"
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
@@ -69,24 +65,10 @@ func TestRegistryStoreRemoveVersion(t *testing.T) {
 // TestRegistryStoreRemoveVersionRefused reports a registry that refuses
 // DELETE with ErrDeleteRefused.
 func TestRegistryStoreRemoveVersionRefused(t *testing.T) {
-	h := registry.New()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodDelete {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusMethodNotAllowed)
-			w.Write([]byte(`{"errors":[{"code":"UNSUPPORTED","message":"deletion disabled"}]}`))
-			return
-		}
-		h.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	repo, err := name.NewRepository(srv.Listener.Addr().String() + "/hello")
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := refusingRegistry(t)
 	push(t, repo, "1.0.0", bakedImage(t, "1.0.0", testTime(0).Format(time.RFC3339)))
 	s := newStore(t, repo)
-	_, err = s.RemoveVersion(context.Background(), entryOf(t, entries(t, s), "1.0.0"))
+	_, err := s.RemoveVersion(context.Background(), entryOf(t, entries(t, s), "1.0.0"))
 	if !errors.Is(err, ErrDeleteRefused) {
 		t.Fatalf("RemoveVersion on a registry refusing DELETE: %v", err)
 	}

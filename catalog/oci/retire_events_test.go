@@ -3,10 +3,6 @@ package oci
 import (
 	"context"
 	"errors"
-	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,8 +11,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -127,21 +121,7 @@ func TestLayoutRetireVersionKeepsItsRetireEvent(t *testing.T) {
 // refuses DELETE keeps the version; the tombstone written before the
 // deletions is not listed while the version is there.
 func TestRegistryRetireVersionRefusedListsNoRetireEvent(t *testing.T) {
-	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodDelete {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusMethodNotAllowed)
-			w.Write([]byte(`{"errors":[{"code":"UNSUPPORTED","message":"deletion disabled"}]}`))
-			return
-		}
-		h.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	repo, err := name.NewRepository(srv.Listener.Addr().String() + "/hello")
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := refusingRegistry(t)
 	push(t, repo, "1.0.0", bakedImage(t, "1.0.0", testTime(0).Format(time.RFC3339)))
 	s := newStore(t, repo)
 	if _, err := s.RetireVersion(context.Background(), entryOf(t, entries(t, s), "1.0.0"), retireEvent("1.0.0", testTime(time.Hour))); !errors.Is(err, ErrDeleteRefused) {

@@ -339,3 +339,26 @@ func (f *failingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return remote.DefaultTransport.RoundTrip(r)
 }
+
+// refusingRegistry serves an in-process registry that refuses every
+// DELETE as a registry with deletion disabled does (405 UNSUPPORTED),
+// and returns its repository hello.
+func refusingRegistry(t *testing.T) name.Repository {
+	t.Helper()
+	h := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			w.Write([]byte(`{"errors":[{"code":"UNSUPPORTED","message":"deletion disabled"}]}`))
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	repo, err := name.NewRepository(srv.Listener.Addr().String() + "/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo
+}
