@@ -156,7 +156,7 @@ func FuzzEventTag(f *testing.F) {
 		for _, v := range []string{reason, stage + ";" + actor, "v1;" + reason} {
 			_, _ = decodeEvent(key, v)
 		}
-		if !utf8.ValidString(stage + actor + approver + reason) {
+		if !utf8.ValidString(stage) || !utf8.ValidString(actor) || !utf8.ValidString(approver) || !utf8.ValidString(reason) { // each on its own: invalid halves can join into valid UTF-8
 			return // EC2 tags are UTF-8
 		}
 		ev := catalog.Event{Time: time.Unix(0, nanos).UTC(), Action: actions[int(action)%len(actions)],
@@ -189,8 +189,10 @@ func FuzzMarkTag(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, nanos int64, actor, reason string) {
 		_, _ = parseMark(actor + " " + reason)
-		if !utf8.ValidString(actor + reason) {
-			return // EC2 tags are UTF-8
+		// EC2 tags are UTF-8. Each field on its own: two invalid halves
+		// can join into a valid string (" \xdf" + "\x84").
+		if !utf8.ValidString(actor) || !utf8.ValidString(reason) {
+			return
 		}
 		m := mark{Time: time.Unix(0, nanos).UTC(), Actor: actor, Reason: reason}
 		v := m.String()
