@@ -233,11 +233,15 @@ func (s *LifecycleStore) entry(imgs []Image) catalog.Entry {
 		e.Locations = append(e.Locations, catalog.Location{Where: img.Region, ID: img.ImageID})
 		e.Pruned = max(e.Pruned, prunedOf(img.Tags))
 	}
+	// The bake comes first: nothing happens to a version before it
+	// exists. An event stamped earlier (another machine's clock behind
+	// the baker's, or a hand-edited tag) still follows it, with its own
+	// time: it is not dropped, as a promotion may be what keeps a
+	// rollback target.
 	e.Events = []catalog.Event{{Time: build.Created, Action: catalog.ActionBake, Actor: build.Tags[catalog.TagCreatedBy]}}
 	for _, se := range historyOf(imgs) {
 		e.Events = append(e.Events, se.ev)
 	}
-	slices.SortStableFunc(e.Events, func(a, b catalog.Event) int { return a.Time.Compare(b.Time) })
 	for i := range e.Events {
 		ev := &e.Events[i]
 		ev.Recipe, ev.Version, ev.Artifact, ev.Kind = e.Recipe, e.Version, e.Artifact, Kind

@@ -155,6 +155,10 @@ func decodeEvent(key, value string) (catalog.Event, error) {
 	if len(parts) != 7 || parts[0] != eventFormat {
 		return catalog.Event{}, fmt.Errorf("tag %s: %q is not a %s event", key, value, eventFormat)
 	}
+	if !isAction(parts[1]) {
+		// A hand-edited tag: history would show an event that says nothing.
+		return catalog.Event{}, fmt.Errorf("tag %s: %q has no action (a lowercase word such as %s)", key, value, catalog.ActionPromote)
+	}
 	return catalog.Event{
 		Time:       time.Unix(0, n).UTC(),
 		Action:     parts[1],
@@ -164,6 +168,20 @@ func decodeEvent(key, value string) (catalog.Event, error) {
 		ApprovedBy: unescapeField(parts[5]),
 		Reason:     parts[6],
 	}, nil
+}
+
+// isAction reports whether s can be an event's action: a lowercase word
+// (with "-"), one bakery knows or one a newer bakery may write.
+func isAction(s string) bool {
+	if s == "" || s[0] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && r != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // mark is the value of a stage mark or of TagRevoked: when, who and

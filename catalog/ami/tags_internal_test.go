@@ -37,6 +37,9 @@ func TestEventRoundTrip(t *testing.T) {
 		{"bakery:event:1", "v1;promote;prod"},
 		{"bakery:event:x", "v1;promote;prod;a;;;"},
 		{"bakery:stage:prod", "v1;promote;prod;a;;;"},
+		{"bakery:event:1", "v1;;;;;;"},
+		{"bakery:event:1", "v1; promote;prod;a;;;"},
+		{"bakery:event:1", "v1;Promote;prod;a;;;"},
 	} {
 		if _, err := decodeEvent(bad.key, bad.value); err == nil {
 			t.Errorf("decodeEvent(%q, %q) succeeded", bad.key, bad.value)
@@ -166,5 +169,34 @@ func TestPlanTags(t *testing.T) {
 	p = planTags(withEvents(2, others), map[string]string{eventTagNanos(9): "new"})
 	if len(p.Delete) != 2 || len(p.Create) != 1 || p.Create[TagPruned] != "2" {
 		t.Errorf("plan with no room = %+v, want both events deleted and counted", p)
+	}
+}
+
+// TestEntryStartsWithTheBake: a version's history starts with its bake,
+// even when an event tag is stamped earlier (a clock behind the baker's,
+// or a hand edit); that event is kept, with its own time, and one with
+// no action is left out.
+func TestEntryStartsWithTheBake(t *testing.T) {
+	baked := time.Date(2026, 3, 2, 10, 11, 12, 0, time.UTC)
+	early, late := baked.Add(-time.Second), baked.Add(time.Hour)
+	img := Image{Region: "us-east-1", ImageID: "ami-1", Tags: map[string]string{
+		catalog.TagRecipe: "web", catalog.TagVersion: "1.0.0", catalog.TagCreatedBy: "carol",
+		eventTag(late):   "v1;promote;prod;bob;;;",
+		eventTag(early):  "v1;promote;dev;alice;;;",
+		eventTagNanos(0): "v1;;;;;;",
+	}}
+	img.Recipe, img.Version, img.Created = "web", "1.0.0", baked
+	e := (&LifecycleStore{}).entry([]Image{img})
+	var got []string
+	for _, ev := range e.Events {
+		got = append(got, fmt.Sprintf("%s %s %s %s", ev.Time.Format(time.RFC3339), ev.Action, ev.Stage, ev.Actor))
+	}
+	want := []string{
+		"2026-03-02T10:11:12Z bake  carol",
+		"2026-03-02T10:11:11Z promote dev alice",
+		"2026-03-02T11:11:12Z promote prod bob",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
