@@ -82,6 +82,9 @@ func (w *layerWriter) writeTarball(l *recipes.Layer, archive *os.File, kept kept
 		if rel == "" {
 			continue // the archive's root: the destination folder, already written
 		}
+		if err := refuseSparse(l, hdr); err != nil {
+			return err
+		}
 		if p, ok := belowLink(rel, links); ok {
 			return fmt.Errorf("reading tarball %s: entry %q is below %q, a symlink earlier in the archive (to %q): a layer is never written through a symlink; repack the archive without one of them", l.Path, hdr.Name, p, links[p])
 		}
@@ -89,7 +92,7 @@ func (w *layerWriter) writeTarball(l *recipes.Layer, archive *os.File, kept kept
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			e.typ, e.name, e.mode = tar.TypeDir, e.name+"/", 0o755
-		case tar.TypeReg, tar.TypeCont, tar.TypeGNUSparse:
+		case tar.TypeReg, tar.TypeCont:
 			e.typ, e.mode, e.size = tar.TypeReg, layerFileMode(l, hdr.Mode), hdr.Size
 		case tar.TypeSymlink:
 			e.typ, e.mode, e.link = tar.TypeSymlink, 0o777, hdr.Linkname
@@ -125,6 +128,21 @@ func (w *layerWriter) writeTarball(l *recipes.Layer, archive *os.File, kept kept
 			return tarballError(l, err)
 		}
 	}
+}
+
+// refuseSparse returns an error when hdr is a sparse file, in GNU's old
+// format (type 'S') or its PAX formats (GNU.sparse.* records): its size
+// counts holes the archive does not store, so a few bytes can declare
+// terabytes (a decompression bomb), which a layer would hold as zeros.
+func refuseSparse(l *recipes.Layer, hdr *tar.Header) error {
+	sparse := hdr.Typeflag == tar.TypeGNUSparse
+	for k := range hdr.PAXRecords {
+		sparse = sparse || strings.HasPrefix(k, "GNU.sparse.")
+	}
+	if !sparse {
+		return nil
+	}
+	return fmt.Errorf("reading tarball %s: entry %q is a sparse file (%d bytes once its holes are filled): bakery does not expand sparse entries, which let a small archive declare terabytes; repack the archive without sparse files (GNU tar without --sparse/-S, or bsdtar --no-read-sparse)", l.Path, hdr.Name, hdr.Size)
 }
 
 // tarballError wraps an error met while reading a tarball, leaving a

@@ -83,6 +83,9 @@ func FuzzTarballLayer(f *testing.F) {
 		f.Add(fuzzTar(false, hdrs...), "/srv/")
 		f.Add(fuzzTar(true, hdrs...), "/")
 	}
+	for _, format := range []string{"gnu", "pax"} {
+		f.Add(sparseTar(f, format, "big.img", 1<<20), "/srv/")
+	}
 	f.Add([]byte("\x1f\x8b\x08\x00garbage"), "/app")
 	f.Add([]byte(nil), "/")
 	f.Add(fuzzTar(false, reg("a")), "relative/")
@@ -113,16 +116,29 @@ func FuzzTarballLayer(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkContained(t, b.Path, dst)
+		if files := checkContained(t, b.Path, dst); files > int64(len(unzipped(archive))) {
+			t.Errorf("the layer holds %d bytes of files, more than the archive's %d: an entry expanded (sparse?)", files, len(unzipped(archive)))
+		}
 	})
+}
+
+// unzipped returns archive gunzipped when it is gzip (as far as it
+// reads), else as it is.
+func unzipped(archive []byte) []byte {
+	zr, err := gzip.NewReader(bytes.NewReader(archive))
+	if err != nil {
+		return archive
+	}
+	out, _ := io.ReadAll(zr)
+	return out
 }
 
 // checkContained fails t if the layer file at path holds an entry that is
 // neither dst (a clean relative name, "" for the root), one of its
 // parents, nor under it; a hard link that leaves dst or does not point to
 // a regular file before it; an entry below a symlink of the layer; or a
-// device or named pipe.
-func checkContained(t *testing.T, path, dst string) {
+// device or named pipe. It returns the bytes of the layer's files.
+func checkContained(t *testing.T, path, dst string) (files int64) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -141,10 +157,13 @@ func checkContained(t *testing.T, path, dst string) {
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return
+			return files
 		}
 		if err != nil {
 			t.Fatalf("reading the layer back: %v", err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			files += h.Size
 		}
 		name := strings.TrimSuffix(h.Name, "/")
 		switch {
