@@ -120,10 +120,11 @@ func (s *LifecycleStore) ref(version string) string {
 
 // Entries returns every version that has a complete AMI in the store's
 // regions, oldest bake first (then by catalog.CompareVersions), with its
-// stages, revocation, locations (one per region, in the store's region
-// order) and history: the bake, then the events stored on any of its
-// AMIs, merged, oldest first. It makes one paginated DescribeImages call per
-// region.
+// stages, revocation (of any of its AMIs, duplicates in a region
+// included), locations (one per region, in the store's region order, the
+// Preferred AMI) and history: the bake, then the events stored on any of
+// its AMIs, merged, oldest first. It makes one paginated DescribeImages
+// call per region.
 func (s *LifecycleStore) Entries(ctx context.Context) ([]catalog.Entry, error) {
 	regions, err := s.lookIn(ctx)
 	if err != nil {
@@ -136,7 +137,7 @@ func (s *LifecycleStore) Entries(ctx context.Context) ([]catalog.Entry, error) {
 	if imgs, err = s.withOwnWrites(ctx, imgs, regions); err != nil {
 		return nil, fmt.Errorf("listing the AMIs of %s/%s: %w", s.recipe, s.artifact, err)
 	}
-	groups := map[string][]Image{}
+	groups, dups := map[string][]Image{}, map[string][]Image{}
 	for _, img := range imgs {
 		g := groups[img.Version]
 		// One AMI per version and region: of duplicates (left by an
@@ -145,12 +146,15 @@ func (s *LifecycleStore) Entries(ctx context.Context) ([]catalog.Entry, error) {
 		if i := slices.IndexFunc(g, func(o Image) bool { return o.Region == img.Region }); i < 0 {
 			groups[img.Version] = append(g, img)
 		} else if Preferred(img, g[i]) {
+			dups[img.Version] = append(dups[img.Version], g[i])
 			g[i] = img
+		} else {
+			dups[img.Version] = append(dups[img.Version], img)
 		}
 	}
 	entries := make([]catalog.Entry, 0, len(groups))
-	for _, g := range groups {
-		entries = append(entries, s.entry(g))
+	for v, g := range groups {
+		entries = append(entries, s.entry(g, dups[v]...))
 	}
 	slices.SortFunc(entries, func(a, b catalog.Entry) int {
 		return cmp.Or(a.Created.Compare(b.Created), catalog.CompareVersions(a.Version, b.Version), strings.Compare(a.Version, b.Version))
@@ -215,8 +219,11 @@ func (s *LifecycleStore) withOwnWrites(ctx context.Context, imgs []Image, region
 }
 
 // entry makes the catalog entry of one version's AMIs (one per region,
-// in region order).
-func (s *LifecycleStore) entry(imgs []Image) catalog.Entry {
+// in region order). Its other complete AMIs, dups, add their events and
+// revocation: a version is revoked when any of its AMIs is, and its
+// history is what any of them holds.
+func (s *LifecycleStore) entry(imgs []Image, dups ...Image) catalog.Entry {
+	every := append(slices.Clone(imgs), dups...)
 	build := buildImage(imgs)
 	e := catalog.Entry{Image: build.Image}
 	e.Kind = Kind
@@ -225,12 +232,14 @@ func (s *LifecycleStore) entry(imgs []Image) catalog.Entry {
 	for stage, m := range stagesOf(imgs) {
 		e.Stages[stage] = catalog.StageEntry{Since: m.Time, By: m.Actor}
 	}
-	if m, ok := revokedOf(imgs); ok {
+	if m, ok := revokedOf(every); ok {
 		e.Revoked = true
 		e.RevokeReason = m.Reason
 	}
 	for _, img := range imgs {
 		e.Locations = append(e.Locations, catalog.Location{Where: img.Region, ID: img.ImageID})
+	}
+	for _, img := range every {
 		e.Pruned = max(e.Pruned, prunedOf(img.Tags))
 	}
 	// The bake comes first: nothing happens to a version before it
@@ -239,7 +248,7 @@ func (s *LifecycleStore) entry(imgs []Image) catalog.Entry {
 	// time: it is not dropped, as a promotion may be what keeps a
 	// rollback target.
 	e.Events = []catalog.Event{{Time: build.Created, Action: catalog.ActionBake, Actor: build.Tags[catalog.TagCreatedBy]}}
-	for _, se := range historyOf(imgs) {
+	for _, se := range historyOf(every) {
 		e.Events = append(e.Events, se.ev)
 	}
 	for i := range e.Events {
@@ -368,12 +377,14 @@ type located struct {
 	snaps map[string]map[string]string
 }
 
-// version is one version's complete AMIs, newest per region, and the
+// version is one version's complete AMIs, the preferred one per region
+// (see Preferred) and the other complete ones (duplicates), and the
 // unfinished ones (copies in progress).
 type version struct {
 	name       string
 	regions    []string
 	amis       map[string]*located
+	dups       map[string][]*located
 	unfinished map[string][]Image
 }
 
@@ -391,6 +402,19 @@ func (v *version) list() []*located {
 // images returns the complete AMIs in region order.
 func (v *version) images() []Image { return images(v.list()) }
 
+// every returns the complete AMIs in region order, duplicates included
+// (each after the region's preferred AMI): what a revocation marks.
+func (v *version) every() []*located {
+	var out []*located
+	for _, r := range v.regions {
+		if l := v.amis[r]; l != nil {
+			out = append(out, l)
+			out = append(out, v.dups[r]...)
+		}
+	}
+	return out
+}
+
 func images(ls []*located) []Image {
 	out := make([]Image, len(ls))
 	for i, l := range ls {
@@ -405,16 +429,21 @@ func (s *LifecycleStore) load(ctx context.Context, name string, regions []string
 	if err != nil {
 		return nil, err
 	}
-	v := &version{name: name, regions: regions, amis: map[string]*located{}, unfinished: map[string][]Image{}}
+	v := &version{name: name, regions: regions, amis: map[string]*located{}, dups: map[string][]*located{}, unfinished: map[string][]Image{}}
 	for _, img := range imgs {
+		l, cur := &located{Image: img}, v.amis[img.Region]
 		switch {
 		case !img.Complete():
 			v.unfinished[img.Region] = append(v.unfinished[img.Region], img)
-		case v.amis[img.Region] == nil || Preferred(img, v.amis[img.Region].Image):
-			v.amis[img.Region] = &located{Image: img}
+		case cur == nil:
+			v.amis[img.Region] = l
+		case Preferred(img, cur.Image):
+			v.amis[img.Region], v.dups[img.Region] = l, append(v.dups[img.Region], cur)
+		default:
+			v.dups[img.Region] = append(v.dups[img.Region], l)
 		}
 	}
-	return v, s.each(ctx, v.list(), s.readSnapshots)
+	return v, s.each(ctx, v.every(), s.readSnapshots)
 }
 
 // readSnapshots reads the tags of l's snapshots.

@@ -77,7 +77,7 @@ func (s *LifecycleStore) Promote(ctx context.Context, e catalog.Entry, spec cata
 	if len(v.amis) == 0 {
 		return fmt.Errorf("%s: no complete AMI of it in %s: bake it first, or name its regions in the recipe", what, strings.Join(regions, ", "))
 	}
-	if m, ok := revokedOf(v.images()); ok {
+	if m, ok := revokedOf(images(v.every())); ok { // a duplicate's mark counts: see Revoke
 		return fmt.Errorf("%s: it is revoked (%s): lift the revocation first", what, orNone(m.Reason))
 	}
 	resumable := func(err error) error {

@@ -35,26 +35,29 @@ func (s *LifecycleStore) open(ctx context.Context, e catalog.Entry, ev catalog.E
 }
 
 // Revoke takes e out of every stage and marks it revoked, on the AMI of
-// every region of the store and on its snapshots: it writes TagRevoked
-// ("<time> <actor> <reason>" of ev) and, on the AMI, TagRevokedAccess (the
-// accounts that may launch it), takes launch permission on the AMI and
-// create-volume permission on its snapshots away from those accounts (so
-// no stage account can launch a revoked image), records ev at the
-// revocation's time, then deletes every stage mark. A version revoked already keeps its first revocation
-// (mark and reason); Revoke then only finishes what a crash left undone.
+// every region of the store and on its snapshots (on every complete AMI
+// of the version there: a killed bake may have left two, and the one not
+// marked would stand for the version once the other leaves its stage):
+// it writes TagRevoked ("<time> <actor> <reason>" of ev) and, on the AMI,
+// TagRevokedAccess (the accounts that may launch it), takes launch
+// permission on the AMI and create-volume permission on its snapshots
+// away from those accounts (so no stage account can launch a revoked
+// image), records ev at the revocation's time, then deletes every stage
+// mark. A version revoked already keeps its first revocation (mark and
+// reason); Revoke then only finishes what a crash left undone.
 func (s *LifecycleStore) Revoke(ctx context.Context, e catalog.Entry, ev catalog.Event) error {
 	what := "revoking " + s.ref(e.Version)
 	ev, v, err := s.open(ctx, e, ev, catalog.ActionRevoke)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	m, revoked := revokedOf(v.images())
+	m, revoked := revokedOf(images(v.every()))
 	if !revoked || m.Time.IsZero() {
 		m = mark{Time: ev.Time, Actor: ev.Actor, Reason: ev.Reason}
 	}
 	ev.Time = m.Time
 	tag := map[string]string{TagRevoked: m.String()}
-	err = s.each(ctx, v.list(), func(ctx context.Context, l *located) error {
+	err = s.each(ctx, v.every(), func(ctx context.Context, l *located) error {
 		// Record who may launch it before taking that away, so that
 		// Unrevoke can give it back and a rerun after a crash still
 		// knows.
@@ -80,10 +83,10 @@ func (s *LifecycleStore) Revoke(ctx context.Context, e catalog.Entry, ev catalog
 		return fmt.Errorf("%s: %w (run the revocation again to finish it)", what, err)
 	}
 	same := func(o catalog.Event) bool { return o.Action == catalog.ActionRevoke && nearly(o.Time, m.Time) }
-	if err := s.ensureEvent(ctx, v.list(), ev, same); err != nil {
+	if err := s.ensureEvent(ctx, v.every(), ev, same); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	err = s.each(ctx, v.list(), func(ctx context.Context, l *located) error {
+	err = s.each(ctx, v.every(), func(ctx context.Context, l *located) error {
 		keys := map[string]*string{}
 		for k := range l.Tags {
 			if strings.HasPrefix(k, TagStagePrefix) {
@@ -106,7 +109,8 @@ func (s *LifecycleStore) Revoke(ctx context.Context, e catalog.Entry, ev catalog
 }
 
 // Unrevoke lifts e's revocation: it records ev (after the revocation; the
-// clock's time when ev has none) on the AMI of every region of the store,
+// clock's time when ev has none) on the AMI of every region of the store
+// (every complete one, as Revoke marks them),
 // gives the accounts of TagRevokedAccess their launch and create-volume
 // permissions back, then deletes TagRevoked and TagRevokedAccess from the
 // AMIs and their snapshots. The version
@@ -118,7 +122,7 @@ func (s *LifecycleStore) Unrevoke(ctx context.Context, e catalog.Entry, ev catal
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	m, revoked := revokedOf(v.images())
+	m, revoked := revokedOf(images(v.every()))
 	if !revoked {
 		return nil
 	}
@@ -126,10 +130,10 @@ func (s *LifecycleStore) Unrevoke(ctx context.Context, e catalog.Entry, ev catal
 		ev.Time = m.Time.Add(time.Microsecond)
 	}
 	same := func(o catalog.Event) bool { return o.Action == catalog.ActionUnrevoke && o.Time.After(m.Time) }
-	if err := s.ensureEvent(ctx, v.list(), ev, same); err != nil {
+	if err := s.ensureEvent(ctx, v.every(), ev, same); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	err = s.each(ctx, v.list(), func(ctx context.Context, l *located) error {
+	err = s.each(ctx, v.every(), func(ctx context.Context, l *located) error {
 		if err := s.ops.Share(ctx, l.Image, revokedAccess(l.Tags)); err != nil {
 			return err
 		}
