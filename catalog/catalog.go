@@ -211,6 +211,10 @@ type Lifecycle struct {
 	Revoked bool `json:"revoked"`
 	// RevokeReason is the reason of the revocation.
 	RevokeReason string `json:"revoke_reason,omitempty"`
+	// RevokeUnfinished is true when the image is revoked but some of the
+	// places that hold it lack the mark (a revocation that stopped half
+	// way): revoking it again finishes the job.
+	RevokeUnfinished bool `json:"revoke_unfinished,omitempty"`
 	// Locations are the places the image is.
 	Locations []Location `json:"locations"`
 	// Events is the image's history, oldest first.

@@ -277,10 +277,11 @@ func setRevoked(ctx context.Context, arts []*Artifact, recipe, version, reason, 
 }
 
 // unfinishedRevocation reports whether revoking e still has work to do
-// although it is marked revoked: a stage still holds it (a revocation
-// that stopped half way, say on a registry that refused a write).
+// although it is marked revoked: a stage still holds it, or some of its
+// images lack the mark (a revocation that stopped half way, say on a
+// registry that refused a write, or killed between two AMIs).
 func unfinishedRevocation(e catalog.Entry, revoke bool) bool {
-	return revoke && e.Revoked && len(e.Stages) > 0
+	return revoke && e.Revoked && (len(e.Stages) > 0 || e.RevokeUnfinished)
 }
 
 // RevocationDone reports whether every artifact has version with its

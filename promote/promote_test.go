@@ -201,6 +201,11 @@ func TestRevokeFinishesAnUnfinishedRevocation(t *testing.T) {
 	if !RevocationDone([]*Artifact{doneArt}, "1.0.0", true) {
 		t.Errorf("RevocationDone = false for a revoked image in no stage")
 	}
+	partly := entry("1.0.0", nil)
+	partly.Revoked, partly.RevokeUnfinished = true, true
+	if RevocationDone([]*Artifact{art("web", partly)}, "1.0.0", true) {
+		t.Errorf("RevocationDone = true with an AMI of web not marked revoked")
+	}
 	if err := Revoke(context.Background(), arts, "r", "1.0.0", "CVE", "ann", t0); err != nil {
 		t.Fatal(err)
 	}

@@ -235,6 +235,7 @@ func (s *LifecycleStore) entry(imgs []Image, dups ...Image) catalog.Entry {
 	if m, ok := revokedOf(every); ok {
 		e.Revoked = true
 		e.RevokeReason = m.Reason
+		e.RevokeUnfinished = slices.ContainsFunc(every, func(img Image) bool { _, ok := img.Tags[TagRevoked]; return !ok })
 	}
 	for _, img := range imgs {
 		e.Locations = append(e.Locations, catalog.Location{Where: img.Region, ID: img.ImageID})

@@ -104,3 +104,38 @@ func TestLifecycleRevokeMarksEveryDuplicate(t *testing.T) {
 		t.Errorf("after unrevoke: revoked %v, events %v", e.Revoked, actions(e.Events))
 	}
 }
+
+// TestLifecycleRevokeFinishesWhatAKilledRevocationLeft: a revocation
+// killed after it marked one AMI of the version (of two in a region, and
+// one in another region) leaves a version that is revoked but not
+// everywhere. The catalog says so (RevokeUnfinished), so that running
+// revoke again is not "nothing to do", and that run marks the rest with
+// the first revocation.
+func TestLifecycleRevokeFinishesWhatAKilledRevocationLeft(t *testing.T) {
+	t.Parallel()
+	a := newAccount(t)
+	ctx := context.Background()
+	ids := a.bake(t, "1.0.0", east, eu)
+	dup := bakeAMI(t, a.client(t, east), east, tags("1.0.0", "sha256:key-1.0.0", "bk-again", "2026-06-01T00:00:00Z"))
+	first := "2026-03-02T00:00:05Z sec%20team CVE-2026-1"
+	if _, err := a.client(t, east).CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{ids[east]},
+		Tags: []ec2types.Tag{{Key: aws.String(catalogami.TagRevoked), Value: aws.String(first)}}}); err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(a.config(t), []string{east, eu})
+	e := entry(t, s, "1.0.0")
+	if !e.Revoked || !e.RevokeUnfinished || e.RevokeReason != "CVE-2026-1" {
+		t.Fatalf("half revoked: %+v, want revoked (CVE-2026-1) and unfinished", e.Lifecycle)
+	}
+	if err := s.Revoke(ctx, e, catalog.Event{Time: at(10), Actor: "sec team", Reason: "again"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []struct{ region, id string }{{east, ids[east]}, {east, dup}, {eu, ids[eu]}} {
+		if v := a.imageTags(t, at.region, at.id)[catalogami.TagRevoked]; v != first {
+			t.Errorf("%s in %s: revoked = %q, want the first revocation %q", at.id, at.region, v, first)
+		}
+	}
+	if e := entry(t, newStore(a.config(t), []string{east, eu}), "1.0.0"); !e.Revoked || e.RevokeUnfinished {
+		t.Errorf("after the second run: %+v, want revoked and finished", e.Lifecycle)
+	}
+}
