@@ -162,6 +162,7 @@ func BuildLineage(docs []report.Status, recipe, version string) (Lineage, bool) 
 			l.Edges = append(l.Edges, LineageEdge{From: k.from, To: k.to, Artifact: k.artifact})
 		}
 	}
+	slices.SortStableFunc(l.Edges, func(a, b LineageEdge) int { return level[a.From] - level[b.From] })
 	for _, id := range sortedKeys(level) {
 		if n, ok := nodes[id]; ok {
 			v := n.v.Versions[n.i]
