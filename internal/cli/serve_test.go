@@ -30,7 +30,7 @@ import (
 // (bakes, promotions, the dashboard) reads it.
 type shiftClock struct{ offset atomic.Int64 }
 
-func (c *shiftClock) now() time.Time       { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *shiftClock) now() time.Time      { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *shiftClock) add(d time.Duration) { c.offset.Add(int64(d)) }
 
 // fixedClock always says t.
@@ -56,8 +56,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string               { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // served is a bakery serve running in-process.
 type served struct {
