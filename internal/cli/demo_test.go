@@ -61,6 +61,18 @@ func TestDemoPrintsNoEscapesOffATerminal(t *testing.T) {
 			if resp.StatusCode != http.StatusOK || !strings.Contains(board, `"recipe": "base"`) || !strings.Contains(board, `"prod"`) {
 				t.Errorf("the demo's dashboard answers %d:\n%s", resp.StatusCode, board)
 			}
+			for _, page := range []string{"", "lineage/base/1.0.0", "history", "outdated", "api/board"} {
+				resp, err := http.Get(url + page)
+				if err != nil {
+					t.Errorf("GET the demo's /%s: %v", page, err)
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("the demo's /%s answers %d:\n%s", page, resp.StatusCode, b)
+				}
+			}
 		}
 	}
 	if err := cmd.Wait(); err != nil {

@@ -48,6 +48,12 @@ func (f *fakeSource) read(what string) error {
 	return err
 }
 
+func (f *fakeSource) setErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = err
+}
+
 func (f *fakeSource) count(what string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -267,12 +273,12 @@ func TestCacheKeepsDocumentsForItsTTL(t *testing.T) {
 		t.Fatalf("a request at the TTL read the catalog %d times in all, want 2", n)
 	}
 	// An error is not kept: the next request reads again.
-	src.err = errors.New("registry down")
+	src.setErr(errors.New("registry down"))
 	clk.add(time.Minute)
 	if resp, body := get(t, ts, "/api/status"); resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "registry down") {
 		t.Errorf("a failed read: %d %q, want 502 with the error", resp.StatusCode, body)
 	}
-	src.err = nil
+	src.setErr(nil)
 	if resp, _ := get(t, ts, "/api/status"); resp.StatusCode != http.StatusOK {
 		t.Errorf("after a failed read: %d", resp.StatusCode)
 	}
