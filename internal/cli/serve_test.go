@@ -405,6 +405,16 @@ func TestServeStopsGracefullyOnSIGTERM(t *testing.T) {
 	}
 }
 
+func TestServeRefusesANegativeCache(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"recipes/hello.bake.hcl": helloRecipe(""), "recipes/app/hello": "x"})
+	t.Chdir(dir)
+	r := run(t, []string{"BAKERY_HOME=" + t.TempDir()}, "serve", "--addr", "127.0.0.1:0", "--cache", "-1s")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "--cache must not be negative") || r.stdout != "" {
+		t.Errorf("serve --cache -1s: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
 func TestServeUnknownRecipeIsAnError(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"recipes/hello.bake.hcl": helloRecipe(""), "recipes/app/hello": "x"})

@@ -186,7 +186,9 @@ type view struct {
 	API  string
 	Nav  string
 	Read time.Time
-	Data any
+	// Cache is how old what the page shows may be.
+	Cache time.Duration
+	Data  any
 }
 
 // page serves a page rendered from build's result with the template name.
@@ -204,7 +206,7 @@ func (s *Server) page(name string, build func(*http.Request) (any, error)) http.
 		if r.URL.RawQuery != "" {
 			api += "?" + r.URL.RawQuery
 		}
-		s.render(w, http.StatusOK, name, view{Title: title(name, r), API: api, Nav: name, Read: s.now().UTC(), Data: data})
+		s.render(w, http.StatusOK, name, view{Title: title(name, r), API: api, Nav: name, Read: s.now().UTC(), Cache: s.cache.ttl, Data: data})
 	}
 }
 
@@ -268,7 +270,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, code int, msg stri
 		json.NewEncoder(w).Encode(map[string]string{"error": msg})
 		return
 	}
-	s.render(w, code, "error", view{Title: http.StatusText(code), Read: s.now().UTC(), Data: msg})
+	s.render(w, code, "error", view{Title: http.StatusText(code), Read: s.now().UTC(), Cache: s.cache.ttl, Data: msg})
 }
 
 // knownRecipe returns a notFound error unless recipe is served.
