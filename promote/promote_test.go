@@ -153,6 +153,20 @@ func TestStatusIntersectsArtifactsAndReportsTaint(t *testing.T) {
 	}
 }
 
+// TestStatusSaysWhatEachArtifactWasBakedFrom: the dashboard draws
+// lineage from the base of every artifact in a status document.
+func TestStatusSaysWhatEachArtifactWasBakedFrom(t *testing.T) {
+	web := entry("1.0.0", nil)
+	web.BaseName = "ami-src"
+	worker := entry("1.0.0", nil)
+	worker.BaseName, worker.BaseDigest = "alpine:3", "sha256:0a"
+	rs := Status("web", stages, []*Artifact{art("web", web), art("worker", worker)}, nil)
+	arts := rs.Versions[0].Artifacts
+	if len(arts) != 2 || arts[0].BaseName != "ami-src" || arts[0].BaseDigest != "" || arts[1].BaseName != "alpine:3" || arts[1].BaseDigest != "sha256:0a" {
+		t.Errorf("artifacts = %+v, want each with its base", arts)
+	}
+}
+
 func TestHistoryNewestFirst(t *testing.T) {
 	e := entry("1.0.0", nil)
 	e.Events = []catalog.Event{{Time: t0, Action: "bake"}, {Time: t0.Add(time.Hour), Action: "promote", Stage: "dev"}}

@@ -20,6 +20,11 @@ type ArtifactState struct {
 	Digest string `json:"digest,omitempty"`
 	// Locations are where it is (region → AMI id, repository → digest).
 	Locations []catalog.Location `json:"locations"`
+	// BaseName and BaseDigest are what it was baked from: the base
+	// image's name and digest (container), or the source AMI id
+	// (machine image, in BaseName). The dashboard draws lineage from them.
+	BaseName   string `json:"base_name,omitempty"`
+	BaseDigest string `json:"base_digest,omitempty"`
 }
 
 // VersionStatus is one version of a recipe: the row of a status table.
@@ -110,7 +115,8 @@ func Status(recipe string, stages []string, arts []*Artifact, revoked []RevokedI
 					v.TaintedBy = append(v.TaintedBy, r.Name)
 				}
 			}
-			v.Artifacts = append(v.Artifacts, ArtifactState{Kind: a.Kind, Name: a.Name, Reference: e.Reference, Digest: e.Digest, Locations: e.Locations})
+			v.Artifacts = append(v.Artifacts, ArtifactState{Kind: a.Kind, Name: a.Name, Reference: e.Reference, Digest: e.Digest, Locations: e.Locations,
+				BaseName: e.BaseName, BaseDigest: e.BaseDigest})
 		}
 		rs.Versions = append(rs.Versions, v)
 	}

@@ -3,6 +3,8 @@
 # watch a machine-image bake (and its skip on the second run), its
 # promotion to prod, the fleet of prod launched, replaced and rolled
 # back, and retire's plan of what stays and why, without an AWS account.
+# It ends with the dashboard (bakery serve) of what it made, served for
+# DEMO_SERVE_SECONDS (60 by default) on 127.0.0.1.
 # Everything runs on 127.0.0.1 and is gone when it ends.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -83,3 +85,20 @@ step "$bakery" history base
 # nothing is removed here, and the plan says why each version stays.
 step "$bakery" retire base
 step "$bakery" retire base --yes
+
+# The dashboard of all of it: the stages board with the prod fleet and its
+# health, each version's lineage, the history and the outdated recipes,
+# read-only on loopback (port 8080 when it is free). It serves for
+# DEMO_SERVE_SECONDS seconds; Ctrl-C ends it sooner.
+serve_seconds="${DEMO_SERVE_SECONDS:-60}"
+dport="$(python3 -c 'import socket
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", 8080))
+except OSError:
+    s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')"
+printf '\n%s$ %s%s\n' "$bold" "$bakery serve --addr 127.0.0.1:$dport" "$plain"
+echo "open http://127.0.0.1:$dport/ in a browser: it is served for ${serve_seconds}s (DEMO_SERVE_SECONDS), Ctrl-C stops it sooner"
+# timeout ends it as Ctrl-C does (SIGINT: a graceful stop) and exits 124.
+timeout --signal=INT "$serve_seconds" "$bakery" serve --addr "127.0.0.1:$dport" || [ $? -eq 124 ]

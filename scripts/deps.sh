@@ -3,8 +3,9 @@
 # tools the interoperability tests read bakery's output with, runc (which
 # runs a baked image), Docker Distribution (docker-registry) that the
 # registry tests promote and revoke on, and OpenSSH's sshd (and ssh-keygen)
-# the SSH provisioning tests log in to, and gcc for the race detector
-# make test runs under. Idempotent: it installs only what
+# the SSH provisioning tests log in to, gcc for the race detector
+# make test runs under, and Chromium, the headless browser the dashboard's
+# (bakery serve) browser test drives. Idempotent: it installs only what
 # is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
@@ -22,6 +23,9 @@ command -v zstd >/dev/null 2>&1 || need+=(zstd) # reads tar+zstd layers in bake/
 # library's headers and start files (only a Recommends of gcc).
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 [ -e /usr/include/stdlib.h ] || need+=(libc6-dev)
+# The dashboard's browser test (internal/cli, TestDashboardInABrowser)
+# drives headless Chromium through the DevTools protocol (chromedp).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

@@ -277,6 +277,7 @@ func newApp(e *env) *ucli.App {
 			revokeCommand(e, true),
 			revokeCommand(e, false),
 			outdatedCommand(e),
+			serveCommand(e),
 			sweepCommand(e),
 			retireCommand(e),
 			validateCommand(e),

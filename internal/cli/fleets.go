@@ -14,31 +14,15 @@ import (
 
 	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/catalog/fleet"
+	"github.com/bakery-sh/bakery/internal/report"
 	"github.com/bakery-sh/bakery/recipes"
 )
 
-// fleetRow is one group in the fleets table and JSON.
-type fleetRow struct {
-	fleet.Group
-	// Healthy is how many instances are InService and Healthy.
-	Healthy int `json:"healthy"`
-	// TargetHealthy is, per target group ARN, how many of the group's
-	// instances are healthy in it.
-	TargetHealthy map[string]int `json:"target_healthy,omitempty"`
-	// AgeSeconds is the group's age.
-	AgeSeconds int64 `json:"age_seconds"`
-	// RollbackTarget is true for the group a rollback of its stage would
-	// bring back: the newest disabled one.
-	RollbackTarget bool `json:"rollback_target"`
-}
+// fleetRow is one group in the fleets table and JSON (report.FleetRow).
+type fleetRow = report.FleetRow
 
-// fleetsDoc is the JSON document fleets prints per recipe.
-type fleetsDoc struct {
-	Recipe string     `json:"recipe"`
-	Groups []fleetRow `json:"groups"`
-	// Anomalies are what looks wrong (two serving groups in a stage).
-	Anomalies []string `json:"anomalies"`
-}
+// fleetsDoc is the JSON document fleets prints per recipe (report.Fleets).
+type fleetsDoc = report.Fleets
 
 func fleetsCommand(e *env) *ucli.Command {
 	return withUsageErrors(&ucli.Command{

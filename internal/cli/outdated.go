@@ -12,6 +12,7 @@ import (
 	"github.com/bakery-sh/bakery/bake"
 	bakeoci "github.com/bakery-sh/bakery/bake/oci"
 	"github.com/bakery-sh/bakery/catalog"
+	"github.com/bakery-sh/bakery/internal/report"
 	"github.com/bakery-sh/bakery/recipes"
 )
 
@@ -40,46 +41,13 @@ func outdatedCommand(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			s := &session{e: e, c: c}
-			baker, err := bakeoci.NewBaker(bakeoci.WithHome(e.home()))
+			stale, err := (&session{e: e, c: c}).outdated(rs, e.stderr)
 			if err != nil {
 				return err
 			}
-			var stale []bake.Stale
-			for _, r := range rs {
-				arts, err := s.loadCatalog([]*recipes.Recipe{r})
-				if err != nil {
-					return err
-				}
-				entries := map[string][]catalog.Entry{}
-				for _, a := range arts[0] {
-					entries[a.Name] = a.Entries
-				}
-				var opts []bake.Option
-				if len(r.MachineImages) > 0 {
-					cfg, err := s.awsFor(r)
-					if err != nil {
-						return err
-					}
-					mb, err := newAMIBaker(cfg, e)
-					if err != nil {
-						return err
-					}
-					opts = append(opts, bake.WithMachineImages(mb))
-				}
-				found, err := bake.New(baker, opts...).Outdated(c.Context, baker, r, entries)
-				if err != nil {
-					return err
-				}
-				stale = append(stale, found...)
-				warnFixedVersion(e.stderr, r, found)
-			}
 			switch {
 			case g.json:
-				if stale == nil {
-					stale = []bake.Stale{}
-				}
-				if err := json.NewEncoder(e.stdout).Encode(map[string]any{"outdated": stale}); err != nil {
+				if err := json.NewEncoder(e.stdout).Encode(report.Outdated{Outdated: stale}); err != nil {
 					return err
 				}
 			case c.Bool("files"):
@@ -105,6 +73,47 @@ func outdatedCommand(e *env) *ucli.Command {
 			return nil
 		},
 	})
+}
+
+// outdated lists the artifacts of rs whose base moved on (never nil),
+// the list outdated prints and the dashboard serves; the warnings of
+// warnFixedVersion go to warn.
+func (s *session) outdated(rs []*recipes.Recipe, warn io.Writer) ([]bake.Stale, error) {
+	e := s.e
+	baker, err := bakeoci.NewBaker(bakeoci.WithHome(e.home()))
+	if err != nil {
+		return nil, err
+	}
+	stale := []bake.Stale{}
+	for _, r := range rs {
+		arts, err := s.loadCatalog([]*recipes.Recipe{r})
+		if err != nil {
+			return nil, err
+		}
+		entries := map[string][]catalog.Entry{}
+		for _, a := range arts[0] {
+			entries[a.Name] = a.Entries
+		}
+		var opts []bake.Option
+		if len(r.MachineImages) > 0 {
+			cfg, err := s.awsFor(r)
+			if err != nil {
+				return nil, err
+			}
+			mb, err := newAMIBaker(cfg, e)
+			if err != nil {
+				return nil, err
+			}
+			opts = append(opts, bake.WithMachineImages(mb))
+		}
+		found, err := bake.New(baker, opts...).Outdated(s.c.Context, baker, r, entries)
+		if err != nil {
+			return nil, err
+		}
+		stale = append(stale, found...)
+		warnFixedVersion(warn, r, found)
+	}
+	return stale, nil
 }
 
 // warnFixedVersion says, for a recipe whose version is written in it and

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/catalog/fleet"
+	"github.com/bakery-sh/bakery/internal/report"
 	"github.com/bakery-sh/bakery/promote"
 	"github.com/bakery-sh/bakery/recipes"
 )
@@ -60,38 +62,23 @@ func statusCommand(e *env) *ucli.Command {
 			s := &session{e: e, c: c}
 			// With every recipe, one that cannot be read (no AWS
 			// credentials, registry down) does not hide the others.
-			var read []*recipes.Recipe
-			var all [][]*promote.Artifact
 			total := len(rs) + len(failed)
-			for _, r := range rs {
-				arts, err := s.loadCatalog([]*recipes.Recipe{r})
-				if err != nil {
-					if total == 1 || c.Context.Err() != nil {
-						return err
-					}
-					fmt.Fprintf(e.stderr, "bakery: %s: %v\n", r.Name, err)
-					failed = append(failed, r.Name)
-					continue
-				}
-				read = append(read, r)
-				all = append(all, arts[0])
-			}
-			var revoked []promote.RevokedImage
-			for i, r := range read {
-				revoked = append(revoked, promote.Revoked(r.Name, all[i])...)
-			}
+			var elsewhere []string
 			if c.Args().First() != "" && c.String("file") == "" {
 				// One recipe's images may be baked from another's: its
 				// taint needs the others' revocations, as without RECIPE.
-				revoked = append(revoked, s.revokedElsewhere(c.Args().First())...)
+				elsewhere = []string{c.Args().First()}
 			}
-			var docs []statusDoc
-			for i, r := range read {
-				d := statusDoc{RecipeStatus: promote.Status(r.Name, r.Stages, all[i], revoked)}
-				if d.Fleets, err = e.runningFleets(c, s, r); err != nil {
-					return err
+			docs, err := s.statusDocs(rs, elsewhere, func(r *recipes.Recipe, err error) bool {
+				if total == 1 || c.Context.Err() != nil {
+					return false
 				}
-				docs = append(docs, d)
+				fmt.Fprintf(e.stderr, "bakery: %s: %v\n", r.Name, err)
+				failed = append(failed, r.Name)
+				return true
+			})
+			if err != nil {
+				return err
 			}
 			if len(failed) > 0 {
 				defer e.noteFailure("could not read %d of %d recipes (%s); see above", len(failed), total, strings.Join(failed, ", "))
@@ -116,11 +103,50 @@ func statusCommand(e *env) *ucli.Command {
 	})
 }
 
+// statusDocs builds the documents status prints (and the dashboard
+// serves), one per recipe of rs that could be read. The revocations of
+// the recipes in ./recipes other than those named in elsewhere are added
+// for the taint (status of one recipe names it; nil adds none). A recipe
+// whose catalog cannot be read is passed to skip: it is left out when
+// skip returns true, else its error is returned.
+func (s *session) statusDocs(rs []*recipes.Recipe, elsewhere []string, skip func(*recipes.Recipe, error) bool) ([]statusDoc, error) {
+	var read []*recipes.Recipe
+	var all [][]*promote.Artifact
+	for _, r := range rs {
+		arts, err := s.loadCatalog([]*recipes.Recipe{r})
+		if err != nil {
+			if !skip(r, err) {
+				return nil, err
+			}
+			continue
+		}
+		read = append(read, r)
+		all = append(all, arts[0])
+	}
+	var revoked []promote.RevokedImage
+	for i, r := range read {
+		revoked = append(revoked, promote.Revoked(r.Name, all[i])...)
+	}
+	if len(elsewhere) > 0 {
+		revoked = append(revoked, s.revokedElsewhere(elsewhere...)...)
+	}
+	docs := []statusDoc{}
+	for i, r := range read {
+		d := statusDoc{RecipeStatus: promote.Status(r.Name, r.Stages, all[i], revoked)}
+		var err error
+		if d.Fleets, err = s.e.runningFleets(s.c, s, r); err != nil {
+			return nil, err
+		}
+		docs = append(docs, d)
+	}
+	return docs, nil
+}
+
 // revokedElsewhere lists the revoked images of the recipes in ./recipes
-// other than name, for the taint of name's versions. A recipe that does
+// other than names, for the taint of their versions. A recipe that does
 // not load or whose catalog cannot be read is left out quietly: status
 // of every recipe reports it.
-func (s *session) revokedElsewhere(name string) []promote.RevokedImage {
+func (s *session) revokedElsewhere(names ...string) []promote.RevokedImage {
 	opts, err := s.e.recipeOptions(s.c)
 	if err != nil {
 		return nil
@@ -130,7 +156,7 @@ func (s *session) revokedElsewhere(name string) []promote.RevokedImage {
 	var out []promote.RevokedImage
 	for _, f := range files {
 		r, diags := loader.Load(f, opts)
-		if diags.HasErrors() || r.Name == name {
+		if diags.HasErrors() || slices.Contains(names, r.Name) {
 			continue
 		}
 		arts, err := s.loadCatalog([]*recipes.Recipe{r})
@@ -142,22 +168,11 @@ func (s *session) revokedElsewhere(name string) []promote.RevokedImage {
 	return out
 }
 
-// statusDoc is one recipe's status: its versions × stages and, for the
-// stages with a fleet block, the groups serving them.
-type statusDoc struct {
-	promote.RecipeStatus
-	// Fleets maps a stage to the groups that serve it (one, unless a
-	// launch is under way or something is wrong: bakery fleets says).
-	Fleets map[string][]fleetRun `json:"fleets,omitempty"`
-}
+// statusDoc is one recipe's status document (report.Status).
+type statusDoc = report.Status
 
-// fleetRun is a group serving a stage.
-type fleetRun struct {
-	Group   string `json:"group"`
-	Region  string `json:"region"`
-	Version string `json:"version"`
-	Image   string `json:"image"`
-}
+// fleetRun is a group serving a stage (report.FleetRun).
+type fleetRun = report.FleetRun
 
 // runningFleets returns, for each stage of r with a fleet block, the
 // groups serving it (one paginated DescribeAutoScalingGroups per stage);
@@ -263,17 +278,8 @@ func shortActor(a string) string {
 	return a
 }
 
-// historyDoc is the JSON document history prints.
-type historyDoc struct {
-	Recipe string          `json:"recipe"`
-	Events []catalog.Event `json:"events"`
-	// Ledger is where the full history was read from (s3://BUCKET/PREFIX),
-	// empty without a ledger.
-	Ledger string `json:"ledger,omitempty"`
-	// Pruned is, without a ledger, how many older events the images no
-	// longer hold (an AMI keeps its most recent events only).
-	Pruned int `json:"pruned,omitempty"`
-}
+// historyDoc is the JSON document history prints (report.History).
+type historyDoc = report.History
 
 func historyCommand(e *env) *ucli.Command {
 	return withUsageErrors(&ucli.Command{
@@ -297,40 +303,53 @@ func historyCommand(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			s := &session{e: e, c: c}
-			all, err := s.loadCatalog(rs[:1])
+			doc, err := (&session{e: e, c: c}).historyDoc(rs[0])
 			if err != nil {
 				return err
-			}
-			doc := historyDoc{Recipe: rs[0].Name, Events: promote.History(all[0])}
-			// A retired container version's retire event outlives it.
-			for _, a := range all[0] {
-				if rs, ok := a.Store.(interface {
-					RetiredEvents(context.Context) ([]catalog.Event, error)
-				}); ok {
-					evs, err := rs.RetiredEvents(c.Context)
-					if err != nil {
-						return err
-					}
-					doc.Events = promote.MergeHistory(doc.Events, evs)
-				}
-			}
-			l, err := s.ledger(rs[0])
-			if err != nil {
-				return err
-			}
-			if l != nil {
-				kept, err := l.Events(c.Context, rs[0].Name)
-				if err != nil {
-					return err
-				}
-				doc.Events, doc.Ledger = promote.MergeHistory(doc.Events, kept), l.String()
-			} else {
-				doc.Pruned = promote.Pruned(all[0])
 			}
 			return e.writeHistory(g, doc)
 		},
 	})
+}
+
+// historyDoc builds the document history prints (and the dashboard
+// serves) for r: the events on its images, with the retire events that
+// outlive a container version and, with a ledger, the full history.
+func (s *session) historyDoc(r *recipes.Recipe) (historyDoc, error) {
+	all, err := s.loadCatalog([]*recipes.Recipe{r})
+	if err != nil {
+		return historyDoc{}, err
+	}
+	doc := historyDoc{Recipe: r.Name, Events: promote.History(all[0])}
+	// A retired container version's retire event outlives it.
+	for _, a := range all[0] {
+		if rs, ok := a.Store.(interface {
+			RetiredEvents(context.Context) ([]catalog.Event, error)
+		}); ok {
+			evs, err := rs.RetiredEvents(s.c.Context)
+			if err != nil {
+				return historyDoc{}, err
+			}
+			doc.Events = promote.MergeHistory(doc.Events, evs)
+		}
+	}
+	l, err := s.ledger(r)
+	if err != nil {
+		return historyDoc{}, err
+	}
+	if l != nil {
+		kept, err := l.Events(s.c.Context, r.Name)
+		if err != nil {
+			return historyDoc{}, err
+		}
+		doc.Events, doc.Ledger = promote.MergeHistory(doc.Events, kept), l.String()
+	} else {
+		doc.Pruned = promote.Pruned(all[0])
+	}
+	if doc.Events == nil {
+		doc.Events = []catalog.Event{}
+	}
+	return doc, nil
 }
 
 // writeHistory prints doc: a JSON document, or a table on stdout and,
