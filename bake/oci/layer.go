@@ -47,6 +47,9 @@ type Built struct {
 	Size int64
 
 	layer v1.Layer
+	// inputs is what the bake key holds of the layer's files, hashed
+	// while they were written (see withInputSums); nil otherwise.
+	inputs *inputPlan
 }
 
 // Layer returns the file as an OCI layer of b.MediaType whose Digest,
@@ -62,6 +65,15 @@ type layerOptions struct {
 	concurrency int
 	kept        keptDirs // folders that exist below the layer (see withKept)
 	compression recipes.Compression
+	inputSums   bool // hash each file's content for the bake key too (see withInputSums)
+}
+
+// withInputSums makes BuildLayer hash the content of a file or folder
+// layer's regular files for the bake key (see HashInputs) as it writes
+// them, so that a bake whose key is not known yet reads every input
+// once, not twice. A tarball layer's archive is not hashed.
+func withInputSums() LayerOption {
+	return func(o *layerOptions) { o.inputSums = true }
 }
 
 // WithLayerConcurrency sets how many 1 MiB blocks of one layer are
@@ -167,6 +179,10 @@ func BuildLayer(ctx context.Context, l *recipes.Layer, dir string, epoch time.Ti
 		return nil, fmt.Errorf("creating the layer file: %w; check that %s exists and is writable", err, dir)
 	}
 	w := newLayerWriter(ctx, f, epoch, step, o.compression, o.concurrency)
+	if o.inputSums && archive == nil {
+		w.inputs = &inputPlan{l: l, entries: entries}
+		w.inputHash = newInputHash()
+	}
 	defer func() {
 		if err != nil {
 			w.abort()
@@ -199,7 +215,7 @@ func BuildLayer(ctx context.Context, l *recipes.Layer, dir string, epoch time.Ti
 	if err != nil {
 		return nil, err
 	}
-	return &Built{Path: fl.path, MediaType: mt, Digest: digest, DiffID: diffID, Size: size, layer: layer}, nil
+	return &Built{Path: fl.path, MediaType: mt, Digest: digest, DiffID: diffID, Size: size, layer: layer, inputs: w.inputs}, nil
 }
 
 // layerWriter writes one layer: tar → (diffID hash, parallel block
@@ -213,6 +229,10 @@ type layerWriter struct {
 	diff  hash.Hash
 	tw    *tar.Writer
 	buf   []byte
+	// inputs, when not nil, receives a job with the content hash
+	// (inputHash) of every regular file written.
+	inputs    *inputPlan
+	inputHash hash.Hash
 }
 
 func newLayerWriter(ctx context.Context, f *os.File, epoch time.Time, step progress.Step, compression recipes.Compression, concurrency int) *layerWriter {
@@ -288,6 +308,9 @@ func (w *layerWriter) writeFile(e layerEntry) error {
 		return fmt.Errorf("reading %s: %w", e.src, err)
 	}
 	defer f.Close()
+	if w.inputs != nil {
+		w.inputHash.Reset()
+	}
 	err = w.copyN(&layerReader{ctx: w.ctx, r: f, step: w.step}, e.size)
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return errChanged(e.src)
@@ -297,6 +320,11 @@ func (w *layerWriter) writeFile(e layerEntry) error {
 	}
 	if m, _ := f.Read(w.buf[:1]); m > 0 {
 		return errChanged(e.src)
+	}
+	if w.inputs != nil {
+		j := inputJob{path: e.src, name: e.src, size: e.size}
+		w.inputHash.Sum(j.sum[:0])
+		w.inputs.jobs = append(w.inputs.jobs, j)
 	}
 	return nil
 }
@@ -314,6 +342,9 @@ func (w *layerWriter) copyN(r io.Reader, n int64) error {
 		if m > 0 {
 			if _, werr := w.tw.Write(chunk[:m]); werr != nil {
 				return werr
+			}
+			if w.inputs != nil {
+				w.inputHash.Write(chunk[:m])
 			}
 			n -= int64(m)
 		}
