@@ -227,6 +227,7 @@ type layerWriter struct {
 	sink  *layerSink
 	comp  *blockCompressor
 	diff  hash.Hash
+	tar   *tarSink
 	tw    *tar.Writer
 	buf   []byte
 	// inputs, when not nil, receives a job with the content hash
@@ -240,6 +241,7 @@ func newLayerWriter(ctx context.Context, f *os.File, epoch time.Time, step progr
 	comp := newBlockCompressor(sink, compression, concurrency)
 	diff := sha256.New()
 	sec := max(epoch.Unix(), 0)
+	ts := &tarSink{diff: diff, comp: comp}
 	return &layerWriter{
 		ctx:   ctx,
 		step:  step,
@@ -247,9 +249,28 @@ func newLayerWriter(ctx context.Context, f *os.File, epoch time.Time, step progr
 		sink:  sink,
 		comp:  comp,
 		diff:  diff,
-		tw:    tar.NewWriter(io.MultiWriter(diff, comp)),
+		tar:   ts,
+		tw:    tar.NewWriter(ts),
 		buf:   make([]byte, layerBufSize),
 	}
+}
+
+// tarSink receives the tar stream: it hashes it (the diffID) and hands
+// it to the compressor. While placed is set, the bytes it is given are
+// already in the compressor's block, read there by readFile, and are
+// only hashed and counted in.
+type tarSink struct {
+	diff   hash.Hash
+	comp   *blockCompressor
+	placed bool
+}
+
+func (s *tarSink) Write(p []byte) (int, error) {
+	s.diff.Write(p)
+	if s.placed {
+		return s.comp.commit(p)
+	}
+	return s.comp.Write(p)
 }
 
 // header returns the tar header of e.
@@ -311,7 +332,7 @@ func (w *layerWriter) writeFile(e layerEntry) error {
 	if w.inputs != nil {
 		w.inputHash.Reset()
 	}
-	err = w.copyN(&layerReader{ctx: w.ctx, r: f, step: w.step}, e.size)
+	err = w.readFile(&layerReader{ctx: w.ctx, r: f, step: w.step}, e.size)
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return errChanged(e.src)
 	}
@@ -325,6 +346,44 @@ func (w *layerWriter) writeFile(e layerEntry) error {
 		j := inputJob{path: e.src, name: e.src, size: e.size}
 		w.inputHash.Sum(j.sum[:0])
 		w.inputs.jobs = append(w.inputs.jobs, j)
+	}
+	return nil
+}
+
+// readFile copies exactly n bytes from r into the current tar entry as
+// copyN does, but reads them straight into the compressor's block, which
+// spares copying every byte of every file once more. It returns
+// io.ErrUnexpectedEOF if r ends early.
+func (w *layerWriter) readFile(r io.Reader, n int64) error {
+	for n > 0 {
+		if err := w.comp.failed(); err != nil {
+			return err
+		}
+		chunk := w.comp.space()
+		if int64(len(chunk)) > n {
+			chunk = chunk[:n]
+		}
+		m, err := io.ReadFull(r, chunk)
+		if m > 0 {
+			if w.inputs != nil {
+				w.inputHash.Write(chunk[:m])
+			}
+			// The tar writer passes chunk[:m] on to w.tar, which finds it
+			// in place.
+			w.tar.placed = true
+			_, werr := w.tw.Write(chunk[:m])
+			w.tar.placed = false
+			if werr != nil {
+				return werr
+			}
+			n -= int64(m)
+		}
+		if errors.Is(err, io.EOF) {
+			return io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
