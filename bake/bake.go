@@ -163,6 +163,7 @@ func blockKind(k catalog.Kind) string {
 type ContainerBaker interface {
 	Prepare(ctx context.Context, r *recipes.Recipe, c *recipes.Container) (*bakeoci.Plan, error)
 	Existing(ctx context.Context, p *bakeoci.Plan) (*catalog.Image, error)
+	Key(ctx context.Context, p *bakeoci.Plan) error
 	Build(ctx context.Context, p *bakeoci.Plan) (*catalog.Image, error)
 }
 
@@ -332,6 +333,13 @@ func (e *Engine) bakeContainer(ctx context.Context, r *recipes.Recipe, c *recipe
 	existing, err := e.containers.Existing(ctx, plan)
 	if err != nil {
 		return nil, err
+	}
+	if existing != nil {
+		// There is a key to compare with: read the inputs now. Without
+		// one, Build computes the key as it reads them for the layers.
+		if err := e.containers.Key(ctx, plan); err != nil {
+			return nil, err
+		}
 	}
 	if existing != nil && existing.BakeKey == "" {
 		return nil, fmt.Errorf("baking %s: %s already holds an image bakery did not bake (it has no bake key), and bakery does not overwrite it: remove that tag, or %s",

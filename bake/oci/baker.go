@@ -90,10 +90,13 @@ func NewBaker(opts ...Option) (*Baker, error) {
 	return b, nil
 }
 
-// Plan is a prepared container bake: base pinned, key computed, target
-// known. Nothing has been written yet.
+// Plan is a prepared container bake: base pinned, target known.
+// Nothing has been written yet.
 type Plan struct {
-	// Key is the bake key.
+	// Key is the bake key, once known: Baker.Key computes it by reading
+	// every input, and Baker.Build, when it is not known yet, as it
+	// reads them to build the layers (a bake with nothing to compare
+	// the key with reads its inputs once).
 	Key string
 	// Target is where the image goes: "REPO:VERSION" in a registry, or
 	// "NAME:VERSION" in the local layout.
@@ -105,10 +108,13 @@ type Plan struct {
 	container *recipes.Container
 	base      *base
 	tag       name.Tag // set for registry targets
+	// keyer holds every part of the key but the inputs until Key is set.
+	keyer *bakekey.Hasher
 }
 
-// Prepare resolves the base image by digest, hashes the inputs and
-// computes the bake key. It reads but writes nothing.
+// Prepare resolves the base image by digest and starts the bake key with
+// everything but the inputs, which Key (or Build) adds. It reads but
+// writes nothing.
 func (b *Baker) Prepare(ctx context.Context, r *recipes.Recipe, c *recipes.Container) (*Plan, error) {
 	p := &Plan{recipe: r, container: c}
 	if c.Repository != "" {
@@ -130,19 +136,31 @@ func (b *Baker) Prepare(ctx context.Context, r *recipes.Recipe, c *recipes.Conta
 		return nil, err
 	}
 	p.base = bs
-	step = b.progress.Step(fmt.Sprintf("%s: hash inputs", c.Name))
 	k := bakekey.New(keyScheme)
 	k.Add("recipe", recipes.Canonical(r, c))
 	k.AddString("base", bs.name+"@"+bs.digest)
 	k.AddString("epoch", b.epoch.Format(time.RFC3339))
 	k.AddString("oci.compression", compressionFormat(c.Compression))
-	err = HashInputs(ctx, c.Layers, k)
+	p.keyer = k
+	return p, nil
+}
+
+// Key sets p.Key, reading every input of the bake (see HashInputs),
+// unless it is known already. It is the whole cost of a bake that finds
+// its image up to date.
+func (b *Baker) Key(ctx context.Context, p *Plan) error {
+	if p.Key != "" {
+		return nil
+	}
+	c := p.container
+	step := b.progress.Step(fmt.Sprintf("%s: hash inputs", c.Name))
+	err := HashInputs(ctx, c.Layers, p.keyer)
 	step.Done(err)
 	if err != nil {
-		return nil, fmt.Errorf("container %s: hashing inputs: %w", c.Name, err)
+		return fmt.Errorf("container %s: hashing inputs: %w", c.Name, err)
 	}
-	p.Key = k.Sum()
-	return p, nil
+	p.Key, p.keyer = p.keyer.Sum(), nil
+	return nil
 }
 
 // Existing returns the image already at p's target, or nil if there is none.

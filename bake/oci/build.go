@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 	catalogoci "github.com/bakery-sh/bakery/catalog/oci"
 	"github.com/bakery-sh/bakery/internal/progress"
 	"github.com/bakery-sh/bakery/internal/steps"
+	"github.com/bakery-sh/bakery/recipes"
 )
 
 // buildState is what the build steps share.
@@ -180,6 +182,18 @@ func (s layersStep) Name() string {
 
 func (s layersStep) Run(ctx context.Context, st *buildState, _ progress.Step) error {
 	c := st.plan.container
+	opts := []LayerOption{WithCompression(c.Compression)}
+	var archives []inputPlan // the tarball layers, when the key is not known yet
+	if st.plan.Key == "" {
+		// The key is computed from what the layers read (see keyFromLayers);
+		// only archives, which BuildLayer reads through a decompressor and
+		// may not read to the end, are hashed on their own.
+		opts = append(opts, withInputSums())
+		var err error
+		if archives, err = hashArchives(ctx, c.Layers); err != nil {
+			return err
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.b.jobs)
 	shared := len(st.builds) == len(c.Layers)
@@ -191,7 +205,7 @@ func (s layersStep) Run(ctx context.Context, st *buildState, _ progress.Step) er
 				name += " (" + strings.Join(lb.platforms, ", ") + ")"
 			}
 			ps := s.b.progress.Step(name)
-			built, err := BuildLayer(gctx, l, st.stage, s.b.epoch, ps, withKept(lb.kept), WithCompression(c.Compression))
+			built, err := BuildLayer(gctx, l, st.stage, s.b.epoch, ps, append(opts, withKept(lb.kept))...)
 			ps.Done(err)
 			if err != nil {
 				return fmt.Errorf("layer %d (%s): %w", i+1, l.Source, catalogoci.ExplainDiskError(st.layout.Dir(), err))
@@ -200,7 +214,67 @@ func (s layersStep) Run(ctx context.Context, st *buildState, _ progress.Step) er
 			return nil
 		})
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if st.plan.Key == "" {
+		return keyFromLayers(st, archives)
+	}
+	return nil
+}
+
+// hashArchives hashes the archive of every tarball layer for the bake
+// key; the result has one plan per layer, empty for other layers.
+func hashArchives(ctx context.Context, layers []*recipes.Layer) ([]inputPlan, error) {
+	plans := make([]inputPlan, len(layers))
+	var jobs []inputJob
+	for i, l := range layers {
+		if l.Kind != recipes.SourceTarball {
+			continue
+		}
+		p, err := listInputs(ctx, l)
+		if err != nil {
+			return nil, err
+		}
+		plans[i] = p
+		jobs = append(jobs, p.jobs...)
+	}
+	if err := hashInputJobs(ctx, jobs, runtime.GOMAXPROCS(0)); err != nil {
+		return nil, fmt.Errorf("hashing layer inputs: %w", err)
+	}
+	for i := range plans {
+		n := len(plans[i].jobs)
+		plans[i].jobs, jobs = jobs[:n], jobs[n:]
+	}
+	return plans, nil
+}
+
+// keyFromLayers completes the plan's bake key from what the layers read
+// as they were built (and the archives, hashed before), which is the key
+// Baker.Key would have computed from the same inputs. A layer built more
+// than once (for bases that differ) must have read the same inputs each
+// time.
+func keyFromLayers(st *buildState, archives []inputPlan) error {
+	p := st.plan
+	plans := archives
+	seen := make([]bool, len(plans))
+	for _, lb := range st.builds {
+		in := lb.built.inputs
+		if in == nil {
+			continue // a tarball layer
+		}
+		if !seen[lb.index] {
+			plans[lb.index], seen[lb.index] = *in, true
+			continue
+		}
+		if !slices.Equal(plans[lb.index].jobs, in.jobs) {
+			l := p.container.Layers[lb.index]
+			return fmt.Errorf("layer %d (%s): its files changed while bakery read them; bake again once nothing writes to the layer sources", lb.index+1, l.Source)
+		}
+	}
+	addInputs(p.keyer, plans)
+	p.Key, p.keyer = p.keyer.Sum(), nil
+	return nil
 }
 
 func (layersStep) Cleanup(context.Context, *buildState, bool) error { return nil }

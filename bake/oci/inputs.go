@@ -268,55 +268,88 @@ func HashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher)
 
 // hashInputs is HashInputs with workers files hashed at once.
 func hashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher, workers int) error {
-	type plan struct {
-		l       *recipes.Layer
-		entries []layerEntry
-		jobs    []int // index in jobs of each regular entry, in entry order
-		tarball int   // index in jobs of the archive, or -1
-	}
-	plans := make([]plan, len(layers))
+	plans := make([]inputPlan, len(layers))
 	var jobs []inputJob
 	for i, l := range layers {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("hashing layer inputs: %w", err)
 		}
-		p := plan{l: l, tarball: -1}
-		switch l.Kind {
-		case recipes.SourceTarball:
-			if _, _, err := layerDestination(l); err != nil {
-				return err
-			}
-			fi, err := os.Stat(l.Path)
-			if err != nil {
-				return fmt.Errorf("reading layer source %s: %w; check the source path in the recipe", l.Source, err)
-			}
-			if !fi.Mode().IsRegular() {
-				return fmt.Errorf("reading layer source %s: %s is %s, not a tar archive", l.Source, l.Path, describeMode(fi.Mode()))
-			}
-			p.tarball = len(jobs)
-			jobs = append(jobs, inputJob{path: l.Path, name: l.Source, size: fi.Size()})
-		case recipes.SourceFile, recipes.SourceDir:
-			es, err := layerEntries(ctx, l)
-			if err != nil {
-				return err
-			}
-			p.entries = es
-			for _, e := range es {
-				if e.typ == tar.TypeReg {
-					p.jobs = append(p.jobs, len(jobs))
-					jobs = append(jobs, inputJob{path: e.src, name: e.src, size: e.size})
-				}
-			}
-		default:
-			return fmt.Errorf("layer %s: unknown source kind %q: use file, dir or tarball", l.Source, l.Kind)
+		p, err := listInputs(ctx, l)
+		if err != nil {
+			return err
 		}
 		plans[i] = p
+		jobs = append(jobs, p.jobs...)
 	}
-
 	if err := hashInputJobs(ctx, jobs, workers); err != nil {
 		return err
 	}
+	for i := range plans {
+		n := len(plans[i].jobs)
+		plans[i].jobs, jobs = jobs[:n], jobs[n:]
+	}
+	addInputs(k, plans)
+	return nil
+}
 
+// inputPlan is what the bake key holds of one layer: for a file or
+// folder source its entries in the order BuildLayer writes them and a
+// job for each regular file, in entry order; for a tarball source one
+// job, the archive.
+type inputPlan struct {
+	l       *recipes.Layer
+	entries []layerEntry
+	jobs    []inputJob
+}
+
+// listInputs lists what the bake key holds of layer l; the jobs' sums
+// are still to be computed.
+func listInputs(ctx context.Context, l *recipes.Layer) (inputPlan, error) {
+	p := inputPlan{l: l}
+	switch l.Kind {
+	case recipes.SourceTarball:
+		j, err := tarballInput(l)
+		if err != nil {
+			return inputPlan{}, err
+		}
+		p.jobs = []inputJob{j}
+	case recipes.SourceFile, recipes.SourceDir:
+		es, err := layerEntries(ctx, l)
+		if err != nil {
+			return inputPlan{}, err
+		}
+		p.entries = es
+		for _, e := range es {
+			if e.typ == tar.TypeReg {
+				p.jobs = append(p.jobs, inputJob{path: e.src, name: e.src, size: e.size})
+			}
+		}
+	default:
+		return inputPlan{}, fmt.Errorf("layer %s: unknown source kind %q: use file, dir or tarball", l.Source, l.Kind)
+	}
+	return p, nil
+}
+
+// tarballInput is the job that hashes the archive of tarball layer l.
+func tarballInput(l *recipes.Layer) (inputJob, error) {
+	if _, _, err := layerDestination(l); err != nil {
+		return inputJob{}, err
+	}
+	fi, err := os.Stat(l.Path)
+	if err != nil {
+		return inputJob{}, fmt.Errorf("reading layer source %s: %w; check the source path in the recipe", l.Source, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return inputJob{}, fmt.Errorf("reading layer source %s: %s is %s, not a tar archive", l.Source, l.Path, describeMode(fi.Mode()))
+	}
+	return inputJob{path: l.Path, name: l.Source, size: fi.Size()}, nil
+}
+
+// addInputs adds plans, whose jobs' sums are computed, to k (see
+// HashInputs for what that is). It is the one place that decides the
+// inputs' part of a bake key, whether the inputs were hashed before the
+// bake (HashInputs) or while the layers were built (see Baker.Build).
+func addInputs(k *bakekey.Hasher, plans []inputPlan) {
 	k.AddString("oci.layer-format", layerFormat)
 	// A folder that exists below a layer is written with the metadata it
 	// has there, so layer bytes also depend on the base, whose digest is
@@ -337,8 +370,8 @@ func hashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher,
 		buf = binary.AppendVarint(buf, int64(uid))
 		buf = binary.AppendVarint(buf, int64(gid))
 		k.Add("oci.layer", buf)
-		if p.tarball >= 0 {
-			j := &jobs[p.tarball]
+		if l.Kind == recipes.SourceTarball {
+			j := &p.jobs[0]
 			buf = binary.AppendVarint(buf[:0], j.size)
 			buf = append(buf, j.sum[:]...)
 			k.Add("oci.layer.tarball", buf)
@@ -354,13 +387,12 @@ func hashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher,
 			buf = appendInputString(buf, e.link)
 			buf = binary.AppendVarint(buf, e.size)
 			if e.typ == tar.TypeReg {
-				buf = append(buf, jobs[p.jobs[reg]].sum[:]...)
+				buf = append(buf, p.jobs[reg].sum[:]...)
 				reg++
 			}
 			k.Add("oci.layer.entry", buf)
 		}
 	}
-	return nil
 }
 
 // appendInputString appends s prefixed by its length.

@@ -47,6 +47,9 @@ type Built struct {
 	Size int64
 
 	layer v1.Layer
+	// inputs is what the bake key holds of the layer's files, hashed
+	// while they were written (see withInputSums); nil otherwise.
+	inputs *inputPlan
 }
 
 // Layer returns the file as an OCI layer of b.MediaType whose Digest,
@@ -62,6 +65,15 @@ type layerOptions struct {
 	concurrency int
 	kept        keptDirs // folders that exist below the layer (see withKept)
 	compression recipes.Compression
+	inputSums   bool // hash each file's content for the bake key too (see withInputSums)
+}
+
+// withInputSums makes BuildLayer hash the content of a file or folder
+// layer's regular files for the bake key (see HashInputs) as it writes
+// them, so that a bake whose key is not known yet reads every input
+// once, not twice. A tarball layer's archive is not hashed.
+func withInputSums() LayerOption {
+	return func(o *layerOptions) { o.inputSums = true }
 }
 
 // WithLayerConcurrency sets how many 1 MiB blocks of one layer are
@@ -167,6 +179,10 @@ func BuildLayer(ctx context.Context, l *recipes.Layer, dir string, epoch time.Ti
 		return nil, fmt.Errorf("creating the layer file: %w; check that %s exists and is writable", err, dir)
 	}
 	w := newLayerWriter(ctx, f, epoch, step, o.compression, o.concurrency)
+	if o.inputSums && archive == nil {
+		w.inputs = &inputPlan{l: l, entries: entries}
+		w.inputHash = newInputHash()
+	}
 	defer func() {
 		if err != nil {
 			w.abort()
@@ -199,7 +215,7 @@ func BuildLayer(ctx context.Context, l *recipes.Layer, dir string, epoch time.Ti
 	if err != nil {
 		return nil, err
 	}
-	return &Built{Path: fl.path, MediaType: mt, Digest: digest, DiffID: diffID, Size: size, layer: layer}, nil
+	return &Built{Path: fl.path, MediaType: mt, Digest: digest, DiffID: diffID, Size: size, layer: layer, inputs: w.inputs}, nil
 }
 
 // layerWriter writes one layer: tar → (diffID hash, parallel block
@@ -211,8 +227,13 @@ type layerWriter struct {
 	sink  *layerSink
 	comp  *blockCompressor
 	diff  hash.Hash
+	tar   *tarSink
 	tw    *tar.Writer
 	buf   []byte
+	// inputs, when not nil, receives a job with the content hash
+	// (inputHash) of every regular file written.
+	inputs    *inputPlan
+	inputHash hash.Hash
 }
 
 func newLayerWriter(ctx context.Context, f *os.File, epoch time.Time, step progress.Step, compression recipes.Compression, concurrency int) *layerWriter {
@@ -220,6 +241,7 @@ func newLayerWriter(ctx context.Context, f *os.File, epoch time.Time, step progr
 	comp := newBlockCompressor(sink, compression, concurrency)
 	diff := sha256.New()
 	sec := max(epoch.Unix(), 0)
+	ts := &tarSink{diff: diff, comp: comp}
 	return &layerWriter{
 		ctx:   ctx,
 		step:  step,
@@ -227,9 +249,28 @@ func newLayerWriter(ctx context.Context, f *os.File, epoch time.Time, step progr
 		sink:  sink,
 		comp:  comp,
 		diff:  diff,
-		tw:    tar.NewWriter(io.MultiWriter(diff, comp)),
+		tar:   ts,
+		tw:    tar.NewWriter(ts),
 		buf:   make([]byte, layerBufSize),
 	}
+}
+
+// tarSink receives the tar stream: it hashes it (the diffID) and hands
+// it to the compressor. While placed is set, the bytes it is given are
+// already in the compressor's block, read there by readFile, and are
+// only hashed and counted in.
+type tarSink struct {
+	diff   hash.Hash
+	comp   *blockCompressor
+	placed bool
+}
+
+func (s *tarSink) Write(p []byte) (int, error) {
+	s.diff.Write(p)
+	if s.placed {
+		return s.comp.commit(p)
+	}
+	return s.comp.Write(p)
 }
 
 // header returns the tar header of e.
@@ -288,7 +329,10 @@ func (w *layerWriter) writeFile(e layerEntry) error {
 		return fmt.Errorf("reading %s: %w", e.src, err)
 	}
 	defer f.Close()
-	err = w.copyN(&layerReader{ctx: w.ctx, r: f, step: w.step}, e.size)
+	if w.inputs != nil {
+		w.inputHash.Reset()
+	}
+	err = w.readFile(&layerReader{ctx: w.ctx, r: f, step: w.step}, e.size)
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return errChanged(e.src)
 	}
@@ -297,6 +341,49 @@ func (w *layerWriter) writeFile(e layerEntry) error {
 	}
 	if m, _ := f.Read(w.buf[:1]); m > 0 {
 		return errChanged(e.src)
+	}
+	if w.inputs != nil {
+		j := inputJob{path: e.src, name: e.src, size: e.size}
+		w.inputHash.Sum(j.sum[:0])
+		w.inputs.jobs = append(w.inputs.jobs, j)
+	}
+	return nil
+}
+
+// readFile copies exactly n bytes from r into the current tar entry as
+// copyN does, but reads them straight into the compressor's block, which
+// spares copying every byte of every file once more. It returns
+// io.ErrUnexpectedEOF if r ends early.
+func (w *layerWriter) readFile(r io.Reader, n int64) error {
+	for n > 0 {
+		if err := w.comp.failed(); err != nil {
+			return err
+		}
+		chunk := w.comp.space()
+		if int64(len(chunk)) > n {
+			chunk = chunk[:n]
+		}
+		m, err := io.ReadFull(r, chunk)
+		if m > 0 {
+			if w.inputs != nil {
+				w.inputHash.Write(chunk[:m])
+			}
+			// The tar writer passes chunk[:m] on to w.tar, which finds it
+			// in place.
+			w.tar.placed = true
+			_, werr := w.tw.Write(chunk[:m])
+			w.tar.placed = false
+			if werr != nil {
+				return werr
+			}
+			n -= int64(m)
+		}
+		if errors.Is(err, io.EOF) {
+			return io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -314,6 +401,9 @@ func (w *layerWriter) copyN(r io.Reader, n int64) error {
 		if m > 0 {
 			if _, werr := w.tw.Write(chunk[:m]); werr != nil {
 				return werr
+			}
+			if w.inputs != nil {
+				w.inputHash.Write(chunk[:m])
 			}
 			n -= int64(m)
 		}

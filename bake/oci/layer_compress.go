@@ -200,6 +200,30 @@ func (c *blockCompressor) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// space returns the free part of the current block, never empty: a
+// caller may read data into it and then hand it to commit instead of
+// Write, which spares a copy.
+func (c *blockCompressor) space() []byte {
+	return c.buf[len(c.buf) : c.hist+compressBlockSize]
+}
+
+// commit takes p, the start of what space returned, filled with the next
+// bytes of the stream, as Write would take a copy of it.
+func (c *blockCompressor) commit(p []byte) (int, error) {
+	if err := c.failed(); err != nil {
+		return 0, err
+	}
+	free := c.space()
+	if len(p) > len(free) || (len(p) > 0 && &p[0] != &free[0]) {
+		return 0, errors.New("layer compressor: committed bytes are not in the block's free space")
+	}
+	c.buf = c.buf[:len(c.buf)+len(p)]
+	if len(c.buf) == c.hist+compressBlockSize {
+		c.submit()
+	}
+	return len(p), nil
+}
+
 // submit hands the current block to a goroutine and starts the next one.
 func (c *blockCompressor) submit() {
 	bp := c.bufs.Get().(*[]byte)

@@ -65,6 +65,9 @@ func TestBakeKeyNamesTheCompression(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if err := b.Key(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
 		return p.Key
 	}
 	gz, zs := key(recipes.CompressionGzip), key(recipes.CompressionZstd)

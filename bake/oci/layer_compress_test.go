@@ -438,3 +438,41 @@ func TestBlockCompressorReportsWriteErrors(t *testing.T) {
 		}
 	}
 }
+
+// Reading into the block (space, then commit) must give the stream Write
+// gives, whatever the sizes of the reads and across block boundaries.
+func TestBlockCompressorCommitInPlaceEqualsWrite(t *testing.T) {
+	data := append(textData(3<<20+5), randomData(1<<20+7, 3)...)
+	for _, c := range []recipes.Compression{recipes.CompressionGzip, recipes.CompressionZstd} {
+		var viaWrite, inPlace bytes.Buffer
+		bc := newBlockCompressor(&viaWrite, c, 2)
+		if _, err := bc.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := bc.Close(); err != nil {
+			t.Fatal(err)
+		}
+		bc = newBlockCompressor(&inPlace, c, 2)
+		rest := data
+		for step := 1; len(rest) > 0; step = step*7 + 3 {
+			free := bc.space()
+			n := min(len(free), len(rest), step%(900<<10)+1)
+			copy(free, rest[:n])
+			if m, err := bc.commit(free[:n]); err != nil || m != n {
+				t.Fatalf("commit of %d bytes: %d, %v", n, m, err)
+			}
+			rest = rest[n:]
+		}
+		if err := bc.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(viaWrite.Bytes(), inPlace.Bytes()) {
+			t.Errorf("%s: the stream built in place (%d bytes) differs from the one written (%d bytes)", c, inPlace.Len(), viaWrite.Len())
+		}
+	}
+	bc := newBlockCompressor(io.Discard, recipes.CompressionGzip, 1)
+	defer bc.stop()
+	if _, err := bc.commit(make([]byte, 10)); err == nil {
+		t.Error("commit accepted bytes that are not in the block's free space")
+	}
+}
