@@ -36,6 +36,7 @@ type Baker struct {
 	jobs      int
 	now       func() time.Time
 	actor     string
+	version   string
 }
 
 // Option configures a Baker.
@@ -80,6 +81,7 @@ func NewBaker(opts ...Option) (*Baker, error) {
 		progress:  progress.Discard(),
 		jobs:      runtime.GOMAXPROCS(0),
 		now:       time.Now,
+		version:   "dev",
 	}
 	for _, o := range opts {
 		o(b)
@@ -105,6 +107,9 @@ type Plan struct {
 	container *recipes.Container
 	base      *base
 	tag       name.Tag // set for registry targets
+	// sums are the content hashes of each layer's inputs (see
+	// hashInputs), which key the SBOM's digest cache.
+	sums []inputSums
 }
 
 // Prepare resolves the base image by digest, hashes the inputs and
@@ -136,7 +141,7 @@ func (b *Baker) Prepare(ctx context.Context, r *recipes.Recipe, c *recipes.Conta
 	k.AddString("base", bs.name+"@"+bs.digest)
 	k.AddString("epoch", b.epoch.Format(time.RFC3339))
 	k.AddString("oci.compression", compressionFormat(c.Compression))
-	err = HashInputs(ctx, c.Layers, k)
+	p.sums, err = hashInputs(ctx, c.Layers, k, runtime.GOMAXPROCS(0))
 	step.Done(err)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: hashing inputs: %w", c.Name, err)

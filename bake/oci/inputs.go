@@ -263,11 +263,19 @@ func newInputHash() hash.Hash { return blake3.New() }
 // at once, and added to k in a fixed order. HashInputs reads every input
 // byte once; it is the whole cost of a bake that finds nothing to do.
 func HashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher) error {
-	return hashInputs(ctx, layers, k, runtime.GOMAXPROCS(0))
+	_, err := hashInputs(ctx, layers, k, runtime.GOMAXPROCS(0))
+	return err
 }
 
-// hashInputs is HashInputs with workers files hashed at once.
-func hashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher, workers int) error {
+// inputSums are the content hashes (see newInputHash) HashInputs computed
+// for one layer: by source file path for a file or folder source, and
+// under "" the archive's for a tarball source. The SBOM's digest cache is
+// keyed by them (see sbomKey).
+type inputSums map[string][inputSumSize]byte
+
+// hashInputs is HashInputs with workers files hashed at once; it also
+// returns each layer's input sums.
+func hashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher, workers int) ([]inputSums, error) {
 	type plan struct {
 		l       *recipes.Layer
 		entries []layerEntry
@@ -278,27 +286,27 @@ func hashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher,
 	var jobs []inputJob
 	for i, l := range layers {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("hashing layer inputs: %w", err)
+			return nil, fmt.Errorf("hashing layer inputs: %w", err)
 		}
 		p := plan{l: l, tarball: -1}
 		switch l.Kind {
 		case recipes.SourceTarball:
 			if _, _, err := layerDestination(l); err != nil {
-				return err
+				return nil, err
 			}
 			fi, err := os.Stat(l.Path)
 			if err != nil {
-				return fmt.Errorf("reading layer source %s: %w; check the source path in the recipe", l.Source, err)
+				return nil, fmt.Errorf("reading layer source %s: %w; check the source path in the recipe", l.Source, err)
 			}
 			if !fi.Mode().IsRegular() {
-				return fmt.Errorf("reading layer source %s: %s is %s, not a tar archive", l.Source, l.Path, describeMode(fi.Mode()))
+				return nil, fmt.Errorf("reading layer source %s: %s is %s, not a tar archive", l.Source, l.Path, describeMode(fi.Mode()))
 			}
 			p.tarball = len(jobs)
 			jobs = append(jobs, inputJob{path: l.Path, name: l.Source, size: fi.Size()})
 		case recipes.SourceFile, recipes.SourceDir:
 			es, err := layerEntries(ctx, l)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			p.entries = es
 			for _, e := range es {
@@ -308,13 +316,23 @@ func hashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher,
 				}
 			}
 		default:
-			return fmt.Errorf("layer %s: unknown source kind %q: use file, dir or tarball", l.Source, l.Kind)
+			return nil, fmt.Errorf("layer %s: unknown source kind %q: use file, dir or tarball", l.Source, l.Kind)
 		}
 		plans[i] = p
 	}
 
 	if err := hashInputJobs(ctx, jobs, workers); err != nil {
-		return err
+		return nil, err
+	}
+	sums := make([]inputSums, len(plans))
+	for i, p := range plans {
+		sums[i] = inputSums{}
+		if p.tarball >= 0 {
+			sums[i][""] = jobs[p.tarball].sum
+		}
+		for _, j := range p.jobs {
+			sums[i][jobs[j].path] = jobs[j].sum
+		}
 	}
 
 	k.AddString("oci.layer-format", layerFormat)
@@ -360,7 +378,7 @@ func hashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher,
 			k.Add("oci.layer.entry", buf)
 		}
 	}
-	return nil
+	return sums, nil
 }
 
 // appendInputString appends s prefixed by its length.

@@ -62,6 +62,22 @@ type layerOptions struct {
 	concurrency int
 	kept        keptDirs // folders that exist below the layer (see withKept)
 	compression recipes.Compression
+	observe     EntryObserver
+}
+
+// EntryObserver sees every entry BuildLayer writes, in order: h is the
+// entry's tar header as written, src the file its content is read from
+// ("" for an entry of a tarball source). The content of a regular file
+// is then written to the returned writer, if not nil, in the same pass
+// that writes the layer (it is never read twice); the entry ends at the
+// next call or when BuildLayer returns. It must not keep h, and a write
+// error is ignored.
+type EntryObserver func(h *tar.Header, src string) io.Writer
+
+// WithEntryObserver makes BuildLayer call fn for every entry it writes
+// (see EntryObserver). Default: none.
+func WithEntryObserver(fn EntryObserver) LayerOption {
+	return func(o *layerOptions) { o.observe = fn }
 }
 
 // WithLayerConcurrency sets how many 1 MiB blocks of one layer are
@@ -167,6 +183,7 @@ func BuildLayer(ctx context.Context, l *recipes.Layer, dir string, epoch time.Ti
 		return nil, fmt.Errorf("creating the layer file: %w; check that %s exists and is writable", err, dir)
 	}
 	w := newLayerWriter(ctx, f, epoch, step, o.compression, o.concurrency)
+	w.observe = o.observe
 	defer func() {
 		if err != nil {
 			w.abort()
@@ -213,6 +230,10 @@ type layerWriter struct {
 	diff  hash.Hash
 	tw    *tar.Writer
 	buf   []byte
+	// observe and cur: see EntryObserver; cur receives the current
+	// entry's content.
+	observe EntryObserver
+	cur     io.Writer
 }
 
 func newLayerWriter(ctx context.Context, f *os.File, epoch time.Time, step progress.Step, compression recipes.Compression, concurrency int) *layerWriter {
@@ -258,8 +279,12 @@ func (w *layerWriter) writeHeader(e layerEntry) error {
 	if err := w.ctx.Err(); err != nil {
 		return err
 	}
-	if err := w.tw.WriteHeader(w.header(e)); err != nil {
+	h := w.header(e)
+	if err := w.tw.WriteHeader(h); err != nil {
 		return fmt.Errorf("writing %s to the layer: %w", e.name, err)
+	}
+	if w.observe != nil {
+		w.cur = w.observe(h, e.src)
 	}
 	return nil
 }
@@ -314,6 +339,9 @@ func (w *layerWriter) copyN(r io.Reader, n int64) error {
 		if m > 0 {
 			if _, werr := w.tw.Write(chunk[:m]); werr != nil {
 				return werr
+			}
+			if w.cur != nil {
+				_, _ = w.cur.Write(chunk[:m])
 			}
 			n -= int64(m)
 		}

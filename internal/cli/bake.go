@@ -82,6 +82,7 @@ func bakeCommand(e *env) *ucli.Command {
 				bakeoci.WithProgress(rep),
 				bakeoci.WithClock(e.now),
 				bakeoci.WithActor(e.actor(c.Context, nil)),
+				bakeoci.WithBakeryVersion(Version),
 			)
 			if err != nil {
 				return err
