@@ -61,7 +61,11 @@ func Packages(files map[string][]byte) []Package {
 	}
 	if raw, ok := files[ApkInstalledPath]; ok {
 		for _, p := range parseApk(raw) {
-			pkgs = append(pkgs, Package{Type: "apk", Distro: orDefault(distro, "alpine"), Name: p["P"], Version: p["V"], Arch: p["A"], Source: p["o"]})
+			src := p["o"]
+			if src == p["P"] {
+				src = ""
+			}
+			pkgs = append(pkgs, Package{Type: "apk", Distro: orDefault(distro, "alpine"), Name: p["P"], Version: p["V"], Arch: p["A"], Source: src})
 		}
 	}
 	return pkgs
