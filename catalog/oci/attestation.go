@@ -190,7 +190,11 @@ func registryReferrers(ctx context.Context, repo name.Repository, subject v1.Has
 	var out []referrer
 	seen := map[v1.Hash]bool{}
 	for _, d := range im.Manifests {
-		if !isAttestation(d) || seen[d.Digest] {
+		// Registries report the manifest's artifactType or, like
+		// go-containerregistry's own, the config media type (the empty
+		// one): such a referrer that is not an event is read to see.
+		maybe := (d.ArtifactType == "" || d.ArtifactType == string(types.OCIEmptyJSON)) && d.Annotations[AnnotationEventAction] == ""
+		if (!isAttestation(d) && !maybe) || seen[d.Digest] {
 			continue
 		}
 		seen[d.Digest] = true
@@ -213,10 +217,15 @@ func registryReferrers(ctx context.Context, repo name.Repository, subject v1.Has
 			defer rc.Close()
 			return io.ReadAll(io.LimitReader(rc, maxDocumentSize+1))
 		})
+		if err != nil && maybe {
+			continue // not a document of bakery's form
+		}
 		if err != nil {
 			return nil, fmt.Errorf("reading the %s document of %s in %s: %w", d.ArtifactType, subject, repo, err)
 		}
-		out = append(out, r)
+		if isAttestation(r.desc) {
+			out = append(out, r)
+		}
 	}
 	return out, nil
 }
