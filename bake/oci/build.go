@@ -215,6 +215,7 @@ func (s layersStep) Run(ctx context.Context, st *buildState, _ progress.Step) er
 			built, err := BuildLayer(gctx, l, st.stage, s.b.epoch, ps, withKept(lb.kept), WithCompression(c.Compression), WithEntryObserver(lb.observer(lb.files)))
 			ps.Done(err)
 			if err != nil {
+				lb.files.Files() // stops its hashing
 				return fmt.Errorf("layer %d (%s): %w", i+1, l.Source, catalogoci.ExplainDiskError(st.layout.Dir(), err))
 			}
 			lb.built = built

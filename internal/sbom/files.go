@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"strings"
+	"sync"
 )
 
 // maxBufferedBinary is the largest executable of a tarball source whose
@@ -52,15 +53,36 @@ type File struct {
 
 // Recorder collects the regular files of one layer as the layer writer
 // streams them: its Entry method is the writer's hook (see
-// bake/oci.EntryObserver). Files whose digests the cache holds are not
-// hashed again. A Recorder is used by one layer build at a time.
+// bake/oci.EntryObserver). The content it is given is copied and hashed
+// (SHA-1 and SHA-256) by a goroutine of its own, so that hashing runs
+// beside the layer writer instead of slowing it down. Files whose digests
+// the cache holds are not hashed again. A Recorder is used by one layer
+// build at a time; Files ends it.
 type Recorder struct {
-	key    func(name, src string) string
-	cache  *Cache
-	files  []File
+	key   func(name, src string) string
+	cache *Cache
+	files []File
+	// links[i] is, for a hard link, the index of the file it links to.
+	links  map[int]int
 	byName map[string]int
 	cur    *entry
+	// hashed are the entries the goroutine hashes; their files are
+	// copied into files once it is done.
+	hashed []*entry
+
+	jobs chan hashJob
+	done chan struct{}
+	over bool
 }
+
+// hashJob is content of e to hash, or with p nil the end of e.
+type hashJob struct {
+	e *entry
+	p *[]byte
+}
+
+// chunkPool holds the copies of the content the hashing goroutine reads.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}
 
 // NewRecorder returns a Recorder that looks digests up in cache (nil: no
 // cache) under key(name, src), the content hash of the entry's input
@@ -69,7 +91,7 @@ func NewRecorder(cache *Cache, key func(name, src string) string) *Recorder {
 	if key == nil {
 		key = func(string, string) string { return "" }
 	}
-	return &Recorder{key: key, cache: cache, byName: map[string]int{}}
+	return &Recorder{key: key, cache: cache, byName: map[string]int{}, links: map[int]int{}}
 }
 
 // Entry records the tar entry h, whose content is read from src ("" for
@@ -88,51 +110,93 @@ func (r *Recorder) Entry(h *tar.Header, src string) io.Writer {
 				return nil
 			}
 		}
-		r.cur = &entry{file: f, key: key, src: src, sha1: sha1.New(), sha256: sha256.New()} //nolint:gosec // see the import
+		r.start()
+		r.cur = &entry{r: r, file: f, index: r.add(f), key: key, src: src, sha1: sha1.New(), sha256: sha256.New()} //nolint:gosec // see the import
+		r.hashed = append(r.hashed, r.cur)
 		return r.cur
 	case tar.TypeLink:
 		// A hard link of a tarball: the same content under another name.
 		if i, ok := r.byName[h.Linkname]; ok {
-			f := r.files[i]
-			f.Path, f.Mode = h.Name, h.Mode&0o7777
-			r.add(f)
+			r.links[r.add(File{Path: h.Name, Size: r.files[i].Size, Mode: h.Mode & 0o7777})] = i
 		}
 	}
 	return nil
 }
 
-// Files returns the regular files recorded, in the order written.
+// Files waits for the hashing to end and returns the regular files
+// recorded, in the order written. The Recorder takes no more entries.
 func (r *Recorder) Files() []File {
-	r.finish()
+	if !r.over {
+		r.over = true
+		r.finish()
+		if r.jobs != nil {
+			close(r.jobs)
+			<-r.done
+		}
+		for _, e := range r.hashed {
+			r.files[e.index] = e.file
+		}
+		for i, target := range r.links {
+			r.files[i].FileDigest = r.files[target].FileDigest
+		}
+	}
 	return r.files
 }
 
-func (r *Recorder) add(f File) {
+func (r *Recorder) add(f File) int {
 	r.byName[f.Path] = len(r.files)
 	r.files = append(r.files, f)
+	return len(r.files) - 1
 }
 
-// finish completes the current entry, if any.
-func (r *Recorder) finish() {
-	e := r.cur
-	if e == nil {
+// start starts the hashing goroutine.
+func (r *Recorder) start() {
+	if r.jobs != nil {
 		return
 	}
-	r.cur = nil
-	e.file.SHA1 = hex.EncodeToString(e.sha1.Sum(nil))
-	e.file.SHA256 = hex.EncodeToString(e.sha256.Sum(nil))
+	r.jobs, r.done = make(chan hashJob, 16), make(chan struct{})
+	go func() {
+		defer close(r.done)
+		for j := range r.jobs {
+			if j.p != nil {
+				j.e.sha1.Write(*j.p)
+				j.e.sha256.Write(*j.p)
+				*j.p = (*j.p)[:0]
+				chunkPool.Put(j.p)
+				continue
+			}
+			r.complete(j.e)
+		}
+	}()
+}
+
+// finish ends the current entry, if any.
+func (r *Recorder) finish() {
+	if e := r.cur; e != nil {
+		r.cur = nil
+		r.jobs <- hashJob{e: e}
+	}
+}
+
+// complete fills in the digests of e (on the hashing goroutine, which
+// touches nothing but e and the cache).
+func (r *Recorder) complete(e *entry) {
+	f := &e.file
+	f.SHA1 = hex.EncodeToString(e.sha1.Sum(nil))
+	f.SHA256 = hex.EncodeToString(e.sha256.Sum(nil))
 	if e.elf {
-		e.file.Go = readGoBinary(e.src, e.buf)
+		f.Go = readGoBinary(e.src, e.buf)
 	}
 	if e.key != "" {
-		r.cache.Put(e.key, e.file.FileDigest)
+		r.cache.Put(e.key, f.FileDigest)
 	}
-	r.add(e.file)
 }
 
 // entry is a regular file being written.
 type entry struct {
+	r              *Recorder
 	file           File
+	index          int
 	key, src       string
 	sha1, sha256   hash.Hash
 	n              int64
@@ -148,12 +212,13 @@ func (e *entry) Write(p []byte) (int, error) {
 			e.buf = make([]byte, 0, e.file.Size)
 		}
 	}
-	e.sha1.Write(p)
-	e.sha256.Write(p)
 	if e.buffering {
 		e.buf = append(e.buf, p...)
 	}
 	e.n += int64(len(p))
+	c := chunkPool.Get().(*[]byte)
+	*c = append((*c)[:0], p...)
+	e.r.jobs <- hashJob{e: e, p: c}
 	return len(p), nil
 }
 
