@@ -503,3 +503,38 @@ func TestRepeatedBakeTakesFileDigestsFromTheCache(t *testing.T) {
 		t.Error("the second bake hashed app/README.md again instead of taking its digest from the cache")
 	}
 }
+
+func TestRetireRemovesSBOMAndProvenanceFromTheLayout(t *testing.T) {
+	home := t.TempDir()
+	env := []string{"BAKERY_HOME=" + home}
+	recipe := retainContainerRecipe(t, "")
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var digests []string
+	for i, v := range []string{"1.0.0", "1.0.1"} {
+		mustRunAt(t, t0.Add(time.Duration(i)*time.Hour), env, "bake", "-var", "version="+v, recipe)
+		l, err := catalogoci.OpenLayout(home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := l.Find("hello:" + v)
+		if err != nil || d == nil {
+			t.Fatalf("finding hello:%s: %v", v, err)
+		}
+		digests = append(digests, d.Digest.String())
+	}
+	old := historyReferrers(t, home, digests[0])
+	sbomManifest := old[catalogoci.SBOMArtifactType].Digest
+	if sbomManifest.Hex == "" {
+		t.Fatal("1.0.0 has no SBOM to retire")
+	}
+	mustRunAt(t, t0.Add(10*time.Hour), env, "retire", "--yes", recipe)
+	if left := historyReferrers(t, home, digests[0]); len(left) != 0 {
+		t.Errorf("the retired version's documents are still listed: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(home, "blobs", "sha256", sbomManifest.Hex)); !os.IsNotExist(err) {
+		t.Errorf("the retired version's SBOM manifest is still in blobs/ (%v)", err)
+	}
+	if r := mustRun(t, env, "sbom", "hello@1.0.1", "-f", recipe); !strings.Contains(r.stdout, "SPDX-2.3") {
+		t.Error("the kept version lost its SBOM")
+	}
+}
