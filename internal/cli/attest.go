@@ -2,11 +2,15 @@ package cli
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
 
+	bakeami "github.com/bakery-sh/bakery/bake/ami"
+	"github.com/bakery-sh/bakery/catalog"
+	catalogami "github.com/bakery-sh/bakery/catalog/ami"
 	catalogoci "github.com/bakery-sh/bakery/catalog/oci"
 	"github.com/bakery-sh/bakery/recipes"
 )
@@ -117,7 +121,43 @@ func (e *env) containerDocument(c *ucli.Context, r *recipes.Recipe, ct *recipes.
 }
 
 // machineImageDocument reads the document of a machine image from the
-// recipe's ledger.
+// recipe's ledger, by the digest its AMIs' documents tag names.
 func (e *env) machineImageDocument(c *ucli.Context, r *recipes.Recipe, m *recipes.MachineImage, version string, k documentKind) ([]byte, error) {
-	return nil, fmt.Errorf("reading the %s of %s@%s (%s): machine images keep theirs in a ledger; not implemented yet", k.what, r.Name, version, m.Name)
+	fail := func(err error) error {
+		return fmt.Errorf("reading the %s of %s@%s (%s): %w", k.what, r.Name, version, m.Name, err)
+	}
+	s := &session{e: e, c: c}
+	l, err := s.ledger(r)
+	if err != nil {
+		return nil, fail(err)
+	}
+	if l == nil {
+		return nil, fail(fmt.Errorf("a machine image's SBOM and provenance are kept in the recipe's ledger, and %s has none: add a catalog block to the recipe or set %s", r.Name, LedgerEnv))
+	}
+	cfg, err := s.awsFor(r)
+	if err != nil {
+		return nil, fail(err)
+	}
+	imgs, err := catalogami.NewStoreFromConfig(cfg).ByVersion(c.Context, r.Name, m.Name, version, amiRegions(r, m, cfg.Region))
+	if err != nil {
+		return nil, fail(err)
+	}
+	if len(imgs) == 0 {
+		return nil, fail(fmt.Errorf("no such version: bakery status %s lists the versions", r.Name))
+	}
+	digest := ""
+	for _, region := range slices.Sorted(maps.Keys(imgs)) {
+		if d := bakeami.ParseDocumentsTag(imgs[region].Tags[catalog.TagDocuments], k.command); d != "" {
+			digest = d
+			break
+		}
+	}
+	if digest == "" {
+		return nil, fail(fmt.Errorf("%w: its AMIs name no %s (bakery stores one in the ledger for every AMI it bakes with a ledger configured, since SBOMs were added; bake a new version to get one)", catalogoci.ErrNoAttestation, k.what))
+	}
+	data, err := l.Document(c.Context, r.Name, digest)
+	if err != nil {
+		return nil, fail(err)
+	}
+	return data, nil
 }

@@ -74,6 +74,7 @@ type Document struct {
 	SPDXID            string         `json:"SPDXID"`
 	Name              string         `json:"name"`
 	DocumentNamespace string         `json:"documentNamespace"`
+	Comment           string         `json:"comment,omitempty"`
 	CreationInfo      CreationInfo   `json:"creationInfo"`
 	Packages          []Package      `json:"packages"`
 	Files             []File         `json:"files,omitempty"`
@@ -331,4 +332,89 @@ func baseName(ref string) string {
 		return "base"
 	}
 	return ref
+}
+
+// MachineImage describes a baked machine image (its AMIs, one per region).
+type MachineImage struct {
+	// Name is the machine_image block's name; Version the recipe version.
+	Name, Version string
+	// Images are "REGION/AMI-ID", build region first.
+	Images []string
+	// Source is the source AMI: its id, name, owner and region.
+	SourceID, SourceName, SourceOwner, SourceRegion string
+	// Inputs are the recipe file and the provisioners' local inputs
+	// (path relative to the recipe's folder, digests, size and mode).
+	Inputs []sbom.File
+	// Key is the bake key, which names the document.
+	Key string
+}
+
+// machineImageComment says what an AMI's SBOM can and cannot list.
+const machineImageComment = "The SBOM of a machine image lists what bakery knows without reading the image's disk: " +
+	"the source AMI it was baked from, the recipe file, and the local inputs of its provisioners (the files file " +
+	"provisioners uploaded and the scripts shell provisioners ran). What the provisioners installed or changed on " +
+	"the instance is not listed."
+
+// BuildMachineImage returns the SBOM of a machine image as indented JSON:
+// a package for the image (its AMIs in the comment), one for the source
+// AMI, and one holding the recipe and provisioner inputs as files.
+// Equal inputs give equal bytes.
+func BuildMachineImage(tool string, created time.Time, m MachineImage) ([]byte, error) {
+	doc := &Document{
+		SPDXVersion:       "SPDX-2.3",
+		DataLicense:       "CC0-1.0",
+		SPDXID:            "SPDXRef-DOCUMENT",
+		Name:              m.Name + "@" + m.Version,
+		DocumentNamespace: "https://bakery.dev/spdx/ami/" + url.PathEscape(m.Name) + "/" + url.PathEscape(m.Version) + "/" + strings.TrimPrefix(m.Key, "sha256:"),
+		Comment:           machineImageComment,
+		CreationInfo:      CreationInfo{Created: created.UTC().Truncate(time.Second).Format("2006-01-02T15:04:05Z"), Creators: []string{"Tool: " + tool}},
+	}
+	rel := func(a, typ, b string) {
+		doc.Relationships = append(doc.Relationships, Relationship{Element: a, Type: typ, Related: b})
+	}
+	doc.Packages = append(doc.Packages, Package{
+		Name: m.Name, SPDXID: "SPDXRef-Image", VersionInfo: m.Version, DownloadLocation: "NOASSERTION",
+		PrimaryPackagePurpose: "OPERATING-SYSTEM", Comment: "AMIs: " + strings.Join(m.Images, ", "),
+	})
+	rel("SPDXRef-DOCUMENT", "DESCRIBES", "SPDXRef-Image")
+	if m.SourceID != "" {
+		doc.Packages = append(doc.Packages, Package{
+			Name: orNoName(m.SourceName, m.SourceID), SPDXID: "SPDXRef-Source", VersionInfo: m.SourceID, DownloadLocation: "NOASSERTION",
+			PrimaryPackagePurpose: "OPERATING-SYSTEM",
+			Comment:               fmt.Sprintf("source AMI %s in %s, owned by %s", m.SourceID, m.SourceRegion, m.SourceOwner),
+		})
+		rel("SPDXRef-Image", "DESCENDANT_OF", "SPDXRef-Source")
+	}
+	if len(m.Inputs) > 0 {
+		doc.Packages = append(doc.Packages, Package{
+			Name: "recipe and provisioner inputs", SPDXID: "SPDXRef-Inputs", DownloadLocation: "NOASSERTION", FilesAnalyzed: true,
+			VerificationCode: &VerificationCode{Value: verificationCode(m.Inputs)},
+			Comment:          "the local files bakery used to bake the image",
+		})
+		rel("SPDXRef-Image", "GENERATED_FROM", "SPDXRef-Inputs")
+		for i, f := range m.Inputs {
+			id := fmt.Sprintf("SPDXRef-Input-%d", i+1)
+			doc.Files = append(doc.Files, File{
+				FileName: "./" + f.Path, SPDXID: id,
+				Checksums: []Checksum{{Algorithm: "SHA1", Value: f.SHA1}, {Algorithm: "SHA256", Value: f.SHA256}},
+				Comment:   fmt.Sprintf("size %d bytes, mode %04o", f.Size, f.Mode),
+			})
+			rel("SPDXRef-Inputs", "CONTAINS", id)
+		}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(doc); err != nil {
+		return nil, fmt.Errorf("encoding the SPDX document: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func orNoName(name, id string) string {
+	if name == "" {
+		return id
+	}
+	return name
 }
