@@ -15,7 +15,10 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	catalogoci "github.com/bakery-sh/bakery/catalog/oci"
 	"github.com/bakery-sh/bakery/internal/sbom/intoto"
@@ -536,5 +539,47 @@ func TestRetireRemovesSBOMAndProvenanceFromTheLayout(t *testing.T) {
 	}
 	if r := mustRun(t, env, "sbom", "hello@1.0.1", "-f", recipe); !strings.Contains(r.stdout, "SPDX-2.3") {
 		t.Error("the kept version lost its SBOM")
+	}
+}
+
+func TestMultiPlatformBakeAttachesDocumentsToTheIndex(t *testing.T) {
+	noDockerConfig(t)
+	host := referrersRegistry(t, nil)
+	amd := baseImage(t, false, &v1.Platform{OS: "linux", Architecture: "amd64"}, baseLayer(t, false,
+		dirEntry("var/", 0o755, 0, 0, tmpTime), dirEntry("var/lib/", 0o755, 0, 0, tmpTime), dirEntry("var/lib/dpkg/", 0o755, 0, 0, tmpTime),
+		fileEntry("var/lib/dpkg/status", 0o644, []byte(shopDpkgStatus))))
+	arm := baseImage(t, false, &v1.Platform{OS: "linux", Architecture: "arm64"}, baseLayer(t, false,
+		dirEntry("lib/", 0o755, 0, 0, tmpTime), dirEntry("lib/apk/", 0o755, 0, 0, tmpTime), dirEntry("lib/apk/db/", 0o755, 0, 0, tmpTime),
+		fileEntry("lib/apk/db/installed", 0o644, []byte("P:musl\nV:1.2.4-r2\nA:aarch64\n\n"))))
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
+		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}})
+	ref, err := name.ParseReference(host + "/base/multi:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		t.Fatal(err)
+	}
+	recipe := shopProject(t, host+"/base/multi:1", "", "")
+	home := t.TempDir()
+	env := []string{"BAKERY_HOME=" + home}
+	digest := bakeJSON(t, env, recipe).Artifacts[0].Digest
+	if refs := historyReferrers(t, home, digest); len(refs) != 2 {
+		t.Fatalf("the index %s has referrers %v, want the SBOM and the provenance", digest, refs)
+	}
+	out := mustRun(t, env, "sbom", "shop@1.0.0", "-f", recipe).stdout
+	if msg := sbomtest.SPDX(t, []byte(out)); msg != "" {
+		t.Fatalf("pyspdxtools rejects the multi-platform SBOM: %s", msg)
+	}
+	var doc spdx.Document
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	ps := purls(doc)
+	for _, want := range []string{"pkg:deb/debian/libc6@2.36-9+deb12u4?arch=amd64", "pkg:apk/alpine/musl@1.2.4-r2?arch=aarch64"} {
+		if !slices.Contains(ps, want) {
+			t.Errorf("the SBOM lacks %s (each platform's base packages): %v", want, ps)
+		}
 	}
 }
