@@ -583,3 +583,71 @@ func TestMultiPlatformBakeAttachesDocumentsToTheIndex(t *testing.T) {
 		}
 	}
 }
+
+func TestRetireRemovesSBOMAndProvenanceFromTheRegistries(t *testing.T) {
+	noDockerConfig(t)
+	host := registryWithoutReferrers(t)
+	recipe := retainContainerRecipe(t, host+"/team/hello")
+	b, err := os.ReadFile(recipe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(recipe, append(b, "stage \"prod\" {\n  repository = \""+host+"/prod/hello\"\n}\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"BAKERY_HOME=" + t.TempDir()}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	first := ""
+	for i, v := range []string{"1.0.0", "1.0.1", "1.0.2"} {
+		r := mustRunAt(t, t0.Add(time.Duration(i)*time.Hour), env, "-q", "--output", "json", "bake", "-var", "version="+v, recipe)
+		if i == 0 {
+			var res struct {
+				Artifacts []struct{ Digest string } `json:"artifacts"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || len(res.Artifacts) != 1 {
+				t.Fatalf("bake output %q: %v", r.stdout, err)
+			}
+			first = res.Artifacts[0].Digest
+		}
+	}
+	// 1.0.0 went to prod (copied to prod/hello with its documents), then
+	// left it for 1.0.2.
+	for _, stage := range []string{"dev", "staging", "prod"} {
+		mustRunAt(t, t0.Add(4*time.Hour), env, "promote", "hello@1.0.0", "--to", stage, "-f", recipe)
+	}
+	for _, stage := range []string{"dev", "staging", "prod"} {
+		mustRunAt(t, t0.Add(5*time.Hour), env, "promote", "hello@1.0.2", "--to", stage, "-f", recipe)
+	}
+	var docs []string
+	for _, repo := range []string{host + "/team/hello", host + "/prod/hello"} {
+		for _, d := range referrerTypesOf(t, repo, first, catalogoci.SBOMArtifactType, catalogoci.ProvenanceArtifactType) {
+			docs = append(docs, repo+"@"+d.String())
+		}
+	}
+	if len(docs) != 4 {
+		t.Fatalf("1.0.0's documents before retire: %v, want 2 in each repository", docs)
+	}
+	mustRunAt(t, t0.Add(10*time.Hour), env, "retire", "--yes", recipe)
+	for _, d := range docs {
+		ref, err := name.NewDigest(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := remote.Head(ref); err == nil {
+			t.Errorf("%s is still there after 1.0.0 was retired", d)
+		}
+	}
+}
+
+// referrerTypesOf returns the digests of digest's referrers in repo
+// whose artifact type is one of types.
+func referrerTypesOf(t *testing.T, repo, digest string, types ...string) []v1.Hash {
+	t.Helper()
+	var out []v1.Hash
+	for at, d := range referrerTypes(t, repo, digest) {
+		if slices.Contains(types, at) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
