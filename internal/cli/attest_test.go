@@ -275,14 +275,15 @@ func TestBakeAttachesSBOMAndProvenanceInTheLayout(t *testing.T) {
 func TestSBOMAndProvenanceAreReproducible(t *testing.T) {
 	noDockerConfig(t)
 	recipe := shopProject(t, "scratch", "", "")
-	docs := func() (string, string) {
+	// Two bakes in fresh layouts, at different times of the (injected)
+	// wall clock.
+	docs := func(now time.Time) (string, string) {
 		env := []string{"BAKERY_HOME=" + t.TempDir(), "SOURCE_DATE_EPOCH=1700000000"}
-		bakeJSON(t, env, recipe)
+		mustRunAt(t, now, env, "-q", "bake", recipe)
 		return mustRun(t, env, "sbom", "shop@1.0.0", "-f", recipe).stdout, mustRun(t, env, "provenance", "shop@1.0.0", "-f", recipe).stdout
 	}
-	s1, p1 := docs()
-	time.Sleep(1100 * time.Millisecond) // another wall-clock second
-	s2, p2 := docs()
+	s1, p1 := docs(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	s2, p2 := docs(time.Date(2026, 6, 1, 12, 30, 0, 0, time.UTC))
 	if s1 != s2 || p1 != p2 {
 		t.Fatal("two bakes of the same inputs attached different documents")
 	}
