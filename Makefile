@@ -17,10 +17,12 @@ run: build
 	$(BIN) bake recipes/hello.bake.hcl
 	$(BIN) validate recipes/hello.bake.hcl >/dev/null
 
-## deps: install the peers the tests use (skopeo, umoci; moto_server in .venv/)
+## deps: install the peers the tests use (skopeo, umoci; moto_server, spdx-tools and
+## in-toto-attestation in .venv/)
 deps:
 	./scripts/deps.sh
 	./scripts/moto-venv.sh
+	./scripts/sbom-venv.sh
 
 vet:
 	$(GO) vet ./...

@@ -55,6 +55,10 @@ const (
 	// UTC): the bake refreshes it on its resources while it runs, so a
 	// sweep judges their age by it and never removes a live bake's work.
 	TagHeartbeat = "bakery:heartbeat"
+	// TagDocuments names, on an AMI baked with a ledger, where its SBOM
+	// and provenance are: "sbom=sha256:HEX provenance=sha256:HEX", the
+	// digests of the documents in the ledger (ledger.Document).
+	TagDocuments = "bakery:documents"
 )
 
 // The tag budget of an AMI: EC2 allows MaxAMITags tags on one resource,
@@ -72,9 +76,9 @@ const (
 	// AMIBaseTags is how many tags every AMI bakery bakes may carry from
 	// its bake: TagRecipe, TagArtifact, TagVersion, TagBakeKey,
 	// TagSourceAMI, TagCreated, TagCreatedBy, TagBakeID, TagHeartbeat
-	// (a bake that ran for minutes) and the count of pruned events
-	// (bakery:pruned).
-	AMIBaseTags = 10
+	// (a bake that ran for minutes), TagDocuments (with a ledger) and the
+	// count of pruned events (bakery:pruned).
+	AMIBaseTags = 11
 	// AMIRevokedTags is the room a revocation takes: the mark
 	// (bakery:revoked) and the accounts whose access it took away
 	// (bakery:revoked-access).

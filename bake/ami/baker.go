@@ -78,6 +78,8 @@ type Baker struct {
 	ops             *catalogami.Ops
 	secrets         []string
 	getenv          func(string) string
+	documents       func(r *recipes.Recipe) (DocumentStore, error)
+	version         string
 }
 
 // Option configures a Baker.
@@ -180,6 +182,7 @@ func NewBaker(cfg aws.Config, opts ...Option) (*Baker, error) {
 		heartbeatEvery:  DefaultHeartbeat,
 		bakeID:          randomBakeID,
 		getenv:          os.Getenv,
+		version:         "dev",
 	}
 	for _, o := range opts {
 		o(b)

@@ -191,6 +191,7 @@ func (b *Baker) Build(ctx context.Context, p *Plan) (*Result, error) {
 			res.Images = append(res.Images, *img)
 		}
 	}
+	b.attachDocuments(ctx, st, res)
 	return res, nil
 }
 

@@ -36,6 +36,7 @@ type Baker struct {
 	jobs      int
 	now       func() time.Time
 	actor     string
+	version   string
 }
 
 // Option configures a Baker.
@@ -80,6 +81,7 @@ func NewBaker(opts ...Option) (*Baker, error) {
 		progress:  progress.Discard(),
 		jobs:      runtime.GOMAXPROCS(0),
 		now:       time.Now,
+		version:   "dev",
 	}
 	for _, o := range opts {
 		o(b)
@@ -110,6 +112,9 @@ type Plan struct {
 	tag       name.Tag // set for registry targets
 	// keyer holds every part of the key but the inputs until Key is set.
 	keyer *bakekey.Hasher
+	// sums are the content hashes of each layer's inputs (see
+	// hashInputs), which key the SBOM's digest cache; set with Key.
+	sums []inputSums
 }
 
 // Prepare resolves the base image by digest and starts the bake key with
@@ -154,12 +159,12 @@ func (b *Baker) Key(ctx context.Context, p *Plan) error {
 	}
 	c := p.container
 	step := b.progress.Step(fmt.Sprintf("%s: hash inputs", c.Name))
-	err := HashInputs(ctx, c.Layers, p.keyer)
+	sums, err := hashInputs(ctx, c.Layers, p.keyer, runtime.GOMAXPROCS(0))
 	step.Done(err)
 	if err != nil {
 		return fmt.Errorf("container %s: hashing inputs: %w", c.Name, err)
 	}
-	p.Key, p.keyer = p.keyer.Sum(), nil
+	p.Key, p.keyer, p.sums = p.keyer.Sum(), nil, sums
 	return nil
 }
 

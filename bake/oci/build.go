@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/bakery-sh/bakery/catalog"
 	catalogoci "github.com/bakery-sh/bakery/catalog/oci"
 	"github.com/bakery-sh/bakery/internal/progress"
+	"github.com/bakery-sh/bakery/internal/sbom"
 	"github.com/bakery-sh/bakery/internal/steps"
 	"github.com/bakery-sh/bakery/recipes"
 )
@@ -43,6 +45,13 @@ type buildState struct {
 	tx *catalogoci.Tx
 	// image is the result.
 	image *catalog.Image
+	// cache remembers file digests for the SBOM (see sbom.Cache).
+	cache *sbom.Cache
+	// pkgdbs holds, per platform of the base, the package databases
+	// found in it, by path (see sbom.Packages).
+	pkgdbs []map[string][]byte
+	// docs are the SBOM and provenance attached to the image.
+	docs []catalogoci.Attestation
 }
 
 // Build bakes the image of p and writes it to its target. On any error or
@@ -53,8 +62,8 @@ func (b *Baker) Build(ctx context.Context, p *Plan) (*catalog.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &buildState{plan: p, layout: l}
-	list := []steps.Step[buildState]{stageStep{}, lowerStep{b}, layersStep{b}, assembleStep{b}}
+	st := &buildState{plan: p, layout: l, cache: sbom.OpenCache(filepath.Join(l.Dir(), sbomCacheFile))}
+	list := []steps.Step[buildState]{stageStep{}, lowerStep{b}, layersStep{b}, assembleStep{b}, attestStep{b}}
 	if p.Location != "" {
 		list = append(list, writeLayoutStep{b})
 	} else {
@@ -62,6 +71,9 @@ func (b *Baker) Build(ctx context.Context, p *Plan) (*catalog.Image, error) {
 	}
 	if err := steps.Run(ctx, steps.Runner{Progress: progress.WithPrefix(b.progress, p.container.Name+": ")}, st, list...); err != nil {
 		return nil, fmt.Errorf("baking container %s: %w", p.container.Name, err)
+	}
+	if err := st.cache.Save(); err != nil {
+		b.progress.Info(fmt.Sprintf("warning: %s: %v", p.Target, err))
 	}
 	b.recordBake(ctx, p, l)
 	return st.image, nil
@@ -118,6 +130,10 @@ type layerBuild struct {
 	platforms []string // the platforms it is for
 	kept      keptDirs
 	built     *Built
+	// files records the layer's files for the SBOM; sources maps the
+	// in-image name of each regular file read from disk to its path.
+	files   *sbom.Recorder
+	sources map[string]string
 }
 
 // lowerStep reads the folders of each platform's base (and of the
@@ -139,6 +155,10 @@ func (s lowerStep) Run(ctx context.Context, st *buildState, _ progress.Step) err
 			return fmt.Errorf("reading base %s (%s): %w", st.plan.base.name, pi.platform.String(), err)
 		}
 		fss[i] = fs
+	}
+	st.pkgdbs = make([]map[string][]byte, len(fss))
+	for i, fs := range fss {
+		st.pkgdbs[i] = fs.pkgdb
 	}
 	st.builds, st.platformLayers = nil, make([][]*layerBuild, len(images))
 	for li, l := range c.Layers {
@@ -193,6 +213,8 @@ func (s layersStep) Run(ctx context.Context, st *buildState, _ progress.Step) er
 		if archives, err = hashArchives(ctx, c.Layers); err != nil {
 			return err
 		}
+		// The SBOM's digest cache can look up the entries of archives.
+		st.plan.sums = sumsOf(archives)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.b.jobs)
@@ -205,9 +227,11 @@ func (s layersStep) Run(ctx context.Context, st *buildState, _ progress.Step) er
 				name += " (" + strings.Join(lb.platforms, ", ") + ")"
 			}
 			ps := s.b.progress.Step(name)
-			built, err := BuildLayer(gctx, l, st.stage, s.b.epoch, ps, append(opts, withKept(lb.kept))...)
+			lb.files = st.recorder(lb)
+			built, err := BuildLayer(gctx, l, st.stage, s.b.epoch, ps, append(opts, withKept(lb.kept), WithEntryObserver(lb.observer(lb.files)))...)
 			ps.Done(err)
 			if err != nil {
+				lb.files.Files() // stops its hashing
 				return fmt.Errorf("layer %d (%s): %w", i+1, l.Source, catalogoci.ExplainDiskError(st.layout.Dir(), err))
 			}
 			lb.built = built
@@ -273,7 +297,12 @@ func keyFromLayers(st *buildState, archives []inputPlan) error {
 		}
 	}
 	addInputs(p.keyer, plans)
-	p.Key, p.keyer = p.keyer.Sum(), nil
+	p.Key, p.keyer, p.sums = p.keyer.Sum(), nil, sumsOf(plans)
+	// The SBOM's digest cache could not be asked while the keys of its
+	// entries were unknown: remember this bake's digests for the next.
+	for _, lb := range st.builds {
+		st.rememberDigests(lb)
+	}
 	return nil
 }
 
@@ -452,6 +481,9 @@ func (s writeLayoutStep) Run(ctx context.Context, st *buildState, _ progress.Ste
 	if err != nil {
 		return fmt.Errorf("describing image: %w", err)
 	}
+	if err := st.tx.AttachAttestations(*desc, st.docs...); err != nil {
+		return err
+	}
 	if err := st.tx.Tag(p.Target, *desc); err != nil {
 		return err
 	}
@@ -496,14 +528,28 @@ func (s pushStep) Run(ctx context.Context, st *buildState, ps progress.Step) err
 		}
 	}()
 	opts := append(s.b.remoteOptions(ctx), remote.WithProgress(updates))
-	var err error
+	desc, err := partial.Descriptor(st.out)
+	if err != nil {
+		close(updates)
+		<-done
+		return fmt.Errorf("describing image: %w", err)
+	}
+	// By digest first, then the SBOM and provenance, then the tag: a
+	// tagged image always has them.
+	byDigest := p.tag.Context().Digest(desc.Digest.String())
 	switch out := st.out.(type) {
 	case v1.ImageIndex:
-		err = remote.WriteIndex(p.tag, out, opts...)
+		err = remote.WriteIndex(byDigest, out, opts...)
 	case v1.Image:
-		err = remote.Write(p.tag, out, opts...)
+		err = remote.Write(byDigest, out, opts...)
 	}
 	<-done
+	if err == nil {
+		err = catalogoci.WriteAttestations(ctx, p.tag.Context(), *desc, s.b.remoteOptions(ctx), st.docs...)
+	}
+	if err == nil {
+		err = remote.Tag(p.tag, st.out.(remote.Taggable), s.b.remoteOptions(ctx)...)
+	}
 	if err != nil {
 		return fmt.Errorf("pushing %s: %w", p.Target, catalogoci.ExplainRegistryError(p.tag.Context(), err))
 	}

@@ -263,33 +263,57 @@ func newInputHash() hash.Hash { return blake3.New() }
 // at once, and added to k in a fixed order. HashInputs reads every input
 // byte once; it is the whole cost of a bake that finds nothing to do.
 func HashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher) error {
-	return hashInputs(ctx, layers, k, runtime.GOMAXPROCS(0))
+	_, err := hashInputs(ctx, layers, k, runtime.GOMAXPROCS(0))
+	return err
 }
 
-// hashInputs is HashInputs with workers files hashed at once.
-func hashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher, workers int) error {
+// inputSums are the content hashes (see newInputHash) of one layer's
+// inputs: by source file path for a file or folder source, and under ""
+// the archive's for a tarball source. The SBOM's digest cache is keyed
+// by them, and the provenance lists them.
+type inputSums map[string][inputSumSize]byte
+
+// sumsOf returns the input sums of plans, whose jobs' sums are computed.
+func sumsOf(plans []inputPlan) []inputSums {
+	sums := make([]inputSums, len(plans))
+	for i, p := range plans {
+		sums[i] = inputSums{}
+		for _, j := range p.jobs {
+			if p.l != nil && p.l.Kind == recipes.SourceTarball {
+				sums[i][""] = j.sum
+			} else {
+				sums[i][j.path] = j.sum
+			}
+		}
+	}
+	return sums
+}
+
+// hashInputs is HashInputs with workers files hashed at once; it also
+// returns each layer's input sums.
+func hashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher, workers int) ([]inputSums, error) {
 	plans := make([]inputPlan, len(layers))
 	var jobs []inputJob
 	for i, l := range layers {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("hashing layer inputs: %w", err)
+			return nil, fmt.Errorf("hashing layer inputs: %w", err)
 		}
 		p, err := listInputs(ctx, l)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		plans[i] = p
 		jobs = append(jobs, p.jobs...)
 	}
 	if err := hashInputJobs(ctx, jobs, workers); err != nil {
-		return err
+		return nil, err
 	}
 	for i := range plans {
 		n := len(plans[i].jobs)
 		plans[i].jobs, jobs = jobs[:n], jobs[n:]
 	}
 	addInputs(k, plans)
-	return nil
+	return sumsOf(plans), nil
 }
 
 // inputPlan is what the bake key holds of one layer: for a file or

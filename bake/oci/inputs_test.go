@@ -114,7 +114,7 @@ func TestHashInputsOrderOfHashingDoesNotMatter(t *testing.T) {
 	var want string
 	for _, workers := range []int{1, 2, 3, 8, 64} {
 		k := bakekey.New("test")
-		if err := hashInputs(context.Background(), layers, k, workers); err != nil {
+		if _, err := hashInputs(context.Background(), layers, k, workers); err != nil {
 			t.Fatal(err)
 		}
 		if want == "" {

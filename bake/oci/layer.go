@@ -66,6 +66,22 @@ type layerOptions struct {
 	kept        keptDirs // folders that exist below the layer (see withKept)
 	compression recipes.Compression
 	inputSums   bool // hash each file's content for the bake key too (see withInputSums)
+	observe     EntryObserver
+}
+
+// EntryObserver sees every entry BuildLayer writes, in order: h is the
+// entry's tar header as written, src the file its content is read from
+// ("" for an entry of a tarball source). The content of a regular file
+// is then written to the returned writer, if not nil, in the same pass
+// that writes the layer (it is never read twice); the entry ends at the
+// next call or when BuildLayer returns. It must not keep h or the bytes
+// it is given, and a write error is ignored.
+type EntryObserver func(h *tar.Header, src string) io.Writer
+
+// WithEntryObserver makes BuildLayer call fn for every entry it writes
+// (see EntryObserver). Default: none.
+func WithEntryObserver(fn EntryObserver) LayerOption {
+	return func(o *layerOptions) { o.observe = fn }
 }
 
 // withInputSums makes BuildLayer hash the content of a file or folder
@@ -179,6 +195,7 @@ func BuildLayer(ctx context.Context, l *recipes.Layer, dir string, epoch time.Ti
 		return nil, fmt.Errorf("creating the layer file: %w; check that %s exists and is writable", err, dir)
 	}
 	w := newLayerWriter(ctx, f, epoch, step, o.compression, o.concurrency)
+	w.observe = o.observe
 	if o.inputSums && archive == nil {
 		w.inputs = &inputPlan{l: l, entries: entries}
 		w.inputHash = newInputHash()
@@ -234,6 +251,10 @@ type layerWriter struct {
 	// (inputHash) of every regular file written.
 	inputs    *inputPlan
 	inputHash hash.Hash
+	// observe and cur: see EntryObserver; cur receives the current
+	// entry's content.
+	observe EntryObserver
+	cur     io.Writer
 }
 
 func newLayerWriter(ctx context.Context, f *os.File, epoch time.Time, step progress.Step, compression recipes.Compression, concurrency int) *layerWriter {
@@ -299,8 +320,12 @@ func (w *layerWriter) writeHeader(e layerEntry) error {
 	if err := w.ctx.Err(); err != nil {
 		return err
 	}
-	if err := w.tw.WriteHeader(w.header(e)); err != nil {
+	h := w.header(e)
+	if err := w.tw.WriteHeader(h); err != nil {
 		return fmt.Errorf("writing %s to the layer: %w", e.name, err)
+	}
+	if w.observe != nil {
+		w.cur = w.observe(h, e.src)
 	}
 	return nil
 }
@@ -368,6 +393,9 @@ func (w *layerWriter) readFile(r io.Reader, n int64) error {
 			if w.inputs != nil {
 				w.inputHash.Write(chunk[:m])
 			}
+			if w.cur != nil {
+				_, _ = w.cur.Write(chunk[:m])
+			}
 			// The tar writer passes chunk[:m] on to w.tar, which finds it
 			// in place.
 			w.tar.placed = true
@@ -404,6 +432,9 @@ func (w *layerWriter) copyN(r io.Reader, n int64) error {
 			}
 			if w.inputs != nil {
 				w.inputHash.Write(chunk[:m])
+			}
+			if w.cur != nil {
+				_, _ = w.cur.Write(chunk[:m])
 			}
 			n -= int64(m)
 		}

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bakery-sh/bakery/internal/progress"
+	"github.com/bakery-sh/bakery/internal/sbom"
 	"github.com/bakery-sh/bakery/recipes"
 )
 
@@ -98,10 +99,13 @@ type lowerFS struct {
 	// not: a whiteout of a name outside it has nothing under it to
 	// remove, which spares a scan of entries.
 	parents map[string]bool
+	// pkgdb holds the content of the package databases the SBOM lists
+	// (see sbom.IsPackageDB), by name.
+	pkgdb map[string][]byte
 }
 
 func newLowerFS() *lowerFS {
-	return &lowerFS{entries: map[string]lowerEntry{}, parents: map[string]bool{}}
+	return &lowerFS{entries: map[string]lowerEntry{}, parents: map[string]bool{}, pkgdb: map[string][]byte{}}
 }
 
 // get returns the entry at name.
@@ -127,6 +131,21 @@ func (fs *lowerFS) remove(name string) {
 	fs.removeUnder(name)
 }
 
+// applyDBs applies op to the package databases: an opaque folder
+// removes those under it; a whiteout, symlink or file those at or under
+// its name; a folder one at its name. A package database is then set.
+func (fs *lowerFS) applyDBs(op lowerOp) {
+	for n := range fs.pkgdb {
+		under := op.name == "" || strings.HasPrefix(n, op.name+"/")
+		if (op.kind == 'o' && under) || (op.kind != 'o' && op.kind != 'd' && under) || (op.kind != 'o' && n == op.name) {
+			delete(fs.pkgdb, n)
+		}
+	}
+	if op.data != nil {
+		fs.pkgdb[op.name] = op.data
+	}
+}
+
 // removeUnder deletes everything under the folder name ("" for the root).
 func (fs *lowerFS) removeUnder(name string) {
 	if name != "" && !fs.parents[name] {
@@ -149,10 +168,12 @@ type lowerOp struct {
 	name string
 	dir  *dirMeta
 	link string
+	data []byte // the content of a package database (see sbom.IsPackageDB)
 }
 
 // apply applies op the way an unpacker applies a layer entry.
 func (fs *lowerFS) apply(op lowerOp) {
+	fs.applyDBs(op)
 	switch op.kind {
 	case 'o':
 		fs.removeUnder(op.name)
@@ -205,10 +226,19 @@ func layerOps(ctx context.Context, l v1.Layer) ([]lowerOp, error) {
 		case h.Typeflag == tar.TypeSymlink:
 			ops = append(ops, lowerOp{kind: 'l', name: name, link: h.Linkname})
 		default:
-			ops = append(ops, lowerOp{kind: 'f', name: name})
+			op := lowerOp{kind: 'f', name: name}
+			if h.Typeflag == tar.TypeReg && h.Size <= maxPackageDB && sbom.IsPackageDB(name) {
+				if op.data, err = io.ReadAll(tr); err != nil {
+					return nil, err
+				}
+			}
+			ops = append(ops, op)
 		}
 	}
 }
+
+// maxPackageDB is the largest package database the SBOM reads from a base.
+const maxPackageDB = 64 << 20
 
 // readLowerFS reads the folders and symlinks of img's flattened
 // filesystem, reading up to jobs layers at once; layers already in

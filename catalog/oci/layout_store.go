@@ -231,7 +231,7 @@ func (s *LayoutStore) publish(ctx context.Context, opts []remote.Option, v *vers
 			return s.l.Index(v.desc)
 		}
 		return s.l.Image(v.desc)
-	})
+	}, func() ([]referrer, error) { return s.l.layoutReferrers(v.desc.Digest) })
 }
 
 // tagRemoteStage points the stage tag of promotion we, in its repository,

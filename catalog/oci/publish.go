@@ -17,8 +17,11 @@ import (
 // there already, nothing is written; when only the manifest is, only the
 // tag is. source reads the image (a v1.Image) or index (a
 // v1.ImageIndex) to copy; remote.Write uploads only the blobs dst lacks
-// (mounting them within one registry).
-func publish(ctx context.Context, opts []remote.Option, v *version, dst name.Repository, source func() (any, error)) error {
+// (mounting them within one registry). docs reads the documents attached
+// to the image (its SBOM and provenance), which are copied too, before
+// the version tag, and also when the tag is there already (an image
+// published before bakery copied them gets them then).
+func publish(ctx context.Context, opts []remote.Option, v *version, dst name.Repository, source func() (any, error), docs func() ([]referrer, error)) error {
 	vtag := dst.Tag(v.image.Version)
 	what := fmt.Sprintf("publishing %s in %s", v.ref(), dst)
 	held, err := head(ctx, opts, vtag)
@@ -29,7 +32,7 @@ func publish(ctx context.Context, opts []remote.Option, v *version, dst name.Rep
 		if held.Digest != v.desc.Digest {
 			return fmt.Errorf("%s: %s already holds %s, not this image's %s: a version tag is never overwritten; remove or rename that tag in %s by hand, or bake a new version", what, vtag, held.Digest, v.desc.Digest, dst)
 		}
-		return nil
+		return publishDocs(ctx, opts, dst, docs, what)
 	}
 	there, err := head(ctx, opts, dst.Digest(v.desc.Digest.String()))
 	if err != nil {
@@ -53,8 +56,23 @@ func publish(ctx context.Context, opts []remote.Option, v *version, dst name.Rep
 			return fmt.Errorf("%s: %w", what, explain(ctx, dst, err))
 		}
 	}
+	if err := publishDocs(ctx, opts, dst, docs, what); err != nil {
+		return err
+	}
 	if err := remote.Put(vtag, rawManifest{v.raw, v.desc.MediaType}, opts...); err != nil {
 		return fmt.Errorf("%s: tagging %s: %w", what, vtag, explain(ctx, dst, err))
+	}
+	return nil
+}
+
+// publishDocs copies the documents docs reads into dst.
+func publishDocs(ctx context.Context, opts []remote.Option, dst name.Repository, docs func() ([]referrer, error), what string) error {
+	rs, err := docs()
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := copyReferrers(ctx, opts, dst, rs); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }

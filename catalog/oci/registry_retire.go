@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/bakery-sh/bakery/catalog"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -19,7 +20,8 @@ import (
 var ErrDeleteRefused = errors.New("the registry refuses to delete manifests")
 
 // RemoveVersion deletes version e of the artifact from the registry: its
-// event artifacts (referrers) by digest, its version tag, and its
+// event artifacts and documents (SBOM, provenance; referrers) by digest,
+// its version tag, and its
 // manifest by digest in its repository and in every stage repository it
 // was copied to. Right before, it reads the repository again and refuses
 // (an error) when a stage tag, or any other tag of the artifact, names the
@@ -99,18 +101,37 @@ func (s *RegistryStore) removeVersion(ctx context.Context, e catalog.Entry, befo
 			return fail(err)
 		}
 	}
-	if err := s.deleteFallbackTag(ctx, ss, v.desc.Digest, del); err != nil {
-		return fail(err)
-	}
-	// The manifest by digest everywhere (Docker Distribution deletes its
-	// tags with it), then the version tags left where a registry keeps
-	// tags apart from manifests.
 	var repos []name.Repository
 	for _, l := range locations[v] {
 		if r, err := name.NewRepository(l.Where); err == nil {
 			repos = append(repos, r)
 		}
 	}
+	// Its SBOM and provenance, here and in the stage repositories a
+	// promotion copied them to, with those repositories' fallback tags.
+	docRepos := []name.Repository{s.repo}
+	for _, r := range repos {
+		if !slices.ContainsFunc(docRepos, func(d name.Repository) bool { return d.Name() == r.Name() }) {
+			docRepos = append(docRepos, r)
+		}
+	}
+	for _, r := range docRepos {
+		docs, err := registryReferrers(ctx, r, v.desc.Digest, ss.with(ctx))
+		if err != nil {
+			return fail(err)
+		}
+		for _, d := range docs {
+			if err := del(r.Digest(d.desc.Digest.String())); err != nil {
+				return fail(err)
+			}
+		}
+		if err := deleteFallbackTag(ctx, ss, r, v.desc.Digest, del); err != nil {
+			return fail(err)
+		}
+	}
+	// The manifest by digest everywhere (Docker Distribution deletes its
+	// tags with it), then the version tags left where a registry keeps
+	// tags apart from manifests.
 	for _, r := range repos {
 		if err := del(r.Digest(v.desc.Digest.String())); err != nil {
 			return fail(err)
@@ -160,16 +181,16 @@ func tagDeleteUnsupported(err error) bool {
 // delete a manifest's tags with it and refuse deleting a tag alone: that
 // refusal is not an error). A registry with the referrers API has no
 // such tag.
-func (s *RegistryStore) deleteFallbackTag(ctx context.Context, ss *regSession, digest v1.Hash, del func(name.Reference) error) error {
-	tag := s.repo.Tag(digest.Algorithm + "-" + digest.Hex)
+func deleteFallbackTag(ctx context.Context, ss *regSession, repo name.Repository, digest v1.Hash, del func(name.Reference) error) error {
+	tag := repo.Tag(digest.Algorithm + "-" + digest.Hex)
 	desc, err := remote.Head(tag, ss.with(ctx)...)
 	if err != nil {
 		if ctx.Err() == nil && isAbsent(err) {
 			return nil
 		}
-		return fmt.Errorf("reading the referrers tag %s: %w", tag, ss.explain(s.repo, err))
+		return fmt.Errorf("reading the referrers tag %s: %w", tag, ss.explain(repo, err))
 	}
-	if err := del(s.repo.Digest(desc.Digest.String())); err != nil {
+	if err := del(repo.Digest(desc.Digest.String())); err != nil {
 		return err
 	}
 	return deleteTag(ctx, ss.with(ctx), tag)

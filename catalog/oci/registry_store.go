@@ -510,7 +510,7 @@ func (ss *regSession) copyTo(v *version, dst name.Repository) error {
 			return desc.ImageIndex()
 		}
 		return desc.Image()
-	})
+	}, func() ([]referrer, error) { return registryReferrers(ss.ctx, ss.s.repo, v.desc.Digest, ss.opts) })
 }
 
 // tagged returns the digest tag points at, or the zero hash if none.

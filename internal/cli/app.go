@@ -274,6 +274,8 @@ func newApp(e *env) *ucli.App {
 			rollbackCommand(e),
 			statusCommand(e),
 			historyCommand(e),
+			sbomCommand(e),
+			provenanceCommand(e),
 			revokeCommand(e, true),
 			revokeCommand(e, false),
 			outdatedCommand(e),

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -82,6 +83,7 @@ func bakeCommand(e *env) *ucli.Command {
 				bakeoci.WithProgress(rep),
 				bakeoci.WithClock(e.now),
 				bakeoci.WithActor(e.actor(c.Context, nil)),
+				bakeoci.WithBakeryVersion(Version),
 			)
 			if err != nil {
 				return err
@@ -238,7 +240,21 @@ func (e *env) machineImageBaker(c *ucli.Context, g globals, rs []*recipes.Recipe
 	if err != nil {
 		return nil, err
 	}
+	// With a ledger, the AMIs' SBOM and provenance go to it.
+	s := &session{e: e, c: c, aws: &cfg}
+	var mu sync.Mutex
+	documents := func(r *recipes.Recipe) (bakeami.DocumentStore, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		l, err := s.ledger(r)
+		if err != nil || l == nil {
+			return nil, err
+		}
+		return l, nil
+	}
 	return bakeami.NewBaker(cfg,
+		bakeami.WithDocuments(documents),
+		bakeami.WithBakeryVersion(Version),
 		bakeami.WithPollInterval(poll),
 		bakeami.WithMaxWait(maxWait),
 		bakeami.WithActor(e.actor(c.Context, &cfg)),

@@ -108,14 +108,15 @@ func TestBakePushesToRegistryAndSkipsUnchanged(t *testing.T) {
 	}
 
 	// A new version with the same layer: only the blobs the registry lacks
-	// (the config) are uploaded, the layer is not.
+	// (the config, and the new image's SBOM and provenance, which name its
+	// digest) are uploaded, the layer is not.
 	v2 := bakeJSON(t, env, "-var", "version=1.1.0", recipe)
 	reqs = log.take()
 	if v2.Cached {
 		t.Fatal("1.1.0 reported cached")
 	}
-	if n := uploads(reqs); n != 1 {
-		t.Errorf("pushing 1.1.0 started %d blob uploads, want 1 (the config only): %v", n, reqs)
+	if n := uploads(reqs); n != 3 {
+		t.Errorf("pushing 1.1.0 started %d blob uploads, want 3 (the config, the SBOM and the provenance): %v", n, reqs)
 	}
 }
 
