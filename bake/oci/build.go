@@ -63,6 +63,15 @@ func (b *Baker) Build(ctx context.Context, p *Plan) (*catalog.Image, error) {
 		return nil, err
 	}
 	st := &buildState{plan: p, layout: l, cache: sbom.OpenCache(filepath.Join(l.Dir(), sbomCacheFile))}
+	if p.Key == "" && !st.cache.Empty() {
+		// The SBOM's digest cache is keyed by the files' content hashes:
+		// with entries to look up, hashing first (BLAKE3, fast) can spare
+		// computing SHA-1 and SHA-256 of unchanged files. With none, the
+		// layers compute the key as they read the files, once.
+		if err := b.Key(ctx, p); err != nil {
+			return nil, err
+		}
+	}
 	list := []steps.Step[buildState]{stageStep{}, lowerStep{b}, layersStep{b}, assembleStep{b}, attestStep{b}}
 	if p.Location != "" {
 		list = append(list, writeLayoutStep{b})

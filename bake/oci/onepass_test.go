@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -149,6 +150,23 @@ func TestBuildComputesTheKeyHashInputsWould(t *testing.T) {
 	}
 	if builds != 2 {
 		t.Fatalf("the folder layer was built %d times, want once per platform: steps %q", builds, steps.names)
+	}
+
+	// The next version in the same layout, whose SBOM digest cache now
+	// has entries, hashes first, so that unchanged files take their
+	// digests from the cache.
+	steps.names = nil
+	r2 := *r
+	r2.Version = "1.0.1"
+	pn, err := b.Prepare(ctx, &r2, ct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Build(ctx, pn); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(steps.names, func(n string) bool { return strings.Contains(n, "hash inputs") }) {
+		t.Errorf("a bake into a layout with cached file digests did not hash its inputs first: steps %q", steps.names)
 	}
 
 	b2, err := NewBaker(WithHome(t.TempDir()))

@@ -38,6 +38,18 @@ func OpenCache(path string) *Cache {
 	return c
 }
 
+// Empty reports whether the cache holds nothing that a bake could take:
+// then a bake gains nothing by knowing its files' content hashes before
+// it reads them.
+func (c *Cache) Empty() bool {
+	if c == nil {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.old) == 0 && len(c.used) == 0
+}
+
 // Get returns the digests cached under key.
 func (c *Cache) Get(key string) (FileDigest, bool) {
 	if c == nil || !isCacheKey(key) {
