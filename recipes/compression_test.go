@@ -79,3 +79,23 @@ func TestContainerCompressionErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestContainerSBOMSetting(t *testing.T) {
+	for line, want := range map[string]bool{``: false, `  sbom = true`: false, `  sbom = false`: true} {
+		r, diags := loadContainer(t, line)
+		if diags.HasErrors() || r == nil {
+			t.Fatalf("%q: %s", line, diagText(diags))
+		}
+		if got := r.Containers[0].NoSBOM; got != want {
+			t.Errorf("%q: NoSBOM = %v, want %v", line, got, want)
+		}
+		if b := string(Canonical(r, r.Containers[0])); strings.Contains(b, "no_sbom") != want {
+			t.Errorf("%q: canonical form %s: no_sbom must be there exactly when the SBOM is off (keys of other recipes stay as they were)", line, b)
+		}
+	}
+	r, diags := loadContainer(t, `  sbom = "no"`)
+	if r != nil || len(diags) != 1 || !strings.Contains(diags[0].Summary, `invalid type for "sbom"`) ||
+		diags[0].Subject == nil || diags[0].Subject.Start.Line != 7 || diags[0].Subject.Start.Column != 10 {
+		t.Errorf(`sbom = "no": recipe %v, diagnostics %s; want one at r.bake.hcl:7:10`, r != nil, diagText(diags))
+	}
+}

@@ -56,6 +56,7 @@ var containerSchema = &hcl.BodySchema{
 		{Name: "exposed_ports"},
 		{Name: "platforms"},
 		{Name: "compression"},
+		{Name: "sbom"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{{Type: "layer"}},
 }
@@ -265,6 +266,12 @@ func (s *state) decodeContainer(b *hcl.Block) *Container {
 				s.attrError(attr, fmt.Sprintf("invalid compression %q", v),
 					`Write compression = "gzip" (the default, read everywhere) or compression = "zstd" (faster; read by containerd 1.5+, Docker 23+, podman, skopeo and umoci).`)
 			}
+		}
+	}
+
+	if attr := attrs["sbom"]; attr != nil {
+		if v, ok := s.boolValue(attr); ok {
+			c.NoSBOM = !v
 		}
 	}
 

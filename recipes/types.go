@@ -197,6 +197,12 @@ type Container struct {
 	// no compression attribute) or CompressionZstd. It changes the
 	// layers' bytes, so it is part of the bake key.
 	Compression Compression `json:"compression"`
+	// NoSBOM is set by sbom = false: the bake attaches no SBOM, and so
+	// computes no SHA-1 and SHA-256 of every file; the provenance still
+	// is attached, naming the inputs by their BLAKE3 hashes. It changes
+	// what is attached to the image, so it is part of the bake key (left
+	// out when false, so that keys of other recipes do not change).
+	NoSBOM bool `json:"no_sbom,omitempty"`
 	// DeclRange is where the container block starts.
 	DeclRange hcl.Range `json:"-"`
 }

@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,18 +81,19 @@ func (s attestStep) Run(_ context.Context, st *buildState, _ progress.Step) erro
 	if err != nil {
 		return fmt.Errorf("describing image: %w", err)
 	}
-	sb, err := s.sbom(st, desc.Digest)
-	if err != nil {
-		return err
-	}
 	prov, err := s.provenance(st, desc.Digest)
 	if err != nil {
 		return err
 	}
-	st.docs = []catalogoci.Attestation{
-		{ArtifactType: catalogoci.SBOMArtifactType, Data: sb},
-		{ArtifactType: catalogoci.ProvenanceArtifactType, Data: prov},
+	st.docs = []catalogoci.Attestation{{ArtifactType: catalogoci.ProvenanceArtifactType, Data: prov}}
+	if st.plan.container.NoSBOM {
+		return nil
 	}
+	sb, err := s.sbom(st, desc.Digest)
+	if err != nil {
+		return err
+	}
+	st.docs = append([]catalogoci.Attestation{{ArtifactType: catalogoci.SBOMArtifactType, Data: sb}}, st.docs...)
 	return nil
 }
 
@@ -178,6 +181,19 @@ func (s attestStep) provenance(st *buildState, digest v1.Hash) ([]byte, error) {
 				d.Digest["blake3"] = hex.EncodeToString(s[:])
 			}
 			deps = append(deps, d)
+			continue
+		}
+		if lb.files == nil {
+			// sbom = false: no SHA-256 of the files, their BLAKE3 only.
+			for _, src := range slices.Sorted(maps.Keys(sums)) {
+				uri := "file:" + rel(src)
+				if seen[uri] {
+					continue
+				}
+				seen[uri] = true
+				s := sums[src]
+				deps = append(deps, intoto.ResourceDescriptor{Name: "input", URI: uri, Digest: map[string]string{"blake3": hex.EncodeToString(s[:])}})
+			}
 			continue
 		}
 		for _, f := range lb.files.Files() {

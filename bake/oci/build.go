@@ -63,7 +63,7 @@ func (b *Baker) Build(ctx context.Context, p *Plan) (*catalog.Image, error) {
 		return nil, err
 	}
 	st := &buildState{plan: p, layout: l, cache: sbom.OpenCache(filepath.Join(l.Dir(), sbomCacheFile))}
-	if p.Key == "" && !st.cache.Empty() {
+	if p.Key == "" && !p.container.NoSBOM && !st.cache.Empty() {
 		// The SBOM's digest cache is keyed by the files' content hashes:
 		// with entries to look up, hashing first (BLAKE3, fast) can spare
 		// computing SHA-1 and SHA-256 of unchanged files. With none, the
@@ -236,11 +236,17 @@ func (s layersStep) Run(ctx context.Context, st *buildState, _ progress.Step) er
 				name += " (" + strings.Join(lb.platforms, ", ") + ")"
 			}
 			ps := s.b.progress.Step(name)
-			lb.files = st.recorder(lb)
-			built, err := BuildLayer(gctx, l, st.stage, s.b.epoch, ps, append(opts, withKept(lb.kept), WithEntryObserver(lb.observer(lb.files)))...)
+			lopts := append(opts, withKept(lb.kept))
+			if !c.NoSBOM {
+				lb.files = st.recorder(lb)
+				lopts = append(lopts, WithEntryObserver(lb.observer(lb.files)))
+			}
+			built, err := BuildLayer(gctx, l, st.stage, s.b.epoch, ps, lopts...)
 			ps.Done(err)
 			if err != nil {
-				lb.files.Files() // stops its hashing
+				if lb.files != nil {
+					lb.files.Files() // stops its hashing
+				}
 				return fmt.Errorf("layer %d (%s): %w", i+1, l.Source, catalogoci.ExplainDiskError(st.layout.Dir(), err))
 			}
 			lb.built = built

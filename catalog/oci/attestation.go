@@ -329,7 +329,7 @@ func (s *RegistryStore) Attestation(ctx context.Context, version, artifactType s
 }
 
 func noAttestation(artifactType string) error {
-	return fmt.Errorf("%w: no %s is attached to it (bakery attaches one to every image it bakes since SBOMs were added; bake a new version to get one)", ErrNoAttestation, documentName(artifactType))
+	return fmt.Errorf("%w: no %s is attached to it (bakery attaches one to every image it bakes since SBOMs were added, except SBOMs of containers whose recipe says sbom = false; bake a new version to get one)", ErrNoAttestation, documentName(artifactType))
 }
 
 // documentName names a document kind for messages.
