@@ -66,7 +66,8 @@ func TestVerifyLayerReadsGzipAndZstd(t *testing.T) {
 }
 
 func TestRecipeTextNamesTheCompression(t *testing.T) {
-	for _, c := range []recipes.Compression{recipes.CompressionGzip, recipes.CompressionZstd} {
+	for i, c := range []recipes.Compression{recipes.CompressionGzip, recipes.CompressionZstd, recipes.CompressionZstd} {
+		noSBOM := i == 2
 		dir := t.TempDir()
 		if err := os.MkdirAll(filepath.Join(dir, "tree"), 0o755); err != nil {
 			t.Fatal(err)
@@ -75,7 +76,7 @@ func TestRecipeTextNamesTheCompression(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := filepath.Join(dir, "bench.bake.hcl")
-		if err := os.WriteFile(p, []byte(recipeText(string(c))), 0o644); err != nil {
+		if err := os.WriteFile(p, []byte(recipeText(string(c), noSBOM)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		r, diags := recipes.NewLoader().Load(p, recipes.Options{})
@@ -84,6 +85,9 @@ func TestRecipeTextNamesTheCompression(t *testing.T) {
 		}
 		if got := r.Containers[0].Compression; got != c {
 			t.Errorf("recipe for %s compresses with %s", c, got)
+		}
+		if got := r.Containers[0].NoSBOM; got != noSBOM {
+			t.Errorf("recipe for %s, sbom off %v: NoSBOM = %v", c, noSBOM, got)
 		}
 	}
 }
@@ -94,6 +98,7 @@ func TestEvaluateChecksZstdAgainstCrane(t *testing.T) {
 	}
 	all := map[string]*series{
 		mFull: s(mFull, 300*time.Millisecond), mZstd: s(mZstd, 250*time.Millisecond),
+		mFullNoSBOM: s(mFullNoSBOM, 200*time.Millisecond), mZstdNoSBOM: s(mZstdNoSBOM, 190*time.Millisecond),
 		mNoop: s(mNoop, 100*time.Millisecond), mSHA: s(mSHA, 100*time.Millisecond), mCrane: s(mCrane, time.Second),
 	}
 	r := &report{Bakery: bakeryFigures{LayerBytes: 100}, BakeryZstd: bakeryFigures{LayerBytes: 110}, Crane: craneFigures{LayerBytes: 100}}
@@ -107,6 +112,9 @@ func TestEvaluateChecksZstdAgainstCrane(t *testing.T) {
 	}
 	if c := got["bakery full zstd / crane append"]; c.Value != 0.25 || c.Pass {
 		t.Errorf("zstd check %+v, want 0.25 missing its goal", c)
+	}
+	if c := got["bakery full zstd, sbom = false / crane append"]; c.Value != 0.19 || !c.Pass {
+		t.Errorf("zstd without SBOM check %+v, want 0.19 passing", c)
 	}
 	if c := got["layer size bakery zstd / crane"]; c.Value != 1.1 || c.Pass {
 		t.Errorf("zstd size check %+v, want 1.1 missing its goal", c)
