@@ -234,6 +234,9 @@ func (s *LifecycleStore) entry(imgs []Image) catalog.Entry {
 		e.Pruned = max(e.Pruned, prunedOf(img.Tags))
 	}
 	e.Events = []catalog.Event{{Time: build.Created, Action: catalog.ActionBake, Actor: build.Tags[catalog.TagCreatedBy]}}
+	if m, ok := adoptedOf(imgs); ok {
+		e.Events = append(e.Events, catalog.Event{Time: m.Time, Action: catalog.ActionAdopt, Actor: m.Actor, Reason: m.Reason})
+	}
 	for _, se := range historyOf(imgs) {
 		e.Events = append(e.Events, se.ev)
 	}
@@ -320,6 +323,29 @@ func revokedOf(imgs []Image) (mark, bool) {
 			m = mark{Reason: v}
 		}
 		if !found || m.newer(out) {
+			out, found = m, true
+		}
+	}
+	return out, found
+}
+
+// adoptedOf returns the oldest adoption mark of imgs (every AMI of an
+// adopted version carries the same one), if any carries one.
+func adoptedOf(imgs []Image) (mark, bool) {
+	var (
+		out   mark
+		found bool
+	)
+	for _, img := range imgs {
+		v, ok := img.Tags[TagAdopted]
+		if !ok {
+			continue
+		}
+		m, err := parseMark(v)
+		if err != nil {
+			continue
+		}
+		if !found || out.newer(m) {
 			out, found = m, true
 		}
 	}
