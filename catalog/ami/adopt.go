@@ -129,7 +129,7 @@ func (s *LifecycleStore) Adopt(ctx context.Context, a Adoption) (*Adopted, error
 
 	ls := make([]*located, len(amis))
 	for i, r := range amis {
-		l, err := s.describeAdoptee(ctx, r)
+		l, err := s.describeAdoptee(ctx, r, a.Version)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
@@ -247,13 +247,18 @@ func checkVersionName(v string) error {
 	return nil
 }
 
-// describeAdoptee reads AMI r and checks that it can be adopted: it is
-// in r's region, this account owns it, it is available and it is no
-// version of anything yet (other than this store's, which
-// checkVersionFree looks at).
-func (s *LifecycleStore) describeAdoptee(ctx context.Context, r RegionAMI) (*located, error) {
+// describeAdoptee reads AMI r and checks that it can be adopted as
+// version: it is in r's region, this account owns it, it is available,
+// and it is no version of anything yet, or this version of the store's
+// artifact (an earlier run of the same adoption; checkVersionFree
+// looks further).
+func (s *LifecycleStore) describeAdoptee(ctx context.Context, r RegionAMI, version string) (*located, error) {
 	c := s.client(r.Region)
-	out, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{ImageIds: []string{r.ImageID}, Owners: []string{"self"}})
+	// Owners with an image-id filter rather than ImageIds: moto 5.2.5
+	// ignores Owners when ImageIds are given (EC2 does not), and answers
+	// both with a filter as EC2 does.
+	out, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: []string{"self"},
+		Filters: []ec2types.Filter{{Name: aws.String("image-id"), Values: []string{r.ImageID}}}})
 	if err != nil && !awsx.IsNotFound(err) {
 		return nil, fmt.Errorf("reading AMI %s in %s: %w", r.ImageID, r.Region, awsx.ExplainError(err))
 	}
@@ -274,7 +279,7 @@ func (s *LifecycleStore) describeAdoptee(ctx context.Context, r RegionAMI) (*loc
 		return nil, fmt.Errorf("AMI %s in %s is %s%s, not available: adopt it once it is available", r.ImageID, r.Region, img.State, img.stateReason())
 	}
 	if rec, ver, art := img.Tags[catalog.TagRecipe], img.Tags[catalog.TagVersion], img.Tags[catalog.TagArtifact]; rec != "" || ver != "" || art != "" {
-		if rec != s.recipe || art != s.artifact || ver == "" {
+		if rec != s.recipe || art != s.artifact || ver != version {
 			return nil, fmt.Errorf("AMI %s in %s is already %s@%s (%s) in bakery's catalog: an AMI is one version of one recipe; adopt another AMI, or retire that version first",
 				r.ImageID, r.Region, cmp.Or(rec, "?"), cmp.Or(ver, "?"), cmp.Or(art, "?"))
 		}
@@ -287,8 +292,7 @@ func (s *LifecycleStore) describeAdoptee(ctx context.Context, r RegionAMI) (*loc
 
 // checkVersionFree refuses when version exists already as anything but
 // this adoption: an AMI of the store's artifact at version that is not
-// one of ls, or one of ls that bakery baked or that carries another
-// version.
+// one of ls, or one of ls that bakery baked.
 func (s *LifecycleStore) checkVersionFree(ctx context.Context, version string, ls []*located) error {
 	regions, err := s.lookIn(ctx)
 	if err != nil {
@@ -309,11 +313,6 @@ func (s *LifecycleStore) checkVersionFree(ctx context.Context, version string, l
 				how = "adopted"
 			}
 			return fmt.Errorf("%s exists already (%s AMI %s in %s): a version is immutable; adopt these AMIs as another --version", s.ref(version), how, img.ImageID, img.Region)
-		}
-	}
-	for _, l := range ls {
-		if v := l.Tags[catalog.TagVersion]; v != "" && v != version {
-			return fmt.Errorf("AMI %s in %s is already %s: an AMI is one version of one recipe; adopt another AMI", l.ImageID, l.Region, s.ref(v))
 		}
 	}
 	return nil
