@@ -155,6 +155,11 @@ func TestAdoptPackerManifestThenManageIt(t *testing.T) {
 	// bake never takes an adopted version for up to date.
 	refused(exitFailure, "version 0.9.0 was adopted", "bake", "-var", "version=0.9.0", "recipes/web.bake.hcl")
 
+	// outdated cannot tell what it was built from: bake a new version.
+	if r := runAt(t, now, env, "outdated", "recipes/web.bake.hcl"); r.code != exitOutdated || !strings.Contains(r.stdout, "web: ami web: web@0.9.0 was adopted (bakery adopt): what it was built from is unknown") {
+		t.Errorf("outdated: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
 	// promote and launch treat it as any version.
 	mustRunAt(t, now, env, "promote", "web@0.9.0", "--to", "dev")
 	mustRunAt(t, now, env, "promote", "web@0.9.0", "--to", "prod")
