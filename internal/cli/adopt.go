@@ -44,6 +44,8 @@ func adoptCommand(e *env) *ucli.Command {
 				return usagef("adopt takes no arguments: bakery adopt --recipe NAME --version V --packer-manifest manifest.json")
 			}
 			name, version := c.String("recipe"), c.String("version")
+			// The JSON error document names them, as for RECIPE@VERSION.
+			e.failed.recipe, e.failed.version = name, version
 			if name == "" || version == "" {
 				return usagef("adopt needs --recipe NAME and --version V, for example: bakery adopt --recipe web --version 1.0.0 --packer-manifest manifest.json")
 			}
