@@ -427,18 +427,14 @@ func (s *LifecycleStore) writeAdoption(ctx context.Context, ad *adoptee, done *[
 		}
 		n++
 	}
+	// As EC2 now has it, so that Entries shows it at once (see remember).
 	img := ad.Image
 	img.Tags = maps.Clone(img.Tags)
 	if img.Tags == nil {
 		img.Tags = map[string]string{}
 	}
 	maps.Copy(img.Tags, ad.tags)
-	fresh := FromEC2(img.Region, ec2types.Image{ImageId: aws.String(img.ImageID), Tags: EC2Tags(img.Tags)})
-	img.Image = fresh.Image
-	img.Created = fresh.Created
-	if _, ok := img.Tags[catalog.TagCreated]; !ok {
-		img.Created = img.CreationDate
-	}
+	img.Image = FromEC2(img.Region, ec2types.Image{ImageId: aws.String(img.ImageID), Tags: EC2Tags(img.Tags)}).Image
 	s.remember(img)
 	return n, nil
 }
