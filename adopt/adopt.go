@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/bakery-sh/bakery/catalog"
 	catalogami "github.com/bakery-sh/bakery/catalog/ami"
 )
 
@@ -105,12 +106,28 @@ type Adopter interface {
 	Adopt(ctx context.Context, a catalogami.Adoption) (*catalogami.Adopted, error)
 }
 
-// Run plans req (Plan) and adopts its AMIs into store. Nothing changes
+// Run plans req (Plan) and adopts its AMIs into store. others are the
+// stores of the recipe's other artifacts (its containers, its other
+// machine_image blocks): a version is all of its artifacts, so when one
+// of them has req.Version already, nothing is adopted. Nothing changes
 // when the plan fails or the store's checks refuse it.
-func Run(ctx context.Context, store Adopter, req Request) (*catalogami.Adopted, error) {
+func Run(ctx context.Context, store Adopter, req Request, others ...catalog.Store) (*catalogami.Adopted, error) {
+	what := "adopting AMIs as version " + req.Version
 	a, err := Plan(req)
 	if err != nil {
-		return nil, fmt.Errorf("adopting AMIs as version %s: %w", req.Version, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	for _, o := range others {
+		es, err := o.Entries(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		for _, e := range es {
+			if e.Version == req.Version {
+				return nil, fmt.Errorf("%s: %s exists already (its %s %s, %s): a version is immutable; adopt these AMIs as another --version",
+					what, e.Ref, e.Kind, e.Artifact, e.Reference)
+			}
+		}
 	}
 	return store.Adopt(ctx, a)
 }

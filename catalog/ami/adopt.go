@@ -291,8 +291,9 @@ func (s *LifecycleStore) describeAdoptee(ctx context.Context, r RegionAMI, versi
 }
 
 // checkVersionFree refuses when version exists already as anything but
-// this adoption: an AMI of the store's artifact at version that is not
-// one of ls, or one of ls that bakery baked.
+// this adoption: an AMI of the recipe at version (of any of its
+// machine_image blocks) that is not one of ls, or one of ls that bakery
+// baked.
 func (s *LifecycleStore) checkVersionFree(ctx context.Context, version string, ls []*located) error {
 	regions, err := s.lookIn(ctx)
 	if err != nil {
@@ -301,18 +302,23 @@ func (s *LifecycleStore) checkVersionFree(ctx context.Context, version string, l
 	for _, l := range ls {
 		regions = dedupe(append(regions, l.Region))
 	}
-	found, err := s.find.Find(ctx, regions, Query{Recipe: s.recipe, Artifact: s.artifact, Version: version, Unfinished: true})
+	// Any artifact of the recipe: a version is all of them.
+	found, err := s.find.Find(ctx, regions, Query{Recipe: s.recipe, Version: version, Unfinished: true})
 	if err != nil {
 		return err
 	}
 	for _, img := range found {
-		ours := slices.ContainsFunc(ls, func(l *located) bool { return l.Region == img.Region && l.ImageID == img.ImageID })
+		ours := img.Artifact == s.artifact && slices.ContainsFunc(ls, func(l *located) bool { return l.Region == img.Region && l.ImageID == img.ImageID })
 		if !ours || (img.BakeKey != "" && !catalog.Adopted(img.BakeKey)) {
 			how := "baked"
 			if catalog.Adopted(img.BakeKey) {
 				how = "adopted"
 			}
-			return fmt.Errorf("%s exists already (%s AMI %s in %s): a version is immutable; adopt these AMIs as another --version", s.ref(version), how, img.ImageID, img.Region)
+			of := ""
+			if img.Artifact != s.artifact {
+				of = " of machine_image " + img.Artifact
+			}
+			return fmt.Errorf("%s exists already (%s AMI %s%s in %s): a version is immutable; adopt these AMIs as another --version", s.ref(version), how, img.ImageID, of, img.Region)
 		}
 	}
 	return nil

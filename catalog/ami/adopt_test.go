@@ -251,6 +251,8 @@ func TestAdoptRefusesAndChangesNothing(t *testing.T) {
 			[]string{"is already web@5.0.0 (worker)", "one version of one recipe"}},
 		{"the version exists", adoption("1.0.0", map[string]string{east: packer}),
 			[]string{"web@1.0.0 (server) exists already (baked AMI " + baked[east] + " in us-east-1)", "another --version"}},
+		{"the version exists for another artifact", adoption("5.0.0", map[string]string{east: packer}),
+			[]string{"web@5.0.0 (server) exists already (baked AMI " + other[east] + " of machine_image worker in us-east-1)"}},
 		{"two in one region", catalogami.Adoption{Version: "9.0.0", AMIs: []catalogami.RegionAMI{{Region: east, ImageID: packer}, {Region: east, ImageID: full}}},
 			[]string{"two AMIs in us-east-1", "one AMI per region"}},
 		{"no version", adoption("", map[string]string{east: packer}), []string{"no version"}},

@@ -67,9 +67,13 @@ func adoptCommand(e *env) *ucli.Command {
 				return err
 			}
 			var store adopt.Adopter
+			var others []catalog.Store
 			for _, a := range arts {
 				if st, ok := a.Store.(adopt.Adopter); ok && a.Kind == catalog.KindAMI && a.Name == m.Name {
 					store = st
+				} else if a.Kind != catalog.KindAMI {
+					// The store checks the recipe's AMIs itself.
+					others = append(others, a.Store)
 				}
 			}
 			if store == nil {
@@ -84,7 +88,7 @@ func adoptCommand(e *env) *ucli.Command {
 				Actor:    s.actor(),
 				Tags:     m.Tags,
 				Stages:   len(r.Stages),
-			})
+			}, others...)
 			if err != nil {
 				return err
 			}
