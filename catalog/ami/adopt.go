@@ -147,21 +147,7 @@ func (s *LifecycleStore) Adopt(ctx context.Context, a Adoption) (*Adopted, error
 	if !adoptedBefore {
 		m = mark{Time: s.o.now().UTC(), Actor: a.Actor, Reason: a.Reason}
 	}
-	created := a.Created
-	if adoptedBefore {
-		for _, l := range ls {
-			if t, err := time.Parse(time.RFC3339, l.Tags[catalog.TagCreated]); err == nil {
-				created = t
-				break
-			}
-		}
-	}
-	for _, l := range ls {
-		if a.Created.IsZero() && !adoptedBefore && !l.CreationDate.IsZero() && (created.IsZero() || l.CreationDate.Before(created)) {
-			created = l.CreationDate
-		}
-	}
-	created = cmp.Or(created, m.Time).UTC().Truncate(time.Second)
+	created := cmp.Or(createdOf(a, ls, adoptedBefore), m.Time).UTC().Truncate(time.Second)
 	want := map[string]string{}
 	maps.Copy(want, a.Tags)
 	want[catalog.TagRecipe] = s.recipe
@@ -211,6 +197,30 @@ func (s *LifecycleStore) Adopt(ctx context.Context, a Adoption) (*Adopted, error
 		}
 	}
 	return res, nil
+}
+
+// createdOf is the creation time to write on ls: the first run's when
+// the adoption ran before (a region added since gets the same), else
+// a.Created, else the oldest of the AMIs' creation dates (the build
+// region's, which the others were copied from); zero when none is known.
+func createdOf(a Adoption, ls []*located, adoptedBefore bool) time.Time {
+	if adoptedBefore {
+		for _, l := range ls {
+			if t, err := time.Parse(time.RFC3339, l.Tags[catalog.TagCreated]); err == nil {
+				return t
+			}
+		}
+	}
+	if !a.Created.IsZero() {
+		return a.Created
+	}
+	var oldest time.Time
+	for _, l := range ls {
+		if !l.CreationDate.IsZero() && (oldest.IsZero() || l.CreationDate.Before(oldest)) {
+			oldest = l.CreationDate
+		}
+	}
+	return oldest
 }
 
 // checkAdoption checks a's own fields.
