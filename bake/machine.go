@@ -40,6 +40,10 @@ func (e *Engine) bakeMachineImage(ctx context.Context, r *recipes.Recipe, m *rec
 	if err != nil {
 		return nil, err
 	}
+	if existing != nil && catalog.Adopted(existing.BakeKey) {
+		return nil, fmt.Errorf("machine image %s: version %s was adopted (%s, bakery adopt): bakery did not bake it and cannot tell whether this recipe makes the same image, so it never takes it for up to date; %s",
+			m.Name, r.Version, amiList(existing.Images), r.NewVersionHint())
+	}
 	if existing != nil && existing.BakeKey != plan.Key {
 		return nil, fmt.Errorf("machine image %s: version %s already exists as %s with other content (bake key %s, this bake %s); a version is immutable: %s",
 			m.Name, r.Version, amiList(existing.Images), shortKey(existing.BakeKey), shortKey(plan.Key), r.NewVersionHint())

@@ -75,6 +75,11 @@ func (e *Engine) Outdated(ctx context.Context, bases BaseResolver, r *recipes.Re
 			return nil, fmt.Errorf("checking the source AMI of %s: %w", r.Name, err)
 		}
 		s.Version, s.BakedFrom, s.Base, s.Current = latest.Version, latest.BaseName, plan.SourceAMIName, plan.SourceAMI
+		if catalog.Adopted(latest.BakeKey) && latest.BaseName == "" {
+			s.Reason = fmt.Sprintf("%s@%s was adopted (bakery adopt): what it was built from is unknown; the recipe's source AMI is %s (%s): bake a new version", r.Name, latest.Version, plan.SourceAMI, plan.SourceAMIName)
+			out = append(out, s)
+			continue
+		}
 		if plan.SourceAMI != latest.BaseName {
 			s.Reason = fmt.Sprintf("source AMI is now %s (%s); %s@%s was baked from %s", plan.SourceAMI, plan.SourceAMIName, r.Name, latest.Version, latest.BaseName)
 			out = append(out, s)

@@ -161,7 +161,21 @@ const (
 	// retire): recorded before its AMIs or manifests go, so the ledger
 	// keeps the version's end.
 	ActionRetire = "retire"
+	// ActionAdopt is an image bakery did not bake (a Packer AMI) taken
+	// into the catalog as a version of a recipe (bakery adopt); its
+	// Reason says where it came from.
+	ActionAdopt = "adopt"
 )
+
+// BakeKeyUnknown is the bake key of an adopted image: bakery did not bake
+// it, so what went into it is unknown. No real bake key equals it (those
+// are "sha256:<hex>"), so a bake never takes an adopted version for up to
+// date, and status marks the version as adopted.
+const BakeKeyUnknown = "unknown"
+
+// Adopted reports whether an image with bake key key was adopted rather
+// than baked by bakery.
+func Adopted(key string) bool { return key == BakeKeyUnknown }
 
 // Event is one entry of an image's history. Events are stored on the
 // image itself (EC2 tags on AMIs; OCI referrer artifacts in registries and

@@ -167,6 +167,21 @@ func TestStatusSaysWhatEachArtifactWasBakedFrom(t *testing.T) {
 	}
 }
 
+func TestStatusMarksAdoptedVersions(t *testing.T) {
+	adopted := entry("0.9.0", nil)
+	adopted.BakeKey = catalog.BakeKeyUnknown
+	baked := entry("1.0.0", nil)
+	baked.BakeKey = "sha256:abc"
+	rs := Status("web", stages, []*Artifact{art("web", adopted, baked)}, nil)
+	got := map[string]bool{}
+	for _, v := range rs.Versions {
+		got[v.Version] = v.Adopted
+	}
+	if !got["0.9.0"] || got["1.0.0"] || len(got) != 2 {
+		t.Errorf("adopted by version = %v, want 0.9.0 only", got)
+	}
+}
+
 func TestHistoryNewestFirst(t *testing.T) {
 	e := entry("1.0.0", nil)
 	e.Events = []catalog.Event{{Time: t0, Action: "bake"}, {Time: t0.Add(time.Hour), Action: "promote", Stage: "dev"}}

@@ -33,6 +33,10 @@ type VersionStatus struct {
 	Version string `json:"version"`
 	// BakeKey is the bake key (of the first artifact).
 	BakeKey string `json:"bake_key"`
+	// Adopted is true when the version was adopted (bakery adopt: a
+	// Packer AMI) rather than baked by bakery: its bake key is
+	// catalog.BakeKeyUnknown.
+	Adopted bool `json:"adopted"`
 	// Created is when it was baked: the time of its bake event (a
 	// container's config holds SOURCE_DATE_EPOCH, for reproducible
 	// digests), else the image's creation time.
@@ -109,6 +113,9 @@ func Status(recipe string, stages []string, arts []*Artifact, revoked []RevokedI
 			}
 			if e.Revoked {
 				v.Revoked, v.RevokeReason = true, e.RevokeReason
+			}
+			if catalog.Adopted(e.BakeKey) {
+				v.Adopted = true
 			}
 			for _, r := range revoked {
 				if r.baseOf(e) && !slices.Contains(v.TaintedBy, r.Name) {

@@ -249,9 +249,14 @@ func (s *LifecycleStore) entry(imgs []Image, dups ...Image) catalog.Entry {
 	// time: it is not dropped, as a promotion may be what keeps a
 	// rollback target.
 	e.Events = []catalog.Event{{Time: build.Created, Action: catalog.ActionBake, Actor: build.Tags[catalog.TagCreatedBy]}}
+	if m, ok := adoptedOf(every); ok {
+		e.Events = append(e.Events, catalog.Event{Time: m.Time, Action: catalog.ActionAdopt, Actor: m.Actor, Reason: m.Reason})
+	}
 	for _, se := range historyOf(every) {
 		e.Events = append(e.Events, se.ev)
 	}
+	// The adoption among the other events, by time (the bake stays first).
+	slices.SortStableFunc(e.Events[1:], func(a, b catalog.Event) int { return a.Time.Compare(b.Time) })
 	for i := range e.Events {
 		ev := &e.Events[i]
 		ev.Recipe, ev.Version, ev.Artifact, ev.Kind = e.Recipe, e.Version, e.Artifact, Kind
@@ -334,6 +339,29 @@ func revokedOf(imgs []Image) (mark, bool) {
 			m = mark{Reason: v}
 		}
 		if !found || m.newer(out) {
+			out, found = m, true
+		}
+	}
+	return out, found
+}
+
+// adoptedOf returns the oldest adoption mark of imgs (every AMI of an
+// adopted version carries the same one), if any carries one.
+func adoptedOf(imgs []Image) (mark, bool) {
+	var (
+		out   mark
+		found bool
+	)
+	for _, img := range imgs {
+		v, ok := img.Tags[TagAdopted]
+		if !ok {
+			continue
+		}
+		m, err := parseMark(v)
+		if err != nil {
+			continue
+		}
+		if !found || out.newer(m) {
 			out, found = m, true
 		}
 	}

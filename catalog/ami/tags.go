@@ -51,6 +51,13 @@ const (
 	// those of the AMI the tag is on. The bake event is not stored: it is
 	// made from catalog.TagCreated.
 	TagEventPrefix = "bakery:event:"
+	// TagAdopted marks an AMI bakery did not bake but adopted (bakery
+	// adopt): its value is "<time> <actor> <reason>", as TagRevoked's,
+	// the reason saying where the AMI came from (the Packer build and
+	// run). It is written on the AMI and its snapshots with the bake
+	// key catalog.BakeKeyUnknown; Entries turns it into the version's
+	// adopt event, which is never pruned.
+	TagAdopted = "bakery:adopted"
 	// TagPruned counts the events pruned from the AMI to stay under
 	// MaxTags (a decimal number); catalog.Lifecycle.Pruned reports it, so
 	// history says that older events exist (in the ledger, when one is

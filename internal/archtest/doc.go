@@ -1,5 +1,5 @@
 // Package archtest holds the test that enforces DESIGN.md's import rules:
-// bake, promote, launch and retire do not import each other (they meet in
+// bake, promote, launch, retire and adopt do not import each other (they meet in
 // catalog), the catalog and recipe packages import none of the verbs, and
 // only cmd/bakery imports the CLI.
 package archtest

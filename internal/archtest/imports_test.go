@@ -9,7 +9,7 @@ import (
 const module = "github.com/bakery-sh/bakery"
 
 // verbs are the top-level packages that must not import each other.
-var verbs = []string{"bake", "promote", "launch", "retire"}
+var verbs = []string{"bake", "promote", "launch", "retire", "adopt"}
 
 // tree returns which verb tree a package belongs to ("" for none).
 func tree(pkg string) string {
@@ -61,6 +61,7 @@ func TestTreeClassifiesVerbs(t *testing.T) {
 		module + "/bakery":      "",
 		module + "/retire":      "retire",
 		module + "/catalog/oci": "",
+		module + "/adopt":       "adopt",
 	} {
 		if got := tree(pkg); got != want {
 			t.Errorf("tree(%s) = %q, want %q", pkg, got, want)

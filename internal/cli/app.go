@@ -268,6 +268,7 @@ func newApp(e *env) *ucli.App {
 		Flags:                     globalFlags(),
 		Commands: []*ucli.Command{
 			bakeCommand(e),
+			adoptCommand(e),
 			promoteCommand(e),
 			launchCommand(e),
 			fleetsCommand(e),

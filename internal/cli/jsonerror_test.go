@@ -55,6 +55,8 @@ func TestJSONErrorDocumentOnEveryVerb(t *testing.T) {
 			recipe: "hello", version: "1.0.0"},
 		{args: []string{"-o", "json", "promote", "hello@1.0.0"}, code: 2, kind: "usage", command: "promote", message: "--to STAGE", recipe: "hello", version: "1.0.0"},
 		{args: []string{"-o", "json", "revoke", "hello@1.0.0"}, code: 2, kind: "usage", command: "revoke", message: "give a --reason", recipe: "hello", version: "1.0.0"},
+		{args: []string{"-o", "json", "adopt", "--recipe", "hello", "--version", "2.0.0", "--ami", "us-east-1:ami-0123456789abcdef0"}, code: 1, kind: "failure", command: "adopt",
+			message: "recipe hello has no machine_image block", recipe: "hello", version: "2.0.0"},
 		{args: []string{"-o", "json", "retire", "nope"}, code: 1, kind: "failure", command: "retire", message: `unknown recipe "nope"`},
 		{args: []string{"-o", "json", "launch", "hello", "--stage", "dev"}, code: 1, kind: "failure", command: "launch", message: `no fleet "dev" block`, recipe: "hello"},
 		{args: []string{"-o", "json", "bake", "--nope", "x.bake.hcl"}, code: 2, kind: "usage", command: "bake", message: "flag provided but not defined"},

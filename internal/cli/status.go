@@ -233,6 +233,9 @@ func printStatus(w io.Writer, d statusDoc) {
 			fmt.Fprint(tw, "\t"+cell)
 		}
 		var notes []string
+		if v.Adopted {
+			notes = append(notes, "ADOPTED: not baked by bakery (bake key unknown)")
+		}
 		if v.Revoked {
 			notes = append(notes, "REVOKED: "+v.RevokeReason)
 		}

@@ -114,15 +114,16 @@ type Proxy struct {
 }
 
 // rateRule answers a fraction p of the calls of actions (all when empty)
-// with an error.
+// in region (any when empty) with an error.
 type rateRule struct {
 	p       float64
 	d       time.Duration // Latency's delay, StaleDescribes' age
 	actions []string
+	region  string
 }
 
-func (r rateRule) applies(action string) bool {
-	return len(r.actions) == 0 || slices.Contains(r.actions, action)
+func (r rateRule) applies(req request) bool {
+	return (len(r.actions) == 0 || slices.Contains(r.actions, req.action)) && (r.region == "" || r.region == req.region)
 }
 
 // freshResource is a resource a create call returned.
@@ -227,6 +228,15 @@ func LoseAnswer(action string, n int) Option {
 // forwarding them. Default: none.
 func InternalError(p float64, actions ...string) Option {
 	return func(px *Proxy) { px.internal = append(px.internal, rateRule{p: p, actions: actions}) }
+}
+
+// InternalErrorIn is InternalError for the calls made in region only, so
+// that a test can fail an operation part way: in one region and not in
+// the others. Default: none.
+func InternalErrorIn(region string, p float64, actions ...string) Option {
+	return func(px *Proxy) {
+		px.internal = append(px.internal, rateRule{p: p, actions: actions, region: region})
+	}
 }
 
 // Latency holds a fraction p of the calls of actions (every action when
@@ -587,7 +597,7 @@ func (p *Proxy) fires(rules []rateRule, req request, n uint64, kind int) *rateRu
 		return nil
 	}
 	for i := range rules {
-		if rules[i].applies(req.action) && draw(p.seed, kind*1000+i, req, n) < rules[i].p {
+		if rules[i].applies(req) && draw(p.seed, kind*1000+i, req, n) < rules[i].p {
 			return &rules[i]
 		}
 	}

@@ -398,3 +398,18 @@ func TestUnavailableIsRetriedByTheSDK(t *testing.T) {
 		t.Errorf("no DescribeImages retried after a 503:\n%s", e.proxy.Summary())
 	}
 }
+
+func TestInternalErrorInFailsOneRegionOnly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, faultproxy.InternalErrorIn("eu-west-1", 1, "DescribeImages"))
+	cfg := e.proxy.Config(e.srv.ConfigForAccount(t, "us-east-1", e.account))
+	for region, want := range map[string]string{"us-east-1": "", "eu-west-1": "InternalError"} {
+		c := ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.Region = region; o.RetryMaxAttempts = 1 })
+		_, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: []string{"self"}})
+		wantCode(t, "DescribeImages in "+region, err, want)
+	}
+	if n := e.proxy.Faults("DescribeImages", faultproxy.FaultInternal); n != 1 {
+		t.Errorf("internal errors = %d, want 1 (eu-west-1's call)\n%s", n, e.proxy.Summary())
+	}
+}
