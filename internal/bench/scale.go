@@ -27,6 +27,8 @@ type scaleOptions struct {
 	registry  int
 	workers   int
 	moto      string
+	// stockMoto runs moto_server as installed, without motoscale.py.
+	stockMoto bool
 }
 
 // scaleVerb is one bakery command the scale mode measures.
@@ -48,6 +50,8 @@ type scaleReport struct {
 	Seed     seedFigures      `json:"seed"`
 	Verbs    []scaleVerb      `json:"verbs"`
 	Registry []registryReport `json:"registry"`
+	// StockMoto: moto_server ran without motoscale.py.
+	StockMoto bool `json:"stock_moto"`
 }
 
 // motoBinary finds moto_server: $MOTO_SERVER, -moto, then .venv/bin of
@@ -95,14 +99,18 @@ func runScale(ctx context.Context, o options, so scaleOptions) error {
 	} else if bakery, err = filepath.Abs(bakery); err != nil {
 		return err
 	}
-	rep := &scaleReport{Machine: probeMachine(), Versions: so.versions, Regions: scaleRegions}
+	rep := &scaleReport{Machine: probeMachine(), Versions: so.versions, Regions: scaleRegions, StockMoto: so.stockMoto}
 
 	if so.versions > 0 {
 		bin, err := motoBinary(root, so.moto)
 		if err != nil {
 			return err
 		}
-		moto, err := startMoto(ctx, bin)
+		patchDir := dir
+		if so.stockMoto {
+			patchDir = ""
+		}
+		moto, err := startMoto(ctx, bin, patchDir)
 		if err != nil {
 			return err
 		}
@@ -111,7 +119,7 @@ func runScale(ctx context.Context, o options, so scaleOptions) error {
 		logf("seeding moto with %d versions × %d regions = %d AMIs, %d launch template versions, %d groups (%d workers)",
 			so.versions, len(scaleRegions), so.versions*len(scaleRegions), so.templates, so.groups, so.workers)
 		var calls atomic.Int64
-		rep.Seed.Workers, rep.Seed.AMIMethod, rep.Seed.VersionsBaked = so.workers, "RegisterImage + CreateTags (AMI) + CreateTags (snapshot)", so.versions
+		rep.Seed.Workers, rep.Seed.AMIMethod, rep.Seed.VersionsBaked = so.workers, "CreateImage with tags (AMI) + CreateTags (snapshot)", so.versions
 		start := time.Now()
 		source, err := seedAMIs(ctx, moto.URL, so.versions, so.workers, &rep.Seed, &calls)
 		if err != nil {
@@ -253,7 +261,11 @@ func writeScaleText(w io.Writer, rep *scaleReport) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", v.Name, v.Wall.Round(time.Millisecond), v.CPU.Round(time.Millisecond), rss, total, by)
 		}
 		tw.Flush()
-		fmt.Fprintln(w, "  (moto answers DescribeImages in one page whatever its size: the counts show per-image calls, not pages)")
+		if rep.StockMoto {
+			fmt.Fprintln(w, "  (stock moto answers DescribeImages in one page whatever its size: the counts show per-image calls, not pages)")
+		} else {
+			fmt.Fprintln(w, "  (moto patched by internal/bench/motoscale.py: tags looked up by resource id, DescribeImages in pages of MaxResults as EC2 does)")
+		}
 	}
 	if len(rep.Registry) > 0 {
 		r0 := rep.Registry[0]
