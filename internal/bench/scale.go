@@ -131,39 +131,8 @@ func runScale(ctx context.Context, o options, so scaleOptions) error {
 		rep.Seed.Wall, rep.Seed.Calls, rep.Seed.MotoRSSKiB = time.Since(start), calls.Load(), moto.rssKiB()
 		logf("seeded in %s (%d calls, moto RSS %s)", rep.Seed.Wall.Round(time.Millisecond), rep.Seed.Calls, fmtBytes(rep.Seed.MotoRSSKiB<<10))
 
-		if err := os.WriteFile(filepath.Join(dir, "recipes", "scale.bake.hcl"), []byte(scaleRecipeText(source)), 0o644); err != nil {
+		if rep.Verbs, err = measureVerbs(ctx, bakery, dir, moto.URL, source); err != nil {
 			return err
-		}
-		proxy, err := faultproxy.New(moto.URL)
-		if err != nil {
-			return err
-		}
-		defer proxy.Close()
-		env := []string{
-			"BAKERY_AWS_ENDPOINT=" + proxy.URL, "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing",
-			"AWS_REGION=" + scaleHome, "AWS_DEFAULT_REGION=" + scaleHome, "AWS_PROFILE=", "AWS_CONFIG_FILE=/dev/null",
-			"AWS_SHARED_CREDENTIALS_FILE=/dev/null", "BAKERY_HOME=" + filepath.Join(dir, "home"), "AWS_EC2_METADATA_DISABLED=true",
-		}
-		for _, v := range []struct {
-			name string
-			args []string
-		}{
-			{"status", []string{"status", scaleRecipe}},
-			{"history", []string{"history", scaleRecipe}},
-			{"outdated", []string{"outdated", scaleRecipe}},
-			{"retire (plan)", []string{"retire", scaleRecipe}},
-		} {
-			logf("measuring bakery %s", strings.Join(v.args, " "))
-			before := len(proxy.Calls())
-			s, exit, err := runVerb(ctx, command{Dir: dir, Env: env, Args: append([]string{bakery}, v.args...)})
-			if err != nil {
-				return err
-			}
-			sv := scaleVerb{Name: v.name, Args: v.args, Wall: s.Wall, CPU: s.CPU, MaxRSSKiB: s.MaxRSSKiB,
-				Calls: countCalls(proxy.Calls()[before:]), Exit: exit}
-			rep.Verbs = append(rep.Verbs, sv)
-			// Said at once too: at large sizes a run takes long.
-			logf("%s: %s wall, %s CPU, peak RSS %s, calls %v", v.name, sv.Wall.Round(time.Millisecond), sv.CPU.Round(time.Millisecond), fmtBytes(sv.MaxRSSKiB<<10), sv.Calls)
 		}
 	}
 
@@ -190,6 +159,52 @@ func runScale(ctx context.Context, o options, so scaleOptions) error {
 		return enc.Encode(rep)
 	}
 	return nil
+}
+
+// measureVerbs writes the scale recipe (from source) into dir/recipes
+// and runs bakery's status, history, outdated and retire (the plan) there
+// against moto at url, through the fault proxy (no faults) that counts
+// their calls by API name.
+func measureVerbs(ctx context.Context, bakery, dir, url, source string) ([]scaleVerb, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "recipes"), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "recipes", "scale.bake.hcl"), []byte(scaleRecipeText(source)), 0o644); err != nil {
+		return nil, err
+	}
+	proxy, err := faultproxy.New(url)
+	if err != nil {
+		return nil, err
+	}
+	defer proxy.Close()
+	env := []string{
+		"BAKERY_AWS_ENDPOINT=" + proxy.URL, "AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing",
+		"AWS_REGION=" + scaleHome, "AWS_DEFAULT_REGION=" + scaleHome, "AWS_PROFILE=", "AWS_CONFIG_FILE=/dev/null",
+		"AWS_SHARED_CREDENTIALS_FILE=/dev/null", "BAKERY_HOME=" + filepath.Join(dir, "home"), "AWS_EC2_METADATA_DISABLED=true",
+	}
+	var verbs []scaleVerb
+	for _, v := range []struct {
+		name string
+		args []string
+	}{
+		{"status", []string{"status", scaleRecipe}},
+		{"history", []string{"history", scaleRecipe}},
+		{"outdated", []string{"outdated", scaleRecipe}},
+		{"retire (plan)", []string{"retire", scaleRecipe}},
+	} {
+		logf("measuring bakery %s", strings.Join(v.args, " "))
+		before := len(proxy.Calls())
+		s, exit, err := runVerb(ctx, command{Dir: dir, Env: env, Args: append([]string{bakery}, v.args...)})
+		if err != nil {
+			return nil, err
+		}
+		sv := scaleVerb{Name: v.name, Args: v.args, Wall: s.Wall, CPU: s.CPU, MaxRSSKiB: s.MaxRSSKiB,
+			Calls: countCalls(proxy.Calls()[before:]), Exit: exit}
+		verbs = append(verbs, sv)
+		// Said at once too: at large sizes a run takes long.
+		logf("%s: %s wall, %s CPU, peak RSS %s, calls %v", v.name, sv.Wall.Round(time.Millisecond), sv.CPU.Round(time.Millisecond), fmtBytes(sv.MaxRSSKiB<<10), sv.Calls)
+	}
+	return verbs, nil
 }
 
 // countCalls counts calls by "Service:Action".
