@@ -270,8 +270,8 @@ func writeScaleText(w io.Writer, rep *scaleReport) {
 		for _, v := range rep.Verbs {
 			total, by := tally(v.Calls)
 			rss := fmtBytes(v.MaxRSSKiB << 10)
-			if v.MaxRSSKiB > 200<<10 {
-				rss += " MISS (goal < 200 MiB)"
+			if v.MaxRSSKiB<<10 >= 200_000_000 {
+				rss += " MISS (goal < 200 MB)"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", v.Name, v.Wall.Round(time.Millisecond), v.CPU.Round(time.Millisecond), rss, total, by)
 		}
