@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,7 +30,49 @@ import (
 	"github.com/bakery-sh/bakery/internal/mototest"
 )
 
-func TestMain(m *testing.M) { os.Exit(mototest.Run(m)) }
+func TestMain(m *testing.M) {
+	if mib, _ := strconv.Atoi(os.Getenv("BENCH_TEST_HOLD_MIB")); mib > 0 {
+		// The child of TestPeakRSSIsTheChildsOwn: hold mib MiB a moment.
+		b := make([]byte, mib<<20)
+		for i := range b {
+			b[i] = 1
+		}
+		time.Sleep(300 * time.Millisecond)
+		os.Exit(int(b[len(b)/2]) - 1)
+	}
+	os.Exit(mototest.Run(m))
+}
+
+// TestPeakRSSIsTheChildsOwn: the peak RSS runTimed reports is the
+// child's, not the bench's: a child holding 64 MiB is reported at 64 MiB
+// or more, and /bin/sleep at far less than the 256 MiB this test holds
+// (ru_maxrss reports those 256 MiB for it).
+func TestPeakRSSIsTheChildsOwn(t *testing.T) {
+	held := make([]byte, 256<<20)
+	for i := range held {
+		held[i] = 1
+	}
+	ctx := context.Background()
+	s, _, err := runTimed(ctx, command{Args: []string{"/bin/sleep", "0.2"}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.MaxRSSKiB <= 0 || s.MaxRSSKiB >= 32<<10 {
+		t.Errorf("sleep's peak RSS = %d KiB, want its own (> 0, < 32 MiB), not this test's 256 MiB", s.MaxRSSKiB)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err = runTimed(ctx, command{Args: []string{self, "-test.run=^$"}, Env: []string{"BENCH_TEST_HOLD_MIB=64"}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.MaxRSSKiB < 64<<10 || s.MaxRSSKiB >= 200<<10 {
+		t.Errorf("peak RSS of a child holding 64 MiB = %d KiB, want 64 MiB to 200 MiB", s.MaxRSSKiB)
+	}
+	runtime.KeepAlive(held)
+}
 
 // TestSeededAMIsReadAsBakeryWroteThem: the seeded tags are bakery's own:
 // catalog/ami's lifecycle store reads every version in the three regions,
