@@ -3,9 +3,6 @@
 // SIGINT and SIGTERM interrupt it: the first stops the run, which cleans
 // up what it created; the second says the cleanup is in progress; the
 // third abandons the cleanup and exits (see cli.RunWithSignals).
-//
-// It runs with a soft memory limit of 150 MiB unless GOMEMLIMIT sets
-// another (cli.LimitMemory).
 package main
 
 import (
@@ -18,7 +15,6 @@ import (
 )
 
 func main() {
-	cli.LimitMemory(os.Environ())
 	sigs := make(chan os.Signal, 3)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	os.Exit(cli.RunWithSignals(context.Background(), sigs, os.Args, os.Stdin, os.Stdout, os.Stderr, os.Environ()))
