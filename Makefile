@@ -72,7 +72,7 @@ chaos:
 ## SCALE_REGISTRY versions (calls by API name, wall time, peak RSS). The default is
 ## small (300: about a minute of seeding); the issue's full size (30,000 AMIs) is
 ##   make bench SCALE_VERSIONS=10000
-## about 4 minutes of seeding and 10 of measuring on 2 cores, moto_server up to ~0.5 GiB
+## about 4 minutes of seeding and 3 to 10 of measuring on 2 cores, moto_server ~400 MiB
 SCALE_VERSIONS ?= 300
 SCALE_REGISTRY ?= 1000
 bench:
