@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unique"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -307,7 +308,11 @@ func (s *Store) Find(ctx context.Context, regions []string, q Query) ([]Image, e
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	var out []Image
+	total := 0
+	for _, imgs := range found {
+		total += len(imgs)
+	}
+	out := make([]Image, 0, total)
 	for _, imgs := range found {
 		out = append(out, imgs...)
 	}
@@ -382,6 +387,10 @@ func (s *Store) ByVersion(ctx context.Context, recipe, artifact, version string,
 	return newestPerRegion(imgs), nil
 }
 
+// intern returns the canonical copy of s (unique.Make): equal strings
+// read from many AMIs share one allocation.
+func intern(s string) string { return unique.Make(s).Value() }
+
 // newestPerRegion keeps the first (newest) image of each region.
 func newestPerRegion(imgs []Image) map[string]Image {
 	out := map[string]Image{}
@@ -393,11 +402,14 @@ func newestPerRegion(imgs []Image) map[string]Image {
 	return out
 }
 
-// FromEC2 reads the catalog fields of img, an AMI in region.
+// FromEC2 reads the catalog fields of img, an AMI in region. Tag keys
+// and values are interned: the AMIs of a version carry the same tags in
+// every region, and every AMI the same keys, so a listing of 10,000
+// versions × 3 regions keeps one copy of each string, not one per AMI.
 func FromEC2(region string, img ec2types.Image) Image {
 	tags := make(map[string]string, len(img.Tags))
 	for _, t := range img.Tags {
-		tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		tags[intern(aws.ToString(t.Key))] = intern(aws.ToString(t.Value))
 	}
 	out := Image{
 		Image: catalog.Image{

@@ -67,6 +67,7 @@ func main() {
 	flag.IntVar(&so.groups, "scale-groups", 200, "with -scale: Auto Scaling groups to seed")
 	flag.IntVar(&so.registry, "scale-registry", 1000, "with -scale: versions of the container recipe to push to the in-process registry (0 skips it)")
 	flag.IntVar(&so.workers, "scale-workers", 8, "with -scale: concurrent seeding calls")
+	flag.BoolVar(&so.stockMoto, "scale-stock-moto", false, "with -scale: run moto_server unpatched (its tag lookups scan every tag in the region: hours at 10,000 AMIs; DescribeImages in one page)")
 	flag.StringVar(&so.moto, "moto", "", "with -scale: moto_server binary (default $MOTO_SERVER, then .venv/bin/moto_server)")
 	flag.Parse()
 	if flag.NArg() > 0 || o.n < 1 || o.warmup < 0 {

@@ -96,7 +96,13 @@ func runTimed(ctx context.Context, c command, captureStdout bool) (sample, []byt
 	cmd.Stderr = &stderr
 	flushDirtyPages()
 	start := time.Now()
-	err := cmd.Run()
+	err := cmd.Start()
+	var hwm int64
+	if err == nil {
+		stop := watchPeakRSS(cmd.Process.Pid)
+		err = cmd.Wait()
+		hwm = stop()
+	}
 	wall := time.Since(start)
 	if err != nil {
 		msg := strings.TrimSpace(stderr.String())
@@ -108,7 +114,12 @@ func runTimed(ctx context.Context, c command, captureStdout bool) (sample, []byt
 	s := sample{Wall: wall}
 	if ps := cmd.ProcessState; ps != nil {
 		s.CPU = ps.UserTime() + ps.SystemTime()
+		// rusage's peak counts the bench's own memory (watchPeakRSS):
+		// only where /proc cannot be read.
 		s.MaxRSSKiB = maxRSSKiB(ps)
+		if hwm > 0 {
+			s.MaxRSSKiB = hwm
+		}
 	}
 	return s, stdout.Bytes(), nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,13 +52,31 @@ type motoServer struct {
 	cmd *exec.Cmd
 }
 
-// startMoto starts bin on a free loopback port and waits until it answers.
-func startMoto(ctx context.Context, bin string) (*motoServer, error) {
+// motoScalePy is moto_server with the scale bench's two patches: tag
+// lookup by resource id from moto's dict (stock moto scans every tag in
+// the region for each resource it describes) and DescribeImages pages
+// (stock moto ignores MaxResults). See the file's docstring.
+//
+//go:embed motoscale.py
+var motoScalePy []byte
+
+// startMoto starts bin on a free loopback port and waits until it
+// answers. With patchDir set it runs motoscale.py (written there) with
+// the python beside bin instead of bin itself.
+func startMoto(ctx context.Context, bin, patchDir string) (*motoServer, error) {
 	port, err := freeLoopbackPort()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+	args := []string{bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port)}
+	if patchDir != "" {
+		script := filepath.Join(patchDir, "motoscale.py")
+		if err := os.WriteFile(script, motoScalePy, 0o644); err != nil {
+			return nil, fmt.Errorf("writing the patched moto_server: %w", err)
+		}
+		args = append([]string{filepath.Join(filepath.Dir(bin), "python"), script}, args[1:]...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "AWS_") && !strings.HasPrefix(kv, "MOTO_ACCOUNT_ID=") {
@@ -66,7 +86,7 @@ func startMoto(ctx context.Context, bin string) (*motoServer, error) {
 	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("running %s: %w (install it with scripts/moto-venv.sh or set MOTO_SERVER)", bin, err)
+		return nil, fmt.Errorf("running %s: %w (install it with scripts/moto-venv.sh or set MOTO_SERVER)", args[0], err)
 	}
 	m := &motoServer{URL: "http://127.0.0.1:" + strconv.Itoa(port), cmd: cmd}
 	client := &http.Client{Timeout: 2 * time.Second}
@@ -216,7 +236,7 @@ func ec2Tags(m map[string]string) []ec2types.Tag {
 	return out
 }
 
-// seedAMIs registers n versions × scaleRegions AMIs in moto and tags them
+// seedAMIs creates n versions × scaleRegions AMIs in moto and tags them
 // and their snapshots as a bake and its promotions would have. It
 // returns the base (source) AMI the recipe names.
 func seedAMIs(ctx context.Context, url string, n, workers int, fig *seedFigures, calls *atomic.Int64) (string, error) {
@@ -232,20 +252,29 @@ func seedAMIs(ctx context.Context, url string, n, workers int, fig *seedFigures,
 		c := ec2.NewFromConfig(awsConfig(url, region))
 		ids := make([]string, n)
 		began := time.Now()
-		// RegisterImage: the cheapest way to an AMI in moto (no
-		// instance); moto gives it a snapshot of its own, as EC2 does.
+		// CreateImage from one instance, with the AMI's tags in the same
+		// call (TagSpecifications): one call an AMI, where RegisterImage
+		// (which drops TagSpecifications in moto) needs a CreateTags too.
+		// moto gives each AMI a snapshot of its own, as EC2 does; it
+		// cannot tag snapshots at creation (NotImplementedError).
+		instance, err := seedInstance(ctx, c, region, source, calls)
+		if err != nil {
+			return "", err
+		}
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(workers)
 		for i := range n {
 			g.Go(func() error {
+				amiT, _ := amiTags(i, n, t0, source)
 				calls.Add(1)
-				out, err := c.RegisterImage(gctx, &ec2.RegisterImageInput{
-					Name:           aws.String(fmt.Sprintf("scale-%s-%s", versionName(i), region)),
-					Description:    aws.String(fmt.Sprintf("bakery %s %s (%s), bake bk-%012x", scaleRecipe, versionName(i), scaleArtifact, i)),
-					RootDeviceName: aws.String("/dev/xvda"),
+				out, err := c.CreateImage(gctx, &ec2.CreateImageInput{
+					InstanceId:        aws.String(instance),
+					Name:              aws.String(fmt.Sprintf("scale-%s-%s", versionName(i), region)),
+					Description:       aws.String(fmt.Sprintf("bakery %s %s (%s), bake bk-%012x", scaleRecipe, versionName(i), scaleArtifact, i)),
+					TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeImage, Tags: ec2Tags(amiT)}},
 				})
 				if err != nil {
-					return fmt.Errorf("registering AMI %d in %s: %w", i, region, err)
+					return fmt.Errorf("creating AMI %d in %s: %w", i, region, err)
 				}
 				ids[i] = aws.ToString(out.ImageId)
 				return nil
@@ -254,18 +283,25 @@ func seedAMIs(ctx context.Context, url string, n, workers int, fig *seedFigures,
 		if err := g.Wait(); err != nil {
 			return "", err
 		}
+		calls.Add(1)
+		if _, err := c.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{instance}}); err != nil {
+			return "", fmt.Errorf("terminating the seeding instance %s in %s: %w", instance, region, err)
+		}
 		registered := time.Since(began)
 		// The snapshots, from one listing.
-		calls.Add(1)
-		out, err := c.DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: []string{"self"}})
-		if err != nil {
-			return "", fmt.Errorf("listing the seeded AMIs in %s: %w", region, err)
-		}
 		snaps := map[string]string{}
-		for _, img := range out.Images {
-			for _, b := range img.BlockDeviceMappings {
-				if b.Ebs != nil && b.Ebs.SnapshotId != nil {
-					snaps[aws.ToString(img.ImageId)] = aws.ToString(b.Ebs.SnapshotId)
+		p := ec2.NewDescribeImagesPaginator(c, &ec2.DescribeImagesInput{Owners: []string{"self"}, MaxResults: aws.Int32(1000)})
+		for p.HasMorePages() {
+			calls.Add(1)
+			out, err := p.NextPage(ctx)
+			if err != nil {
+				return "", fmt.Errorf("listing the seeded AMIs in %s: %w", region, err)
+			}
+			for _, img := range out.Images {
+				for _, b := range img.BlockDeviceMappings {
+					if b.Ebs != nil && b.Ebs.SnapshotId != nil {
+						snaps[aws.ToString(img.ImageId)] = aws.ToString(b.Ebs.SnapshotId)
+					}
 				}
 			}
 		}
@@ -273,12 +309,7 @@ func seedAMIs(ctx context.Context, url string, n, workers int, fig *seedFigures,
 		g.SetLimit(workers)
 		for i, id := range ids {
 			g.Go(func() error {
-				amiT, snapT := amiTags(i, n, t0, source)
-				// One call for the AMI and one for its snapshot: their tags differ (events are on AMIs only).
-				calls.Add(1)
-				if _, err := c.CreateTags(gctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: ec2Tags(amiT)}); err != nil {
-					return fmt.Errorf("tagging %s in %s: %w", id, region, err)
-				}
+				_, snapT := amiTags(i, n, t0, source)
 				if i%100 == 0 {
 					// Promoted to prod, whose account may launch it.
 					calls.Add(1)
@@ -314,6 +345,27 @@ func (f *seedFigures) addSnapshot() {
 	snapMu.Unlock()
 }
 
+// seedInstance runs the instance the seeded AMIs of region are created
+// from: from source in scaleHome, from an AMI registered for it
+// elsewhere (neither is a version of the recipe).
+func seedInstance(ctx context.Context, c *ec2.Client, region, source string, calls *atomic.Int64) (string, error) {
+	if region != scaleHome {
+		calls.Add(1)
+		base, err := c.RegisterImage(ctx, &ec2.RegisterImageInput{Name: aws.String("scale-base"), RootDeviceName: aws.String("/dev/xvda")})
+		if err != nil {
+			return "", fmt.Errorf("registering the base AMI in %s: %w", region, err)
+		}
+		source = aws.ToString(base.ImageId)
+	}
+	calls.Add(1)
+	out, err := c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(source), InstanceType: ec2types.InstanceTypeT3Micro,
+		MinCount: aws.Int32(1), MaxCount: aws.Int32(1)})
+	if err != nil {
+		return "", fmt.Errorf("running the seeding instance in %s: %w", region, err)
+	}
+	return aws.ToString(out.Instances[0].InstanceId), nil
+}
+
 // seedFleets creates, spread over scaleRegions, launch templates whose
 // versions run the newest AMIs (versions in all) and Auto Scaling groups
 // on them, tagged as catalog/fleet tags bakery's launches.
@@ -332,6 +384,9 @@ func seedFleets(ctx context.Context, url string, versions, groups, workers int, 
 		}
 		dev[region] = [2]string{aws.ToString(imgs.Images[0].ImageId), catalogami.TagMap(imgs.Images[0].Tags)[catalog.TagVersion]}
 	}
+	// Go blocks while workers calls are under way: most of the work is
+	// done before the loop ends, so the clock starts before it.
+	began := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(workers)
 	var mu sync.Mutex
@@ -401,7 +456,6 @@ func seedFleets(ctx context.Context, url string, versions, groups, workers int, 
 			return nil
 		})
 	}
-	began := time.Now()
 	err := g.Wait()
 	logf("seeded the fleets in %s", time.Since(began).Round(time.Millisecond))
 	return err
