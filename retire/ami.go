@@ -297,7 +297,8 @@ func (a *AMIs) orphansIn(ctx context.Context, region string) ([]Orphan, error) {
 			named[s] = true
 		}
 	}
-	p := ec2.NewDescribeSnapshotsPaginator(a.ops.Client(region), &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, Filters: []ec2types.Filter{
+	// In pages, as the AMIs: without MaxResults EC2 answers every snapshot at once.
+	p := ec2.NewDescribeSnapshotsPaginator(a.ops.Client(region), &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, MaxResults: aws.Int32(catalogami.PageSize), Filters: []ec2types.Filter{
 		{Name: aws.String("tag:" + catalog.TagRecipe), Values: []string{a.recipe}},
 		{Name: aws.String("tag:" + catalog.TagArtifact), Values: []string{a.artifact}},
 	}})

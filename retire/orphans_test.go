@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 
 	"github.com/bakery-sh/bakery/catalog"
 	catalogami "github.com/bakery-sh/bakery/catalog/ami"
+	"github.com/bakery-sh/bakery/catalog/fleet"
+	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/retire"
 )
 
@@ -178,6 +181,49 @@ func TestRetireTakesTheDuplicatesOfAVersion(t *testing.T) {
 	for _, sn := range dupSnaps {
 		if w.snapshotExists(t, west, sn) {
 			t.Errorf("snapshot %s of the duplicate is still there", sn)
+		}
+	}
+}
+
+// snapshotPages records the page size of every DescribeSnapshots call.
+type snapshotPages struct {
+	catalogami.API
+	mu    *sync.Mutex
+	sizes *[]int32
+}
+
+func (s snapshotPages) DescribeSnapshots(ctx context.Context, in *ec2.DescribeSnapshotsInput, opts ...func(*ec2.Options)) (*ec2.DescribeSnapshotsOutput, error) {
+	s.mu.Lock()
+	*s.sizes = append(*s.sizes, aws.ToInt32(in.MaxResults))
+	s.mu.Unlock()
+	return s.API.DescribeSnapshots(ctx, in, opts...)
+}
+
+// The orphan search lists snapshots in pages, as EC2 allows (moto 5.2.5
+// ignores MaxResults and answers in one page, so the request is checked):
+// without MaxResults EC2 answers every snapshot of the account at once.
+func TestOrphanSnapshotSearchAsksForPages(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	w.bake(t, "1.0.0", 30*day)
+	var (
+		mu    sync.Mutex
+		sizes []int32
+	)
+	clients := awsx.NewRegional(func(r string) *ec2.Client { return awsx.NewEC2(w.cfg, r) })
+	ops := catalogami.NewOps(func(r string) catalogami.API { return snapshotPages{clients.Get(r), &mu, &sizes} }, time.Millisecond, nil)
+	r := retire.NewAMIs("web", "web", w.store(), catalogami.NewStoreFromConfig(w.cfg), ops, fleet.UsageClientsFromConfig(w.cfg),
+		retire.WithClock(func() time.Time { return now }),
+		retire.WithEnabledRegions(func(ctx context.Context) ([]string, error) { return awsx.EnabledRegions(ctx, w.ec2(east)) }))
+	if _, err := r.Observe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(sizes) == 0 {
+		t.Fatal("the plan listed no snapshots")
+	}
+	for _, n := range sizes {
+		if n < 5 || n > 1000 {
+			t.Fatalf("DescribeSnapshots page sizes %v: each must ask for 5 to 1000 (EC2's range)", sizes)
 		}
 	}
 }
