@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -107,11 +108,14 @@ func onePassRecipe(t *testing.T, base string) (*recipes.Recipe, *recipes.Contain
 // stepNames records the names of the steps a bake starts.
 type stepNames struct {
 	progress.Reporter
+	mu    sync.Mutex
 	names []string
 }
 
 func (s *stepNames) Step(name string) progress.Step {
+	s.mu.Lock()
 	s.names = append(s.names, name)
+	s.mu.Unlock()
 	return s.Reporter.Step(name)
 }
 

@@ -45,8 +45,8 @@ func TestMain(m *testing.M) {
 
 // TestPeakRSSIsTheChildsOwn: the peak RSS runTimed reports is the
 // child's, not the bench's: a child holding 64 MiB is reported at 64 MiB
-// or more, and /bin/sleep at far less than the 256 MiB this test holds
-// (ru_maxrss reports those 256 MiB for it).
+// or more but below this test's own peak, and /bin/sleep at far less
+// than the 256 MiB this test holds (ru_maxrss reports those 256 MiB for it).
 func TestPeakRSSIsTheChildsOwn(t *testing.T) {
 	held := make([]byte, 256<<20)
 	for i := range held {
@@ -68,8 +68,11 @@ func TestPeakRSSIsTheChildsOwn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.MaxRSSKiB < 64<<10 || s.MaxRSSKiB >= 200<<10 {
-		t.Errorf("peak RSS of a child holding 64 MiB = %d KiB, want 64 MiB to 200 MiB", s.MaxRSSKiB)
+	// Below this test's own peak, which the flawed measure reports (the
+	// race detector's shadow memory grows both alike).
+	own := readHWMKiB(os.Getpid())
+	if s.MaxRSSKiB < 64<<10 || own <= 0 || s.MaxRSSKiB >= own {
+		t.Errorf("peak RSS of a child holding 64 MiB = %d KiB, want 64 MiB or more and below this test's own peak (%d KiB)", s.MaxRSSKiB, own)
 	}
 	runtime.KeepAlive(held)
 }
