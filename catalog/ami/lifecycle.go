@@ -323,45 +323,39 @@ func stagesOf(imgs []Image) map[string]mark {
 	return out
 }
 
-// revokedOf returns the newest revocation mark of imgs, if any carries one.
+// revokedOf returns the newest revocation mark of imgs, if any carries
+// one; a value that is no mark is kept as its reason.
 func revokedOf(imgs []Image) (mark, bool) {
-	var (
-		out   mark
-		found bool
-	)
-	for _, img := range imgs {
-		v, ok := img.Tags[TagRevoked]
-		if !ok {
-			continue
-		}
-		m, err := parseMark(v)
-		if err != nil {
-			m = mark{Reason: v}
-		}
-		if !found || m.newer(out) {
-			out, found = m, true
-		}
-	}
-	return out, found
+	return markOf(imgs, TagRevoked, true, func(a, b mark) bool { return a.newer(b) })
 }
 
 // adoptedOf returns the oldest adoption mark of imgs (every AMI of an
 // adopted version carries the same one), if any carries one.
 func adoptedOf(imgs []Image) (mark, bool) {
+	return markOf(imgs, TagAdopted, false, func(a, b mark) bool { return b.newer(a) })
+}
+
+// markOf returns, of the marks under tag on imgs, the one better prefers
+// to every other, if any carries one. A value that is no mark counts as
+// a mark with that reason when keepUnparsed, and not at all otherwise.
+func markOf(imgs []Image, tag string, keepUnparsed bool, better func(a, b mark) bool) (mark, bool) {
 	var (
 		out   mark
 		found bool
 	)
 	for _, img := range imgs {
-		v, ok := img.Tags[TagAdopted]
+		v, ok := img.Tags[tag]
 		if !ok {
 			continue
 		}
 		m, err := parseMark(v)
 		if err != nil {
-			continue
+			if !keepUnparsed {
+				continue
+			}
+			m = mark{Reason: v}
 		}
-		if !found || out.newer(m) {
+		if !found || better(m, out) {
 			out, found = m, true
 		}
 	}
