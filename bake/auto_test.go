@@ -1,0 +1,378 @@
+package bake_test
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/bakery-sh/bakery/bake"
+	bakeoci "github.com/bakery-sh/bakery/bake/oci"
+	"github.com/bakery-sh/bakery/catalog"
+	"github.com/bakery-sh/bakery/catalog/ledger"
+	catalogoci "github.com/bakery-sh/bakery/catalog/oci"
+	"github.com/bakery-sh/bakery/internal/awsx"
+	"github.com/bakery-sh/bakery/internal/mototest"
+	"github.com/bakery-sh/bakery/internal/progress"
+	"github.com/bakery-sh/bakery/recipes"
+)
+
+// bakeDay is the injected clock's day: auto versions are 2026.11.26.N.
+var bakeDay = time.Date(2026, 11, 26, 22, 0, 0, 0, time.UTC)
+
+// autoFolder writes an auto-versioned recipe with one container (into
+// repo, or the local layout when repo is empty) and its input file.
+func autoFolder(t *testing.T, repo string) string {
+	t.Helper()
+	dir := t.TempDir()
+	repoLine := ""
+	if repo != "" {
+		repoLine = fmt.Sprintf("  repository = %q\n", repo)
+	}
+	src := `recipe "app" {
+  version = "auto"
+  stages  = ["dev"]
+}
+container "app" {
+  base = "scratch"
+` + repoLine + `  layer {
+    source      = "files/"
+    destination = "/srv/"
+  }
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "app.bake.hcl"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeInput(t, dir, "one")
+	return dir
+}
+
+func writeInput(t *testing.T, dir, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "files"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "files", "a.txt"), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func loadFolder(t *testing.T, dir string) *recipes.Recipe {
+	t.Helper()
+	r, diags := recipes.NewLoader().Load(filepath.Join(dir, "app.bake.hcl"), recipes.Options{})
+	if diags.HasErrors() {
+		t.Fatalf("loading recipe: %v", diags)
+	}
+	return r
+}
+
+// autoEngine is one runner: its own baker on home (the local layout),
+// transport, clock and leases.
+func autoEngine(t *testing.T, home string, rep progress.Reporter, opts ...bake.Option) *bake.Engine {
+	t.Helper()
+	b, err := bakeoci.NewBaker(bakeoci.WithHome(home), bakeoci.WithProgress(rep), bakeoci.WithClock(func() time.Time { return bakeDay }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bake.New(b, append([]bake.Option{bake.WithProgress(rep), bake.WithClock(func() time.Time { return bakeDay }, nil)}, opts...)...)
+}
+
+// lines is a progress.Reporter that keeps the Info lines.
+type lines struct {
+	mu    sync.Mutex
+	infos []string
+	// hook, if set, is called with each Info line.
+	hook func(string)
+}
+
+func (l *lines) Step(name string) progress.Step { return progress.Discard().Step(name) }
+func (l *lines) Info(msg string) {
+	l.mu.Lock()
+	l.infos = append(l.infos, msg)
+	l.mu.Unlock()
+	if l.hook != nil {
+		l.hook(msg)
+	}
+}
+func (l *lines) has(sub string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.infos {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// layoutTags lists the tags of image name in the layout at home.
+func layoutTags(t *testing.T, home, name string) []string {
+	t.Helper()
+	l, err := catalogoci.OpenLayout(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	descs, err := l.Descriptors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tags []string
+	for _, d := range descs {
+		if v, ok := strings.CutPrefix(d.Annotations[catalog.AnnotationRefName], name+":"); ok {
+			tags = append(tags, v)
+		}
+	}
+	return tags
+}
+
+// checkAutoSequence bakes the recipe of dir three times: first (version
+// DATE.1 baked), again with nothing changed (up to date at DATE.1, no new
+// image), and with a changed input (DATE.2). tags lists the image's tags.
+func checkAutoSequence(t *testing.T, dir string, engine *bake.Engine, tags func() []string) {
+	t.Helper()
+	ctx := context.Background()
+	first := bakeDay.Format("2006.01.02") + ".1"
+	second := bakeDay.Format("2006.01.02") + ".2"
+
+	res, err := engine.Bake(ctx, loadFolder(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Version != first || res.Cached || res.Artifacts[0].Version != first {
+		t.Fatalf("first bake: version %q (artifact %q), cached %v; want %s, baked", res.Version, res.Artifacts[0].Version, res.Cached, first)
+	}
+	if !strings.HasSuffix(res.Artifacts[0].Ref, ":"+first) {
+		t.Errorf("first bake: ref %s, want tag %s", res.Artifacts[0].Ref, first)
+	}
+	key := res.BakeKey
+
+	res, err = engine.Bake(ctx, loadFolder(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Version != first || !res.Cached || res.BakeKey != key || !strings.HasSuffix(res.Artifacts[0].Ref, ":"+first) {
+		t.Fatalf("second bake: version %q, cached %v, ref %s; want up to date at %s", res.Version, res.Cached, res.Artifacts[0].Ref, first)
+	}
+	if got := tags(); len(got) != 1 || got[0] != first {
+		t.Fatalf("after an up-to-date bake the image has tags %v, want only %s", got, first)
+	}
+
+	writeInput(t, dir, "two")
+	res, err = engine.Bake(ctx, loadFolder(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Version != second || res.Cached || res.BakeKey == key {
+		t.Fatalf("bake after a change: version %q, cached %v; want %s, baked with a new key", res.Version, res.Cached, second)
+	}
+	if got := tags(); len(got) != 2 {
+		t.Fatalf("after the changed bake the image has tags %v, want %s and %s", got, first, second)
+	}
+}
+
+func TestAutoVersionLocalLayout(t *testing.T) {
+	dir := autoFolder(t, "")
+	home := filepath.Join(t.TempDir(), "layout")
+	engine := autoEngine(t, home, progress.Discard())
+	checkAutoSequence(t, dir, engine, func() []string { return layoutTags(t, home, "app") })
+}
+
+func registryTags(t *testing.T, repo string) []string {
+	t.Helper()
+	r, err := name.NewRepository(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := remote.List(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tags []string
+	for _, tag := range all {
+		if !strings.HasPrefix(tag, "sha256-") { // the referrers tag schema's attestation index
+			tags = append(tags, tag)
+		}
+	}
+	return tags
+}
+
+func TestAutoVersionRegistry(t *testing.T) {
+	srv := httptest.NewServer(registry.New())
+	t.Cleanup(srv.Close)
+	repo := strings.TrimPrefix(srv.URL, "http://") + "/team/app"
+	dir := autoFolder(t, repo)
+	engine := autoEngine(t, t.TempDir(), progress.Discard())
+	checkAutoSequence(t, dir, engine, func() []string { return registryTags(t, repo) })
+}
+
+// TestFixedVersionKeyIncludesVersion checks that a fixed-version recipe
+// keeps the version in its key (two versions of the same content have
+// different keys, as before version = "auto"), while an auto recipe's
+// key is the same whatever version it is assigned.
+func TestFixedVersionKeyIncludesVersion(t *testing.T) {
+	dir := autoFolder(t, "")
+	r := loadFolder(t, dir)
+	b, err := bakeoci.NewBaker(bakeoci.WithHome(filepath.Join(t.TempDir(), "layout")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(r *recipes.Recipe) string {
+		p, err := b.Prepare(context.Background(), r, r.Containers[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Key(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+		return p.Key
+	}
+	fixed := func(v string) *recipes.Recipe {
+		f := r.WithVersion(v)
+		f.VersionAuto = false
+		return f
+	}
+	if key(fixed("1.0.0")) == key(fixed("1.0.1")) {
+		t.Errorf("a fixed-version key does not depend on the version")
+	}
+	if key(r.WithVersion("2026.11.26.1")) != key(r.WithVersion("2026.11.26.2")) || key(r) != key(r.WithVersion("2026.11.26.1")) {
+		t.Errorf("an auto-version key depends on the version assigned")
+	}
+	if key(r) == key(fixed("auto")) {
+		t.Errorf("an auto recipe has the key of a fixed recipe whose version is \"auto\"")
+	}
+}
+
+// ledgerBucket is a fresh moto S3 bucket; each call of open is another
+// runner's ledger on it.
+func ledgerBucket(t *testing.T) (open func(...ledger.Option) *ledger.Ledger) {
+	t.Helper()
+	srv := mototest.Shared(t)
+	cfg := srv.ConfigForAccount(t, "us-east-1", srv.NewAccount())
+	bucket := fmt.Sprintf("bake-lease-%d", time.Now().UnixNano())
+	if _, err := awsx.NewS3(cfg, "").CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		t.Fatal(err)
+	}
+	return func(opts ...ledger.Option) *ledger.Ledger {
+		l, err := ledger.NewFromConfig(cfg, bucket, "bakery", "", opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+}
+
+func leasesOf(l *ledger.Ledger) bake.LeasesFunc {
+	return func(*recipes.Recipe) (bake.Leases, error) { return l, nil }
+}
+
+// guard bounds the waits of the concurrency test so that a broken lease
+// fails it instead of hanging it; not a bound on speed.
+const guard = 2 * time.Minute
+
+// TestConcurrentRunnersBakeOnce: two runners bake the same auto recipe
+// into one registry with one ledger at the same time. Runner A is held
+// just before it builds (after it took the bake lease and its version)
+// until runner B says it is waiting for A; then A goes on. Exactly one
+// image and one version result; B reports it up to date.
+func TestConcurrentRunnersBakeOnce(t *testing.T) {
+	srv := httptest.NewServer(registry.New())
+	t.Cleanup(srv.Close)
+	repo := strings.TrimPrefix(srv.URL, "http://") + "/team/app"
+	dir := autoFolder(t, repo)
+	open := ledgerBucket(t)
+
+	bWaits := make(chan struct{})
+	var once sync.Once
+	repA := &lines{hook: func(msg string) {
+		if strings.Contains(msg, "new version") {
+			select {
+			case <-bWaits:
+			case <-time.After(guard):
+			}
+		}
+	}}
+	repB := &lines{hook: func(msg string) {
+		if strings.Contains(msg, "waiting for runner-a") {
+			once.Do(func() { close(bWaits) })
+		}
+	}}
+	engA := autoEngine(t, t.TempDir(), repA, bake.WithLeases(leasesOf(open()), "runner-a"), bake.WithLeasePoll(20*time.Millisecond))
+	engB := autoEngine(t, t.TempDir(), repB, bake.WithLeases(leasesOf(open()), "runner-b"), bake.WithLeasePoll(20*time.Millisecond))
+
+	ctx := context.Background()
+	var resA, resB *bake.Result
+	var errA, errB error
+	var wg sync.WaitGroup
+	wg.Go(func() { resA, errA = engA.Bake(ctx, loadFolder(t, dir)) })
+	// B starts once A holds the lease: A is then held at "new version".
+	deadline := time.Now().Add(guard)
+	for !repA.has("new version") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	wg.Go(func() { resB, errB = engB.Bake(ctx, loadFolder(t, dir)) })
+	wg.Wait()
+	if errA != nil || errB != nil {
+		t.Fatalf("runner a: %v; runner b: %v", errA, errB)
+	}
+	if !repB.has("waiting for runner-a baking sha256:") {
+		t.Errorf("runner b never said it waited for runner a; its lines: %q", repB.infos)
+	}
+	want := bakeDay.Format("2006.01.02") + ".1"
+	if resA.Cached || resA.Version != want {
+		t.Errorf("runner a: cached %v, version %s; want baked %s", resA.Cached, resA.Version, want)
+	}
+	if !resB.Cached || resB.Version != want || resB.Artifacts[0].Digest != resA.Artifacts[0].Digest {
+		t.Errorf("runner b: cached %v, version %s, digest %s; want up to date at %s, %s", resB.Cached, resB.Version, resB.Artifacts[0].Digest, want, resA.Artifacts[0].Digest)
+	}
+	if got := registryTags(t, repo); len(got) != 1 || got[0] != want {
+		t.Errorf("registry tags %v, want only %s", got, want)
+	}
+}
+
+// TestExpiredBakeLeaseTakenOver: a lease on the bake key left by a runner
+// that died (expired) does not block the bake: it is taken over, said so,
+// and released afterwards.
+func TestExpiredBakeLeaseTakenOver(t *testing.T) {
+	dir := autoFolder(t, "")
+	// The key, from a bake into a scratch layout.
+	res, err := autoEngine(t, filepath.Join(t.TempDir(), "scratch"), progress.Discard()).Bake(context.Background(), loadFolder(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := ledgerBucket(t)
+	dead := open(ledger.WithClock(func() time.Time { return bakeDay.Add(-time.Hour) }))
+	stage := "bake-" + strings.TrimPrefix(res.BakeKey, "sha256:")
+	if _, err := dead.Acquire(context.Background(), "app", stage, "dead-runner", "bake"); err != nil {
+		t.Fatal(err)
+	}
+	live := open(ledger.WithClock(func() time.Time { return bakeDay }))
+	rep := &lines{}
+	home := filepath.Join(t.TempDir(), "layout")
+	res2, err := autoEngine(t, home, rep, bake.WithLeases(leasesOf(live), "runner-b"), bake.WithLeasePoll(time.Millisecond)).Bake(context.Background(), loadFolder(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2.Cached || res2.BakeKey != res.BakeKey {
+		t.Errorf("bake after a dead runner's lease: cached %v, key %s; want baked with key %s", res2.Cached, res2.BakeKey, res.BakeKey)
+	}
+	if !rep.has("took over the expired lease of dead-runner") {
+		t.Errorf("the takeover is not reported; lines: %q", rep.infos)
+	}
+	if le, err := live.Holder(context.Background(), "app", stage); err != nil || le != nil {
+		t.Errorf("after the bake the lease is %v (%v), want released", le, err)
+	}
+}
+
+func TestMain(m *testing.M) { os.Exit(mototest.Run(m)) }
