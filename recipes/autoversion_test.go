@@ -79,7 +79,7 @@ func TestAutoVersionDecodes(t *testing.T) {
 func TestAutoVersionErrors(t *testing.T) {
 	for _, c := range []struct {
 		name, format, want string
-		opts             Options
+		opts               Options
 	}{
 		{name: "unknown placeholder", format: `"{date}.{hour}.{n}"`, want: `3:20: invalid version_format "{date}.{hour}.{n}": unknown placeholder {hour}`},
 		{name: "no counter", format: `"{date}"`, want: `3:20: invalid version_format "{date}": it must hold {n}`},
