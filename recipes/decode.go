@@ -106,6 +106,9 @@ func (s *state) decodeRecipe(b *hcl.Block, r *Recipe) {
 				s.diags = slices.DeleteFunc(s.diags, func(d *hcl.Diagnostic) bool {
 					return d.Summary == `undeclared variable "version"`
 				})
+				s.loader.mu.Lock()
+				s.loader.autoVersionVar = true
+				s.loader.mu.Unlock()
 				s.attrError(attr, fmt.Sprintf("version is %q, and -var version=%s is given", AutoVersion, raw),
 					`With version = "auto" bakery assigns the version of each new image; drop -var version, or write version = var.version (with a variable "version" whose default is "auto") to let a -var choose it.`)
 			}

@@ -83,6 +83,10 @@ type Loader struct {
 	// secrets are the texts of the sensitive variables' values (valid
 	// or not) of the recipes loaded: never printed.
 	secrets []string
+	// autoVersionVar is set when a recipe loaded refused -var version
+	// because its version is "auto": CheckVars then leaves that -var to
+	// the recipe's message.
+	autoVersionVar bool
 }
 
 // SensitivePlaceholder is what diagnostics show instead of the value of

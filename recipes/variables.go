@@ -682,8 +682,11 @@ func (l *Loader) CheckVars(opts Options) hcl.Diagnostics {
 		names = append(names, k)
 	}
 	sort.Strings(names)
+	l.mu.Lock()
+	autoVersionVar := l.autoVersionVar
+	l.mu.Unlock()
 	for _, k := range names {
-		if isDeclared(k) {
+		if isDeclared(k) || k == "version" && autoVersionVar {
 			continue
 		}
 		raw := opts.Vars[k]
