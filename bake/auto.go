@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
+	bakeami "github.com/bakery-sh/bakery/bake/ami"
 	bakeoci "github.com/bakery-sh/bakery/bake/oci"
 	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/recipes"
@@ -168,4 +170,100 @@ func (e *Engine) buildAuto(ctx context.Context, av AutoVersioner, r *recipes.Rec
 	a := artifact(c, plan, img, false)
 	a.Version = v
 	return a, nil
+}
+
+// AutoMachineImageBaker is what a MachineImageBaker also implements to
+// bake auto-versioned recipes; *bakeami.Baker does.
+type AutoMachineImageBaker interface {
+	// FindKey returns the AMIs carrying p's bake key and their version
+	// (nil and "" if none), and the artifact's auto versions.
+	FindKey(ctx context.Context, p *bakeami.Plan) (*bakeami.Existing, string, []string, error)
+	// Retarget sets p's version to r's.
+	Retarget(p *bakeami.Plan, r *recipes.Recipe)
+}
+
+// bakeMachineImageAuto bakes machine_image m of auto-versioned recipe r:
+// the AMIs carrying its bake key are up to date at their version (copied
+// to the regions that lack one); otherwise it bakes under the recipe's
+// next version.
+func (e *Engine) bakeMachineImageAuto(ctx context.Context, r *recipes.Recipe, m *recipes.MachineImage, run *autoRun) ([]Artifact, error) {
+	am, ok := e.machines.(AutoMachineImageBaker)
+	if !ok {
+		return nil, fmt.Errorf("baking %s: version = \"auto\" needs a machine image baker that finds AMIs by bake key; this one does not", m.Name)
+	}
+	plan, err := e.machines.Prepare(ctx, r, m)
+	if err != nil {
+		return nil, err
+	}
+	existing, version, versions, err := am.FindKey(ctx, plan)
+	if err != nil {
+		return nil, err
+	}
+	if existing == nil || e.force {
+		lctx, lease, exists, err := e.leaseKey(ctx, r, m.Name, func(context.Context) (string, error) { return plan.Key, nil },
+			func(ctx context.Context) (bool, error) {
+				existing, version, versions, err = am.FindKey(ctx, plan)
+				return existing != nil && !e.force, err
+			})
+		if err != nil {
+			return nil, err
+		}
+		if !exists {
+			defer lease.release()
+			return e.buildMachineImageAuto(lctx, am, r, m, plan, versions, run)
+		}
+	}
+	am.Retarget(plan, r.WithVersion(version))
+	missing := existing.Missing(plan)
+	if len(missing) == 0 {
+		e.progress.Info(fmt.Sprintf("%s up to date at version %s (%s)", m.Name, version, amiList(existing.Images)))
+		return withVersion(amiArtifacts(m.Name, plan, existing.Images, true), version), nil
+	}
+	e.progress.Info(fmt.Sprintf("%s exists at version %s (%s): copying it to %s", m.Name, version, amiList(existing.Images), strings.Join(missing, ", ")))
+	imgs, err := e.machines.Fill(ctx, plan, existing)
+	if err != nil {
+		return nil, err
+	}
+	arts := amiArtifacts(m.Name, plan, imgs, true)
+	for i := range arts {
+		arts[i].Cached = !slices.Contains(missing, arts[i].Region)
+	}
+	return withVersion(arts, version), nil
+}
+
+// buildMachineImageAuto bakes plan under the recipe's next version.
+func (e *Engine) buildMachineImageAuto(ctx context.Context, am AutoMachineImageBaker, r *recipes.Recipe, m *recipes.MachineImage, plan *bakeami.Plan, versions []string, run *autoRun) ([]Artifact, error) {
+	v, err := run.assign(ctx, e, r, plan.Key, versions, func(v string) (bool, error) {
+		am.Retarget(plan, r.WithVersion(v))
+		ex, err := e.machines.Existing(ctx, plan)
+		return ex == nil, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	am.Retarget(plan, r.WithVersion(v))
+	e.progress.Info(fmt.Sprintf("%s: new version %s", m.Name, v))
+	res, err := e.machines.Build(ctx, plan)
+	if err != nil {
+		return nil, err
+	}
+	// Without a ledger another runner may have assigned v at the same
+	// time: its AMIs then carry v with another key.
+	after, err := e.machines.Existing(ctx, plan)
+	if err != nil {
+		return nil, fmt.Errorf("%w; configure a ledger (catalog block or BAKERY_LEDGER) so that runners claim versions in it", err)
+	}
+	if after != nil && after.BakeKey != plan.Key {
+		return nil, fmt.Errorf("baking %s: version %s was assigned at the same time by another runner, whose AMIs (%s, bake key %s) carry it too; deregister one of them, and configure a ledger (catalog block or BAKERY_LEDGER) so that runners claim versions in it",
+			m.Name, v, amiList(after.Images), shortKey(after.BakeKey))
+	}
+	return withVersion(amiArtifacts(m.Name, plan, res.Images, false), v), nil
+}
+
+// withVersion sets the version of arts.
+func withVersion(arts []Artifact, v string) []Artifact {
+	for i := range arts {
+		arts[i].Version = v
+	}
+	return arts
 }

@@ -12,12 +12,15 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/bakery-sh/bakery/bake"
+	bakeami "github.com/bakery-sh/bakery/bake/ami"
 	bakeoci "github.com/bakery-sh/bakery/bake/oci"
 	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/catalog/ledger"
@@ -376,3 +379,95 @@ func TestExpiredBakeLeaseTakenOver(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { os.Exit(mototest.Run(m)) }
+
+// amiRecipe is an auto-versioned recipe with one machine image of
+// instance type typ.
+func amiRecipe(t *testing.T, dir, typ string) *recipes.Recipe {
+	t.Helper()
+	src := fmt.Sprintf(`recipe "golden" {
+  version = "auto"
+  stages  = ["dev"]
+}
+machine_image "golden" {
+  region         = "us-east-1"
+  instance_type  = %q
+  source_ami_ssm = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-x86_64"
+}
+`, typ)
+	path := filepath.Join(dir, "golden.bake.hcl")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, diags := recipes.NewLoader().Load(path, recipes.Options{})
+	if diags.HasErrors() {
+		t.Fatalf("loading recipe: %v", diags)
+	}
+	return r
+}
+
+// TestAutoVersionMachineImage: on moto, the first bake of an auto AMI
+// recipe gets DATE.1 (the AMI's bakery:version tag says so), a second
+// run finds it by its bake key tag and bakes nothing, and a changed
+// recipe gets DATE.2.
+func TestAutoVersionMachineImage(t *testing.T) {
+	moto := mototest.Start(t)
+	cfg := moto.Config(t, "us-east-1")
+	ctx := context.Background()
+	amis, err := bakeami.NewBaker(cfg, bakeami.WithPollInterval(20*time.Millisecond), bakeami.WithClock(func() time.Time { return bakeDay }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := bake.New(nil, bake.WithMachineImages(amis), bake.WithClock(func() time.Time { return bakeDay }, nil))
+	dir := t.TempDir()
+	day := bakeDay.Format("2006.01.02")
+	versions := func() map[string]int {
+		out, err := ec2.NewFromConfig(cfg).DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: []string{"self"},
+			Filters: []ec2types.Filter{{Name: aws.String("tag:" + catalog.TagRecipe), Values: []string{"golden"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := map[string]int{}
+		for _, img := range out.Images {
+			for _, tag := range img.Tags {
+				if aws.ToString(tag.Key) == catalog.TagVersion {
+					n[aws.ToString(tag.Value)]++
+				}
+			}
+		}
+		return n
+	}
+
+	res, err := engine.Bake(ctx, amiRecipe(t, dir, "t3.micro"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Version != day+".1" || res.Cached || res.Artifacts[0].Version != day+".1" {
+		t.Fatalf("first bake: version %s, cached %v; want %s.1 baked", res.Version, res.Cached, day)
+	}
+	id := res.Artifacts[0].ID
+	if got := versions(); len(got) != 1 || got[day+".1"] != 1 {
+		t.Fatalf("AMIs by version tag: %v, want one at %s.1", got, day)
+	}
+
+	res, err = engine.Bake(ctx, amiRecipe(t, dir, "t3.micro"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Version != day+".1" || !res.Cached || res.Artifacts[0].ID != id {
+		t.Fatalf("second bake: version %s, cached %v, AMI %s; want up to date at %s.1, %s", res.Version, res.Cached, res.Artifacts[0].ID, day, id)
+	}
+	if got := versions(); len(got) != 1 {
+		t.Fatalf("an up-to-date bake made an AMI: %v", got)
+	}
+
+	res, err = engine.Bake(ctx, amiRecipe(t, dir, "t3.small"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Version != day+".2" || res.Cached {
+		t.Fatalf("bake of a changed recipe: version %s, cached %v; want %s.2 baked", res.Version, res.Cached, day)
+	}
+	if got := versions(); len(got) != 2 || got[day+".2"] != 1 {
+		t.Fatalf("AMIs by version tag: %v, want one at %s.1 and one at %s.2", got, day, day)
+	}
+}

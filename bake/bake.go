@@ -259,7 +259,7 @@ func (e *Engine) Bake(ctx context.Context, r *recipes.Recipe) (*Result, error) {
 	for _, m := range r.MachineImages {
 		units = append(units, []int{len(blocks)})
 		blocks = append(blocks, block{kind: catalog.KindAMI, name: m.Name, bake: func(ctx context.Context) ([]Artifact, error) {
-			return e.bakeMachineImage(ctx, r, m)
+			return e.bakeMachineImage(ctx, r, m, run)
 		}})
 	}
 	e.run(ctx, blocks, units)
