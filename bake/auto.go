@@ -2,10 +2,13 @@ package bake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+
+	catalogoci "github.com/bakery-sh/bakery/catalog/oci"
 
 	bakeami "github.com/bakery-sh/bakery/bake/ami"
 	bakeoci "github.com/bakery-sh/bakery/bake/oci"
@@ -158,6 +161,9 @@ func (e *Engine) buildAuto(ctx context.Context, av AutoVersioner, r *recipes.Rec
 	}
 	e.progress.Info(fmt.Sprintf("%s: new version %s", c.Name, v))
 	img, err := e.containers.Build(ctx, plan)
+	if errors.Is(err, catalogoci.ErrTagTaken) {
+		return nil, fmt.Errorf("baking %s: another process on this machine assigned version %s to other content first, and the layout keeps its image: bake again for the next version: %w", c.Name, v, err)
+	}
 	if err != nil {
 		return nil, err
 	}
