@@ -471,3 +471,70 @@ func TestAutoVersionMachineImage(t *testing.T) {
 		t.Fatalf("AMIs by version tag: %v, want one at %s.1 and one at %s.2", got, day, day)
 	}
 }
+
+// TestBakeLeaseRenewedWhileBaking: while a runner bakes, it renews its
+// leases on the bake key and on the version. The engine's sleep is faked: a renewal happens
+// when the test says so, just before the build; the ledger's clock moves
+// a minute a call, so a renewed lease expires later than the one taken.
+func TestBakeLeaseRenewedWhileBaking(t *testing.T) {
+	dir := autoFolder(t, "")
+	res, err := autoEngine(t, filepath.Join(t.TempDir(), "scratch"), progress.Discard()).Bake(context.Background(), loadFolder(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := "bake-" + strings.TrimPrefix(res.BakeKey, "sha256:")
+	var mu sync.Mutex
+	calls := 0
+	open := ledgerBucket(t)
+	l := open(ledger.WithClock(func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		return bakeDay.Add(time.Duration(calls) * time.Minute)
+	}))
+	renew := make(chan struct{})
+	sleep := func(ctx context.Context, d time.Duration) error {
+		select {
+		case <-renew:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	var taken, renewed *ledger.Lease
+	rep := &lines{hook: func(msg string) {
+		if !strings.Contains(msg, "new version") {
+			return
+		}
+		taken, _ = l.Holder(context.Background(), "app", stage)
+		// Two leases renew now: the key's and the version's.
+		for range 2 {
+			select {
+			case renew <- struct{}{}:
+			case <-time.After(guard):
+			}
+		}
+		deadline := time.Now().Add(guard)
+		for time.Now().Before(deadline) {
+			le, err := l.Holder(context.Background(), "app", stage)
+			if err == nil && le != nil && taken != nil && le.Expires.After(taken.Expires) {
+				renewed = le
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}}
+	engine := autoEngine(t, filepath.Join(t.TempDir(), "layout"), rep, bake.WithLeases(leasesOf(l), "runner-a"), bake.WithClock(nil, sleep))
+	if _, err := engine.Bake(context.Background(), loadFolder(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	if taken == nil || taken.Holder != "runner-a" {
+		t.Fatalf("before the build the lease on the key is %v, want runner-a's", taken)
+	}
+	if renewed == nil {
+		t.Fatalf("the lease taken at %s, until %s, was not renewed while baking", taken.Acquired, taken.Expires)
+	}
+	if le, err := l.Holder(context.Background(), "app", stage); err != nil || le != nil {
+		t.Errorf("after the bake the lease is %v (%v), want released", le, err)
+	}
+}
