@@ -260,11 +260,30 @@ func TestFixedVersionKeyIncludesVersion(t *testing.T) {
 // ledgerBucket is a fresh moto S3 bucket; each call of open is another
 // runner's ledger on it.
 func ledgerBucket(t *testing.T) (open func(...ledger.Option) *ledger.Ledger) {
+	open, _ = ledgerBucketLocks(t)
+	return open
+}
+
+// ledgerBucketLocks is ledgerBucket, and a function that lists the lease
+// objects of recipe app in it.
+func ledgerBucketLocks(t *testing.T) (open func(...ledger.Option) *ledger.Ledger, locks func() []string) {
 	t.Helper()
 	srv := mototest.Shared(t)
 	cfg := srv.ConfigForAccount(t, "us-east-1", srv.NewAccount())
 	bucket := fmt.Sprintf("bake-lease-%d", time.Now().UnixNano())
-	if _, err := awsx.NewS3(cfg, "").CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+	client := awsx.NewS3(cfg, "")
+	locks = func() []string {
+		out, err := client.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String("bakery/app/locks/")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, o := range out.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+		return keys
+	}
+	if _, err := client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
 		t.Fatal(err)
 	}
 	return func(opts ...ledger.Option) *ledger.Ledger {
@@ -273,7 +292,7 @@ func ledgerBucket(t *testing.T) (open func(...ledger.Option) *ledger.Ledger) {
 			t.Fatal(err)
 		}
 		return l
-	}
+	}, locks
 }
 
 func leasesOf(l *ledger.Ledger) bake.LeasesFunc {
@@ -536,5 +555,32 @@ func TestBakeLeaseRenewedWhileBaking(t *testing.T) {
 	}
 	if le, err := l.Holder(context.Background(), "app", stage); err != nil || le != nil {
 		t.Errorf("after the bake the lease is %v (%v), want released", le, err)
+	}
+}
+
+// TestBakeLeasesReleasedOnInterrupt: a bake interrupted (its context
+// cancelled) after it took its leases gives both back.
+func TestBakeLeasesReleasedOnInterrupt(t *testing.T) {
+	dir := autoFolder(t, "")
+	open, locks := ledgerBucketLocks(t)
+	l := open()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var held []string
+	rep := &lines{hook: func(msg string) {
+		if strings.Contains(msg, "new version") {
+			held = locks()
+			cancel()
+		}
+	}}
+	engine := autoEngine(t, filepath.Join(t.TempDir(), "layout"), rep, bake.WithLeases(leasesOf(l), "runner-a"))
+	if _, err := engine.Bake(ctx, loadFolder(t, dir)); err == nil {
+		t.Fatal("the interrupted bake succeeded")
+	}
+	if len(held) != 2 {
+		t.Fatalf("before the build the runner held %v, want the key's and the version's leases", held)
+	}
+	if left := locks(); len(left) != 0 {
+		t.Errorf("after the interrupted bake the ledger still holds %v", left)
 	}
 }
