@@ -100,7 +100,12 @@ type lines struct {
 	hook func(string)
 }
 
-func (l *lines) Step(name string) progress.Step { return progress.Discard().Step(name) }
+func (l *lines) Step(name string) progress.Step {
+	if l.hook != nil {
+		l.hook("step " + name)
+	}
+	return progress.Discard().Step(name)
+}
 func (l *lines) Info(msg string) {
 	l.mu.Lock()
 	l.infos = append(l.infos, msg)
@@ -303,63 +308,79 @@ func leasesOf(l *ledger.Ledger) bake.LeasesFunc {
 // fails it instead of hanging it; not a bound on speed.
 const guard = 2 * time.Minute
 
-// TestConcurrentRunnersBakeOnce: two runners bake the same auto recipe
-// into one registry with one ledger at the same time. Runner A is held
-// just before it builds (after it took the bake lease and its version)
+// TestConcurrentRunnersBakeOnce: two runners bake the same recipe (auto
+// and fixed version) into one registry with one ledger at the same time.
+// Runner A is held at its first build step (after it took the bake lease)
 // until runner B says it is waiting for A; then A goes on. Exactly one
-// image and one version result; B reports it up to date.
+// image results, under one version; B reports it up to date.
 func TestConcurrentRunnersBakeOnce(t *testing.T) {
-	srv := httptest.NewServer(registry.New())
-	t.Cleanup(srv.Close)
-	repo := strings.TrimPrefix(srv.URL, "http://") + "/team/app"
-	dir := autoFolder(t, repo)
-	open := ledgerBucket(t)
+	for _, fixed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "auto", true: "fixed"}[fixed], func(t *testing.T) {
+			srv := httptest.NewServer(registry.New())
+			t.Cleanup(srv.Close)
+			repo := strings.TrimPrefix(srv.URL, "http://") + "/team/app"
+			dir := autoFolder(t, repo)
+			want := bakeDay.Format("2006.01.02") + ".1"
+			load := func() *recipes.Recipe { return loadFolder(t, dir) }
+			if fixed {
+				want = "1.0.0"
+				load = func() *recipes.Recipe {
+					r := loadFolder(t, dir).WithVersion(want)
+					r.VersionAuto = false
+					return r
+				}
+			}
+			open := ledgerBucket(t)
 
-	bWaits := make(chan struct{})
-	var once sync.Once
-	repA := &lines{hook: func(msg string) {
-		if strings.Contains(msg, "new version") {
+			bWaits := make(chan struct{})
+			var once sync.Once
+			started := make(chan struct{})
+			var startOnce sync.Once
+			repA := &lines{hook: func(msg string) {
+				if strings.Contains(msg, "prepare staging folder") {
+					startOnce.Do(func() { close(started) })
+					select {
+					case <-bWaits:
+					case <-time.After(guard):
+					}
+				}
+			}}
+			repB := &lines{hook: func(msg string) {
+				if strings.Contains(msg, "waiting for runner-a") {
+					once.Do(func() { close(bWaits) })
+				}
+			}}
+			engA := autoEngine(t, t.TempDir(), repA, bake.WithLeases(leasesOf(open()), "runner-a"), bake.WithLeasePoll(20*time.Millisecond))
+			engB := autoEngine(t, t.TempDir(), repB, bake.WithLeases(leasesOf(open()), "runner-b"), bake.WithLeasePoll(20*time.Millisecond))
+
+			ctx := context.Background()
+			var resA, resB *bake.Result
+			var errA, errB error
+			var wg sync.WaitGroup
+			wg.Go(func() { resA, errA = engA.Bake(ctx, load()) })
+			// B starts once A holds the lease and is held before it builds.
 			select {
-			case <-bWaits:
+			case <-started:
 			case <-time.After(guard):
 			}
-		}
-	}}
-	repB := &lines{hook: func(msg string) {
-		if strings.Contains(msg, "waiting for runner-a") {
-			once.Do(func() { close(bWaits) })
-		}
-	}}
-	engA := autoEngine(t, t.TempDir(), repA, bake.WithLeases(leasesOf(open()), "runner-a"), bake.WithLeasePoll(20*time.Millisecond))
-	engB := autoEngine(t, t.TempDir(), repB, bake.WithLeases(leasesOf(open()), "runner-b"), bake.WithLeasePoll(20*time.Millisecond))
-
-	ctx := context.Background()
-	var resA, resB *bake.Result
-	var errA, errB error
-	var wg sync.WaitGroup
-	wg.Go(func() { resA, errA = engA.Bake(ctx, loadFolder(t, dir)) })
-	// B starts once A holds the lease: A is then held at "new version".
-	deadline := time.Now().Add(guard)
-	for !repA.has("new version") && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	wg.Go(func() { resB, errB = engB.Bake(ctx, loadFolder(t, dir)) })
-	wg.Wait()
-	if errA != nil || errB != nil {
-		t.Fatalf("runner a: %v; runner b: %v", errA, errB)
-	}
-	if !repB.has("waiting for runner-a baking sha256:") {
-		t.Errorf("runner b never said it waited for runner a; its lines: %q", repB.infos)
-	}
-	want := bakeDay.Format("2006.01.02") + ".1"
-	if resA.Cached || resA.Version != want {
-		t.Errorf("runner a: cached %v, version %s; want baked %s", resA.Cached, resA.Version, want)
-	}
-	if !resB.Cached || resB.Version != want || resB.Artifacts[0].Digest != resA.Artifacts[0].Digest {
-		t.Errorf("runner b: cached %v, version %s, digest %s; want up to date at %s, %s", resB.Cached, resB.Version, resB.Artifacts[0].Digest, want, resA.Artifacts[0].Digest)
-	}
-	if got := registryTags(t, repo); len(got) != 1 || got[0] != want {
-		t.Errorf("registry tags %v, want only %s", got, want)
+			wg.Go(func() { resB, errB = engB.Bake(ctx, load()) })
+			wg.Wait()
+			if errA != nil || errB != nil {
+				t.Fatalf("runner a: %v; runner b: %v", errA, errB)
+			}
+			if !repB.has("waiting for runner-a baking sha256:") {
+				t.Errorf("runner b never said it waited for runner a; its lines: %q", repB.infos)
+			}
+			if resA.Cached || resA.Version != want {
+				t.Errorf("runner a: cached %v, version %s; want baked %s", resA.Cached, resA.Version, want)
+			}
+			if !resB.Cached || resB.Version != want || resB.Artifacts[0].Digest != resA.Artifacts[0].Digest {
+				t.Errorf("runner b: cached %v, version %s, digest %s; want up to date at %s, %s", resB.Cached, resB.Version, resB.Artifacts[0].Digest, want, resA.Artifacts[0].Digest)
+			}
+			if got := registryTags(t, repo); len(got) != 1 || got[0] != want {
+				t.Errorf("registry tags %v, want only %s", got, want)
+			}
+		})
 	}
 }
 
