@@ -45,6 +45,9 @@ func TestAutoVersionDecodes(t *testing.T) {
 	if errs != "" {
 		t.Fatal(errs)
 	}
+	if r.VersionFixed() {
+		t.Errorf("VersionFixed is true for version = \"auto\": outdated would warn that a new version needs an edit")
+	}
 	if !r.VersionAuto || r.Version != AutoVersion || r.VersionFormat != "" {
 		t.Fatalf("VersionAuto=%v Version=%q VersionFormat=%q, want true, auto, empty", r.VersionAuto, r.Version, r.VersionFormat)
 	}
