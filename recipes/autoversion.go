@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hashicorp/hcl/v2"
 )
 
 // AutoVersion is the value of a recipe's version attribute that asks
@@ -23,6 +25,17 @@ var versionFormatFields = map[string]func(time.Time) string{
 	"year":  func(t time.Time) string { return t.Format("2006") },
 	"month": func(t time.Time) string { return t.Format("01") },
 	"day":   func(t time.Time) string { return t.Format("02") },
+}
+
+// autoVersionVarDiag is the error for -var version=raw given to a recipe
+// whose version, at rng, is "auto".
+func autoVersionVarDiag(rng hcl.Range, raw string) *hcl.Diagnostic {
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("version is %q, and -var version=%s is given", AutoVersion, raw),
+		Detail:   `With version = "auto" bakery assigns the version of each new image; drop -var version, or write version = var.version (with a variable "version" whose default is "auto") to let a -var choose it.`,
+		Subject:  rng.Ptr(),
+	}
 }
 
 var placeholderRE = regexp.MustCompile(`\{[^{}]*\}`)

@@ -99,18 +99,20 @@ func (s *state) decodeRecipe(b *hcl.Block, r *Recipe) {
 				r.VersionAuto = v == AutoVersion
 			}
 		}
-		if r.VersionAuto && len(r.VersionVars) == 0 {
-			if raw, given := s.opts.Vars["version"]; given {
+		if raw, given := s.opts.Vars["version"]; given && r.VersionAuto && len(r.VersionVars) == 0 {
+			if s.opts.SharedVars && s.varByID["version"] == nil {
+				// The -var may serve other recipes of the folder;
+				// CheckVars reports it here if none declares it.
+				s.loader.mu.Lock()
+				s.loader.autoVersions = append(s.loader.autoVersions, attr.Expr.Range())
+				s.loader.mu.Unlock()
+			} else {
 				// One message, at the version: it replaces the
 				// "undeclared variable" one about the -var.
 				s.diags = slices.DeleteFunc(s.diags, func(d *hcl.Diagnostic) bool {
 					return d.Summary == `undeclared variable "version"`
 				})
-				s.loader.mu.Lock()
-				s.loader.autoVersionVar = true
-				s.loader.mu.Unlock()
-				s.attrError(attr, fmt.Sprintf("version is %q, and -var version=%s is given", AutoVersion, raw),
-					`With version = "auto" bakery assigns the version of each new image; drop -var version, or write version = var.version (with a variable "version" whose default is "auto") to let a -var choose it.`)
+				s.add(autoVersionVarDiag(attr.Expr.Range(), raw))
 			}
 		}
 	}

@@ -683,13 +683,19 @@ func (l *Loader) CheckVars(opts Options) hcl.Diagnostics {
 	}
 	sort.Strings(names)
 	l.mu.Lock()
-	autoVersionVar := l.autoVersionVar
+	autoVersions := slices.Clone(l.autoVersions)
 	l.mu.Unlock()
 	for _, k := range names {
-		if isDeclared(k) || k == "version" && autoVersionVar {
+		if isDeclared(k) {
 			continue
 		}
 		raw := opts.Vars[k]
+		if k == "version" && len(autoVersions) > 0 {
+			for _, rng := range autoVersions {
+				diags = append(diags, autoVersionVarDiag(rng, raw))
+			}
+			continue
+		}
 		fname := "<-var " + k + ">"
 		l.addFile(fname, &hcl.File{Bytes: []byte(raw)})
 		diags = append(diags, &hcl.Diagnostic{

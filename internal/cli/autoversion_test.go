@@ -99,3 +99,22 @@ func TestBakeAutoVersionRefusesVarVersion(t *testing.T) {
 	}
 	sameTree(t, before, snapshot(t, home))
 }
+
+// TestBakeFolderVarVersionServesOtherRecipes: in a folder, -var version
+// serves the recipes that declare it; an auto recipe beside them, which
+// does not, keeps assigning its own version.
+func TestBakeFolderVarVersionServesOtherRecipes(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"app.bake.hcl": autoAppRecipe,
+		"lib.bake.hcl": strings.NewReplacer(`"hello"`, `"lib"`, `"app/"`, `"files/"`).Replace(helloRecipe("")),
+		"files/a.txt":  "one\n",
+	})
+	now := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+	r := mustRunAt(t, now, []string{"BAKERY_HOME=" + t.TempDir()}, "bake", "-var", "version=2.0.0", dir)
+	for _, want := range []string{"app@2026.11.26.1 app: baked", "lib@2.0.0 lib: baked"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout:\n%s\nwant %q", r.stdout, want)
+		}
+	}
+}
