@@ -3,6 +3,7 @@ package bake_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -17,6 +18,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/bakery-sh/bakery/bake"
@@ -603,5 +607,60 @@ func TestBakeLeasesReleasedOnInterrupt(t *testing.T) {
 	}
 	if left := locks(); len(left) != 0 {
 		t.Errorf("after the interrupted bake the ledger still holds %v", left)
+	}
+}
+
+// raceTransport pushes another runner's image to the tag right after
+// this runner's push of it succeeds, as a runner without a ledger that
+// assigned the same version would.
+type raceTransport struct {
+	tag   string
+	other func()
+	once  sync.Once
+}
+
+func (rt *raceTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err == nil && req.Method == http.MethodPut && strings.HasSuffix(req.URL.Path, "/manifests/"+rt.tag) && resp.StatusCode < 300 {
+		rt.once.Do(rt.other)
+	}
+	return resp, err
+}
+
+// TestAutoVersionRaceWithoutLedgerFails: without a ledger, another
+// runner pushes other content under the version this runner assigned,
+// right after this runner's push: the bake fails, naming the version and
+// asking for a ledger, instead of reporting an image the tag no longer
+// names.
+func TestAutoVersionRaceWithoutLedgerFails(t *testing.T) {
+	srv := httptest.NewServer(registry.New())
+	t.Cleanup(srv.Close)
+	repo := strings.TrimPrefix(srv.URL, "http://") + "/team/app"
+	dir := autoFolder(t, repo)
+	version := bakeDay.Format("2006.01.02") + ".1"
+	rt := &raceTransport{tag: version, other: func() {
+		img, err := random.Image(64, 1)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		img = mutate.Annotations(img, map[string]string{catalog.AnnotationRecipe: "app", catalog.AnnotationVersion: version,
+			catalog.AnnotationBakeKey: "sha256:0000000000000000000000000000000000000000000000000000000000000000"}).(v1.Image)
+		tag, err := name.NewTag(repo + ":" + version)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if err := remote.Write(tag, img); err != nil {
+			t.Errorf("pushing the other runner's image: %v", err)
+		}
+	}}
+	b, err := bakeoci.NewBaker(bakeoci.WithHome(t.TempDir()), bakeoci.WithTransport(rt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = bake.New(b, bake.WithClock(func() time.Time { return bakeDay }, nil)).Bake(context.Background(), loadFolder(t, dir))
+	if err == nil || !strings.Contains(err.Error(), "version "+version+" was assigned at the same time by another runner") || !strings.Contains(err.Error(), "configure a ledger") {
+		t.Fatalf("bake raced by another runner: %v; want it to fail naming version %s and asking for a ledger", err, version)
 	}
 }
