@@ -89,11 +89,11 @@ func bakeCommand(e *env) *ucli.Command {
 				return err
 			}
 			opts := []bake.Option{bake.WithProgress(rep), bake.WithForce(c.Bool("force")), bake.WithParallel(parallel)}
-			if leaseOpts, err := e.bakeLeases(c); err != nil {
+			leaseOpts, err := e.bakeLeases(c)
+			if err != nil {
 				return err
-			} else {
-				opts = append(opts, leaseOpts...)
 			}
+			opts = append(opts, leaseOpts...)
 			if amiBaker, err := e.machineImageBaker(c, g, rs, rep); err != nil {
 				return err
 			} else if amiBaker != nil {
