@@ -664,3 +664,60 @@ func TestAutoVersionRaceWithoutLedgerFails(t *testing.T) {
 		t.Fatalf("bake raced by another runner: %v; want it to fail naming version %s and asking for a ledger", err, version)
 	}
 }
+
+// TestWaitingRunnerTakesOverWhenTheLeaseExpires: a runner finds the bake
+// key leased by a runner that then dies; it waits (saying for whom),
+// polling on a fake clock, and takes the lease over once it expired,
+// then bakes.
+func TestWaitingRunnerTakesOverWhenTheLeaseExpires(t *testing.T) {
+	dir := autoFolder(t, "")
+	res, err := autoEngine(t, filepath.Join(t.TempDir(), "scratch"), progress.Discard()).Bake(context.Background(), loadFolder(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	now := bakeDay
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	polls := 0
+	sleep := func(ctx context.Context, d time.Duration) error {
+		if d != time.Minute {
+			<-ctx.Done() // lease renewals: not in this test
+			return ctx.Err()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		now = now.Add(d)
+		polls++
+		return nil
+	}
+	open := ledgerBucket(t)
+	l := open(ledger.WithClock(clock))
+	stage := "bake-" + strings.TrimPrefix(res.BakeKey, "sha256:")
+	dead, err := l.Acquire(context.Background(), "app", stage, "dead-runner", "bake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := &lines{}
+	engine := autoEngine(t, filepath.Join(t.TempDir(), "layout"), rep, bake.WithLeases(leasesOf(l), "runner-b"),
+		bake.WithClock(clock, sleep), bake.WithLeasePoll(time.Minute))
+	res2, err := engine.Bake(context.Background(), loadFolder(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2.Cached {
+		t.Errorf("the bake after the takeover found the image up to date; want it baked")
+	}
+	if !rep.has("waiting for dead-runner baking " + res.BakeKey[:len("sha256:")+12] + " since " + dead.Acquired.Format(time.RFC3339)) {
+		t.Errorf("the wait is not reported as HOLDER, KEY and since when; lines: %q", rep.infos)
+	}
+	if !rep.has("took over the expired lease of dead-runner") {
+		t.Errorf("the takeover is not reported; lines: %q", rep.infos)
+	}
+	if ttl := dead.Expires.Sub(dead.Acquired); polls < int(ttl/time.Minute) {
+		t.Errorf("the runner took over after %d polls of a minute, before the %s lease expired", polls, ttl)
+	}
+}
