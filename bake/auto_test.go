@@ -721,3 +721,63 @@ func TestWaitingRunnerTakesOverWhenTheLeaseExpires(t *testing.T) {
 		t.Errorf("the runner took over after %d polls of a minute, before the %s lease expired", polls, ttl)
 	}
 }
+
+// TestAutoVersionNotReusedAfterRetire: a retired auto version is not
+// assigned again, in the local layout and in a registry: after DATE.1 is
+// retired, the same content bakes as DATE.2.
+func TestAutoVersionNotReusedAfterRetire(t *testing.T) {
+	ctx := context.Background()
+	first := bakeDay.Format("2006.01.02") + ".1"
+	second := bakeDay.Format("2006.01.02") + ".2"
+	type store interface {
+		Entries(context.Context) ([]catalog.Entry, error)
+	}
+	for _, where := range []string{"layout", "registry"} {
+		t.Run(where, func(t *testing.T) {
+			home := filepath.Join(t.TempDir(), "layout")
+			repo := ""
+			if where == "registry" {
+				srv := httptest.NewServer(registry.New())
+				t.Cleanup(srv.Close)
+				repo = strings.TrimPrefix(srv.URL, "http://") + "/team/app"
+			}
+			dir := autoFolder(t, repo)
+			engine := autoEngine(t, home, progress.Discard())
+			res, err := engine.Bake(ctx, loadFolder(t, dir))
+			if err != nil || res.Version != first {
+				t.Fatalf("first bake: %v, %v; want %s", res, err, first)
+			}
+			var s store
+			var retire func(catalog.Entry, catalog.Event) error
+			if repo == "" {
+				l, err := catalogoci.OpenLayout(home)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ls := l.Store("app", "app", "app")
+				s, retire = ls, func(e catalog.Entry, ev catalog.Event) error { _, err := ls.RetireVersion(ctx, e, ev); return err }
+			} else {
+				rs, err := catalogoci.NewRegistryStore(repo, "app", "app")
+				if err != nil {
+					t.Fatal(err)
+				}
+				s, retire = rs, func(e catalog.Entry, ev catalog.Event) error { _, err := rs.RetireVersion(ctx, e, ev); return err }
+			}
+			es, err := s.Entries(ctx)
+			if err != nil || len(es) != 1 || es[0].Version != first {
+				t.Fatalf("entries %v (%v), want %s", es, err, first)
+			}
+			ev := catalog.Event{Time: bakeDay, Action: catalog.ActionRetire, Recipe: "app", Version: first, Artifact: "app", Kind: catalog.KindContainer, Actor: "ops"}
+			if err := retire(es[0], ev); err != nil {
+				t.Fatal(err)
+			}
+			res, err = engine.Bake(ctx, loadFolder(t, dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Version != second || res.Cached {
+				t.Fatalf("bake after %s was retired: version %s, cached %v; want %s baked", first, res.Version, res.Cached, second)
+			}
+		})
+	}
+}

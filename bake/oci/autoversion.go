@@ -33,17 +33,18 @@ func (b *Baker) Retarget(p *Plan, r *recipes.Recipe) error {
 // FindKey returns, for p of an auto-versioned recipe whose key is known
 // (Key), the image of p's container that carries p's bake key among the
 // versions the recipe's version_format could have assigned (nil when
-// none does), and all those versions. It reads the local layout's index
+// none does), and all those versions, retired ones included (a version
+// is never assigned twice). It reads the local layout's index, history
 // and the manifests of those versions, or, for a registry, lists the
-// repository's tags and reads those versions' manifests (a few at once):
-// its cost grows with the number of auto versions kept, which retire
-// bounds.
+// repository's tags (a retired version's tombstone tag names it) and
+// reads those versions' manifests, a few at once: its cost grows with
+// the number of auto versions kept, which retire bounds.
 func (b *Baker) FindKey(ctx context.Context, p *Plan) (*catalog.Image, []string, error) {
 	if p.Key == "" {
 		return nil, nil, fmt.Errorf("container %s: looking up the bake key before it is computed: call Key first", p.container.Name)
 	}
 	c := p.container
-	var refs, versions []string
+	var refs, versions, retired []string
 	var store catalogoci.Store
 	if p.Location != "" {
 		l, err := catalogoci.OpenLayout(p.Location)
@@ -61,6 +62,17 @@ func (b *Baker) FindKey(ctx context.Context, p *Plan) (*catalog.Image, []string,
 				refs = append(refs, c.Name+":"+v)
 			}
 		}
+		// A retired version is not assigned again: a version names
+		// one image for good.
+		tombstones, err := l.Store(c.Name, p.recipe.Name, c.Name).RetiredEvents(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, ev := range tombstones {
+			if p.recipe.IsAutoVersion(ev.Version) {
+				retired = append(retired, ev.Version)
+			}
+		}
 		store = l
 	} else {
 		repo := p.tag.Context()
@@ -68,7 +80,13 @@ func (b *Baker) FindKey(ctx context.Context, p *Plan) (*catalog.Image, []string,
 		if err != nil && !isMissingRepo(err) {
 			return nil, nil, fmt.Errorf("container %s: listing the tags of %s: %w", c.Name, repo, catalogoci.ExplainRegistryError(repo, err))
 		}
+		tombstone := catalogoci.RetiredTagPrefix + c.Name + "-"
 		for _, t := range tags {
+			if v, ok := strings.CutPrefix(t, tombstone); ok && p.recipe.IsAutoVersion(v) {
+				// A retired version (its tombstone's tag) is not
+				// assigned again: a version names one image for good.
+				retired = append(retired, v)
+			}
 			if p.recipe.IsAutoVersion(t) {
 				versions = append(versions, t)
 				refs = append(refs, repo.Tag(t).String())
@@ -99,10 +117,10 @@ func (b *Baker) FindKey(ctx context.Context, p *Plan) (*catalog.Image, []string,
 			if img.Version == "" {
 				img.Version = versions[i]
 			}
-			return img, versions, nil
+			return img, append(versions, retired...), nil
 		}
 	}
-	return nil, versions, nil
+	return nil, append(versions, retired...), nil
 }
 
 // isMissingRepo reports whether listing tags failed because the
