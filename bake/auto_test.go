@@ -781,3 +781,73 @@ func TestAutoVersionNotReusedAfterRetire(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentRunnersBakeAMIOnce: two runners bake the same auto AMI
+// recipe on moto with one ledger (moto's S3). Runner A is held after it
+// took the bake lease and its version until runner B says it waits for
+// A. One AMI results, at DATE.1, and B reports it up to date.
+func TestConcurrentRunnersBakeAMIOnce(t *testing.T) {
+	moto := mototest.Start(t)
+	cfg := moto.Config(t, "us-east-1")
+	ctx := context.Background()
+	open := ledgerBucket(t)
+	dir := t.TempDir()
+	day := bakeDay.Format("2006.01.02")
+
+	bWaits := make(chan struct{})
+	var once sync.Once
+	started := make(chan struct{})
+	var startOnce sync.Once
+	repA := &lines{hook: func(msg string) {
+		if strings.Contains(msg, "new version") {
+			startOnce.Do(func() { close(started) })
+			select {
+			case <-bWaits:
+			case <-time.After(guard):
+			}
+		}
+	}}
+	repB := &lines{hook: func(msg string) {
+		if strings.Contains(msg, "waiting for runner-a") {
+			once.Do(func() { close(bWaits) })
+		}
+	}}
+	engine := func(rep progress.Reporter, holder string) *bake.Engine {
+		amis, err := bakeami.NewBaker(cfg, bakeami.WithPollInterval(20*time.Millisecond), bakeami.WithClock(func() time.Time { return bakeDay }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bake.New(nil, bake.WithMachineImages(amis), bake.WithProgress(rep), bake.WithClock(func() time.Time { return bakeDay }, nil),
+			bake.WithLeases(leasesOf(open()), holder), bake.WithLeasePoll(20*time.Millisecond))
+	}
+	engA, engB := engine(repA, "runner-a"), engine(repB, "runner-b")
+	recipe := amiRecipe(t, dir, "t3.micro")
+
+	var resA, resB *bake.Result
+	var errA, errB error
+	var wg sync.WaitGroup
+	wg.Go(func() { resA, errA = engA.Bake(ctx, recipe) })
+	select {
+	case <-started:
+	case <-time.After(guard):
+	}
+	wg.Go(func() { resB, errB = engB.Bake(ctx, recipe) })
+	wg.Wait()
+	if errA != nil || errB != nil {
+		t.Fatalf("runner a: %v; runner b: %v", errA, errB)
+	}
+	if resA.Cached || resA.Version != day+".1" {
+		t.Errorf("runner a: cached %v, version %s; want baked %s.1", resA.Cached, resA.Version, day)
+	}
+	if !resB.Cached || resB.Version != day+".1" || resB.Artifacts[0].ID != resA.Artifacts[0].ID {
+		t.Errorf("runner b: cached %v, version %s, AMI %s; want up to date at %s.1, %s", resB.Cached, resB.Version, resB.Artifacts[0].ID, day, resA.Artifacts[0].ID)
+	}
+	out, err := ec2.NewFromConfig(cfg).DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: []string{"self"},
+		Filters: []ec2types.Filter{{Name: aws.String("tag:" + catalog.TagRecipe), Values: []string{"golden"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Images) != 1 {
+		t.Errorf("%d AMIs of the recipe, want 1", len(out.Images))
+	}
+}
