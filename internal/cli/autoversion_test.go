@@ -118,3 +118,21 @@ func TestBakeFolderVarVersionServesOtherRecipes(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateBadVersionFormat: a bad version_format is one error at it,
+// file:line:col, with what placeholders there are.
+func TestValidateBadVersionFormat(t *testing.T) {
+	dir := t.TempDir()
+	src := strings.Replace(autoAppRecipe, "  stages", "  version_format = \"{date}.{hour}\"\n  stages", 1)
+	writeFiles(t, dir, map[string]string{"app.bake.hcl": src, "files/a.txt": "one\n"})
+	r := run(t, nil, "validate", filepath.Join(dir, "app.bake.hcl"))
+	if r.code == 0 {
+		t.Fatalf("validate accepted version_format = \"{date}.{hour}\":\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stderr, "app.bake.hcl:3:20: Error: invalid version_format \"{date}.{hour}\": unknown placeholder {hour}") || !strings.Contains(r.stderr, "{n}") {
+		t.Errorf("stderr:\n%s\nwant the error at app.bake.hcl:3:20 naming the placeholders", r.stderr)
+	}
+	if n := strings.Count(r.stderr, "Error:"); n != 1 {
+		t.Errorf("%d errors, want 1:\n%s", n, r.stderr)
+	}
+}
