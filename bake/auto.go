@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/bakery-sh/bakery/internal/awsx"
+
 	catalogoci "github.com/bakery-sh/bakery/catalog/oci"
 
 	bakeami "github.com/bakery-sh/bakery/bake/ami"
@@ -250,6 +252,9 @@ func (e *Engine) buildMachineImageAuto(ctx context.Context, am AutoMachineImageB
 	am.Retarget(plan, r.WithVersion(v))
 	e.progress.Info(fmt.Sprintf("%s: new version %s", m.Name, v))
 	res, err := e.machines.Build(ctx, plan)
+	if m.AMIName == "" && awsx.ErrorCode(err) == bakeami.ErrAMINameTaken {
+		return nil, fmt.Errorf("baking %s: another runner claimed version %s first (EC2 refused the AMI name, which holds the version); nothing is left of this bake: bake again for the next version, and configure a ledger (catalog block or BAKERY_LEDGER) so that runners wait for each other: %w", m.Name, v, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,10 +1,13 @@
 package bake_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -849,5 +852,82 @@ func TestConcurrentRunnersBakeAMIOnce(t *testing.T) {
 	}
 	if len(out.Images) != 1 {
 		t.Errorf("%d AMIs of the recipe, want 1", len(out.Images))
+	}
+}
+
+// createImageTransport records the Name of each EC2 CreateImage request
+// and, when refuse is set, answers it as EC2 does for a name another AMI
+// of the region holds (moto 5.2.5 does not refuse duplicate AMI names).
+type createImageTransport struct {
+	refuse bool
+	mu     sync.Mutex
+	names  []string
+}
+
+func (c *createImageTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Method == http.MethodPost {
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			return nil, err
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		form, _ := url.ParseQuery(string(body))
+		if form.Get("Action") == "CreateImage" {
+			c.mu.Lock()
+			c.names = append(c.names, form.Get("Name"))
+			c.mu.Unlock()
+			if c.refuse {
+				msg := `<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>InvalidAMIName.Duplicate</Code><Message>AMI name ` +
+					form.Get("Name") + ` is already in use by AMI ami-0123456789abcdef0</Message></Error></Errors><RequestID>x</RequestID></Response>`
+				return &http.Response{StatusCode: http.StatusBadRequest, Status: "400 Bad Request", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+					Header: http.Header{"Content-Type": []string{"text/xml"}}, Body: io.NopCloser(strings.NewReader(msg)), Request: req}, nil
+			}
+		}
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// TestAutoVersionAMINameClaimsTheVersion: without a ledger, an auto AMI's
+// default name is RECIPE-VERSION with no timestamp, so that EC2, which
+// refuses a second AMI of one name in a region, lets one runner claim a
+// version; a bake whose name EC2 refuses fails saying the version was
+// claimed first, and leaves no AMI and no running builder.
+func TestAutoVersionAMINameClaimsTheVersion(t *testing.T) {
+	moto := mototest.Start(t)
+	ctx := context.Background()
+	day := bakeDay.Format("2006.01.02")
+	for _, refuse := range []bool{false, true} {
+		rt := &createImageTransport{refuse: refuse}
+		cfg := moto.Config(t, "us-east-1")
+		cfg.HTTPClient = &http.Client{Transport: rt}
+		amis, err := bakeami.NewBaker(cfg, bakeami.WithPollInterval(20*time.Millisecond), bakeami.WithClock(func() time.Time { return bakeDay }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		engine := bake.New(nil, bake.WithMachineImages(amis), bake.WithClock(func() time.Time { return bakeDay }, nil))
+		res, err := engine.Bake(ctx, amiRecipe(t, t.TempDir(), map[bool]string{false: "t3.micro", true: "t3.small"}[refuse]))
+		want := fmt.Sprintf("golden-%s.%d", day, map[bool]int{false: 1, true: 2}[refuse])
+		if len(rt.names) != 1 || rt.names[0] != want {
+			t.Errorf("refuse=%v: CreateImage names %q, want [%s]", refuse, rt.names, want)
+		}
+		if !refuse {
+			if err != nil || res.Version != day+".1" {
+				t.Fatalf("bake: %v, %v; want %s.1", res, err, day)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), "another runner claimed version "+day+".2 first") {
+			t.Fatalf("bake refused its AMI name: %v; want it to say the version was claimed first", err)
+		}
+		out, err := ec2.NewFromConfig(moto.Config(t, "us-east-1")).DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
+			{Name: aws.String("tag-key"), Values: []string{catalog.TagBakeID}},
+			{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped"}},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(out.Reservations); n != 0 {
+			t.Errorf("the refused bake left %d builder reservations", n)
+		}
 	}
 }
