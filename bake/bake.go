@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/bakery-sh/bakery/bake/bakekey"
 	bakeoci "github.com/bakery-sh/bakery/bake/oci"
@@ -34,6 +35,9 @@ type Artifact struct {
 	BakeKey string `json:"bake_key"`
 	// Cached is true when the image already existed and nothing was baked.
 	Cached bool `json:"cached"`
+	// Version is the image's version: the recipe's, or for an
+	// auto-versioned recipe the one the image was found or baked at.
+	Version string `json:"version,omitempty"`
 	// Location is the OCI layout folder for local images, empty for
 	// registry images.
 	Location string `json:"location,omitempty"`
@@ -64,7 +68,10 @@ type Source struct {
 type Result struct {
 	// Recipe is the recipe name.
 	Recipe string `json:"recipe"`
-	// Version is the recipe version.
+	// Version is the recipe version. For an auto-versioned recipe
+	// (version = "auto") it is the version this bake assigned, or, when
+	// every artifact was up to date, the version they were found at
+	// (the highest, should they differ).
 	Version string `json:"version"`
 	// BakeKey is the recipe's bake key: its artifact's key, or a key over
 	// all its artifacts' keys when it has several.
@@ -174,6 +181,11 @@ type Engine struct {
 	progress   progress.Reporter
 	force      bool
 	parallel   int
+	leases     LeasesFunc
+	holder     string
+	now        func() time.Time
+	sleep      func(context.Context, time.Duration) error
+	poll       time.Duration
 }
 
 // DefaultParallel is how many blocks of a recipe bake at once unless
@@ -200,7 +212,8 @@ func WithForce(force bool) Option { return func(e *Engine) { e.force = force } }
 
 // New returns an Engine that bakes container images with containers.
 func New(containers ContainerBaker, opts ...Option) *Engine {
-	e := &Engine{containers: containers, progress: progress.Discard(), parallel: DefaultParallel}
+	e := &Engine{containers: containers, progress: progress.Discard(), parallel: DefaultParallel,
+		now: time.Now, sleep: sleepTimer, poll: DefaultLeasePoll, holder: "bakery"}
 	for _, o := range opts {
 		o(e)
 	}
@@ -218,9 +231,17 @@ func (e *Engine) Bake(ctx context.Context, r *recipes.Recipe) (*Result, error) {
 		return nil, fmt.Errorf("baking %s: the recipe has no container or machine_image block; add one (see README, \"Recipe reference\")", r.Name)
 	}
 	blocks := make([]block, 0, len(r.Containers)+len(r.MachineImages))
+	run := &autoRun{}
+	defer run.release()
 	for _, c := range r.Containers {
 		blocks = append(blocks, block{kind: catalog.KindContainer, name: c.Name, bake: func(ctx context.Context) ([]Artifact, error) {
-			a, err := e.bakeContainer(ctx, r, c)
+			var a *Artifact
+			var err error
+			if r.VersionAuto {
+				a, err = e.bakeContainerAuto(ctx, r, c, run)
+			} else {
+				a, err = e.bakeContainer(ctx, r, c)
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -238,7 +259,7 @@ func (e *Engine) Bake(ctx context.Context, r *recipes.Recipe) (*Result, error) {
 	for _, m := range r.MachineImages {
 		units = append(units, []int{len(blocks)})
 		blocks = append(blocks, block{kind: catalog.KindAMI, name: m.Name, bake: func(ctx context.Context) ([]Artifact, error) {
-			return e.bakeMachineImage(ctx, r, m)
+			return e.bakeMachineImage(ctx, r, m, run)
 		}})
 	}
 	e.run(ctx, blocks, units)
@@ -261,9 +282,15 @@ func (e *Engine) Bake(ctx context.Context, r *recipes.Recipe) (*Result, error) {
 		return nil, failed
 	case len(failed.Failed) > 0:
 		res.Cached = false
+		if r.VersionAuto {
+			res.Version = run.resultVersion(res.Artifacts)
+		}
 		return res, failed
 	}
 	res.BakeKey = recipeKey(res.Artifacts)
+	if r.VersionAuto {
+		res.Version = run.resultVersion(res.Artifacts)
+	}
 	return res, nil
 }
 
@@ -353,6 +380,24 @@ func (e *Engine) bakeContainer(ctx context.Context, r *recipes.Recipe, c *recipe
 		e.progress.Info(fmt.Sprintf("%s up to date (%s)", plan.Target, existing.Digest))
 		return artifact(c, plan, existing, true), nil
 	}
+	if existing == nil {
+		// With a ledger, one runner bakes the key; the others wait, and
+		// then find its image as an existing one.
+		lctx, lease, exists, err := e.leaseKey(ctx, r, c.Name, func(ctx context.Context) (string, error) {
+			return plan.Key, e.containers.Key(ctx, plan)
+		}, func(ctx context.Context) (bool, error) {
+			img, err := e.containers.Existing(ctx, plan)
+			return img != nil, err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if exists {
+			return e.bakeContainer(ctx, r, c)
+		}
+		defer lease.release()
+		ctx = lctx
+	}
 	img, err := e.containers.Build(ctx, plan)
 	if err != nil {
 		return nil, err
@@ -373,6 +418,7 @@ func artifact(c *recipes.Container, p *bakeoci.Plan, img *catalog.Image, cached 
 		Size:     img.Size,
 		BakeKey:  p.Key,
 		Cached:   cached,
+		Version:  img.Version,
 		Location: p.Location,
 	}
 }

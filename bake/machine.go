@@ -28,9 +28,12 @@ func WithMachineImages(b MachineImageBaker) Option { return func(e *Engine) { e.
 
 // bakeMachineImage bakes one machine_image block, or reports the AMIs that
 // already carry its bake key in every region.
-func (e *Engine) bakeMachineImage(ctx context.Context, r *recipes.Recipe, m *recipes.MachineImage) ([]Artifact, error) {
+func (e *Engine) bakeMachineImage(ctx context.Context, r *recipes.Recipe, m *recipes.MachineImage, run *autoRun) ([]Artifact, error) {
 	if e.machines == nil {
 		return nil, fmt.Errorf("machine image %s at %s: no AWS configuration; set AWS credentials and a region (AWS_REGION, a profile, or region in the block)", m.Name, m.Pos("region"))
+	}
+	if r.VersionAuto {
+		return e.bakeMachineImageAuto(ctx, r, m, run)
 	}
 	plan, err := e.machines.Prepare(ctx, r, m)
 	if err != nil {
@@ -66,6 +69,23 @@ func (e *Engine) bakeMachineImage(ctx context.Context, r *recipes.Recipe, m *rec
 			arts[i].Cached = !slices.Contains(missing, arts[i].Region)
 		}
 		return arts, nil
+	}
+	if existing == nil {
+		// With a ledger, one runner bakes the key; the others wait, and
+		// then find its AMIs as existing ones.
+		lctx, lease, exists, err := e.leaseKey(ctx, r, m.Name, func(context.Context) (string, error) { return plan.Key, nil },
+			func(ctx context.Context) (bool, error) {
+				ex, err := e.machines.Existing(ctx, plan)
+				return ex != nil, err
+			})
+		if err != nil {
+			return nil, err
+		}
+		if exists {
+			return e.bakeMachineImage(ctx, r, m, run)
+		}
+		defer lease.release()
+		ctx = lctx
 	}
 	res, err := e.machines.Build(ctx, plan)
 	if err != nil {

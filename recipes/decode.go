@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ var (
 var recipeSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "version"},
+		{Name: "version_format"},
 		{Name: "stages"},
 		{Name: "description"},
 	},
@@ -95,6 +97,37 @@ func (s *state) decodeRecipe(b *hcl.Block, r *Recipe) {
 					"A version is used as an image tag: up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-', such as \"1.4.2\" or \"2024-06-01_1\".")
 			default:
 				r.Version = v
+				r.VersionAuto = v == AutoVersion
+			}
+		}
+		if raw, given := s.opts.Vars["version"]; given && r.VersionAuto && len(r.VersionVars) == 0 {
+			if s.opts.SharedVars && s.varByID["version"] == nil {
+				// The -var may serve other recipes of the folder;
+				// CheckVars reports it here if none declares it.
+				s.loader.mu.Lock()
+				s.loader.autoVersions = append(s.loader.autoVersions, attr.Expr.Range())
+				s.loader.mu.Unlock()
+			} else {
+				// One message, at the version: it replaces the
+				// "undeclared variable" one about the -var.
+				s.diags = slices.DeleteFunc(s.diags, func(d *hcl.Diagnostic) bool {
+					return d.Summary == `undeclared variable "version"`
+				})
+				s.add(autoVersionVarDiag(attr.Expr.Range(), raw))
+			}
+		}
+	}
+	if attr := content.Attributes["version_format"]; attr != nil {
+		if v, ok := s.stringValue(attr, true, `quote it, as in version_format = "{date}.{n}"`); ok {
+			switch why := checkVersionFormat(v); {
+			case why != "":
+				s.attrError(attr, fmt.Sprintf("invalid version_format %q: %s", v, why),
+					`A version_format is the version an auto-versioned recipe gets, with placeholders: {date} (2026.11.26, UTC), {year}, {month}, {day} and {n}, the counter (1 + the highest of the same date), once; such as "{date}.{n}" (the default) or "{year}{month}{day}-{n}".`)
+			case r.Version != "" && !r.VersionAuto:
+				s.attrError(attr, "version_format without version = \"auto\"",
+					fmt.Sprintf(`version_format says how bakery assigns versions, and the version of %s is %q: set version = "auto", or drop version_format.`, r.Name, r.Version))
+			default:
+				r.VersionFormat = v
 			}
 		}
 	}

@@ -39,13 +39,14 @@ func (l *Loader) Format(name string, src []byte) ([]byte, hcl.Diagnostics) {
 // canonicalRecipe is what Canonical encodes.
 type canonicalRecipe struct {
 	Name      string     `json:"name"`
-	Version   string     `json:"version"`
+	Version   *string    `json:"version,omitempty"`
 	Stages    []string   `json:"stages"`
 	Container *Container `json:"container,omitempty"`
 }
 
 // Canonical returns a deterministic JSON encoding of what decides the
-// bake of container c: the recipe's name, version and stages and c's
+// bake of container c: the recipe's name, version (none for version =
+// "auto") and stages and c's
 // evaluated fields. Paths appear as written in the recipe (relative to
 // its folder), never resolved, so the bytes do not depend on where the
 // checkout lives or on the working directory. Object keys are in a fixed
@@ -61,16 +62,28 @@ func Canonical(r *Recipe, c *Container) []byte {
 	}
 	// Encoding these types cannot fail: they hold only strings, numbers,
 	// slices and string maps.
-	if err := enc.Encode(canonicalRecipe{Name: r.Name, Version: r.Version, Stages: stages, Container: c}); err != nil {
+	if err := enc.Encode(canonicalRecipe{Name: r.Name, Version: keyVersion(r), Stages: stages, Container: c}); err != nil {
 		panic("recipes: encoding canonical recipe: " + err.Error())
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
+// keyVersion is the version as the canonical encodings hold it: the
+// recipe's version, or nil (left out) for version = "auto", whose bake
+// key must not depend on the version it is assigned. A fixed version is
+// encoded as it always was, so its keys do not change.
+func keyVersion(r *Recipe) *string {
+	if r.VersionAuto {
+		return nil
+	}
+	v := r.Version
+	return &v
+}
+
 // canonicalMachineImageRecipe is what CanonicalMachineImage encodes.
 type canonicalMachineImageRecipe struct {
 	Name         string        `json:"name"`
-	Version      string        `json:"version"`
+	Version      *string       `json:"version,omitempty"`
 	Stages       []string      `json:"stages"`
 	MachineImage *MachineImage `json:"machine_image"`
 }
@@ -111,7 +124,7 @@ func CanonicalMachineImage(r *Recipe, m *MachineImage) []byte {
 	}
 	// Encoding these types cannot fail: they hold only strings, numbers,
 	// bools, slices and string maps.
-	if err := enc.Encode(canonicalMachineImageRecipe{Name: r.Name, Version: r.Version, Stages: stages, MachineImage: &c}); err != nil {
+	if err := enc.Encode(canonicalMachineImageRecipe{Name: r.Name, Version: keyVersion(r), Stages: stages, MachineImage: &c}); err != nil {
 		panic("recipes: encoding canonical machine image: " + err.Error())
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))

@@ -83,6 +83,11 @@ type Loader struct {
 	// secrets are the texts of the sensitive variables' values (valid
 	// or not) of the recipes loaded: never printed.
 	secrets []string
+	// autoVersions are where the recipes loaded with SharedVars that
+	// say version = "auto" write it, when -var version is given and they
+	// do not declare it: should no recipe declare it, CheckVars reports
+	// the -var there.
+	autoVersions []hcl.Range
 }
 
 // SensitivePlaceholder is what diagnostics show instead of the value of

@@ -59,6 +59,14 @@ type Recipe struct {
 	// NewVersionHint.
 	VersionRange hcl.Range `json:"-"`
 	VersionVars  []string  `json:"-"`
+	// VersionAuto is true for version = "auto": bakery assigns the
+	// version when it bakes (see NextAutoVersion), and the bake key
+	// leaves it out. Version is then "auto" until the bake engine
+	// resolves it (WithVersion).
+	VersionAuto bool `json:"version_auto,omitempty"`
+	// VersionFormat is the version_format attribute of an auto-versioned
+	// recipe, "" for DefaultVersionFormat.
+	VersionFormat string `json:"version_format,omitempty"`
 
 	// stageRanges maps each stage to where it is written in the stages
 	// list, for the DeclRange of a stage without a block.

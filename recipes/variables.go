@@ -682,11 +682,20 @@ func (l *Loader) CheckVars(opts Options) hcl.Diagnostics {
 		names = append(names, k)
 	}
 	sort.Strings(names)
+	l.mu.Lock()
+	autoVersions := slices.Clone(l.autoVersions)
+	l.mu.Unlock()
 	for _, k := range names {
 		if isDeclared(k) {
 			continue
 		}
 		raw := opts.Vars[k]
+		if k == "version" && len(autoVersions) > 0 {
+			for _, rng := range autoVersions {
+				diags = append(diags, autoVersionVarDiag(rng, raw))
+			}
+			continue
+		}
 		fname := "<-var " + k + ">"
 		l.addFile(fname, &hcl.File{Bytes: []byte(raw)})
 		diags = append(diags, &hcl.Diagnostic{

@@ -25,9 +25,9 @@ func versionVars(expr hcl.Expression) []string {
 
 // VersionFixed reports whether the recipe's version is written in the
 // recipe (a literal, or computed from locals and functions alone) rather
-// than read from a variable: a new version then needs an edit of the
-// recipe, not a -var.
-func (r *Recipe) VersionFixed() bool { return len(r.VersionVars) == 0 }
+// than read from a variable, and is not "auto": a new version then needs
+// an edit of the recipe, not a -var.
+func (r *Recipe) VersionFixed() bool { return len(r.VersionVars) == 0 && !r.VersionAuto }
 
 // NextVersion suggests the version after v: its last number plus one
 // ("1.4.2" → "1.4.3", "2024-06-01_1" → "2024-06-01_2"), else v with

@@ -147,7 +147,13 @@ func (b *Baker) Build(ctx context.Context, p *Plan) (*Result, error) {
 		images:  map[string]*RegionImage{},
 	}
 	st.amiName = m.AMIName
-	if st.amiName == "" {
+	switch {
+	case st.amiName != "":
+	case p.recipe != nil && p.recipe.VersionAuto:
+		// EC2 refuses a second AMI of one name in a region: of two
+		// runners that assigned the same version, one gets it.
+		st.amiName = autoAMIName(p.Recipe, p.Artifact, p.Version)
+	default:
 		st.amiName = amiName(p.Recipe, p.Version, st.created)
 	}
 
@@ -540,6 +546,27 @@ func amiName(recipe, version string, t time.Time) string {
 	}
 	return n
 }
+
+// autoAMIName is the default AMI name of an auto-versioned recipe's
+// artifact: RECIPE-VERSION (RECIPE-ARTIFACT-VERSION when the artifact is
+// named otherwise), with no timestamp, so that the name claims the
+// version in the build region (an auto version is never rebaked: --force
+// assigns a new one).
+func autoAMIName(recipe, artifact, version string) string {
+	n := recipe + "-" + version
+	if artifact != recipe {
+		n = recipe + "-" + artifact + "-" + version
+	}
+	n = amiNameInvalid.ReplaceAllString(n, "-")
+	if len(n) > 128 {
+		n = n[len(n)-128:]
+	}
+	return n
+}
+
+// ErrAMINameTaken is the EC2 error code of a CreateImage whose name
+// another AMI of the region holds.
+const ErrAMINameTaken = "InvalidAMIName.Duplicate"
 
 // sortedKeys returns the keys of m in order.
 func sortedKeys(m map[string]string) []string {

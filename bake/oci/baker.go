@@ -121,18 +121,9 @@ type Plan struct {
 // everything but the inputs, which Key (or Build) adds. It reads but
 // writes nothing.
 func (b *Baker) Prepare(ctx context.Context, r *recipes.Recipe, c *recipes.Container) (*Plan, error) {
-	p := &Plan{recipe: r, container: c}
-	if c.Repository != "" {
-		tag, err := name.NewTag(c.Repository + ":" + r.Version)
-		if err != nil {
-			return nil, fmt.Errorf("container %s: %s:%s is not a valid image tag: %w; versions may use letters, digits, '.', '_' and '-'", c.Name, c.Repository, r.Version, err)
-		}
-		p.tag, p.Target = tag, tag.String()
-	} else {
-		if _, err := name.NewTag("bakery.local/"+c.Name+":"+r.Version, name.StrictValidation); err != nil {
-			return nil, fmt.Errorf("container %s: version %q is not a valid image tag: %w; versions may use letters, digits, '.', '_' and '-'", c.Name, r.Version, err)
-		}
-		p.Target, p.Location = c.Name+":"+r.Version, b.home
+	p := &Plan{container: c}
+	if err := b.target(p, r); err != nil {
+		return nil, err
 	}
 	step := b.progress.Step(fmt.Sprintf("%s: resolve base %s", c.Name, c.Base))
 	bs, err := b.resolveBase(ctx, c)
@@ -148,6 +139,25 @@ func (b *Baker) Prepare(ctx context.Context, r *recipes.Recipe, c *recipes.Conta
 	k.AddString("oci.compression", compressionFormat(c.Compression))
 	p.keyer = k
 	return p, nil
+}
+
+// target sets p's recipe and where its image goes, for r's version.
+func (b *Baker) target(p *Plan, r *recipes.Recipe) error {
+	c := p.container
+	p.recipe = r
+	if c.Repository != "" {
+		tag, err := name.NewTag(c.Repository + ":" + r.Version)
+		if err != nil {
+			return fmt.Errorf("container %s: %s:%s is not a valid image tag: %w; versions may use letters, digits, '.', '_' and '-'", c.Name, c.Repository, r.Version, err)
+		}
+		p.tag, p.Target = tag, tag.String()
+		return nil
+	}
+	if _, err := name.NewTag("bakery.local/"+c.Name+":"+r.Version, name.StrictValidation); err != nil {
+		return fmt.Errorf("container %s: version %q is not a valid image tag: %w; versions may use letters, digits, '.', '_' and '-'", c.Name, r.Version, err)
+	}
+	p.Target, p.Location = c.Name+":"+r.Version, b.home
+	return nil
 }
 
 // Key sets p.Key, reading every input of the bake (see HashInputs),

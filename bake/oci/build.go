@@ -499,7 +499,13 @@ func (s writeLayoutStep) Run(ctx context.Context, st *buildState, _ progress.Ste
 	if err := st.tx.AttachAttestations(*desc, st.docs...); err != nil {
 		return err
 	}
-	if err := st.tx.Tag(p.Target, *desc); err != nil {
+	tag := st.tx.Tag
+	if p.recipe.VersionAuto {
+		// An assigned version names one image: another process that
+		// assigned it first wins, under the layout lock.
+		tag = st.tx.TagNew
+	}
+	if err := tag(p.Target, *desc); err != nil {
 		return err
 	}
 	if err := st.tx.Commit(ctx); err != nil {

@@ -43,7 +43,13 @@ type change struct {
 	// subject, when set, removes every descriptor without ref name whose
 	// AnnotationSubject is it (see Tx.detachSubject).
 	subject string
+	// fresh: refName must not name another digest at commit (TagNew).
+	fresh bool
 }
+
+// ErrTagTaken is returned, wrapped, by Commit when a name staged with
+// TagNew names another image by then.
+var ErrTagTaken = errors.New("the name is taken")
 
 // Tx groups blob writes and index.json changes so that a failed or
 // interrupted bake leaves the layout as it was. Blobs written through a Tx
@@ -193,6 +199,21 @@ func (tx *Tx) Tag(refName string, desc v1.Descriptor) error {
 	return nil
 }
 
+// TagNew stages tagging desc as refName, as Tag does, on the condition
+// that refName names no other image when the transaction commits: the
+// check and the index.json update happen under the layout lock, so of
+// two processes tagging one new name with different images exactly one
+// succeeds; the other's Commit returns an error wrapping ErrTagTaken.
+func (tx *Tx) TagNew(refName string, desc v1.Descriptor) error {
+	if err := tx.Tag(refName, desc); err != nil {
+		return err
+	}
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	tx.changes[len(tx.changes)-1].fresh = true
+	return nil
+}
+
 // Untag stages removing the descriptor tagged refName from index.json. The
 // blobs stay; an absent name is not an error.
 func (tx *Tx) Untag(refName string) error {
@@ -280,6 +301,15 @@ func (tx *Tx) commit(ctx context.Context, locked bool) error {
 		for _, c := range tx.changes {
 			if c.desc == nil {
 				continue
+			}
+			if c.fresh {
+				d, err := tx.l.Find(c.refName)
+				if err != nil {
+					return fmt.Errorf("committing %s to layout %s: %w", c.refName, tx.l.dir, err)
+				}
+				if d != nil && d.Digest != c.desc.Digest {
+					return fmt.Errorf("committing %s to layout %s: %w: it names %s since this transaction began", c.refName, tx.l.dir, ErrTagTaken, d.Digest)
+				}
 			}
 			if err := tx.l.checkComplete(ctx, *c.desc); err != nil {
 				return fmt.Errorf("committing %s to layout %s: %w", cmp.Or(c.refName, c.desc.Digest.String()), tx.l.dir, err)

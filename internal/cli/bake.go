@@ -89,6 +89,11 @@ func bakeCommand(e *env) *ucli.Command {
 				return err
 			}
 			opts := []bake.Option{bake.WithProgress(rep), bake.WithForce(c.Bool("force")), bake.WithParallel(parallel)}
+			leaseOpts, err := e.bakeLeases(c)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, leaseOpts...)
 			if amiBaker, err := e.machineImageBaker(c, g, rs, rep); err != nil {
 				return err
 			} else if amiBaker != nil {
@@ -265,6 +270,35 @@ func (e *env) machineImageBaker(c *ucli.Context, g globals, rs []*recipes.Recipe
 		bakeami.WithSecrets(e.logMask.Secrets()),
 		bakeami.WithGetenv(e.getenv),
 	)
+}
+
+// bakeLeases are the engine options that make runners sharing a ledger
+// bake each bake key once: the recipes' ledgers (BAKERY_LEDGER, else the
+// catalog block; none: no lease), this runner's name as the holder, the
+// clock, and how often a waiting runner looks again
+// ($BAKERY_LEASE_POLL, default bake.DefaultLeasePoll).
+func (e *env) bakeLeases(c *ucli.Context) ([]bake.Option, error) {
+	poll, err := e.durationEnv("BAKERY_LEASE_POLL")
+	if err != nil {
+		return nil, err
+	}
+	if poll == 0 {
+		poll = bake.DefaultLeasePoll
+	}
+	s := &session{e: e, c: c}
+	var mu sync.Mutex
+	leases := func(r *recipes.Recipe) (bake.Leases, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		l, err := s.ledger(r)
+		if err != nil || l == nil {
+			return nil, err
+		}
+		return l, nil
+	}
+	host, _ := os.Hostname()
+	holder := fmt.Sprintf("%s on %s (pid %d)", e.actor(c.Context, nil), host, os.Getpid())
+	return []bake.Option{bake.WithLeases(leases, holder), bake.WithClock(e.now, nil), bake.WithLeasePoll(poll)}, nil
 }
 
 // pollInterval is how often AWS waits ask: $BAKERY_POLL_INTERVAL, else
