@@ -384,7 +384,12 @@ func (e *Engine) bakeContainer(ctx context.Context, r *recipes.Recipe, c *recipe
 		// With a ledger, one runner bakes the key; the others wait, and
 		// then find its image as an existing one.
 		lctx, lease, exists, err := e.leaseKey(ctx, r, c.Name, func(ctx context.Context) (string, error) {
-			return plan.Key, e.containers.Key(ctx, plan)
+			// The key is known only once Key has read the inputs (Go does
+			// not order a field read before a call in one return).
+			if err := e.containers.Key(ctx, plan); err != nil {
+				return "", err
+			}
+			return plan.Key, nil
 		}, func(ctx context.Context) (bool, error) {
 			img, err := e.containers.Existing(ctx, plan)
 			return img != nil, err
