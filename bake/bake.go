@@ -7,8 +7,10 @@ package bake
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/bakery-sh/bakery/bake/bakekey"
 	bakeoci "github.com/bakery-sh/bakery/bake/oci"
@@ -77,6 +79,12 @@ type Result struct {
 	// images of the other blocks are in Artifacts and stay baked; the
 	// recipe's BakeKey is then empty and Cached false.
 	Failed []Failure `json:"failed,omitempty"`
+	// Outcome is "skipped" for a recipe of a graph bake that was not
+	// baked because a recipe it is built on did not bake (SkippedFor
+	// names it, Artifacts is empty); empty otherwise.
+	Outcome string `json:"result,omitempty"`
+	// SkippedFor names the recipe whose failure skipped this one.
+	SkippedFor string `json:"skipped_for,omitempty"`
 }
 
 // Failure is a block of a recipe that failed to bake.
@@ -174,6 +182,10 @@ type Engine struct {
 	progress   progress.Reporter
 	force      bool
 	parallel   int
+	// containerParallel bounds the recipes without machine images that
+	// BakeGraph bakes at once.
+	containerParallel int
+	now               func() time.Time
 }
 
 // DefaultParallel is how many blocks of a recipe bake at once unless
@@ -186,6 +198,18 @@ const DefaultParallel = 4
 // local layout), take one together. Default: DefaultParallel (4). Values
 // below 1 mean 1: every block in turn, in recipe order.
 func WithParallel(n int) Option { return func(e *Engine) { e.parallel = max(1, n) } }
+
+// WithContainerParallel bounds how many recipes without machine_image
+// blocks BakeGraph bakes at once: they use the local CPUs (hashing,
+// compressing), not builders in the cloud. Default: DefaultParallel, but
+// no more than the CPUs (GOMAXPROCS). Values below 1 mean 1.
+func WithContainerParallel(n int) Option {
+	return func(e *Engine) { e.containerParallel = max(1, n) }
+}
+
+// WithClock sets the clock of the outcomes' start and end times.
+// Default: time.Now.
+func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
 
 // Option configures an Engine.
 type Option func(*Engine)
@@ -200,7 +224,8 @@ func WithForce(force bool) Option { return func(e *Engine) { e.force = force } }
 
 // New returns an Engine that bakes container images with containers.
 func New(containers ContainerBaker, opts ...Option) *Engine {
-	e := &Engine{containers: containers, progress: progress.Discard(), parallel: DefaultParallel}
+	e := &Engine{containers: containers, progress: progress.Discard(), parallel: DefaultParallel,
+		containerParallel: min(DefaultParallel, runtime.GOMAXPROCS(0)), now: time.Now}
 	for _, o := range opts {
 		o(e)
 	}

@@ -368,6 +368,9 @@ func (b *Baker) annotations(p *Plan) map[string]string {
 		ann[catalog.AnnotationBaseName] = p.base.name
 		ann[catalog.AnnotationBaseDigest] = p.base.digest
 	}
+	if l := p.container.BaseLink; l != nil && l.Resolved != nil {
+		ann[catalog.AnnotationBaseRecipe] = l.Recipe + "@" + l.Resolved.Version
+	}
 	return ann
 }
 

@@ -1,0 +1,204 @@
+package bake_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bakery-sh/bakery/bake"
+	bakeoci "github.com/bakery-sh/bakery/bake/oci"
+	"github.com/bakery-sh/bakery/catalog"
+	"github.com/bakery-sh/bakery/recipes"
+)
+
+// graphFolder is six recipes with two levels of bases: os ← tools ←
+// (app2, app3), os ← app1, and solo on scratch. File order differs from
+// bake order.
+var graphFolder = map[string]string{
+	"a-app1.bake.hcl":  "os",
+	"b-app2.bake.hcl":  "tools",
+	"c-app3.bake.hcl":  "tools",
+	"d-os.bake.hcl":    "",
+	"e-solo.bake.hcl":  "",
+	"f-tools.bake.hcl": "os",
+}
+
+// loadGraph loads graphFolder and checks its links.
+func loadGraph(t *testing.T) *recipes.Graph {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("f\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var rs []*recipes.Recipe
+	for _, file := range []string{"a-app1.bake.hcl", "b-app2.bake.hcl", "c-app3.bake.hcl", "d-os.bake.hcl", "e-solo.bake.hcl", "f-tools.bake.hcl"} {
+		name := strings.TrimSuffix(file[2:], ".bake.hcl")
+		base := "scratch"
+		if b := graphFolder[file]; b != "" {
+			base = "recipe:" + b
+		}
+		src := fmt.Sprintf("recipe %q {\n  version = \"1.0.0\"\n  stages = [\"dev\"]\n}\ncontainer %q {\n  base = %q\n  layer {\n    source = \"f\"\n    destination = \"/f\"\n  }\n}\n", name, name, base)
+		path := filepath.Join(dir, file)
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r, diags := recipes.NewLoader().Load(path, recipes.Options{})
+		if diags.HasErrors() {
+			t.Fatalf("loading %s: %v", file, diags)
+		}
+		rs = append(rs, r)
+	}
+	g, diags := recipes.LinkGraph(rs)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	return g
+}
+
+// fakeContainers bakes nothing: it records what it was asked, how many
+// builds ran at once, and fails the recipes named in fail. A build waits
+// at the barrier, when one is set, until another build is running too.
+type fakeContainers struct {
+	mu       sync.Mutex
+	inFlight int
+	max      int
+	bases    map[string]*recipes.Resolved
+	fail     map[string]bool
+	barrier  chan struct{}
+}
+
+func (f *fakeContainers) Prepare(_ context.Context, r *recipes.Recipe, c *recipes.Container) (*bakeoci.Plan, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c.BaseLink != nil {
+		f.bases[r.Name] = c.BaseLink.Resolved
+	}
+	return &bakeoci.Plan{Key: "sha256:" + r.Name, Target: c.Name + ":" + r.Version, Location: "/layout"}, nil
+}
+
+func (f *fakeContainers) Existing(context.Context, *bakeoci.Plan) (*catalog.Image, error) {
+	return nil, nil
+}
+
+func (f *fakeContainers) Key(context.Context, *bakeoci.Plan) error { return nil }
+
+func (f *fakeContainers) Build(ctx context.Context, p *bakeoci.Plan) (*catalog.Image, error) {
+	f.mu.Lock()
+	f.inFlight++
+	f.max = max(f.max, f.inFlight)
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.inFlight--
+		f.mu.Unlock()
+	}()
+	if f.barrier != nil {
+		select {
+		case f.barrier <- struct{}{}: // another build is waiting: both run now
+		case <-f.barrier:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	name, _, _ := strings.Cut(p.Target, ":")
+	if f.fail[name] {
+		return nil, errors.New("build failed")
+	}
+	return &catalog.Image{Digest: "sha256:d-" + name}, nil
+}
+
+// tickClock returns a clock that moves one second per reading.
+func tickClock() func() time.Time {
+	var n atomic.Int64
+	t0 := time.Unix(1_700_000_000, 0)
+	return func() time.Time { return t0.Add(time.Duration(n.Add(1)) * time.Second) }
+}
+
+// TestBakeGraphOrderAndParallel: each recipe starts after the recipes its
+// base links to ended, and the linked image is its base; independent
+// recipes bake at the same time, never more than the bound.
+func TestBakeGraphOrderAndParallel(t *testing.T) {
+	g := loadGraph(t)
+	f := &fakeContainers{bases: map[string]*recipes.Resolved{}, barrier: make(chan struct{})}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	outs := bake.New(f, bake.WithContainerParallel(2), bake.WithClock(tickClock())).BakeGraph(ctx, g)
+	byName := map[string]*bake.Outcome{}
+	var order []string
+	for _, o := range outs {
+		byName[o.Recipe.Name] = o
+		order = append(order, o.Recipe.Name)
+		if o.Err != nil || o.Status() != "baked" {
+			t.Errorf("%s: %s %v", o.Recipe.Name, o.Status(), o.Err)
+		}
+	}
+	if got := strings.Join(order, " "); got != "os app1 solo tools app2 app3" {
+		t.Errorf("outcome order = %q", got)
+	}
+	for file, base := range graphFolder {
+		name := strings.TrimSuffix(file[2:], ".bake.hcl")
+		if base == "" {
+			continue
+		}
+		if !byName[name].Start.After(byName[base].End) {
+			t.Errorf("%s started at %v, before its base %s ended at %v", name, byName[name].Start, base, byName[base].End)
+		}
+		if r := f.bases[name]; r == nil || r.Ref != base+":1.0.0" || r.Layout != "/layout" || r.Version != "1.0.0" {
+			t.Errorf("%s's base resolved to %+v, want %s:1.0.0 in /layout", name, r, base)
+		}
+	}
+	if f.max != 2 {
+		t.Errorf("at most %d builds ran at once, want 2", f.max)
+	}
+	overlap := 0
+	for _, a := range outs {
+		for _, b := range outs {
+			if a != b && a.Start.Before(b.End) && b.Start.Before(a.End) {
+				overlap++
+			}
+		}
+	}
+	if overlap == 0 {
+		t.Error("no two recipes baked at the same time")
+	}
+}
+
+// TestBakeGraphOneAtATime: with a bound of 1 the recipes bake one after
+// the other, in order.
+func TestBakeGraphOneAtATime(t *testing.T) {
+	g := loadGraph(t)
+	f := &fakeContainers{bases: map[string]*recipes.Resolved{}}
+	outs := bake.New(f, bake.WithContainerParallel(1), bake.WithClock(tickClock())).BakeGraph(t.Context(), g)
+	for i := 1; i < len(outs); i++ {
+		if !outs[i].Start.After(outs[i-1].End) {
+			t.Errorf("%s started before %s ended", outs[i].Recipe.Name, outs[i-1].Recipe.Name)
+		}
+	}
+	if f.max != 1 {
+		t.Errorf("%d builds ran at once, want 1", f.max)
+	}
+}
+
+// TestBakeGraphFailedBaseSkipsDependents: tools fails; app2 and app3,
+// built on it, are skipped and name it; the others bake.
+func TestBakeGraphFailedBaseSkipsDependents(t *testing.T) {
+	g := loadGraph(t)
+	f := &fakeContainers{bases: map[string]*recipes.Resolved{}, fail: map[string]bool{"tools": true}}
+	outs := bake.New(f, bake.WithContainerParallel(2), bake.WithClock(tickClock())).BakeGraph(t.Context(), g)
+	want := map[string]string{"os": "baked", "app1": "baked", "solo": "baked", "tools": "failed", "app2": "skipped", "app3": "skipped"}
+	for _, o := range outs {
+		if got := o.Status(); got != want[o.Recipe.Name] {
+			t.Errorf("%s: %s (%v), want %s", o.Recipe.Name, got, o.Err, want[o.Recipe.Name])
+		}
+		if o.Status() == "skipped" && (o.SkippedFor != "tools" || !o.Start.IsZero()) {
+			t.Errorf("%s skipped for %q, started %v", o.Recipe.Name, o.SkippedFor, o.Start)
+		}
+	}
+}
