@@ -7,11 +7,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"text/tabwriter"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -65,10 +68,11 @@ func bakeCommand(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			rs, err = bake.Selection{Only: c.StringSlice("only"), Except: c.StringSlice("except")}.Apply(rs)
+			graph, err := e.bakeGraph(g, rs, c.StringSlice("only"), c.StringSlice("except"))
 			if err != nil {
-				return usagef("%v", err)
+				return err
 			}
+			rs = graph.Recipes
 			for _, r := range rs {
 				e.logMask.Add(bakeami.Secrets(r)...)
 			}
@@ -88,37 +92,52 @@ func bakeCommand(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			opts := []bake.Option{bake.WithProgress(rep), bake.WithForce(c.Bool("force")), bake.WithParallel(parallel)}
+			opts := []bake.Option{bake.WithProgress(rep), bake.WithForce(c.Bool("force")), bake.WithParallel(parallel), bake.WithClock(e.now)}
+			if c.IsSet("parallel") {
+				opts = append(opts, bake.WithContainerParallel(parallel))
+			}
 			if amiBaker, err := e.machineImageBaker(c, g, rs, rep); err != nil {
 				return err
 			} else if amiBaker != nil {
 				opts = append(opts, bake.WithMachineImages(amiBaker))
 			}
 			engine := bake.New(baker, opts...)
-			// A nightly job bakes many recipes: one failure does not stop
-			// the others, but makes the run fail. A recipe whose blocks
-			// partly failed still reports the images that were baked.
+			// A nightly job bakes many recipes, each after the recipes its
+			// bases link to: one failure does not stop the others (only
+			// the recipes built on it are skipped), but makes the run
+			// fail. A recipe whose blocks partly failed still reports the
+			// images that were baked.
+			outs := engine.BakeGraph(c.Context, graph)
 			var results []*bake.Result
-			var failed, errs []string
+			var failed, skipped []string
 			var runErr error
-			for _, r := range rs {
-				res, err := engine.Bake(c.Context, r)
+			for _, o := range outs {
+				r, res, err := o.Recipe, o.Result, o.Err
+				if res == nil && o.SkippedFor != "" {
+					res = &bake.Result{Recipe: r.Name, Version: r.Version, Artifacts: []bake.Artifact{}, Outcome: "skipped", SkippedFor: o.SkippedFor}
+				}
 				if res != nil {
 					results = append(results, res)
-					if !g.json {
+					if !g.json && o.SkippedFor == "" {
 						printBakeText(e.stdout, res)
 					}
 				}
-				if err == nil {
+				switch {
+				case err == nil:
+					continue
+				case o.SkippedFor != "":
+					skipped = append(skipped, r.Name)
 					continue
 				}
 				failed = append(failed, failedBlocks(r, err)...)
 				if c.Context.Err() != nil || len(rs) == 1 {
 					runErr = err
-					break
+					continue
 				}
 				fmt.Fprintf(e.stderr, "bakery: %s: %v\n", r.File, err)
-				errs = append(errs, r.Name)
+			}
+			if !g.json && len(outs) > 1 {
+				printSummary(e.stdout, outs)
 			}
 			if g.json {
 				if err := writeJSONLines(e.stdout, results); err != nil {
@@ -135,12 +154,146 @@ func bakeCommand(e *env) *ucli.Command {
 			if runErr != nil {
 				return runErr
 			}
-			if len(errs) > 0 {
-				return fmt.Errorf("%d of %d recipes failed (%s); see the errors above", len(errs), len(rs), strings.Join(failed, ", "))
+			if len(failed)+len(skipped) > 0 {
+				msg := fmt.Sprintf("%d of %d recipes failed (%s)", len(outs)-countOK(outs)-len(skipped), len(outs), strings.Join(failed, ", "))
+				if len(skipped) > 0 {
+					msg += fmt.Sprintf("; skipped, as their base did not bake: %s", strings.Join(skipped, ", "))
+				}
+				return errors.New(msg + "; see the errors above")
 			}
 			return nil
 		},
 	})
+}
+
+// bakeGraph checks the links between rs and narrows them to what the
+// run bakes: --only names recipes (each with the recipes it needs) or,
+// as before, blocks; --except names blocks.
+func (e *env) bakeGraph(g globals, rs []*recipes.Recipe, only, except []string) (*recipes.Graph, error) {
+	graph, diags := recipes.LinkGraph(rs)
+	if diags.HasErrors() {
+		return nil, e.setDiagnostics(g, diags)
+	}
+	if picked := pickRecipes(graph, only); picked != nil {
+		var kept []*recipes.Recipe
+		for _, r := range rs {
+			if slices.Contains(picked, r.Name) {
+				kept = append(kept, r)
+			}
+		}
+		graph, _ = recipes.LinkGraph(kept)
+		return graph, nil
+	}
+	sel, err := bake.Selection{Only: only, Except: except}.Apply(rs)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	graph, diags = recipes.LinkGraph(sel)
+	if diags.HasErrors() {
+		return nil, usagef("the blocks picked by --only or --except leave out what others are built on: %s; pick those too", diags[0].Summary)
+	}
+	return graph, nil
+}
+
+// pickRecipes returns the recipes --only names, each with every recipe
+// it needs, when every name given is a recipe's; else nil (the names are
+// block names).
+func pickRecipes(graph *recipes.Graph, only []string) []string {
+	names := bake.SplitNames(only)
+	if len(names) == 0 {
+		return nil
+	}
+	var out []string
+	for _, n := range names {
+		if _, ok := graph.Deps[n]; !ok && !slices.ContainsFunc(graph.Recipes, func(r *recipes.Recipe) bool { return r.Name == n }) {
+			return nil
+		}
+		for _, d := range graph.Needs(n) {
+			if !slices.Contains(out, d) {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
+// setDiagnostics prints diagnostics about a set of recipes (links,
+// duplicate names) with their source snippets and returns the failure.
+func (e *env) setDiagnostics(g globals, diags hcl.Diagnostics) error {
+	loader := recipes.NewLoader()
+	for _, d := range diags {
+		if d.Subject != nil {
+			if src, err := os.ReadFile(d.Subject.Filename); err == nil {
+				loader.Format(d.Subject.Filename, src)
+			}
+		}
+	}
+	if err := e.writeDiagnostics(loader, diags, g); err != nil {
+		return err
+	}
+	e.noteFailure("%d problem(s) across the recipes; fix them and run again", len(diags))
+	return exitError{exitFailure}
+}
+
+// countOK counts the outcomes that baked or were up to date.
+func countOK(outs []*bake.Outcome) int {
+	n := 0
+	for _, o := range outs {
+		if o.Err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// printSummary prints one line per recipe and artifact of a run of
+// several recipes: recipe, artifact, result, duration.
+func printSummary(w io.Writer, outs []*bake.Outcome) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RECIPE\tARTIFACT\tRESULT\tDURATION")
+	for _, o := range outs {
+		r := o.Recipe
+		d := "-"
+		if !o.Start.IsZero() {
+			d = o.End.Sub(o.Start).Round(time.Millisecond).String()
+		}
+		status := o.Status()
+		if o.SkippedFor != "" {
+			status = "skipped (" + o.SkippedFor + " failed)"
+		}
+		arts := map[string]string{}
+		if o.Result != nil {
+			for _, a := range o.Result.Artifacts {
+				arts[a.Name] = "baked"
+				if a.Cached {
+					arts[a.Name] = "up to date"
+				}
+			}
+			for _, f := range o.Result.Failed {
+				arts[f.Name] = "failed"
+			}
+		}
+		for _, name := range blockLabels(r) {
+			st, ok := arts[name]
+			if !ok {
+				st = status
+			}
+			fmt.Fprintf(tw, "%s@%s\t%s\t%s\t%s\n", r.Name, r.Version, name, st, d)
+		}
+	}
+	tw.Flush()
+}
+
+// blockLabels are r's block labels, containers first, in file order.
+func blockLabels(r *recipes.Recipe) []string {
+	var out []string
+	for _, c := range r.Containers {
+		out = append(out, c.Name)
+	}
+	for _, m := range r.MachineImages {
+		out = append(out, m.Name)
+	}
+	return out
 }
 
 // failedBlocks names the blocks of r that err says failed, as

@@ -1,0 +1,233 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/bakery-sh/bakery/bake"
+	catalogoci "github.com/bakery-sh/bakery/catalog/oci"
+)
+
+// folderRecipe is a container recipe NAME on base whose version is
+// var.VERSIONVAR (default 1.0.0), and whose layer is files/NAME. Its
+// base value is at line 9, column 10.
+func folderRecipe(name, base, versionVar string) string {
+	return fmt.Sprintf(`variable %q {
+  default = "1.0.0"
+}
+recipe %q {
+  version = var.%s
+  stages  = ["dev"]
+}
+container %q {
+  base = %q
+  layer {
+    source      = "files/%s"
+    destination = "/%s"
+  }
+}
+`, versionVar, name, versionVar, name, base, name, name)
+}
+
+// sixRecipes is a folder of six recipes with two levels of bases:
+// os ← tools ← (app2, app3), os ← app1, and solo on scratch. tools
+// takes its version from var.tools_version, app2 and app3 from
+// var.apps_version, the others from their own variable.
+func sixRecipes(t *testing.T, dir string) {
+	t.Helper()
+	files := map[string]string{
+		"recipes/a-app1.bake.hcl":  folderRecipe("app1", "recipe:os", "app1_version"),
+		"recipes/b-app2.bake.hcl":  folderRecipe("app2", "recipe:tools", "apps_version"),
+		"recipes/c-app3.bake.hcl":  folderRecipe("app3", "recipe:tools/tools", "apps_version"),
+		"recipes/d-os.bake.hcl":    folderRecipe("os", "scratch", "os_version"),
+		"recipes/e-solo.bake.hcl":  folderRecipe("solo", "scratch", "solo_version"),
+		"recipes/f-tools.bake.hcl": folderRecipe("tools", "recipe:os", "tools_version"),
+	}
+	for _, n := range []string{"app1", "app2", "app3", "os", "solo", "tools"} {
+		files["recipes/files/"+n] = n + "\n"
+	}
+	writeFiles(t, dir, files)
+}
+
+// bakeDocs decodes the JSON documents of a bake, one per recipe.
+func bakeDocs(t *testing.T, stdout string) []bake.Result {
+	t.Helper()
+	var out []bake.Result
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	for dec.More() {
+		var r bake.Result
+		if err := dec.Decode(&r); err != nil {
+			t.Fatalf("decoding %q: %v", stdout, err)
+		}
+		if r.Recipe != "" { // not the error document of a failed run
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// outcomes renders the documents as "recipe@version:word" in order.
+func outcomes(docs []bake.Result) string {
+	var out []string
+	for _, d := range docs {
+		word := "baked"
+		switch {
+		case d.Outcome != "":
+			word = d.Outcome
+		case d.Cached:
+			word = "up-to-date"
+		}
+		out = append(out, d.Recipe+"@"+d.Version+":"+word)
+	}
+	return strings.Join(out, " ")
+}
+
+// TestBakeFolderFollowsBaseLinks: a folder bake orders the recipes by
+// their base links, bakes each on the image its linked recipe produced
+// (and records the link), finds everything up to date the second time,
+// and after a change of tools' file bakes tools and exactly the recipes
+// on it: with their old versions they are refused, as their bake keys
+// follow the new base.
+func TestBakeFolderFollowsBaseLinks(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	sixRecipes(t, dir)
+	home := filepath.Join(dir, "home")
+	env := []string{"BAKERY_HOME=" + home}
+
+	r := mustRun(t, env, "-q", "--output", "json", "bake", "--parallel", "2", "recipes/")
+	if got := outcomes(bakeDocs(t, r.stdout)); got != "os@1.0.0:baked app1@1.0.0:baked solo@1.0.0:baked tools@1.0.0:baked app2@1.0.0:baked app3@1.0.0:baked" {
+		t.Fatalf("first bake: %s", got)
+	}
+	layout, err := catalogoci.OpenLayout(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for app, base := range map[string]string{"app1": "os", "tools": "os", "app2": "tools", "app3": "tools"} {
+		img, err := layout.Lookup(t.Context(), app+":1.0.0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := layout.Lookup(t.Context(), base+":1.0.0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if img.BaseDigest != b.Digest || !strings.HasPrefix(img.BaseName, "recipe:"+base) || !strings.HasSuffix(img.BaseName, "@1.0.0") {
+			t.Errorf("%s was baked on %s (%s), want %s's image %s", app, img.BaseName, img.BaseDigest, base, b.Digest)
+		}
+	}
+
+	r = mustRun(t, env, "bake", "recipes/")
+	for _, n := range []string{"os", "app1", "solo", "tools", "app2", "app3"} {
+		if !regexpLine(r.stdout, n+"@1.0.0", "up to date") {
+			t.Errorf("second bake: %s is not up to date in the summary:\n%s", n, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, " baked ") {
+		t.Errorf("second bake baked something:\n%s", r.stdout)
+	}
+
+	writeFiles(t, dir, map[string]string{"recipes/files/tools": "tools, changed\n"})
+	r = run(t, env, "-q", "--output", "json", "bake", "-var", "tools_version=1.1.0", "recipes/")
+	if got := outcomes(bakeDocs(t, r.stdout)); r.code != exitFailure || got != "os@1.0.0:up-to-date app1@1.0.0:up-to-date solo@1.0.0:up-to-date tools@1.1.0:baked" ||
+		strings.Count(r.stderr, "already holds other content") != 2 {
+		t.Fatalf("bake after tools changed, tools with a new version: exit %d, %s; want app2 and app3 refused on the new base:\n%s", r.code, got, r.stderr)
+	}
+	r = mustRun(t, env, "-q", "--output", "json", "bake", "-var", "tools_version=1.1.0", "-var", "apps_version=1.1.0", "recipes/")
+	if got := outcomes(bakeDocs(t, r.stdout)); got != "os@1.0.0:up-to-date app1@1.0.0:up-to-date solo@1.0.0:up-to-date tools@1.1.0:up-to-date app2@1.1.0:baked app3@1.1.0:baked" {
+		t.Fatalf("bake with new versions for tools' dependents: %s", got)
+	}
+	img, err := layout.Lookup(t.Context(), "app3:1.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tools, err := layout.Lookup(t.Context(), "tools:1.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.BaseDigest != tools.Digest {
+		t.Errorf("app3@1.1.0 is on %s, want tools@1.1.0 %s", img.BaseDigest, tools.Digest)
+	}
+}
+
+// regexpLine reports whether a line of out holds both a and b.
+func regexpLine(out, a, b string) bool {
+	return slices.ContainsFunc(strings.Split(out, "\n"), func(l string) bool { return strings.Contains(l, a) && strings.Contains(l, b) })
+}
+
+// TestBakeFolderFailedBaseSkipsDependents: os cannot be baked (its
+// registry does not answer); every recipe on it, directly or not, is
+// skipped and says so, solo bakes, and the run fails.
+func TestBakeFolderFailedBaseSkipsDependents(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	sixRecipes(t, dir)
+	writeFiles(t, dir, map[string]string{"recipes/d-os.bake.hcl": strings.Replace(folderRecipe("os", "scratch", "os_version"),
+		"  layer {", "  repository = \"127.0.0.1:1/os\"\n  layer {", 1)})
+	env := []string{"BAKERY_HOME=" + filepath.Join(dir, "home")}
+	r := run(t, env, "-q", "bake", "recipes/")
+	if r.code != exitFailure {
+		t.Fatalf("exit %d, want %d:\n%s\n%s", r.code, exitFailure, r.stdout, r.stderr)
+	}
+	for _, n := range []string{"app1", "tools", "app2", "app3"} {
+		if !regexpLine(r.stdout, n+"@1.0.0", "skipped") {
+			t.Errorf("%s is not skipped in the summary:\n%s", n, r.stdout)
+		}
+	}
+	if !regexpLine(r.stdout, "solo@1.0.0", "baked") || !regexpLine(r.stdout, "os@1.0.0", "failed") {
+		t.Errorf("summary:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stderr, "1 of 6 recipes failed (os); skipped, as their base did not bake: app1, tools, app2, app3") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	r = run(t, env, "-q", "--output", "json", "bake", "recipes/")
+	docs := bakeDocs(t, r.stdout)
+	if got := outcomes(docs); got != "app1@1.0.0:skipped solo@1.0.0:up-to-date tools@1.0.0:skipped app2@1.0.0:skipped app3@1.0.0:skipped" ||
+		docs[0].SkippedFor != "os" || docs[3].SkippedFor != "tools" {
+		t.Errorf("JSON of a run with a failed base: %s", got)
+	}
+}
+
+// TestBakeFolderRefusesCycles: a cycle is refused before anything is
+// baked, at the base value of the recipe that closes it, by bake and by
+// validate.
+func TestBakeFolderRefusesCycles(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	sixRecipes(t, dir)
+	writeFiles(t, dir, map[string]string{"recipes/d-os.bake.hcl": folderRecipe("os", "recipe:app2", "os_version")})
+	home := filepath.Join(dir, "home")
+	env := []string{"BAKERY_HOME=" + home}
+	for _, verb := range []string{"bake", "validate"} {
+		r := run(t, env, verb, "recipes/")
+		want := filepath.Join("recipes", "d-os.bake.hcl") + ":9:10: Error: recipes link to each other in a cycle: os → app2 → tools → os"
+		if r.code != exitFailure || !strings.Contains(r.stderr, want) {
+			t.Errorf("%s of a cycle: exit %d, want %q in\n%s", verb, r.code, want, r.stderr)
+		}
+	}
+	if _, err := os.Stat(home); !os.IsNotExist(err) {
+		t.Errorf("a refused bake wrote %s: %v", home, err)
+	}
+	writeFiles(t, dir, map[string]string{"recipes/d-os.bake.hcl": folderRecipe("os", "recipe:nope", "os_version")})
+	r := run(t, env, "validate", "recipes/")
+	if r.code != exitFailure || !strings.Contains(r.stderr, filepath.Join("recipes", "d-os.bake.hcl")+`:9:10: Error: unknown recipe "nope"`) {
+		t.Errorf("validate of an unknown link: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestBakeOnlyRecipeBakesWhatItNeeds: --only app2 bakes os, tools and
+// app2, nothing else.
+func TestBakeOnlyRecipeBakesWhatItNeeds(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	sixRecipes(t, dir)
+	r := mustRun(t, []string{"BAKERY_HOME=" + filepath.Join(dir, "home")}, "-q", "--output", "json", "bake", "--only", "app2", "recipes/")
+	if got := outcomes(bakeDocs(t, r.stdout)); got != "os@1.0.0:baked tools@1.0.0:baked app2@1.0.0:baked" {
+		t.Errorf("--only app2: %s", got)
+	}
+}
