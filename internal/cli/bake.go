@@ -167,54 +167,91 @@ func bakeCommand(e *env) *ucli.Command {
 }
 
 // bakeGraph checks the links between rs and narrows them to what the
-// run bakes: --only names recipes (each with the recipes it needs) or,
-// as before, blocks; --except names blocks.
+// run bakes: --only names blocks (or a recipe, all of its blocks, when
+// none of its blocks has a name given), and brings in the recipes they
+// are built on; --except names blocks.
 func (e *env) bakeGraph(g globals, rs []*recipes.Recipe, only, except []string) (*recipes.Graph, error) {
 	graph, diags := recipes.LinkGraph(rs)
 	if diags.HasErrors() {
 		return nil, e.setDiagnostics(g, diags)
 	}
-	if picked := pickRecipes(graph, only); picked != nil {
-		var kept []*recipes.Recipe
-		for _, r := range rs {
-			if slices.Contains(picked, r.Name) {
-				kept = append(kept, r)
-			}
-		}
-		graph, _ = recipes.LinkGraph(kept)
-		return graph, nil
+	names := bake.SplitNames(only)
+	var sel []*recipes.Recipe
+	var err error
+	if len(names) > 0 {
+		sel, err = onlyWithBases(graph, names)
+	} else {
+		sel, err = bake.Selection{Except: except}.Apply(rs)
 	}
-	sel, err := bake.Selection{Only: only, Except: except}.Apply(rs)
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
 	graph, diags = recipes.LinkGraph(sel)
 	if diags.HasErrors() {
-		return nil, usagef("the blocks picked by --only or --except leave out what others are built on: %s; pick those too", diags[0].Summary)
+		return nil, usagef("the blocks picked by --except leave out what others are built on: %s; bake those too", diags[0].Summary)
 	}
 	return graph, nil
 }
 
-// pickRecipes returns the recipes --only names, each with every recipe
-// it needs, when every name given is a recipe's; else nil (the names are
-// block names).
-func pickRecipes(graph *recipes.Graph, only []string) []string {
-	names := bake.SplitNames(only)
-	if len(names) == 0 {
-		return nil
-	}
-	var out []string
+// onlyWithBases returns the recipes of graph narrowed to the blocks
+// --only names (a recipe name picks the whole recipe when none of its
+// blocks is named), plus, whole, every recipe those are built on. A
+// name that is no block and no recipe is an error listing the blocks.
+func onlyWithBases(graph *recipes.Graph, names []string) ([]*recipes.Recipe, error) {
+	var blockOnly []string
 	for _, n := range names {
-		if _, ok := graph.Deps[n]; !ok && !slices.ContainsFunc(graph.Recipes, func(r *recipes.Recipe) bool { return r.Name == n }) {
-			return nil
+		if !slices.ContainsFunc(graph.Recipes, func(r *recipes.Recipe) bool { return r.Name == n }) {
+			blockOnly = append(blockOnly, n)
 		}
-		for _, d := range graph.Needs(n) {
-			if !slices.Contains(out, d) {
-				out = append(out, d)
+	}
+	if len(blockOnly) > 0 {
+		if _, err := (bake.Selection{Only: blockOnly}).Apply(graph.Recipes); err != nil {
+			return nil, err
+		}
+	}
+	picked := map[string]*recipes.Recipe{} // nil: the whole recipe, as a base
+	for _, r := range graph.Recipes {
+		named := func(l string) bool { return slices.Contains(names, l) }
+		cp := *r
+		if !slices.Contains(names, r.Name) || slices.ContainsFunc(blockLabels(r), named) {
+			cp.Containers, cp.MachineImages = nil, nil
+			for _, c := range r.Containers {
+				if named(c.Name) {
+					cp.Containers = append(cp.Containers, c)
+				}
+			}
+			for _, m := range r.MachineImages {
+				if named(m.Name) {
+					cp.MachineImages = append(cp.MachineImages, m)
+				}
+			}
+		}
+		if len(cp.Containers)+len(cp.MachineImages) > 0 {
+			picked[r.Name] = &cp
+		}
+	}
+	for _, r := range graph.Recipes {
+		if cp := picked[r.Name]; cp != nil {
+			for _, l := range cp.Links() {
+				for _, d := range graph.Needs(l.Recipe) {
+					if _, ok := picked[d]; !ok {
+						picked[d] = nil
+					}
+				}
 			}
 		}
 	}
-	return out
+	var out []*recipes.Recipe
+	for _, r := range graph.Recipes {
+		switch cp, ok := picked[r.Name]; {
+		case !ok:
+		case cp == nil:
+			out = append(out, r)
+		default:
+			out = append(out, cp)
+		}
+	}
+	return out, nil
 }
 
 // setDiagnostics prints diagnostics about a set of recipes (links,
