@@ -231,3 +231,25 @@ func TestBakeOnlyRecipeBakesWhatItNeeds(t *testing.T) {
 		t.Errorf("--only app2: %s", got)
 	}
 }
+
+// TestOutdatedFollowsBaseLinks: outdated compares what a linked recipe
+// was baked on with the newest image of the recipe it links to: after os
+// alone is baked under a new version, the recipes directly on it are
+// outdated, and those on tools are not.
+func TestOutdatedFollowsBaseLinks(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	sixRecipes(t, dir)
+	env := []string{"BAKERY_HOME=" + filepath.Join(dir, "home")}
+	mustRun(t, env, "-q", "bake", "recipes/")
+	if r := run(t, env, "-q", "outdated", "--files"); r.code != 0 || r.stdout != "" {
+		t.Fatalf("outdated right after the bake: exit %d, %q\n%s", r.code, r.stdout, r.stderr)
+	}
+	writeFiles(t, dir, map[string]string{"recipes/files/os": "os, changed\n"})
+	mustRun(t, env, "-q", "bake", "-var", "os_version=1.1.0", "recipes/d-os.bake.hcl")
+	r := run(t, env, "-q", "outdated", "--files")
+	want := filepath.Join(dir, "recipes", "a-app1.bake.hcl") + "\n" + filepath.Join(dir, "recipes", "f-tools.bake.hcl") + "\n"
+	if r.code != exitOutdated || r.stdout != want {
+		t.Errorf("outdated after os@1.1.0: exit %d, %q, want app1 and tools:\n%s", r.code, r.stdout, r.stderr)
+	}
+}
