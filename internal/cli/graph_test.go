@@ -253,3 +253,24 @@ func TestOutdatedFollowsBaseLinks(t *testing.T) {
 		t.Errorf("outdated after os@1.1.0: exit %d, %q, want app1 and tools:\n%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestRevokedBaseRecipeTaintsItsDependents: revoking os@1.0.0 taints the
+// recipes baked on it through the link (app1, tools), not those on tools.
+func TestRevokedBaseRecipeTaintsItsDependents(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	sixRecipes(t, dir)
+	env := []string{"BAKERY_HOME=" + filepath.Join(dir, "home")}
+	mustRun(t, env, "-q", "bake", "recipes/")
+	mustRun(t, env, "-q", "revoke", "os@1.0.0", "--reason", "CVE-2026-1")
+	r := mustRun(t, env, "status")
+	var tainted []string
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if strings.Contains(l, "TAINTED: baked from revoked os@1.0.0") {
+			tainted = append(tainted, l)
+		}
+	}
+	if len(tainted) != 2 || !strings.Contains(r.stdout, "app1") {
+		t.Errorf("status after revoking os@1.0.0: %d tainted lines, want app1's and tools':\n%s", len(tainted), r.stdout)
+	}
+}
