@@ -71,7 +71,8 @@ SEEDS ?= 20
 chaos:
 	BAKERY_CHAOS_SEEDS=$(SEEDS) BAKERY_CHAOS_SEED=$(SEED) $(GO) test -count=1 -v -timeout 0 -run 'TestChaos$$' ./internal/chaos
 
-## bench: bakery vs crane on a generated 200 MB tree (ratios, sizes, peak RSS), then the
+## bench: bakery vs crane on a generated 200 MB tree (ratios, sizes, peak RSS), a folder of six
+## linked recipes baked with --parallel 1 vs --parallel 4 (ratio), then the
 ## catalog at scale: status/history/outdated/retire against moto seeded with
 ## SCALE_VERSIONS versions x 3 regions (10000 for the full size) and status against a
 ## registry holding SCALE_REGISTRY versions (calls by API name, wall time, peak RSS)
