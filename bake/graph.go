@@ -140,7 +140,7 @@ func resolveLinks(r *recipes.Recipe, byName map[string]*Outcome) (_ *recipes.Rec
 	cp.Containers = make([]*recipes.Container, len(r.Containers))
 	for i, c := range r.Containers {
 		cp.Containers[i] = c
-		if c.BaseLink == nil {
+		if c.BaseLink == nil || c.BaseLink.Resolved != nil { // resolved by the caller: a recipe outside the run
 			continue
 		}
 		dep := byName[c.BaseLink.Recipe]
@@ -161,7 +161,7 @@ func resolveLinks(r *recipes.Recipe, byName map[string]*Outcome) (_ *recipes.Rec
 	cp.MachineImages = make([]*recipes.MachineImage, len(r.MachineImages))
 	for i, m := range r.MachineImages {
 		cp.MachineImages[i] = m
-		if m.SourceLink == nil {
+		if m.SourceLink == nil || m.SourceLink.Resolved != nil {
 			continue
 		}
 		dep := byName[m.SourceLink.Recipe]

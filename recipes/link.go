@@ -100,11 +100,20 @@ type Graph struct {
 // sees them: every link names a recipe of rs and a block of the right
 // kind, and no recipe depends on itself through links. Each problem is
 // an error diagnostic at the base or source_ami value.
-func LinkGraph(rs []*Recipe) (*Graph, hcl.Diagnostics) {
+//
+// outside are recipes a link may name that the run does not bake (the
+// other recipes of a dependent's folder): a link to one is checked the
+// same way but is no dependency in the Graph; the caller resolves it to
+// that recipe's newest baked image.
+func LinkGraph(rs []*Recipe, outside ...*Recipe) (*Graph, hcl.Diagnostics) {
 	g := &Graph{Recipes: rs, Deps: map[string][]string{}}
 	byName := map[string]*Recipe{}
 	var names []string
+	inRun := map[string]bool{}
 	for _, r := range rs {
+		inRun[r.Name] = true
+	}
+	for _, r := range append(slices.Clone(rs), outside...) {
 		if _, dup := byName[r.Name]; !dup {
 			byName[r.Name] = r
 			names = append(names, r.Name)
@@ -130,7 +139,7 @@ func LinkGraph(rs []*Recipe) (*Graph, hcl.Diagnostics) {
 					fmt.Sprintf("Its %s blocks are: %s.", kind, strings.Join(blocks, ", ")))
 				return
 			}
-			if !slices.Contains(g.Deps[r.Name], l.Recipe) {
+			if inRun[l.Recipe] && !slices.Contains(g.Deps[r.Name], l.Recipe) {
 				g.Deps[r.Name] = append(g.Deps[r.Name], l.Recipe)
 			}
 		}
@@ -169,7 +178,7 @@ func linked(l *Link, byName map[string]*Recipe, names []string, bad func(*Link, 
 	if dep := byName[l.Recipe]; dep != nil {
 		return dep
 	}
-	detail := fmt.Sprintf("%s names no recipe of this run; the recipes are: %s. A link names a recipe of the same folder, or of the files given on the command line.", l, strings.Join(names, ", "))
+	detail := fmt.Sprintf("%s names no recipe of this run or of its folder; the recipes are: %s. A link names a recipe of the same folder, or of the files given on the command line.", l, strings.Join(names, ", "))
 	if s := suggest(l.Recipe, names); s != "" {
 		detail = fmt.Sprintf("Did you mean %q? ", LinkPrefix+s) + detail
 	}

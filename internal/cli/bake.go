@@ -68,9 +68,24 @@ func bakeCommand(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			graph, err := e.bakeGraph(g, rs, c.StringSlice("only"), c.StringSlice("except"))
+			// A link may name a recipe of the folder that this run does not
+			// bake: it stands for that recipe's newest baked image.
+			outside := siblingRecipes(rs)
+			graph, err := e.bakeGraph(g, rs, outside, c.StringSlice("only"), c.StringSlice("except"))
 			if err != nil {
 				return err
+			}
+			if len(outside) > 0 {
+				names := map[string]bool{}
+				for _, o := range outside {
+					names[o.Name] = true
+				}
+				s := &session{e: e, c: c}
+				for i, r := range graph.Recipes {
+					if graph.Recipes[i], err = s.resolveLinksNewest(r, outside, names); err != nil {
+						return err
+					}
+				}
 			}
 			rs = graph.Recipes
 			for _, r := range rs {
@@ -170,8 +185,8 @@ func bakeCommand(e *env) *ucli.Command {
 // run bakes: --only names blocks (or a recipe, all of its blocks, when
 // none of its blocks has a name given), and brings in the recipes they
 // are built on; --except names blocks.
-func (e *env) bakeGraph(g globals, rs []*recipes.Recipe, only, except []string) (*recipes.Graph, error) {
-	graph, diags := recipes.LinkGraph(rs)
+func (e *env) bakeGraph(g globals, rs, outside []*recipes.Recipe, only, except []string) (*recipes.Graph, error) {
+	graph, diags := recipes.LinkGraph(rs, outside...)
 	if diags.HasErrors() {
 		return nil, e.setDiagnostics(g, diags)
 	}
@@ -186,7 +201,7 @@ func (e *env) bakeGraph(g globals, rs []*recipes.Recipe, only, except []string) 
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
-	graph, diags = recipes.LinkGraph(sel)
+	graph, diags = recipes.LinkGraph(sel, outside...)
 	if diags.HasErrors() {
 		return nil, usagef("the blocks picked by --except leave out what others are built on: %s; bake those too", diags[0].Summary)
 	}

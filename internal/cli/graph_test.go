@@ -274,3 +274,41 @@ func TestRevokedBaseRecipeTaintsItsDependents(t *testing.T) {
 		t.Errorf("status after revoking os@1.0.0: %d tainted lines, want app1's and tools':\n%s", len(tainted), r.stdout)
 	}
 }
+
+// TestBakeLinkOutsideTheRun: a recipe baked alone takes, for a link to
+// a recipe of its folder that the run does not bake, that recipe's newest
+// baked image; never baked, it is refused saying what to do, and
+// validate of the file alone knows the folder's recipes.
+func TestBakeLinkOutsideTheRun(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	sixRecipes(t, dir)
+	home := filepath.Join(dir, "home")
+	env := []string{"BAKERY_HOME=" + home}
+	app1 := filepath.Join("recipes", "a-app1.bake.hcl")
+	mustRun(t, env, "validate", app1)
+	r := run(t, env, "-q", "bake", app1)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "recipe:os has never been baked, and it is not part of this run: bake them together (bakery bake "+filepath.Join(dir, "recipes")+")") {
+		t.Fatalf("bake of app1 alone before os was baked: exit %d\n%s", r.code, r.stderr)
+	}
+	mustRun(t, env, "-q", "bake", "-var", "os_version=2.0.0", filepath.Join("recipes", "d-os.bake.hcl"))
+	docs := bakeDocs(t, mustRun(t, env, "-q", "--output", "json", "bake", app1).stdout)
+	if got := outcomes(docs); got != "app1@1.0.0:baked" {
+		t.Fatalf("bake of app1 alone: %s", got)
+	}
+	layout, err := catalogoci.OpenLayout(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := layout.Lookup(t.Context(), "app1:1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os2, err := layout.Lookup(t.Context(), "os:2.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.BaseDigest != os2.Digest || img.BaseName != "recipe:os@2.0.0" {
+		t.Errorf("app1 baked alone is on %s %s, want os@2.0.0 %s", img.BaseName, img.BaseDigest, os2.Digest)
+	}
+}

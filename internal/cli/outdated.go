@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -88,7 +87,7 @@ func (s *session) outdated(rs []*recipes.Recipe, warn io.Writer) ([]bake.Stale, 
 	}
 	stale := []bake.Stale{}
 	for _, r := range rs {
-		r, err := s.resolveLinksNewest(r, rs)
+		r, err := s.resolveLinksNewest(r, append(slices.Clone(rs), siblingRecipes(rs)...), nil)
 		if err != nil {
 			return nil, err
 		}
@@ -168,84 +167,4 @@ func (e *env) outdatedRecipes(c *ucli.Context, g globals) ([]*recipes.Recipe, er
 		out = append(out, rs...)
 	}
 	return out, nil
-}
-
-// resolveLinksNewest returns r with each "recipe:NAME" base resolved to
-// the newest baked image of that recipe's block, as a run that does not
-// bake NAME sees it: outdated then compares what r was baked on with it.
-// The linked recipe is looked for among rs, else in ./recipes (or -f).
-// r is not changed.
-func (s *session) resolveLinksNewest(r *recipes.Recipe, rs []*recipes.Recipe) (*recipes.Recipe, error) {
-	var cp *recipes.Recipe
-	for i, c := range r.Containers {
-		l := c.BaseLink
-		if l == nil {
-			continue
-		}
-		var dep *recipes.Recipe
-		for _, d := range rs {
-			if d.Name == l.Recipe {
-				dep = d
-			}
-		}
-		if dep == nil {
-			g, err := readGlobals(s.c)
-			if err != nil {
-				return nil, err
-			}
-			found, _, err := s.e.findRecipesIn(s.c, g, l.Recipe, recipes.ScopeBases, false)
-			if err != nil {
-				return nil, fmt.Errorf("checking the base %s of %s: %w", l, r.Name, err)
-			}
-			if len(found) == 0 {
-				return nil, fmt.Errorf("checking the base of %s: %s names no recipe in ./recipes: name its file too", r.Name, l)
-			}
-			dep = found[0]
-		}
-		arts, err := s.loadCatalog([]*recipes.Recipe{dep})
-		if err != nil {
-			return nil, err
-		}
-		var block *recipes.Container
-		for _, dc := range dep.Containers {
-			if l.Block == "" || dc.Name == l.Block {
-				block = dc
-				break
-			}
-		}
-		var newest *catalog.Entry
-		for _, a := range arts[0] {
-			if block == nil || a.Name != block.Name {
-				continue
-			}
-			for j := range a.Entries {
-				en := &a.Entries[j]
-				if newest == nil || en.Created.After(newest.Created) ||
-					(en.Created.Equal(newest.Created) && catalog.CompareVersions(en.Version, newest.Version) > 0) {
-					newest = en
-				}
-			}
-		}
-		if newest == nil {
-			return nil, fmt.Errorf("checking the base of %s: %s has never been baked: bake the folder (bakery bake %s)", r.Name, l, filepath.Dir(r.File))
-		}
-		res := &recipes.Resolved{Version: newest.Version}
-		if block.Repository == "" {
-			res.Layout, res.Ref = s.e.home(), block.Name+":"+newest.Version
-		} else {
-			res.Image = block.Repository + "@" + newest.Digest
-		}
-		if cp == nil {
-			c := *r
-			c.Containers = slices.Clone(r.Containers)
-			cp = &c
-		}
-		cc, ll := *c, *l
-		ll.Resolved, cc.BaseLink = res, &ll
-		cp.Containers[i] = &cc
-	}
-	if cp == nil {
-		return r, nil
-	}
-	return cp, nil
 }
