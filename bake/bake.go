@@ -375,7 +375,7 @@ func (e *Engine) bakeContainer(ctx context.Context, r *recipes.Recipe, c *recipe
 			c.Name, r.Version, plan.Target, shortKey(existing.BakeKey), shortKey(plan.Key), r.NewVersionHint())
 	}
 	if existing != nil && !e.force {
-		e.progress.Info(fmt.Sprintf("%s up to date (%s)", plan.Target, existing.Digest))
+		progress.For(ctx, e.progress).Info(fmt.Sprintf("%s up to date (%s)", plan.Target, existing.Digest))
 		return artifact(c, plan, existing, true), nil
 	}
 	img, err := e.containers.Build(ctx, plan)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bakery-sh/bakery/catalog"
+	"github.com/bakery-sh/bakery/internal/progress"
 	"github.com/bakery-sh/bakery/recipes"
 )
 
@@ -106,8 +107,12 @@ func (e *Engine) BakeGraph(ctx context.Context, g *recipes.Graph) []*Outcome {
 				}
 				running[ami]++
 				o.Start = e.now()
+				rctx := ctx
+				if len(order) > 1 { // each line says which recipe it is about
+					rctx = progress.ContextWithPrefix(ctx, "["+r.Name+"] ")
+				}
 				go func() {
-					o.Result, o.Err = e.Bake(ctx, linked)
+					o.Result, o.Err = e.Bake(rctx, linked)
 					o.End = e.now()
 					ended <- o
 				}()

@@ -58,7 +58,7 @@ func (b *Baker) Prepare(ctx context.Context, r *recipes.Recipe, m *recipes.Machi
 			p.Regions = append(p.Regions, reg)
 		}
 	}
-	rep := progress.WithPrefix(b.progress, m.Name+": ")
+	rep := progress.WithPrefix(progress.For(ctx, b.progress), m.Name+": ")
 
 	step := rep.Step("check regions and instance type")
 	err := b.checkRegions(ctx, p, m)

@@ -78,11 +78,11 @@ func (b *Baker) Build(ctx context.Context, p *Plan) (*catalog.Image, error) {
 	} else {
 		list = append(list, pushStep{b})
 	}
-	if err := steps.Run(ctx, steps.Runner{Progress: progress.WithPrefix(b.progress, p.container.Name+": ")}, st, list...); err != nil {
+	if err := steps.Run(ctx, steps.Runner{Progress: progress.WithPrefix(progress.For(ctx, b.progress), p.container.Name+": ")}, st, list...); err != nil {
 		return nil, fmt.Errorf("baking container %s: %w", p.container.Name, err)
 	}
 	if err := st.cache.Save(); err != nil {
-		b.progress.Info(fmt.Sprintf("warning: %s: %v", p.Target, err))
+		progress.For(ctx, b.progress).Info(fmt.Sprintf("warning: %s: %v", p.Target, err))
 	}
 	b.recordBake(ctx, p, l)
 	return st.image, nil
@@ -106,7 +106,7 @@ func (b *Baker) recordBake(ctx context.Context, p *Plan, l *catalogoci.Layout) {
 		}
 	}
 	if err != nil {
-		b.progress.Info(fmt.Sprintf("warning: %s: %v", p.Target, err))
+		progress.For(ctx, b.progress).Info(fmt.Sprintf("warning: %s: %v", p.Target, err))
 	}
 }
 
@@ -235,7 +235,7 @@ func (s layersStep) Run(ctx context.Context, st *buildState, _ progress.Step) er
 			if !shared {
 				name += " (" + strings.Join(lb.platforms, ", ") + ")"
 			}
-			ps := s.b.progress.Step(name)
+			ps := progress.For(ctx, s.b.progress).Step(name)
 			lb.files = st.recorder(lb)
 			built, err := BuildLayer(gctx, l, st.stage, s.b.epoch, ps, append(opts, withKept(lb.kept), WithEntryObserver(lb.observer(lb.files)))...)
 			ps.Done(err)

@@ -312,3 +312,28 @@ func TestBakeLinkOutsideTheRun(t *testing.T) {
 		t.Errorf("app1 baked alone is on %s %s, want os@2.0.0 %s", img.BaseName, img.BaseDigest, os2.Digest)
 	}
 }
+
+// TestBakeFolderLinesNameTheirRecipe: off a terminal, every step line of
+// a folder bake names its recipe, so the interleaved streams of recipes
+// baking at once stay readable.
+func TestBakeFolderLinesNameTheirRecipe(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	sixRecipes(t, dir)
+	r := mustRun(t, []string{"BAKERY_HOME=" + filepath.Join(dir, "home")}, "bake", "--parallel", "2", "recipes/")
+	steps := 0
+	for _, l := range strings.Split(r.stderr, "\n") {
+		_, step, ok := strings.Cut(l, `step="`)
+		if !ok {
+			continue
+		}
+		steps++
+		name, _, _ := strings.Cut(step, "]")
+		if !strings.HasPrefix(step, "[") || !strings.HasPrefix(step[len(name)+2:], strings.TrimPrefix(name, "[")+": ") {
+			t.Errorf("step line without its recipe: %s", l)
+		}
+	}
+	if steps == 0 || !strings.Contains(r.stderr, `step="[app2] app2: resolve base recipe:tools"`) {
+		t.Errorf("no step lines naming their recipe:\n%s", r.stderr)
+	}
+}

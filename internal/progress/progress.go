@@ -271,3 +271,22 @@ type prefixed struct {
 
 func (p prefixed) Step(name string) Step { return p.r.Step(p.prefix + name) }
 func (p prefixed) Info(msg string)       { p.r.Info(p.prefix + msg) }
+
+type prefixKey struct{}
+
+// ContextWithPrefix returns ctx carrying prefix, added after any prefix
+// ctx carries already, for the Reporters For returns: a run of several
+// recipes names the recipe on each line of its bake.
+func ContextWithPrefix(ctx context.Context, prefix string) context.Context {
+	old, _ := ctx.Value(prefixKey{}).(string)
+	return context.WithValue(ctx, prefixKey{}, old+prefix)
+}
+
+// For returns r with the prefix ctx carries (see ContextWithPrefix), or
+// r itself when it carries none.
+func For(ctx context.Context, r Reporter) Reporter {
+	if p, _ := ctx.Value(prefixKey{}).(string); p != "" {
+		return WithPrefix(r, p)
+	}
+	return r
+}

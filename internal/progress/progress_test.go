@@ -1,6 +1,7 @@
 package progress
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -58,5 +59,18 @@ func TestTerminalDrawsBarsAndStepLines(t *testing.T) {
 	WithPrefix(r, "web: ").Step("x").Done(errors.New("bad"))
 	if !strings.Contains(b.String(), "✗ web: x 1s (failed)\n") || strings.Contains(b.String(), "bad") {
 		t.Errorf("prefixed failure line missing: %q", b.String())
+	}
+}
+
+// TestForAddsTheContextPrefix: For adds the prefixes a context carries,
+// outermost first, and leaves a Reporter alone for a context without.
+func TestForAddsTheContextPrefix(t *testing.T) {
+	var buf bytes.Buffer
+	r := NewLines(&buf, WithClock(func() time.Time { return time.Unix(0, 0) }))
+	ctx := ContextWithPrefix(ContextWithPrefix(context.Background(), "[web] "), "amd64: ")
+	For(ctx, r).Info("hello")
+	For(context.Background(), r).Info("plain")
+	if got := buf.String(); !strings.Contains(got, `"[web] amd64: hello"`) || !strings.Contains(got, "msg=plain") {
+		t.Errorf("lines = %q", got)
 	}
 }
