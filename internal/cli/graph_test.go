@@ -336,4 +336,38 @@ func TestBakeFolderLinesNameTheirRecipe(t *testing.T) {
 	if steps == 0 || !strings.Contains(r.stderr, `step="[app2] app2: resolve base recipe:tools"`) {
 		t.Errorf("no step lines naming their recipe:\n%s", r.stderr)
 	}
+
+	// The stream shows the order and the bound: a recipe's first line
+	// comes after the last line of the recipe it is built on, and never
+	// more than 2 recipes (--parallel 2) are between their first and last
+	// line at once.
+	first, last := map[string]int{}, map[string]int{}
+	lines := strings.Split(r.stderr, "\n")
+	for i, l := range lines {
+		_, step, ok := strings.Cut(l, `step="[`)
+		if !ok {
+			continue
+		}
+		name, _, _ := strings.Cut(step, "]")
+		if _, seen := first[name]; !seen {
+			first[name] = i
+		}
+		last[name] = i
+	}
+	for app, base := range map[string]string{"app1": "os", "tools": "os", "app2": "tools", "app3": "tools"} {
+		if first[app] <= last[base] {
+			t.Errorf("%s's first line (%d) is not after %s's last (%d)", app, first[app], base, last[base])
+		}
+	}
+	for i := range lines {
+		open := 0
+		for n := range first {
+			if first[n] <= i && i <= last[n] {
+				open++
+			}
+		}
+		if open > 2 {
+			t.Fatalf("line %d: %d recipes baking at once, want at most 2:\n%s", i, open, r.stderr)
+		}
+	}
 }
