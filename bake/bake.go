@@ -185,6 +185,9 @@ type Engine struct {
 	// containerParallel bounds the recipes without machine images that
 	// BakeGraph bakes at once.
 	containerParallel int
+	// amiSlots bound the machine_image blocks baking at once across
+	// every recipe of the engine (parallel of them).
+	amiSlots chan struct{}
 	now               func() time.Time
 }
 
@@ -193,7 +196,9 @@ type Engine struct {
 const DefaultParallel = 4
 
 // WithParallel bounds how many blocks of a recipe bake at once, as
-// Packer's -parallel-builds: each machine_image block takes a slot, and
+// Packer's -parallel-builds, and how many machine_image blocks bake at
+// once across the recipes of the engine (BakeGraph): each machine_image
+// block takes a slot, and
 // the container blocks, which bake one after the other (they share the
 // local layout), take one together. Default: DefaultParallel (4). Values
 // below 1 mean 1: every block in turn, in recipe order.
@@ -229,6 +234,7 @@ func New(containers ContainerBaker, opts ...Option) *Engine {
 	for _, o := range opts {
 		o(e)
 	}
+	e.amiSlots = make(chan struct{}, e.parallel)
 	return e
 }
 
@@ -321,6 +327,18 @@ func (e *Engine) run(ctx context.Context, blocks []block, units [][]int) {
 		wg.Go(func() {
 			defer func() { <-slots }()
 			for _, i := range u {
+				if blocks[i].kind == catalog.KindAMI {
+					// Builders of every recipe of a run share the bound.
+					select {
+					case e.amiSlots <- struct{}{}:
+					case <-ctx.Done():
+						blocks[i].err = fmt.Errorf("%s %s not started: %w", blockKind(blocks[i].kind), blocks[i].name, ctx.Err())
+						continue
+					}
+					blocks[i].arts, blocks[i].err = blocks[i].bake(ctx)
+					<-e.amiSlots
+					continue
+				}
 				blocks[i].arts, blocks[i].err = blocks[i].bake(ctx)
 			}
 		})

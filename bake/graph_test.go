@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bakery-sh/bakery/bake"
+	bakeami "github.com/bakery-sh/bakery/bake/ami"
 	bakeoci "github.com/bakery-sh/bakery/bake/oci"
 	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/recipes"
@@ -200,5 +201,110 @@ func TestBakeGraphFailedBaseSkipsDependents(t *testing.T) {
 		if o.Status() == "skipped" && (o.SkippedFor != "tools" || !o.Start.IsZero()) {
 			t.Errorf("%s skipped for %q, started %v", o.Recipe.Name, o.SkippedFor, o.Start)
 		}
+	}
+}
+
+// fakeMachines bakes no AMI: it counts the builds running at once and
+// records the source AMI each block was given. A build of a recipe in
+// paired waits until another build runs too, or until every such build
+// has started (the last may be alone).
+type fakeMachines struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	inFlight int
+	max      int
+	started  int
+	paired   map[string]bool
+	total    int
+	sources  map[string]string
+}
+
+func (f *fakeMachines) Prepare(_ context.Context, r *recipes.Recipe, m *recipes.MachineImage) (*bakeami.Plan, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sources[r.Name+"/"+m.Name] = m.SourceAMI
+	return &bakeami.Plan{Recipe: r.Name, Key: "sha256:" + r.Name + m.Name, BuildRegion: "us-east-1", Regions: []string{"us-east-1"}, SourceAMI: m.SourceAMI}, nil
+}
+
+func (f *fakeMachines) Existing(context.Context, *bakeami.Plan) (*bakeami.Existing, error) {
+	return nil, nil
+}
+
+func (f *fakeMachines) Build(_ context.Context, p *bakeami.Plan) (*bakeami.Result, error) {
+	f.mu.Lock()
+	f.inFlight++
+	f.max = max(f.max, f.inFlight)
+	if f.paired[p.Recipe] {
+		f.started++
+		f.cond.Broadcast()
+		for f.inFlight < 2 && f.started < f.total {
+			f.cond.Wait()
+		}
+		// Stay a while, so that a third build, if the bound let one
+		// start, is caught running with these two. (A wait, never a
+		// deadline: a correct bound passes however slow the machine.)
+		f.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+		f.mu.Lock()
+	}
+	f.inFlight--
+	f.cond.Broadcast()
+	f.mu.Unlock()
+	return &bakeami.Result{Images: []bakeami.RegionImage{{Region: "us-east-1", ImageID: "ami-" + strings.TrimPrefix(p.Key, "sha256:")}}}, nil
+}
+
+func (f *fakeMachines) Fill(context.Context, *bakeami.Plan, *bakeami.Existing) ([]bakeami.RegionImage, error) {
+	return nil, errors.New("not used")
+}
+
+func (f *fakeMachines) Replace(context.Context, *bakeami.Plan, *bakeami.Existing, *bakeami.Result) error {
+	return errors.New("not used")
+}
+
+// TestBakeGraphBoundsBuildersAcrossRecipes: with a bound of 2, two
+// recipes of two machine_image blocks each never run more than two
+// builders at once, though each alone could run two; a recipe on
+// "recipe:hardened/a" is given that block's AMI as its source.
+func TestBakeGraphBoundsBuildersAcrossRecipes(t *testing.T) {
+	dir := t.TempDir()
+	block := func(name, source string) string {
+		return fmt.Sprintf("machine_image %q {\n  %s\n  ssh_username = \"ec2-user\"\n}\n", name, source)
+	}
+	files := map[string]string{
+		"hardened.bake.hcl": block("a", `source_ami = "ami-12345678"`) + block("b", `source_ami = "ami-12345678"`),
+		"other.bake.hcl":    block("c", `source_ami = "ami-12345678"`) + block("d", `source_ami = "ami-12345678"`),
+		"web.bake.hcl":      block("w", `source_ami = "recipe:hardened/a"`),
+	}
+	var rs []*recipes.Recipe
+	for _, file := range []string{"hardened.bake.hcl", "other.bake.hcl", "web.bake.hcl"} {
+		name := strings.TrimSuffix(file, ".bake.hcl")
+		path := filepath.Join(dir, file)
+		src := fmt.Sprintf("recipe %q {\n  version = \"1.0.0\"\n  stages = [\"dev\"]\n}\n", name) + files[file]
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r, diags := recipes.NewLoader().Load(path, recipes.Options{})
+		if diags.HasErrors() {
+			t.Fatalf("%s: %v", file, diags)
+		}
+		rs = append(rs, r)
+	}
+	g, diags := recipes.LinkGraph(rs)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	f := &fakeMachines{sources: map[string]string{}, paired: map[string]bool{"hardened": true, "other": true}, total: 4}
+	f.cond = sync.NewCond(&f.mu)
+	outs := bake.New(nil, bake.WithMachineImages(f), bake.WithParallel(2), bake.WithClock(tickClock())).BakeGraph(t.Context(), g)
+	for _, o := range outs {
+		if o.Err != nil {
+			t.Errorf("%s: %v", o.Recipe.Name, o.Err)
+		}
+	}
+	if f.max != 2 {
+		t.Errorf("%d builders at once, want 2", f.max)
+	}
+	if got := f.sources["web/w"]; got != "ami-hardeneda" {
+		t.Errorf("web was given source %q, want hardened/a's AMI ami-hardeneda", got)
 	}
 }
