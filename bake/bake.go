@@ -188,7 +188,7 @@ type Engine struct {
 	// amiSlots bound the machine_image blocks baking at once across
 	// every recipe of the engine (parallel of them).
 	amiSlots chan struct{}
-	now               func() time.Time
+	now      func() time.Time
 }
 
 // DefaultParallel is how many blocks of a recipe bake at once unless
