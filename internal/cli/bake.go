@@ -37,10 +37,15 @@ func bakeCommand(e *env) *ucli.Command {
 			"base image digest and input file contents) matches an existing image is\n" +
 			"reported 'up to date' and not rebuilt. A version is immutable: baking other\n" +
 			"content under an existing version is refused.\n\n" +
-			"The machine_image blocks of a recipe bake in parallel (--parallel). A block\n" +
+			"Recipes bake after the recipes their bases link to (base = \"recipe:NAME\",\n" +
+			"source_ami = \"recipe:NAME\"), on the image that recipe's run produced;\n" +
+			"independent recipes bake at the same time (--parallel), and a run of\n" +
+			"several recipes ends with a summary. A recipe whose base recipe failed is\n" +
+			"skipped. The machine_image blocks of a recipe bake in parallel too. A block\n" +
 			"that fails does not stop the others: their images are kept and reported,\n" +
 			"and the run fails at the end naming the failed blocks. --only and --except\n" +
-			"pick blocks by name.\n\n" +
+			"pick blocks by name (--only also a recipe by name), --only with the\n" +
+			"recipes they are built on.\n\n" +
 			"Images without a repository go to the local OCI layout in .bakery/\n" +
 			"($BAKERY_HOME overrides). Layer timestamps come from SOURCE_DATE_EPOCH\n" +
 			"(default: the Unix epoch), so the same inputs give the same digest anywhere.",
@@ -48,8 +53,8 @@ func bakeCommand(e *env) *ucli.Command {
 			&ucli.BoolFlag{Name: "force", Usage: "rebake even if an image with the same bake key exists"},
 			&ucli.StringFlag{Name: "manifest", Usage: "also write the JSON result to `FILE`"},
 			&ucli.StringFlag{Name: "on-error", Value: "cleanup", Usage: "when a machine-image bake fails: cleanup (remove everything it created) or abort (keep it for debugging and list it)"},
-			&ucli.IntFlag{Name: "parallel", Value: bake.DefaultParallel, Usage: "bake at most `N` blocks of a recipe at once (Packer's -parallel-builds): each machine_image block takes one, the container blocks (baked in turn) one together"},
-			&ucli.StringSliceFlag{Name: "only", Usage: "bake only the container or machine_image blocks named `NAME` (repeatable or comma-separated)"},
+			&ucli.IntFlag{Name: "parallel", Value: bake.DefaultParallel, Usage: "bake at most `N` machine_image blocks at once across the recipes, N recipes of containers at once (default: no more than the CPUs), and N blocks of a recipe at once (Packer's -parallel-builds; its container blocks, baked in turn, take one together)"},
+			&ucli.StringSliceFlag{Name: "only", Usage: "bake only the container or machine_image blocks named `NAME`, or the recipe NAME, and the recipes they are built on (repeatable or comma-separated)"},
 			&ucli.StringSliceFlag{Name: "except", Usage: "bake every block but those named `NAME` (repeatable or comma-separated)"},
 		),
 		Action: func(c *ucli.Context) error {
