@@ -371,3 +371,15 @@ func TestBakeFolderLinesNameTheirRecipe(t *testing.T) {
 		}
 	}
 }
+
+// TestOutdatedBeforeAnyBake: in a folder never baked, a recipe on a
+// base recipe is reported never baked, like the others, not an error.
+func TestOutdatedBeforeAnyBake(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	sixRecipes(t, dir)
+	r := run(t, []string{"BAKERY_HOME=" + filepath.Join(dir, "home")}, "-q", "outdated", "--files")
+	if r.code != exitOutdated || strings.Count(r.stdout, "\n") != 6 {
+		t.Errorf("outdated of a folder never baked: exit %d, %q\n%s", r.code, r.stdout, r.stderr)
+	}
+}
