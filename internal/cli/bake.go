@@ -316,7 +316,7 @@ func printSummary(w io.Writer, outs []*bake.Outcome) {
 		}
 		status := o.Status()
 		if o.SkippedFor != "" {
-			status = "skipped (" + o.SkippedFor + " failed)"
+			status = "skipped (" + o.SkippedFor + " did not bake)"
 		}
 		arts := map[string]string{}
 		if o.Result != nil {

@@ -174,9 +174,9 @@ func TestBakeFolderFailedBaseSkipsDependents(t *testing.T) {
 	if r.code != exitFailure {
 		t.Fatalf("exit %d, want %d:\n%s\n%s", r.code, exitFailure, r.stdout, r.stderr)
 	}
-	for _, n := range []string{"app1", "tools", "app2", "app3"} {
-		if !regexpLine(r.stdout, n+"@1.0.0", "skipped") {
-			t.Errorf("%s is not skipped in the summary:\n%s", n, r.stdout)
+	for n, base := range map[string]string{"app1": "os", "tools": "os", "app2": "tools", "app3": "tools"} {
+		if !regexpLine(r.stdout, n+"@1.0.0", "skipped ("+base+" did not bake)") {
+			t.Errorf("%s is not skipped for %s in the summary:\n%s", n, base, r.stdout)
 		}
 	}
 	if !regexpLine(r.stdout, "solo@1.0.0", "baked") || !regexpLine(r.stdout, "os@1.0.0", "failed") {
