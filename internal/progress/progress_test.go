@@ -74,3 +74,24 @@ func TestForAddsTheContextPrefix(t *testing.T) {
 		t.Errorf("lines = %q", got)
 	}
 }
+
+// TestTerminalShowsEveryActiveStepOnItsOwnLine: on a terminal, steps of
+// recipes baking at once each have a line in the live view, which is
+// erased whole (cursor up over its lines) before the next output.
+func TestTerminalShowsEveryActiveStepOnItsOwnLine(t *testing.T) {
+	var b strings.Builder
+	r := NewTerminal(&b, WithClock((&fakeClock{}).now))
+	base := WithPrefix(r, "[os] ").Step("os: build layers")
+	app := WithPrefix(r, "[app] ").Step("app: layer 1/1")
+	app.SetTotal(100)
+	r.Info("note")
+	out := b.String()
+	if !strings.Contains(out, "… [os] os: build layers 2s\n[app] app: layer 1/1 [                    ]   0% 0 B/100 B") {
+		t.Errorf("no two-line live view in %q", out)
+	}
+	if !strings.Contains(out, "\r\x1b[1A\x1b[Jnote\n") {
+		t.Errorf("the two-line view is not erased before a message: %q", out)
+	}
+	base.Done(nil)
+	app.Done(nil)
+}
