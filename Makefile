@@ -1,4 +1,4 @@
-# bakery — `make run` bakes the example recipe into the local OCI layout;
+# bakery — `make run` bakes the example container recipes into the local OCI layout;
 # `make test` installs what the tests need and runs them all.
 GO      ?= go
 BIN     := bin/bakery
@@ -12,10 +12,12 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/bakery
 
-## run: bake recipes/hello.bake.hcl into .bakery/ and print the result (run it twice: "up to date")
+## run: bake the example containers into .bakery/ and print the result (run it twice: "up to date"):
+## hello, and the base + app pair os and greeter (greeter's base = "recipe:os": os bakes first)
+RUN_RECIPES := recipes/hello.bake.hcl recipes/os.bake.hcl recipes/greeter.bake.hcl
 run: build
-	$(BIN) bake recipes/hello.bake.hcl
-	$(BIN) validate recipes/hello.bake.hcl >/dev/null
+	$(BIN) bake $(RUN_RECIPES)
+	$(BIN) validate $(RUN_RECIPES) >/dev/null
 
 ## deps: install the peers the tests use (skopeo, umoci; moto_server, spdx-tools and
 ## in-toto-attestation in .venv/)
@@ -69,7 +71,8 @@ SEEDS ?= 20
 chaos:
 	BAKERY_CHAOS_SEEDS=$(SEEDS) BAKERY_CHAOS_SEED=$(SEED) $(GO) test -count=1 -v -timeout 0 -run 'TestChaos$$' ./internal/chaos
 
-## bench: bakery vs crane on a generated 200 MB tree (ratios, sizes, peak RSS), then the
+## bench: bakery vs crane on a generated 200 MB tree (ratios, sizes, peak RSS), a folder of six
+## linked recipes baked with --parallel 1 vs --parallel 4 (ratio), then the
 ## catalog at scale: status/history/outdated/retire against moto seeded with
 ## SCALE_VERSIONS versions x 3 regions and status against a registry holding
 ## SCALE_REGISTRY versions (calls by API name, wall time, peak RSS). The default is

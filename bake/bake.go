@@ -7,6 +7,7 @@ package bake
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -84,6 +85,12 @@ type Result struct {
 	// images of the other blocks are in Artifacts and stay baked; the
 	// recipe's BakeKey is then empty and Cached false.
 	Failed []Failure `json:"failed,omitempty"`
+	// Outcome is "skipped" for a recipe of a graph bake that was not
+	// baked because a recipe it is built on did not bake (SkippedFor
+	// names it, Artifacts is empty); empty otherwise.
+	Outcome string `json:"result,omitempty"`
+	// SkippedFor names the recipe whose failure skipped this one.
+	SkippedFor string `json:"skipped_for,omitempty"`
 }
 
 // Failure is a block of a recipe that failed to bake.
@@ -186,6 +193,12 @@ type Engine struct {
 	now        func() time.Time
 	sleep      func(context.Context, time.Duration) error
 	poll       time.Duration
+	// containerParallel bounds the recipes without machine images that
+	// BakeGraph bakes at once.
+	containerParallel int
+	// amiSlots bound the machine_image blocks baking at once across
+	// every recipe of the engine (parallel of them).
+	amiSlots chan struct{}
 }
 
 // DefaultParallel is how many blocks of a recipe bake at once unless
@@ -193,11 +206,21 @@ type Engine struct {
 const DefaultParallel = 4
 
 // WithParallel bounds how many blocks of a recipe bake at once, as
-// Packer's -parallel-builds: each machine_image block takes a slot, and
+// Packer's -parallel-builds, and how many machine_image blocks bake at
+// once across the recipes of the engine (BakeGraph): each machine_image
+// block takes a slot, and
 // the container blocks, which bake one after the other (they share the
 // local layout), take one together. Default: DefaultParallel (4). Values
 // below 1 mean 1: every block in turn, in recipe order.
 func WithParallel(n int) Option { return func(e *Engine) { e.parallel = max(1, n) } }
+
+// WithContainerParallel bounds how many recipes without machine_image
+// blocks BakeGraph bakes at once: they use the local CPUs (hashing,
+// compressing), not builders in the cloud. Default: DefaultParallel, but
+// no more than the CPUs (GOMAXPROCS). Values below 1 mean 1.
+func WithContainerParallel(n int) Option {
+	return func(e *Engine) { e.containerParallel = max(1, n) }
+}
 
 // Option configures an Engine.
 type Option func(*Engine)
@@ -213,10 +236,12 @@ func WithForce(force bool) Option { return func(e *Engine) { e.force = force } }
 // New returns an Engine that bakes container images with containers.
 func New(containers ContainerBaker, opts ...Option) *Engine {
 	e := &Engine{containers: containers, progress: progress.Discard(), parallel: DefaultParallel,
-		now: time.Now, sleep: sleepTimer, poll: DefaultLeasePoll, holder: "bakery"}
+		now: time.Now, sleep: sleepTimer, poll: DefaultLeasePoll, holder: "bakery",
+		containerParallel: min(DefaultParallel, runtime.GOMAXPROCS(0))}
 	for _, o := range opts {
 		o(e)
 	}
+	e.amiSlots = make(chan struct{}, e.parallel)
 	return e
 }
 
@@ -323,6 +348,18 @@ func (e *Engine) run(ctx context.Context, blocks []block, units [][]int) {
 		wg.Go(func() {
 			defer func() { <-slots }()
 			for _, i := range u {
+				if blocks[i].kind == catalog.KindAMI {
+					// Builders of every recipe of a run share the bound.
+					select {
+					case e.amiSlots <- struct{}{}:
+					case <-ctx.Done():
+						blocks[i].err = fmt.Errorf("%s %s not started: %w", blockKind(blocks[i].kind), blocks[i].name, ctx.Err())
+						continue
+					}
+					blocks[i].arts, blocks[i].err = blocks[i].bake(ctx)
+					<-e.amiSlots
+					continue
+				}
 				blocks[i].arts, blocks[i].err = blocks[i].bake(ctx)
 			}
 		})
@@ -377,7 +414,7 @@ func (e *Engine) bakeContainer(ctx context.Context, r *recipes.Recipe, c *recipe
 			c.Name, r.Version, plan.Target, shortKey(existing.BakeKey), shortKey(plan.Key), r.NewVersionHint())
 	}
 	if existing != nil && !e.force {
-		e.progress.Info(fmt.Sprintf("%s up to date (%s)", plan.Target, existing.Digest))
+		progress.For(ctx, e.progress).Info(fmt.Sprintf("%s up to date (%s)", plan.Target, existing.Digest))
 		return artifact(c, plan, existing, true), nil
 	}
 	if existing == nil {

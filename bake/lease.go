@@ -51,7 +51,8 @@ func WithLeases(leases LeasesFunc, holder string) Option {
 	return func(e *Engine) { e.leases, e.holder = leases, holder }
 }
 
-// WithClock sets the clock that dates auto versions, and how a runner
+// WithClock sets the clock that dates auto versions and the outcomes'
+// start and end times, and how a runner
 // sleeps while it waits for a lease or between renewals. Default (and
 // for a nil argument): time.Now, and sleeping on a timer.
 func WithClock(now func() time.Time, sleep func(context.Context, time.Duration) error) Option {

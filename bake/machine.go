@@ -8,6 +8,7 @@ import (
 
 	bakeami "github.com/bakery-sh/bakery/bake/ami"
 	"github.com/bakery-sh/bakery/catalog"
+	"github.com/bakery-sh/bakery/internal/progress"
 	"github.com/bakery-sh/bakery/recipes"
 )
 
@@ -54,12 +55,12 @@ func (e *Engine) bakeMachineImage(ctx context.Context, r *recipes.Recipe, m *rec
 	if existing != nil && !e.force {
 		missing := existing.Missing(plan)
 		if len(missing) == 0 {
-			e.progress.Info(fmt.Sprintf("%s up to date (%s)", m.Name, amiList(existing.Images)))
+			progress.For(ctx, e.progress).Info(fmt.Sprintf("%s up to date (%s)", m.Name, amiList(existing.Images)))
 			return amiArtifacts(m.Name, plan, existing.Images, true), nil
 		}
 		// The version exists: copy it where it is missing rather than
 		// bake other bytes under the same version.
-		e.progress.Info(fmt.Sprintf("%s exists (%s): copying it to %s", m.Name, amiList(existing.Images), strings.Join(missing, ", ")))
+		progress.For(ctx, e.progress).Info(fmt.Sprintf("%s exists (%s): copying it to %s", m.Name, amiList(existing.Images), strings.Join(missing, ", ")))
 		imgs, err := e.machines.Fill(ctx, plan, existing)
 		if err != nil {
 			return nil, err

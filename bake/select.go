@@ -78,6 +78,11 @@ func (s Selection) Apply(rs []*recipes.Recipe) ([]*recipes.Recipe, error) {
 	return out, nil
 }
 
+// SplitNames returns the names in list as --only and --except take
+// them: each entry split at commas, without spaces, empty names and
+// repeats.
+func SplitNames(list []string) []string { return names(list) }
+
 // names returns the names in list, each entry split at commas (block
 // labels hold none), without spaces around them, empty names and repeats.
 func names(list []string) []string {

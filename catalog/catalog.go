@@ -28,6 +28,9 @@ const (
 	AnnotationArtifact = "dev.bakery.artifact"
 	// AnnotationBakeKey is the bake key (see package bake/bakekey).
 	AnnotationBakeKey = "dev.bakery.bake-key"
+	// AnnotationBaseRecipe records, on an image whose base names another
+	// recipe ("recipe:NAME"), that recipe and version as "NAME@VERSION".
+	AnnotationBaseRecipe = "dev.bakery.base-recipe"
 )
 
 // EC2 tag keys bakery writes on AMIs and their snapshots (the catalog of

@@ -331,6 +331,10 @@ func (s *state) decodeBase(c *Container, attr *hcl.Attribute) {
 	switch {
 	case base == "scratch":
 		c.BaseKind = BaseScratch
+	case strings.HasPrefix(base, LinkPrefix):
+		if l := s.parseLink(attr, base, "base"); l != nil {
+			c.BaseKind, c.BaseLink = BaseRecipe, l
+		}
 	case strings.HasPrefix(base, "oci:"):
 		p, ref := splitLayoutRef(strings.TrimPrefix(base, "oci:"))
 		if p == "" || strings.HasSuffix(base, ":") {

@@ -262,7 +262,9 @@ func (s *state) decodeSourceAMI(b *hcl.Block, m *MachineImage, content *hcl.Body
 	var forms []written
 	if attr := content.Attributes["source_ami"]; attr != nil {
 		forms = append(forms, written{attr.Name, attr.Expr.Range()})
-		if v, ok := s.matching(attr, amiIDRE, "AMI id",
+		if v, ok := s.stringValue(attr, false, ""); ok && strings.HasPrefix(v, LinkPrefix) {
+			m.SourceLink = s.parseLink(attr, v, "source_ami")
+		} else if v, ok := s.matchingValue(attr, v, ok, amiIDRE, "AMI id",
 			`An AMI id is "ami-" followed by 8 or 17 hexadecimal digits, such as "ami-0abcdef1234567890". To pick the newest AMI by name, use a source_ami_filter block or source_ami_ssm instead.`); ok {
 			m.SourceAMI = v
 		}
@@ -754,6 +756,19 @@ func (s *state) conflicts(forms []written, detail string) {
 // what, unless re matches it.
 func (s *state) matching(attr *hcl.Attribute, re *regexp.Regexp, what, detail string) (string, bool) {
 	v, ok := s.stringValue(attr, false, "")
+	if !ok {
+		return "", false
+	}
+	if !re.MatchString(v) {
+		s.attrError(attr, fmt.Sprintf("invalid %s %q", what, v), detail)
+		return "", false
+	}
+	return v, true
+}
+
+// matchingValue is matching for v, attr's value already evaluated
+// (ok false: it did not evaluate, and that is reported).
+func (s *state) matchingValue(attr *hcl.Attribute, v string, ok bool, re *regexp.Regexp, what, detail string) (string, bool) {
 	if !ok {
 		return "", false
 	}

@@ -175,6 +175,9 @@ type Container struct {
 	// in the layout's org.opencontainers.image.ref.name annotation, or a
 	// digest); empty when the layout is named without one.
 	BaseLayoutRef string `json:"-"`
+	// BaseLink is set when Base names another recipe's container
+	// ("recipe:NAME[/BLOCK]", BaseKind BaseRecipe); nil otherwise.
+	BaseLink *Link `json:"-"`
 	// Repository is the registry repository to push to; empty means the
 	// local OCI layout.
 	Repository string `json:"repository,omitempty"`
@@ -294,6 +297,10 @@ type MachineImage struct {
 	// SourceAMISSM is an SSM parameter path holding an AMI id
 	// ("/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64").
 	SourceAMISSM string `json:"source_ami_ssm,omitempty"`
+	// SourceLink is set when source_ami names another recipe's AMI
+	// ("recipe:NAME[/BLOCK]"); SourceAMI is then set to that AMI's id in
+	// the build region when the link is resolved, before the bake.
+	SourceLink *Link `json:"-"`
 	// InstanceType is the builder's instance type. Default "t3.micro".
 	InstanceType string `json:"instance_type"`
 	// SubnetID and VPCID place the builder; both empty means the default

@@ -29,9 +29,11 @@ func (s *state) checkVersionNotStage(r *Recipe) {
 // `bakery validate`: two files that define the same recipe name (bakery
 // would not know which stages and artifacts the name means), and layer
 // source folders holding files a layer cannot hold (named pipes,
-// sockets, devices: a bake would stop at them). Each problem is an error
+// sockets, devices: a bake would stop at them), and links between
+// recipes ("recipe:NAME" bases) that name no recipe of rs (or of
+// outside, the other recipes of their folders) or form a cycle. Each problem is an error
 // diagnostic pointing at the second recipe block or at the layer source.
-func CheckSet(rs []*Recipe) hcl.Diagnostics {
+func CheckSet(rs []*Recipe, outside ...*Recipe) hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	first := map[string]*Recipe{}
 	for _, r := range rs {
@@ -46,6 +48,10 @@ func CheckSet(rs []*Recipe) hcl.Diagnostics {
 			continue
 		}
 		first[r.Name] = r
+	}
+	if len(diags) == 0 { // links need unique names
+		_, linkDiags := LinkGraph(rs, outside...)
+		diags = append(diags, linkDiags...)
 	}
 	for _, r := range rs {
 		for _, c := range r.Containers {

@@ -375,7 +375,7 @@ func (b *Baker) Fill(ctx context.Context, p *Plan, e *Existing) ([]RegionImage, 
 		catalogami.WithCopyTimeout(b.timeout(m.Timeouts.Copy, DefaultCopyTimeout)),
 		catalogami.WithWaitClock(b.clock),
 		catalogami.WithClock(b.now))
-	step := progress.WithPrefix(b.progress, m.Name+": ").Step("copy to " + strings.Join(missing, ", "))
+	step := progress.WithPrefix(progress.For(ctx, b.progress), m.Name+": ").Step("copy to " + strings.Join(missing, ", "))
 	imgs, err := store.Replicate(ctx, p.Version, missing)
 	if err == nil && len(m.ShareWith) > 0 {
 		for _, img := range imgs {

@@ -141,7 +141,7 @@ func (b *Baker) Build(ctx context.Context, p *Plan) (*Result, error) {
 		b:       b,
 		plan:    p,
 		m:       m,
-		rep:     progress.WithPrefix(b.progress, m.Name+": "),
+		rep:     progress.WithPrefix(progress.For(ctx, b.progress), m.Name+": "),
 		bakeID:  b.bakeID(),
 		created: b.now().UTC().Truncate(time.Second),
 		images:  map[string]*RegionImage{},

@@ -58,7 +58,7 @@ func (b *Baker) Prepare(ctx context.Context, r *recipes.Recipe, m *recipes.Machi
 			p.Regions = append(p.Regions, reg)
 		}
 	}
-	rep := progress.WithPrefix(b.progress, m.Name+": ")
+	rep := progress.WithPrefix(progress.For(ctx, b.progress), m.Name+": ")
 
 	step := rep.Step("check regions and instance type")
 	err := b.checkRegions(ctx, p, m)
@@ -170,8 +170,12 @@ func checkArchitecture(m *recipes.MachineImage, it *ec2types.InstanceTypeInfo, s
 func (b *Baker) resolveSource(ctx context.Context, region string, m *recipes.MachineImage) (sourceImage, error) {
 	c := b.clients.EC2(region)
 	switch {
+	case m.SourceAMI != "" && m.SourceLink != nil:
+		return b.sourceByID(ctx, c, region, m.SourceAMI, m.Pos("source_ami"), " (the AMI of "+m.SourceLink.String()+")")
 	case m.SourceAMI != "":
 		return b.sourceByID(ctx, c, region, m.SourceAMI, m.Pos("source_ami"), "")
+	case m.SourceLink != nil:
+		return sourceImage{}, fmt.Errorf("%s: source_ami %s is not resolved: bake the recipes together (bakery bake FOLDER) so that %s bakes first, or bake %s once", m.Pos("source_ami"), m.SourceLink, m.SourceLink.Recipe, m.SourceLink.Recipe)
 	case m.SourceAMISSM != "":
 		out, err := b.clients.SSM(region).GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(m.SourceAMISSM)})
 		var notFound *ssmtypes.ParameterNotFound

@@ -125,7 +125,7 @@ func (b *Baker) Prepare(ctx context.Context, r *recipes.Recipe, c *recipes.Conta
 	if err := b.target(p, r); err != nil {
 		return nil, err
 	}
-	step := b.progress.Step(fmt.Sprintf("%s: resolve base %s", c.Name, c.Base))
+	step := progress.For(ctx, b.progress).Step(fmt.Sprintf("%s: resolve base %s", c.Name, c.Base))
 	bs, err := b.resolveBase(ctx, c)
 	step.Done(err)
 	if err != nil {
@@ -168,7 +168,7 @@ func (b *Baker) Key(ctx context.Context, p *Plan) error {
 		return nil
 	}
 	c := p.container
-	step := b.progress.Step(fmt.Sprintf("%s: hash inputs", c.Name))
+	step := progress.For(ctx, b.progress).Step(fmt.Sprintf("%s: hash inputs", c.Name))
 	sums, err := hashInputs(ctx, c.Layers, p.keyer, runtime.GOMAXPROCS(0))
 	step.Done(err)
 	if err != nil {

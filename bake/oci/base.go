@@ -50,6 +50,8 @@ func (b *Baker) resolveBase(ctx context.Context, c *recipes.Container) (*base, e
 		return scratchBase(c)
 	case recipes.BaseLayout:
 		return b.layoutBase(c)
+	case recipes.BaseRecipe:
+		return b.linkedBase(ctx, c)
 	default:
 		return b.registryBase(ctx, c)
 	}
@@ -130,6 +132,32 @@ func (b *Baker) layoutBase(c *recipes.Container) (*base, error) {
 		return nil, fmt.Errorf("container %s: reading base image %s from %s: %w", c.Name, d.Digest, path, err)
 	}
 	return fromImage(c, name, d.Digest.String(), img)
+}
+
+// linkedBase reads the image a "recipe:NAME" base stands for, as the
+// bake orchestration resolved it: in a local layout or a registry.
+func (b *Baker) linkedBase(ctx context.Context, c *recipes.Container) (*base, error) {
+	l := c.BaseLink
+	if l == nil || l.Resolved == nil {
+		return nil, fmt.Errorf("container %s: base %s is not resolved: bake the recipes together (bakery bake FOLDER) so that %s bakes first", c.Name, c.Base, c.Base)
+	}
+	cp := *c
+	if l.Resolved.Layout != "" {
+		cp.BaseKind, cp.BaseLayoutPath, cp.BaseLayoutRef = recipes.BaseLayout, l.Resolved.Layout, l.Resolved.Ref
+		bs, err := b.layoutBase(&cp)
+		if err != nil {
+			return nil, err
+		}
+		bs.name = l.String() + "@" + l.Resolved.Version // the key does not depend on where the layout is
+		return bs, nil
+	}
+	cp.BaseKind, cp.Base = recipes.BaseRegistry, l.Resolved.Image
+	bs, err := b.registryBase(ctx, &cp)
+	if err != nil {
+		return nil, err
+	}
+	bs.name = l.String() + "@" + l.Resolved.Version
+	return bs, nil
 }
 
 // registryBase pins a registry base by digest with one manifest GET.

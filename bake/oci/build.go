@@ -78,11 +78,11 @@ func (b *Baker) Build(ctx context.Context, p *Plan) (*catalog.Image, error) {
 	} else {
 		list = append(list, pushStep{b})
 	}
-	if err := steps.Run(ctx, steps.Runner{Progress: progress.WithPrefix(b.progress, p.container.Name+": ")}, st, list...); err != nil {
+	if err := steps.Run(ctx, steps.Runner{Progress: progress.WithPrefix(progress.For(ctx, b.progress), p.container.Name+": ")}, st, list...); err != nil {
 		return nil, fmt.Errorf("baking container %s: %w", p.container.Name, err)
 	}
 	if err := st.cache.Save(); err != nil {
-		b.progress.Info(fmt.Sprintf("warning: %s: %v", p.Target, err))
+		progress.For(ctx, b.progress).Info(fmt.Sprintf("warning: %s: %v", p.Target, err))
 	}
 	b.recordBake(ctx, p, l)
 	return st.image, nil
@@ -106,7 +106,7 @@ func (b *Baker) recordBake(ctx context.Context, p *Plan, l *catalogoci.Layout) {
 		}
 	}
 	if err != nil {
-		b.progress.Info(fmt.Sprintf("warning: %s: %v", p.Target, err))
+		progress.For(ctx, b.progress).Info(fmt.Sprintf("warning: %s: %v", p.Target, err))
 	}
 }
 
@@ -235,8 +235,9 @@ func (s layersStep) Run(ctx context.Context, st *buildState, _ progress.Step) er
 			if !shared {
 				name += " (" + strings.Join(lb.platforms, ", ") + ")"
 			}
-			ps := s.b.progress.Step(name)
-			lopts := append(opts, withKept(lb.kept))
+			ps := progress.For(ctx, s.b.progress).Step(name)
+			// Clipped: the layers build concurrently, each appending its own options.
+			lopts := append(slices.Clip(opts), withKept(lb.kept))
 			if !c.NoSBOM {
 				lb.files = st.recorder(lb)
 				lopts = append(lopts, WithEntryObserver(lb.observer(lb.files)))
@@ -373,6 +374,9 @@ func (b *Baker) annotations(p *Plan) map[string]string {
 	if p.base.digest != "" {
 		ann[catalog.AnnotationBaseName] = p.base.name
 		ann[catalog.AnnotationBaseDigest] = p.base.digest
+	}
+	if l := p.container.BaseLink; l != nil && l.Resolved != nil {
+		ann[catalog.AnnotationBaseRecipe] = l.Recipe + "@" + l.Resolved.Version
 	}
 	return ann
 }

@@ -108,9 +108,13 @@ func OpenLayout(dir string) (*Layout, error) {
 		// The marker is written first, so a directory without it is either
 		// empty or something else: never adopt someone else's files.
 		if err := l.checkEmpty(); err != nil {
-			return nil, err
-		}
-		if _, err := writeFileAtomic(marker, []byte(ociLayoutContent), false); err != nil {
+			// Another process (or a recipe baking at the same time) may
+			// have written the marker since: then the layout is theirs
+			// and ours. Its blobs and index are made below, as for any.
+			if _, statErr := os.Stat(marker); statErr != nil {
+				return nil, err
+			}
+		} else if _, err := writeFileAtomic(marker, []byte(ociLayoutContent), false); err != nil {
 			return nil, fmt.Errorf("creating layout %s: %w", dir, err)
 		}
 	default:

@@ -145,7 +145,11 @@ const (
 	mSHA        = "sha256sum"
 	mGoSHA      = "go_sha256"
 	mCrane      = "crane_append"
-	rssGoal     = 150 << 10 // KiB: 150 MiB
+	// The folder bench: six recipes with two levels of base links, one
+	// recipe at a time vs four at once (containers), fresh home each.
+	mFolder1 = "bakery_folder_parallel1"
+	mFolder4 = "bakery_folder_parallel4"
+	rssGoal  = 150 << 10 // KiB: 150 MiB
 )
 
 func run(ctx context.Context, o options) error {
@@ -253,12 +257,23 @@ func run(ctx context.Context, o options) error {
 	sha := command{Dir: workdir, Args: []string{"find", "tree", "-type", "f", "-exec", "sha256sum", "{}", "+"}}
 	craneCmd := command{Dir: workdir, Args: []string{crane, "append", "--oci-empty-base", "-f", tree.Tar, "-t", "example.com/bench:1", "-o", outTar}}
 
+	folder, err := writeFolder(workdir)
+	if err != nil {
+		return err
+	}
+	homeFolder := filepath.Join(scratch, "home-folder")
+	folderEnv := []string{"BAKERY_HOME=" + homeFolder, "XDG_CACHE_HOME=" + xdgCache}
+	folder1 := command{Dir: workdir, Env: folderEnv, Args: []string{bakery, "bake", "-q", "--parallel", "1", folder}}
+	folder4 := command{Dir: workdir, Env: folderEnv, Args: []string{bakery, "bake", "-q", "--parallel", "4", folder}}
+
 	rep.Commands = []string{
 		"(a,b) BAKERY_HOME=run/home XDG_CACHE_HOME=run/xdg-cache " + bake.String(),
 		"(a')  BAKERY_HOME=run/home-zstd XDG_CACHE_HOME=run/xdg-cache " + bakeZstd.String(),
-		"(e)   BAKERY_HOME=run/home-nosbom XDG_CACHE_HOME=run/xdg-cache " + bakeNoSBOM.String() + " (and bench-zstd-nosbom.bake.hcl): sbom = false",
+		"(f)   BAKERY_HOME=run/home-nosbom XDG_CACHE_HOME=run/xdg-cache " + bakeNoSBOM.String() + " (and bench-zstd-nosbom.bake.hcl): sbom = false",
 		"(c)   " + sha.String(),
 		"(d)   " + craneCmd.String(),
+		"(e)   BAKERY_HOME=run/home-folder " + folder1.String(),
+		"(e')  BAKERY_HOME=run/home-folder " + folder4.String(),
 	}
 	all := map[string]*series{
 		mFull:       {Key: mFull, Label: "bakery bake, fresh BAKERY_HOME"},
@@ -269,6 +284,8 @@ func run(ctx context.Context, o options) error {
 		mSHA:        {Key: mSHA, Label: "find -exec sha256sum {} +"},
 		mGoSHA:      {Key: mGoSHA, Label: "Go crypto/sha256, 1 goroutine"},
 		mCrane:      {Key: mCrane, Label: "crane append -o out.tar"},
+		mFolder1:    {Key: mFolder1, Label: "bakery bake folder/, --parallel 1"},
+		mFolder4:    {Key: mFolder4, Label: "bakery bake folder/, --parallel 4"},
 	}
 	var (
 		digests     = map[string]bool{}
@@ -301,7 +318,7 @@ func run(ctx context.Context, o options) error {
 		digestsZstd[zstdBake.Artifacts[0].Digest] = true
 		lastZstd = zstdBake
 
-		// (e) the same full bakes with sbom = false (no file digests).
+		// (f) the same full bakes with sbom = false (no file digests).
 		for _, nb := range []struct {
 			key string
 			cmd command
@@ -366,8 +383,21 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		keep(mCrane, s)
+
+		// (e) the folder of six linked recipes, one at a time and four at once.
+		for _, f := range []struct {
+			key string
+			c   command
+		}{{mFolder1, folder1}, {mFolder4, folder4}} {
+			logf("%s: bakery folder bake, %s", what, f.c.Args[3]+" "+f.c.Args[4])
+			s, err := folderBake(ctx, f.c, homeFolder)
+			if err != nil {
+				return fmt.Errorf("folder bake: %w", err)
+			}
+			keep(f.key, s)
+		}
 	}
-	for _, k := range []string{mFull, mZstd, mFullNoSBOM, mZstdNoSBOM, mNoop, mSHA, mGoSHA, mCrane} {
+	for _, k := range []string{mFull, mZstd, mFullNoSBOM, mZstdNoSBOM, mNoop, mSHA, mGoSHA, mCrane, mFolder1, mFolder4} {
 		rep.addMeasurement(all[k])
 	}
 	rep.Machine.LoadAvgEnd = loadAvg()

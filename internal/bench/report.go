@@ -125,6 +125,9 @@ func (r *report) evaluate(all map[string]*series) {
 	add("layer size bakery zstd / crane",
 		fmt.Sprintf("%s / %s", fmtBytes(r.BakeryZstd.LayerBytes), fmtBytes(r.Crane.LayerBytes)),
 		float64(r.BakeryZstd.LayerBytes)/float64(r.Crane.LayerBytes), "<=", 1.05, "x")
+	add("folder bake --parallel 4 / --parallel 1",
+		fmt.Sprintf("%s / %s, six linked recipes, %d CPUs", fmtDur(med(mFolder4)), fmtDur(med(mFolder1)), r.Machine.NumCPU),
+		med(mFolder4)/med(mFolder1), "<=", 0.8, "x")
 	add("bakery peak RSS, full bake",
 		fmt.Sprintf("max of %d runs, gzip and zstd", len(all[mFull].Samples)),
 		float64(max(all[mFull].peakRSSKiB(), all[mZstd].peakRSSKiB(), all[mFullNoSBOM].peakRSSKiB(), all[mZstdNoSBOM].peakRSSKiB()))/1024, "<", rssGoal/1024, "MiB")

@@ -100,6 +100,7 @@ func TestEvaluateChecksZstdAgainstCrane(t *testing.T) {
 		mFull: s(mFull, 300*time.Millisecond), mZstd: s(mZstd, 250*time.Millisecond),
 		mFullNoSBOM: s(mFullNoSBOM, 200*time.Millisecond), mZstdNoSBOM: s(mZstdNoSBOM, 190*time.Millisecond),
 		mNoop: s(mNoop, 100*time.Millisecond), mSHA: s(mSHA, 100*time.Millisecond), mCrane: s(mCrane, time.Second),
+		mFolder1: s(mFolder1, time.Second), mFolder4: s(mFolder4, 600*time.Millisecond),
 	}
 	r := &report{Bakery: bakeryFigures{LayerBytes: 100}, BakeryZstd: bakeryFigures{LayerBytes: 110}, Crane: craneFigures{LayerBytes: 100}}
 	r.evaluate(all)
@@ -118,5 +119,8 @@ func TestEvaluateChecksZstdAgainstCrane(t *testing.T) {
 	}
 	if c := got["layer size bakery zstd / crane"]; c.Value != 1.1 || c.Pass {
 		t.Errorf("zstd size check %+v, want 1.1 missing its goal", c)
+	}
+	if c := got["folder bake --parallel 4 / --parallel 1"]; c.Value != 0.6 || !c.Pass {
+		t.Errorf("folder check %+v, want 0.6 passing", c)
 	}
 }

@@ -7,11 +7,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"text/tabwriter"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -34,10 +37,15 @@ func bakeCommand(e *env) *ucli.Command {
 			"base image digest and input file contents) matches an existing image is\n" +
 			"reported 'up to date' and not rebuilt. A version is immutable: baking other\n" +
 			"content under an existing version is refused.\n\n" +
-			"The machine_image blocks of a recipe bake in parallel (--parallel). A block\n" +
+			"Recipes bake after the recipes their bases link to (base = \"recipe:NAME\",\n" +
+			"source_ami = \"recipe:NAME\"), on the image that recipe's run produced;\n" +
+			"independent recipes bake at the same time (--parallel), and a run of\n" +
+			"several recipes ends with a summary. A recipe whose base recipe failed is\n" +
+			"skipped. The machine_image blocks of a recipe bake in parallel too. A block\n" +
 			"that fails does not stop the others: their images are kept and reported,\n" +
 			"and the run fails at the end naming the failed blocks. --only and --except\n" +
-			"pick blocks by name.\n\n" +
+			"pick blocks by name (--only also a recipe by name), --only with the\n" +
+			"recipes they are built on.\n\n" +
 			"Images without a repository go to the local OCI layout in .bakery/\n" +
 			"($BAKERY_HOME overrides). Layer timestamps come from SOURCE_DATE_EPOCH\n" +
 			"(default: the Unix epoch), so the same inputs give the same digest anywhere.",
@@ -45,8 +53,8 @@ func bakeCommand(e *env) *ucli.Command {
 			&ucli.BoolFlag{Name: "force", Usage: "rebake even if an image with the same bake key exists"},
 			&ucli.StringFlag{Name: "manifest", Usage: "also write the JSON result to `FILE`"},
 			&ucli.StringFlag{Name: "on-error", Value: "cleanup", Usage: "when a machine-image bake fails: cleanup (remove everything it created) or abort (keep it for debugging and list it)"},
-			&ucli.IntFlag{Name: "parallel", Value: bake.DefaultParallel, Usage: "bake at most `N` blocks of a recipe at once (Packer's -parallel-builds): each machine_image block takes one, the container blocks (baked in turn) one together"},
-			&ucli.StringSliceFlag{Name: "only", Usage: "bake only the container or machine_image blocks named `NAME` (repeatable or comma-separated)"},
+			&ucli.IntFlag{Name: "parallel", Value: bake.DefaultParallel, Usage: "bake at most `N` machine_image blocks at once across the recipes, N recipes of containers at once (default: no more than the CPUs), and N blocks of a recipe at once (Packer's -parallel-builds; its container blocks, baked in turn, take one together)"},
+			&ucli.StringSliceFlag{Name: "only", Usage: "bake only the container or machine_image blocks named `NAME`, or the recipe NAME, and the recipes they are built on (repeatable or comma-separated)"},
 			&ucli.StringSliceFlag{Name: "except", Usage: "bake every block but those named `NAME` (repeatable or comma-separated)"},
 		),
 		Action: func(c *ucli.Context) error {
@@ -65,10 +73,26 @@ func bakeCommand(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			rs, err = bake.Selection{Only: c.StringSlice("only"), Except: c.StringSlice("except")}.Apply(rs)
+			// A link may name a recipe of the folder that this run does not
+			// bake: it stands for that recipe's newest baked image.
+			outside := siblingRecipes(rs)
+			graph, err := e.bakeGraph(g, rs, outside, c.StringSlice("only"), c.StringSlice("except"))
 			if err != nil {
-				return usagef("%v", err)
+				return err
 			}
+			if len(outside) > 0 {
+				names := map[string]bool{}
+				for _, o := range outside {
+					names[o.Name] = true
+				}
+				s := &session{e: e, c: c}
+				for i, r := range graph.Recipes {
+					if graph.Recipes[i], err = s.resolveLinksNewest(r, outside, names); err != nil {
+						return err
+					}
+				}
+			}
+			rs = graph.Recipes
 			for _, r := range rs {
 				e.logMask.Add(bakeami.Secrets(r)...)
 			}
@@ -88,7 +112,10 @@ func bakeCommand(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			opts := []bake.Option{bake.WithProgress(rep), bake.WithForce(c.Bool("force")), bake.WithParallel(parallel)}
+			opts := []bake.Option{bake.WithProgress(rep), bake.WithForce(c.Bool("force")), bake.WithParallel(parallel), bake.WithClock(e.now, nil)}
+			if c.IsSet("parallel") {
+				opts = append(opts, bake.WithContainerParallel(parallel))
+			}
 			leaseOpts, err := e.bakeLeases(c)
 			if err != nil {
 				return err
@@ -100,30 +127,42 @@ func bakeCommand(e *env) *ucli.Command {
 				opts = append(opts, bake.WithMachineImages(amiBaker))
 			}
 			engine := bake.New(baker, opts...)
-			// A nightly job bakes many recipes: one failure does not stop
-			// the others, but makes the run fail. A recipe whose blocks
-			// partly failed still reports the images that were baked.
+			// A nightly job bakes many recipes, each after the recipes its
+			// bases link to: one failure does not stop the others (only
+			// the recipes built on it are skipped), but makes the run
+			// fail. A recipe whose blocks partly failed still reports the
+			// images that were baked.
+			outs := engine.BakeGraph(c.Context, graph)
 			var results []*bake.Result
-			var failed, errs []string
+			var failed, skipped []string
 			var runErr error
-			for _, r := range rs {
-				res, err := engine.Bake(c.Context, r)
+			for _, o := range outs {
+				r, res, err := o.Recipe, o.Result, o.Err
+				if res == nil && o.SkippedFor != "" {
+					res = &bake.Result{Recipe: r.Name, Version: r.Version, Artifacts: []bake.Artifact{}, Outcome: "skipped", SkippedFor: o.SkippedFor}
+				}
 				if res != nil {
 					results = append(results, res)
-					if !g.json {
+					if !g.json && o.SkippedFor == "" {
 						printBakeText(e.stdout, res)
 					}
 				}
-				if err == nil {
+				switch {
+				case err == nil:
+					continue
+				case o.SkippedFor != "":
+					skipped = append(skipped, r.Name)
 					continue
 				}
 				failed = append(failed, failedBlocks(r, err)...)
 				if c.Context.Err() != nil || len(rs) == 1 {
 					runErr = err
-					break
+					continue
 				}
 				fmt.Fprintf(e.stderr, "bakery: %s: %v\n", r.File, err)
-				errs = append(errs, r.Name)
+			}
+			if !g.json && len(outs) > 1 {
+				printSummary(e.stdout, outs)
 			}
 			if g.json {
 				if err := writeJSONLines(e.stdout, results); err != nil {
@@ -140,12 +179,183 @@ func bakeCommand(e *env) *ucli.Command {
 			if runErr != nil {
 				return runErr
 			}
-			if len(errs) > 0 {
-				return fmt.Errorf("%d of %d recipes failed (%s); see the errors above", len(errs), len(rs), strings.Join(failed, ", "))
+			if len(failed)+len(skipped) > 0 {
+				msg := fmt.Sprintf("%d of %d recipes failed (%s)", len(outs)-countOK(outs)-len(skipped), len(outs), strings.Join(failed, ", "))
+				if len(skipped) > 0 {
+					msg += fmt.Sprintf("; skipped, as their base did not bake: %s", strings.Join(skipped, ", "))
+				}
+				return errors.New(msg + "; see the errors above")
 			}
 			return nil
 		},
 	})
+}
+
+// bakeGraph checks the links between rs and narrows them to what the
+// run bakes: --only names blocks (or a recipe, all of its blocks, when
+// none of its blocks has a name given), and brings in the recipes they
+// are built on; --except names blocks.
+func (e *env) bakeGraph(g globals, rs, outside []*recipes.Recipe, only, except []string) (*recipes.Graph, error) {
+	graph, diags := recipes.LinkGraph(rs, outside...)
+	if diags.HasErrors() {
+		return nil, e.setDiagnostics(g, diags)
+	}
+	names := bake.SplitNames(only)
+	var sel []*recipes.Recipe
+	var err error
+	if len(names) > 0 {
+		sel, err = onlyWithBases(graph, names)
+	} else {
+		sel, err = bake.Selection{Except: except}.Apply(rs)
+	}
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	graph, diags = recipes.LinkGraph(sel, outside...)
+	if diags.HasErrors() {
+		return nil, usagef("the blocks picked by --except leave out what others are built on: %s; bake those too", diags[0].Summary)
+	}
+	return graph, nil
+}
+
+// onlyWithBases returns the recipes of graph narrowed to the blocks
+// --only names (a recipe name picks the whole recipe when none of its
+// blocks is named), plus, whole, every recipe those are built on. A
+// name that is no block and no recipe is an error listing the blocks.
+func onlyWithBases(graph *recipes.Graph, names []string) ([]*recipes.Recipe, error) {
+	var blockOnly []string
+	for _, n := range names {
+		if !slices.ContainsFunc(graph.Recipes, func(r *recipes.Recipe) bool { return r.Name == n }) {
+			blockOnly = append(blockOnly, n)
+		}
+	}
+	if len(blockOnly) > 0 {
+		if _, err := (bake.Selection{Only: blockOnly}).Apply(graph.Recipes); err != nil {
+			return nil, err
+		}
+	}
+	picked := map[string]*recipes.Recipe{} // nil: the whole recipe, as a base
+	for _, r := range graph.Recipes {
+		named := func(l string) bool { return slices.Contains(names, l) }
+		cp := *r
+		if !slices.Contains(names, r.Name) || slices.ContainsFunc(blockLabels(r), named) {
+			cp.Containers, cp.MachineImages = nil, nil
+			for _, c := range r.Containers {
+				if named(c.Name) {
+					cp.Containers = append(cp.Containers, c)
+				}
+			}
+			for _, m := range r.MachineImages {
+				if named(m.Name) {
+					cp.MachineImages = append(cp.MachineImages, m)
+				}
+			}
+		}
+		if len(cp.Containers)+len(cp.MachineImages) > 0 {
+			picked[r.Name] = &cp
+		}
+	}
+	for _, r := range graph.Recipes {
+		if cp := picked[r.Name]; cp != nil {
+			for _, l := range cp.Links() {
+				for _, d := range graph.Needs(l.Recipe) {
+					if _, ok := picked[d]; !ok {
+						picked[d] = nil
+					}
+				}
+			}
+		}
+	}
+	var out []*recipes.Recipe
+	for _, r := range graph.Recipes {
+		switch cp, ok := picked[r.Name]; {
+		case !ok:
+		case cp == nil:
+			out = append(out, r)
+		default:
+			out = append(out, cp)
+		}
+	}
+	return out, nil
+}
+
+// setDiagnostics prints diagnostics about a set of recipes (links,
+// duplicate names) with their source snippets and returns the failure.
+func (e *env) setDiagnostics(g globals, diags hcl.Diagnostics) error {
+	loader := recipes.NewLoader()
+	for _, d := range diags {
+		if d.Subject != nil {
+			if src, err := os.ReadFile(d.Subject.Filename); err == nil {
+				loader.Format(d.Subject.Filename, src)
+			}
+		}
+	}
+	if err := e.writeDiagnostics(loader, diags, g); err != nil {
+		return err
+	}
+	e.noteFailure("%d problem(s) across the recipes; fix them and run again", len(diags))
+	return exitError{exitFailure}
+}
+
+// countOK counts the outcomes that baked or were up to date.
+func countOK(outs []*bake.Outcome) int {
+	n := 0
+	for _, o := range outs {
+		if o.Err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// printSummary prints one line per recipe and artifact of a run of
+// several recipes: recipe, artifact, result, duration.
+func printSummary(w io.Writer, outs []*bake.Outcome) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RECIPE\tARTIFACT\tRESULT\tDURATION")
+	for _, o := range outs {
+		r := o.Recipe
+		d := "-"
+		if !o.Start.IsZero() {
+			d = o.End.Sub(o.Start).Round(time.Millisecond).String()
+		}
+		status := o.Status()
+		if o.SkippedFor != "" {
+			status = "skipped (" + o.SkippedFor + " did not bake)"
+		}
+		arts := map[string]string{}
+		if o.Result != nil {
+			for _, a := range o.Result.Artifacts {
+				arts[a.Name] = "baked"
+				if a.Cached {
+					arts[a.Name] = "up to date"
+				}
+			}
+			for _, f := range o.Result.Failed {
+				arts[f.Name] = "failed"
+			}
+		}
+		for _, name := range blockLabels(r) {
+			st, ok := arts[name]
+			if !ok {
+				st = status
+			}
+			fmt.Fprintf(tw, "%s@%s\t%s\t%s\t%s\n", r.Name, r.Version, name, st, d)
+		}
+	}
+	tw.Flush()
+}
+
+// blockLabels are r's block labels, containers first, in file order.
+func blockLabels(r *recipes.Recipe) []string {
+	var out []string
+	for _, c := range r.Containers {
+		out = append(out, c.Name)
+	}
+	for _, m := range r.MachineImages {
+		out = append(out, m.Name)
+	}
+	return out
 }
 
 // failedBlocks names the blocks of r that err says failed, as

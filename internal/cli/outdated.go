@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
@@ -86,6 +87,7 @@ func (s *session) outdated(rs []*recipes.Recipe, warn io.Writer) ([]bake.Stale, 
 	}
 	stale := []bake.Stale{}
 	for _, r := range rs {
+		resolved, linkErr := s.resolveLinksNewest(r, append(slices.Clone(rs), siblingRecipes(rs)...), nil)
 		arts, err := s.loadCatalog([]*recipes.Recipe{r})
 		if err != nil {
 			return nil, err
@@ -93,7 +95,13 @@ func (s *session) outdated(rs []*recipes.Recipe, warn io.Writer) ([]bake.Stale, 
 		entries := map[string][]catalog.Entry{}
 		for _, a := range arts[0] {
 			entries[a.Name] = a.Entries
+			if linkErr != nil && len(a.Entries) > 0 {
+				return nil, linkErr // baked on a base recipe outdated cannot find
+			}
 		}
+		if linkErr == nil {
+			r = resolved
+		} // else: never baked, which Outdated says without its base
 		var opts []bake.Option
 		if len(r.MachineImages) > 0 {
 			cfg, err := s.awsFor(r)

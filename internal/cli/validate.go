@@ -36,7 +36,7 @@ func validateCommand(e *env) *ucli.Command {
 			if err != nil {
 				return err
 			}
-			if diags := recipes.CheckSet(rs); diags.HasErrors() {
+			if diags := recipes.CheckSet(rs, siblingRecipes(rs)...); diags.HasErrors() {
 				// A loader that holds the files shows the snippets.
 				loader := recipes.NewLoader()
 				for _, d := range diags {

@@ -84,7 +84,7 @@ type writer struct {
 	tty     bool
 	now     func() time.Time
 	active  map[*step]struct{}
-	drawn   bool
+	drawn   int // lines of the live view on screen
 	lastBar time.Time
 }
 
@@ -111,6 +111,8 @@ func (w *writer) Step(name string) Step {
 	w.active[s] = struct{}{}
 	if !w.tty {
 		fmt.Fprintf(w.out, "time=%s step=%s status=start\n", stamp(s.start), quote(name))
+	} else {
+		w.drawAt(s.start, false)
 	}
 	return s
 }
@@ -183,40 +185,62 @@ func (s *step) Done(err error) {
 	fmt.Fprintln(w.out, line)
 }
 
-// drawBar redraws the bar line for active steps with a total. It is
-// throttled to ten redraws a second unless force is set.
+// drawBar redraws the live view: one line per active step, in start
+// order, with a bar for a step that reports a total and its time so far
+// otherwise (recipes baking at once each show what they are doing). It
+// is throttled to ten redraws a second unless force is set.
 func (w *writer) drawBar(force bool) {
-	if !w.tty {
-		return
+	if w.tty {
+		w.drawAt(w.now(), force)
 	}
-	now := w.now()
+}
+
+// drawAt is drawBar at time now.
+func (w *writer) drawAt(now time.Time, force bool) {
 	if !force && now.Sub(w.lastBar) < 100*time.Millisecond {
 		return
 	}
 	w.lastBar = now
-	var parts []string
 	steps := make([]*step, 0, len(w.active))
 	for s := range w.active {
-		if s.total > 0 {
-			steps = append(steps, s)
-		}
+		steps = append(steps, s)
 	}
-	sort.Slice(steps, func(i, j int) bool { return steps[i].name < steps[j].name })
+	sort.Slice(steps, func(i, j int) bool {
+		if !steps[i].start.Equal(steps[j].start) {
+			return steps[i].start.Before(steps[j].start)
+		}
+		return steps[i].name < steps[j].name
+	})
+	lines := make([]string, 0, len(steps))
 	for _, s := range steps {
-		parts = append(parts, bar(s.name, s.done, s.total))
+		l := "… " + s.name + " " + roundDuration(now.Sub(s.start)).String()
+		if s.total > 0 {
+			l = bar(s.name, s.done, s.total)
+		}
+		if r := []rune(l); len(r) > liveWidth { // a wrapped line would break the redraw
+			l = string(r[:liveWidth-1]) + "…"
+		}
+		lines = append(lines, l)
 	}
 	w.clearBar()
-	if len(parts) > 0 {
-		fmt.Fprint(w.out, strings.Join(parts, "  "))
-		w.drawn = true
+	if len(lines) > 0 {
+		fmt.Fprint(w.out, strings.Join(lines, "\n"))
+		w.drawn = len(lines)
 	}
 }
 
+// liveWidth is the longest line of the live view, in runes.
+const liveWidth = 100
+
+// clearBar erases the live view, leaving the cursor where it began.
 func (w *writer) clearBar() {
-	if w.drawn {
+	switch {
+	case w.drawn == 1:
 		fmt.Fprint(w.out, "\r\x1b[K")
-		w.drawn = false
+	case w.drawn > 1:
+		fmt.Fprintf(w.out, "\r\x1b[%dA\x1b[J", w.drawn-1)
 	}
+	w.drawn = 0
 }
 
 func bar(name string, done, total int64) string {
@@ -271,3 +295,22 @@ type prefixed struct {
 
 func (p prefixed) Step(name string) Step { return p.r.Step(p.prefix + name) }
 func (p prefixed) Info(msg string)       { p.r.Info(p.prefix + msg) }
+
+type prefixKey struct{}
+
+// ContextWithPrefix returns ctx carrying prefix, added after any prefix
+// ctx carries already, for the Reporters For returns: a run of several
+// recipes names the recipe on each line of its bake.
+func ContextWithPrefix(ctx context.Context, prefix string) context.Context {
+	old, _ := ctx.Value(prefixKey{}).(string)
+	return context.WithValue(ctx, prefixKey{}, old+prefix)
+}
+
+// For returns r with the prefix ctx carries (see ContextWithPrefix), or
+// r itself when it carries none.
+func For(ctx context.Context, r Reporter) Reporter {
+	if p, _ := ctx.Value(prefixKey{}).(string); p != "" {
+		return WithPrefix(r, p)
+	}
+	return r
+}

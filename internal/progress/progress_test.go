@@ -1,6 +1,7 @@
 package progress
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -59,4 +60,38 @@ func TestTerminalDrawsBarsAndStepLines(t *testing.T) {
 	if !strings.Contains(b.String(), "✗ web: x 1s (failed)\n") || strings.Contains(b.String(), "bad") {
 		t.Errorf("prefixed failure line missing: %q", b.String())
 	}
+}
+
+// TestForAddsTheContextPrefix: For adds the prefixes a context carries,
+// outermost first, and leaves a Reporter alone for a context without.
+func TestForAddsTheContextPrefix(t *testing.T) {
+	var buf bytes.Buffer
+	r := NewLines(&buf, WithClock(func() time.Time { return time.Unix(0, 0) }))
+	ctx := ContextWithPrefix(ContextWithPrefix(context.Background(), "[web] "), "amd64: ")
+	For(ctx, r).Info("hello")
+	For(context.Background(), r).Info("plain")
+	if got := buf.String(); !strings.Contains(got, `"[web] amd64: hello"`) || !strings.Contains(got, "msg=plain") {
+		t.Errorf("lines = %q", got)
+	}
+}
+
+// TestTerminalShowsEveryActiveStepOnItsOwnLine: on a terminal, steps of
+// recipes baking at once each have a line in the live view, which is
+// erased whole (cursor up over its lines) before the next output.
+func TestTerminalShowsEveryActiveStepOnItsOwnLine(t *testing.T) {
+	var b strings.Builder
+	r := NewTerminal(&b, WithClock((&fakeClock{}).now))
+	base := WithPrefix(r, "[os] ").Step("os: build layers")
+	app := WithPrefix(r, "[app] ").Step("app: layer 1/1")
+	app.SetTotal(100)
+	r.Info("note")
+	out := b.String()
+	if !strings.Contains(out, "… [os] os: build layers 2s\n[app] app: layer 1/1 [                    ]   0% 0 B/100 B") {
+		t.Errorf("no two-line live view in %q", out)
+	}
+	if !strings.Contains(out, "\r\x1b[1A\x1b[Jnote\n") {
+		t.Errorf("the two-line view is not erased before a message: %q", out)
+	}
+	base.Done(nil)
+	app.Done(nil)
 }
