@@ -161,16 +161,16 @@ func (s *LifecycleStore) Adopt(ctx context.Context, a Adoption) (*Adopted, error
 	}
 
 	// Every tag of every region is checked before the first is written.
-	var todo []*adoptee
+	var toTag []*adoptee
 	for _, l := range ls {
 		ad, err := planAdoption(l, want, a.Stages)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		todo = append(todo, ad)
+		toTag = append(toTag, ad)
 	}
 	res := &Adopted{Ref: catalog.Ref{Recipe: s.recipe, Version: a.Version}, Artifact: s.artifact, AMIs: amis, Time: m.Time, Actor: m.Actor}
-	for _, ad := range todo {
+	for _, ad := range toTag {
 		if len(ad.tags) > 0 || len(ad.snapTags) > 0 {
 			res.Changed = true
 		}
@@ -186,7 +186,7 @@ func (s *LifecycleStore) Adopt(ctx context.Context, a Adoption) (*Adopted, error
 		}
 	}
 	var done []undo
-	for _, ad := range todo {
+	for _, ad := range toTag {
 		n, err := s.writeAdoption(ctx, ad, &done)
 		res.Tagged += n
 		if err != nil {
