@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -52,6 +53,8 @@ import (
 //
 // Promote refuses a revoked version. Promoting a version that is in the
 // stage, with everything in place, changes nothing and records nothing.
+// A promotion also finishes any other stage the version holds that a
+// killed promotion left with two versions (see converge).
 func (s *LifecycleStore) Promote(ctx context.Context, e catalog.Entry, spec catalog.StageSpec, ev catalog.Event) error {
 	stage := spec.Name
 	what := fmt.Sprintf("promoting %s to %s", s.ref(e.Version), stage)
@@ -114,6 +117,18 @@ func (s *LifecycleStore) Promote(ctx context.Context, e catalog.Entry, spec cata
 	}
 	if winner != e.Version {
 		return fmt.Errorf("%s: %s holds the stage after a concurrent promotion: %w", what, s.ref(winner), catalog.ErrSuperseded)
+	}
+	// Another stage the version holds may be one a killed promotion left
+	// half moved: the version's mark written, the old holder's not yet
+	// taken away. Finish it as that promotion would have (one listing per
+	// stage when there is nothing to do).
+	for _, other := range slices.Sorted(maps.Keys(stagesOf(v.images()))) {
+		if other == stage {
+			continue
+		}
+		if _, err := s.converge(ctx, other, regions, nil); err != nil {
+			return resumable(err)
+		}
 	}
 	return nil
 }
