@@ -266,27 +266,7 @@ func (s layersStep) Run(ctx context.Context, st *buildState, _ progress.Step) er
 // hashArchives hashes the archive of every tarball layer for the bake
 // key; the result has one plan per layer, empty for other layers.
 func hashArchives(ctx context.Context, layers []*recipes.Layer) ([]inputPlan, error) {
-	plans := make([]inputPlan, len(layers))
-	var jobs []inputJob
-	for i, l := range layers {
-		if l.Kind != recipes.SourceTarball {
-			continue
-		}
-		p, err := listInputs(ctx, l)
-		if err != nil {
-			return nil, err
-		}
-		plans[i] = p
-		jobs = append(jobs, p.jobs...)
-	}
-	if err := hashInputJobs(ctx, jobs, runtime.GOMAXPROCS(0)); err != nil {
-		return nil, fmt.Errorf("hashing layer inputs: %w", err)
-	}
-	for i := range plans {
-		n := len(plans[i].jobs)
-		plans[i].jobs, jobs = jobs[:n], jobs[n:]
-	}
-	return plans, nil
+	return hashPlans(ctx, layers, runtime.GOMAXPROCS(0), func(l *recipes.Layer) bool { return l.Kind == recipes.SourceTarball })
 }
 
 // keyFromLayers completes the plan's bake key from what the layers read

@@ -292,11 +292,26 @@ func sumsOf(plans []inputPlan) []inputSums {
 // hashInputs is HashInputs with workers files hashed at once; it also
 // returns each layer's input sums.
 func hashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher, workers int) ([]inputSums, error) {
+	plans, err := hashPlans(ctx, layers, workers, func(*recipes.Layer) bool { return true })
+	if err != nil {
+		return nil, err
+	}
+	addInputs(k, plans)
+	return sumsOf(plans), nil
+}
+
+// hashPlans lists the inputs of every layer that pick selects and hashes
+// them, up to workers files at once; the result has one plan per layer,
+// empty for the layers pick leaves out.
+func hashPlans(ctx context.Context, layers []*recipes.Layer, workers int, pick func(*recipes.Layer) bool) ([]inputPlan, error) {
 	plans := make([]inputPlan, len(layers))
 	var jobs []inputJob
 	for i, l := range layers {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("hashing layer inputs: %w", err)
+		}
+		if !pick(l) {
+			continue
 		}
 		p, err := listInputs(ctx, l)
 		if err != nil {
@@ -312,8 +327,7 @@ func hashInputs(ctx context.Context, layers []*recipes.Layer, k *bakekey.Hasher,
 		n := len(plans[i].jobs)
 		plans[i].jobs, jobs = jobs[:n], jobs[n:]
 	}
-	addInputs(k, plans)
-	return sumsOf(plans), nil
+	return plans, nil
 }
 
 // inputPlan is what the bake key holds of one layer: for a file or
