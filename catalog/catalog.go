@@ -212,6 +212,11 @@ type StageEntry struct {
 	Since time.Time `json:"since"`
 	// By is who promoted it.
 	By string `json:"by"`
+	// Unfinished is true when a promotion into the stage stopped part
+	// way: some of the places that hold the image lack the stage mark, or
+	// the promotion is not in the image's history yet. Promoting it again
+	// finishes the job.
+	Unfinished bool `json:"unfinished,omitempty"`
 }
 
 // Location is one place an image is: an AWS region and AMI id, or a

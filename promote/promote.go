@@ -159,8 +159,8 @@ func Check(stages []string, specs map[string]Stage, arts []*Artifact, req Reques
 		if e.Revoked {
 			return nil, fmt.Errorf("promoting %s: %s %s is revoked (%s); a revoked image cannot be promoted: bake a new version, or 'bakery unrevoke' it first", ref, a.Kind, a.Name, orNone(e.RevokeReason))
 		}
-		_, in := e.Stages[req.To]
-		p.Moves = append(p.Moves, Move{Artifact: a, Entry: e, NoOp: in && specMet(e, st.Spec)})
+		se, in := e.Stages[req.To]
+		p.Moves = append(p.Moves, Move{Artifact: a, Entry: e, NoOp: in && !se.Unfinished && specMet(e, st.Spec) && soleHolder(a.Entries, req.Version, req.To)})
 		if in {
 			continue
 		}
@@ -188,6 +188,16 @@ func Check(stages []string, specs map[string]Stage, arts []*Artifact, req Reques
 		}
 	}
 	return p, nil
+}
+
+// soleHolder reports whether version is the only one of es in stage. A
+// stage with two holders is one a promotion stopped in before it took
+// the stage from the other: promoting again finishes it.
+func soleHolder(es []catalog.Entry, version, stage string) bool {
+	return !slices.ContainsFunc(es, func(e catalog.Entry) bool {
+		_, in := e.Stages[stage]
+		return in && e.Version != version
+	})
 }
 
 // specMet reports whether e already meets spec where the catalog can

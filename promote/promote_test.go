@@ -61,6 +61,8 @@ func TestCheck(t *testing.T) {
 	revoked.Revoked, revoked.RevokeReason = true, "CVE-2026-1"
 	inProd := entry("2.0.0", map[string]time.Time{"dev": t0, "staging": t0, "prod": t0})
 	inProd.Locations = append(inProd.Locations, catalog.Location{Where: "eu-west-1", ID: "ami-2"})
+	unfinished := entry("2.0.0", map[string]time.Time{"dev": t0})
+	unfinished.Stages["dev"] = catalog.StageEntry{Since: t0, By: "ci", Unfinished: true}
 	cases := []struct {
 		name    string
 		arts    []*Artifact
@@ -82,6 +84,8 @@ func TestCheck(t *testing.T) {
 		{name: "force needs a reason", arts: []*Artifact{art("web", entry("1.0.0", nil))}, req: Request{Version: "1.0.0", To: "prod", Force: true}, wantErr: "--force needs --reason"},
 		{name: "force overrides order and gates", arts: []*Artifact{art("web", entry("1.0.0", nil))}, req: Request{Version: "1.0.0", To: "prod", Force: true, Reason: "hotfix"}, now: t0, forced: true},
 		{name: "already there is a no-op", arts: []*Artifact{art("web", inProd)}, req: Request{Version: "2.0.0", To: "prod"}, now: t0, noop: true},
+		{name: "in the stage with another holder is not a no-op (a killed promotion left it)", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"dev": t0}), entry("2.0.0", map[string]time.Time{"dev": t0.Add(time.Hour)}))}, req: Request{Version: "2.0.0", To: "dev"}, now: t0},
+		{name: "in the stage, unfinished, is not a no-op", arts: []*Artifact{art("web", unfinished)}, req: Request{Version: "2.0.0", To: "dev"}, now: t0},
 		{name: "in the stage but missing a stage region is not a no-op", arts: []*Artifact{art("web", entry("3.0.0", map[string]time.Time{"prod": t0}))}, req: Request{Version: "3.0.0", To: "prod", ApprovedBy: "ann"}, now: t0},
 		{name: "every artifact is checked", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"dev": t0})), art("worker", entry("1.0.0", nil))}, req: Request{Version: "1.0.0", To: "staging"}, now: t0.Add(48 * time.Hour), wantErr: "ami worker is not in dev"},
 	}

@@ -101,7 +101,11 @@ func Status(recipe string, stages []string, arts []*Artifact, revoked []RevokedI
 					case !in:
 						delete(v.Stages, s)
 					case other.Since.After(se.Since):
+						other.Unfinished = other.Unfinished || se.Unfinished
 						v.Stages[s] = other
+					case other.Unfinished:
+						se.Unfinished = true
+						v.Stages[s] = se
 					}
 				}
 			}

@@ -229,8 +229,20 @@ func (s *LifecycleStore) entry(imgs []Image, dups ...Image) catalog.Entry {
 	e.Kind = Kind
 	e.Reference = build.ImageID
 	e.Stages = map[string]catalog.StageEntry{}
+	history := historyOf(every)
+	pruned := slices.ContainsFunc(every, func(img Image) bool { return prunedOf(img.Tags) > 0 })
 	for stage, m := range stagesOf(imgs) {
-		e.Stages[stage] = catalog.StageEntry{Since: m.Time, By: m.Actor}
+		key := StageTag(stage)
+		unfinished := slices.ContainsFunc(imgs, func(img Image) bool { _, ok := img.Tags[key]; return !ok })
+		if !unfinished && !pruned {
+			// The promotion records its event after the marks: a mark
+			// with no event is a promotion that stopped in between. (Once
+			// events are pruned, the promotion's may be among them.)
+			unfinished = !slices.ContainsFunc(history, func(se storedEvent) bool {
+				return se.ev.Action == catalog.ActionPromote && se.ev.Stage == stage && nearly(se.ev.Time, m.Time)
+			})
+		}
+		e.Stages[stage] = catalog.StageEntry{Since: m.Time, By: m.Actor, Unfinished: unfinished}
 	}
 	if m, ok := revokedOf(every); ok {
 		e.Revoked = true
@@ -252,7 +264,7 @@ func (s *LifecycleStore) entry(imgs []Image, dups ...Image) catalog.Entry {
 	if m, ok := adoptedOf(every); ok {
 		e.Events = append(e.Events, catalog.Event{Time: m.Time, Action: catalog.ActionAdopt, Actor: m.Actor, Reason: m.Reason})
 	}
-	for _, se := range historyOf(every) {
+	for _, se := range history {
 		e.Events = append(e.Events, se.ev)
 	}
 	// The adoption among the other events, by time (the bake stays first).

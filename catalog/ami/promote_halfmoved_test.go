@@ -2,6 +2,8 @@ package ami_test
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -49,5 +51,83 @@ func TestPromoteFinishesAStageAKilledPromotionLeftHalfMoved(t *testing.T) {
 	tags := a.imageTags(t, east, cur)
 	if tags[key] == "" || tags[catalogami.StageTag("prod")] == "" {
 		t.Errorf("1.1.0's tags %v: want staging and prod", tags)
+	}
+}
+
+// A promotion stopped part way is reported unfinished until promoted
+// again: killed after it marked one region of two (and before it took the
+// stage from the old holder), or after it marked every region but before
+// it recorded its event.
+func TestEntriesReportAPromotionStoppedPartWay(t *testing.T) {
+	t.Parallel()
+	a := newAccount(t)
+	ctx := context.Background()
+	old := a.bake(t, "1.0.0", east)[east]
+	cur := a.bake(t, "1.1.0", east, eu)
+	s := newStore(a.config(t), []string{east, eu})
+	key := catalogami.StageTag("dev")
+	unfinished := func(version string) bool {
+		t.Helper()
+		se, ok := entry(t, s, version).Stages["dev"]
+		if !ok {
+			t.Fatalf("%s is not in dev", version)
+		}
+		return se.Unfinished
+	}
+	if err := s.Promote(ctx, entry(t, s, "1.0.0"), catalog.StageSpec{Name: "dev"}, catalog.Event{Time: at(1), Actor: actor}); err != nil {
+		t.Fatal(err)
+	}
+	if unfinished("1.0.0") {
+		t.Error("1.0.0's finished promotion is reported unfinished")
+	}
+
+	// Killed after it marked 1.1.0 in us-east-1 only.
+	mark := "2026-03-02T00:00:02Z " + actor
+	if _, err := a.client(t, east).CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{cur[east]},
+		Tags: []ec2types.Tag{{Key: aws.String(key), Value: aws.String(mark)}}}); err != nil {
+		t.Fatal(err)
+	}
+	if !unfinished("1.1.0") {
+		t.Error("1.1.0, marked in one region of two, is not reported unfinished")
+	}
+	if err := s.Promote(ctx, entry(t, s, "1.1.0"), catalog.StageSpec{Name: "dev"}, catalog.Event{Time: at(3), Actor: actor}); err != nil {
+		t.Fatal(err)
+	}
+	if unfinished("1.1.0") {
+		t.Error("1.1.0 is still unfinished after its promotion ran again")
+	}
+	for _, r := range []string{east, eu} {
+		if got := a.imageTags(t, r, cur[r])[key]; got != mark {
+			t.Errorf("1.1.0's dev mark in %s is %q, want the one the killed promotion wrote, %q", r, got, mark)
+		}
+	}
+	if v, ok := a.imageTags(t, east, old)[key]; ok {
+		t.Errorf("1.0.0 still holds dev (%q)", v)
+	}
+
+	// Killed between the marks and the event: take the event away.
+	for _, r := range []string{east, eu} {
+		for k := range a.imageTags(t, r, cur[r]) {
+			if strings.HasPrefix(k, catalogami.TagEventPrefix) {
+				if _, err := a.client(t, r).DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: []string{cur[r]}, Tags: []ec2types.Tag{{Key: aws.String(k)}}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if !unfinished("1.1.0") {
+		t.Error("1.1.0, marked but with no promotion in its history, is not reported unfinished")
+	}
+	if err := s.Promote(ctx, entry(t, s, "1.1.0"), catalog.StageSpec{Name: "dev"}, catalog.Event{Time: at(4), Actor: actor}); err != nil {
+		t.Fatal(err)
+	}
+	if unfinished("1.1.0") {
+		t.Error("1.1.0 is still unfinished after its promotion ran again")
+	}
+	evs := entry(t, s, "1.1.0").Events
+	if !slices.ContainsFunc(evs, func(e catalog.Event) bool {
+		return e.Action == catalog.ActionPromote && e.Stage == "dev" && e.Time.Equal(at(2))
+	}) {
+		t.Errorf("1.1.0's history %+v lacks its promotion to dev at the mark's time", evs)
 	}
 }

@@ -239,6 +239,11 @@ func printStatus(w io.Writer, d statusDoc) {
 		if v.Revoked {
 			notes = append(notes, "REVOKED: "+v.RevokeReason)
 		}
+		for _, s := range d.Stages {
+			if v.Stages[s].Unfinished {
+				notes = append(notes, fmt.Sprintf("UNFINISHED: the promotion to %s stopped part way: promote %s@%s --to %s again", s, d.Recipe, v.Version, s))
+			}
+		}
 		if len(v.TaintedBy) > 0 {
 			notes = append(notes, "TAINTED: baked from revoked "+strings.Join(v.TaintedBy, ", "))
 		}
