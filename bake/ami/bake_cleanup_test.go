@@ -217,7 +217,7 @@ func TestAbortKeepsResourcesAndSweepRemovesThem(t *testing.T) {
 		t.Errorf("sweep plan:\n got %v\nwant %v", planned, want)
 	}
 	text := plan.String()
-	for _, s := range []string{"would remove 8 orphaned bake resources older than 1h0m0s", "bakery-bk-ssh-fails", "unfinished AMI of bake bk-cut (no bake key)", "planned"} {
+	for _, s := range []string{"would remove 8 orphaned bake or launch resources older than 1h0m0s", "bakery-bk-ssh-fails", "unfinished AMI of bake bk-cut (no bake key)", "planned"} {
 		if !strings.Contains(text, s) {
 			t.Errorf("plan text does not contain %q:\n%s", s, text)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	catalogami "github.com/bakery-sh/bakery/catalog/ami"
+	"github.com/bakery-sh/bakery/catalog/fleet"
 	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/progress"
 	"github.com/bakery-sh/bakery/internal/redact"
@@ -76,6 +77,7 @@ type Baker struct {
 	clock           awsx.Clock
 	bakeID          func() string
 	ops             *catalogami.Ops
+	fleet           *fleet.Inventory
 	secrets         []string
 	getenv          func(string) string
 	documents       func(r *recipes.Recipe) (DocumentStore, error)
@@ -218,6 +220,7 @@ func NewBaker(cfg aws.Config, opts ...Option) (*Baker, error) {
 	}
 	b.store = catalogami.NewStore(func(region string) catalogami.EC2 { return b.clients.EC2(region) })
 	b.ops = catalogami.NewOps(func(region string) catalogami.API { return b.clients.EC2(region) }, b.pollInterval, b.clock)
+	b.fleet = fleet.NewFromConfig(b.cfg, fleet.WithClock(b.clock), fleet.WithPollInterval(b.pollInterval))
 	return b, nil
 }
 

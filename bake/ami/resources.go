@@ -28,6 +28,9 @@ const (
 	KindKeyPair       Kind = "key-pair"
 	KindImage         Kind = "image"
 	KindSnapshot      Kind = "snapshot"
+	// KindLaunchTemplate is no bake's: a launch template a killed launch
+	// left with no group (see Baker.Sweep), swept with the rest.
+	KindLaunchTemplate Kind = "launch-template"
 )
 
 // Resource is one cloud resource a bake created.

@@ -1,6 +1,7 @@
 package ami
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -98,14 +99,14 @@ func (p *SweepPlan) String() (out string) {
 		tw.Flush()
 	}()
 	if len(p.Remove) == 0 {
-		fmt.Fprintf(&b, "no orphaned bake resources older than %s in %s\n", p.OlderThan, strings.Join(p.Regions, ", "))
+		fmt.Fprintf(&b, "no orphaned bake or launch resources older than %s in %s\n", p.OlderThan, strings.Join(p.Regions, ", "))
 		return b.String()
 	}
 	n := len(p.Remove)
 	if p.Applied {
 		n = len(p.Removed)
 	}
-	fmt.Fprintf(&b, "%s %d orphaned bake resources older than %s in %s:\n", verb, n, p.OlderThan, strings.Join(p.Regions, ", "))
+	fmt.Fprintf(&b, "%s %d orphaned bake or launch resources older than %s in %s:\n", verb, n, p.OlderThan, strings.Join(p.Regions, ", "))
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REGION\tKIND\tID\tBAKE\tCREATED\tREASON\tSTATUS")
 	for _, it := range p.Remove {
@@ -120,7 +121,7 @@ func (p *SweepPlan) String() (out string) {
 				status = "removed"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", it.Region, it.Kind, it.ID, it.BakeID, created, it.Reason, status)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", it.Region, it.Kind, it.ID, cmp.Or(it.BakeID, "-"), created, it.Reason, status)
 	}
 	tw.Flush()
 	return b.String()
@@ -132,9 +133,14 @@ func (p *SweepPlan) String() (out string) {
 // terminated (aged by launch time), key pairs and security groups (aged by
 // their bakery:created tag), and AMIs that have a bake id but no bake key,
 // with their snapshots. A complete AMI (one with a bake key) and its
-// snapshots are never touched. With apply it removes them, instances
-// first (waiting until they are terminated), then security groups, key
-// pairs, AMIs and snapshots, and records each in Removed; it goes on
+// snapshots are never touched. It also finds what killed launches left:
+// launch templates a launch created (tagged bakery:launch-id) that no
+// Auto Scaling group launches from, older than olderThan by their
+// creation (fleet.Inventory.OrphanTemplates). With apply it removes them,
+// instances first (waiting until they are terminated), then security
+// groups, key pairs, AMIs, snapshots and launch templates (each template
+// only if still no group of its name exists), and records each in
+// Removed; it goes on
 // after an error and returns them all. Pick olderThan longer than any bake
 // runs, or Sweep removes the resources of a bake still in progress.
 func (b *Baker) Sweep(ctx context.Context, regions []string, olderThan time.Duration, apply bool) (*SweepPlan, error) {
@@ -269,6 +275,18 @@ func (b *Baker) orphans(ctx context.Context, region string, cutoff time.Time) (i
 		snaps = append(snaps, SweepItem{s.Resource, "snapshot of bake " + s.BakeID + " whose AMI is gone"})
 	}
 	items = append(items, snaps...)
+
+	// What killed launches leave: a launch template with no group.
+	templates, err := b.fleet.OrphanTemplates(ctx, region, cutoff)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, o := range templates {
+		items = append(items, SweepItem{
+			Resource: Resource{Kind: KindLaunchTemplate, ID: o.ID, Name: o.Name, Region: region, Created: o.Created, LastSeen: o.Created},
+			Reason:   fmt.Sprintf("launch template of %s's %s launch %s: no Auto Scaling group launches from it", o.Recipe, o.Stage, o.LaunchID),
+		})
+	}
 	return items, duplicates(imgs), nil
 }
 
@@ -344,6 +362,21 @@ func (b *Baker) removeOrphans(ctx context.Context, region string, items []SweepI
 			continue // in use until its AMI goes
 		}
 		if err := b.ops.DeleteSnapshot(ctx, region, r.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, r)
+	}
+	for _, r := range byKind[KindLaunchTemplate] {
+		// A launch of that name may have taken it over since the plan (it
+		// replaces a template with no group): not if a group has it now.
+		if _, taken, err := b.fleet.Get(ctx, region, r.Name); err != nil || taken {
+			if err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if err := b.fleet.DeleteTemplate(ctx, region, r.ID); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -296,7 +296,7 @@ func TestOnErrorAbortKeepsResourcesAndSweepRemovesThem(t *testing.T) {
 
 	// A young orphan is left alone by default (it may be a running bake).
 	plan := mustRun(t, env, "sweep")
-	if !strings.Contains(plan.stdout, "no orphaned bake resources older than 1h0m0s") {
+	if !strings.Contains(plan.stdout, "no orphaned bake or launch resources older than 1h0m0s") {
 		t.Errorf("sweep of young orphans = %q", plan.stdout)
 	}
 	plan = mustRun(t, env, "sweep", "--older-than", "0s")

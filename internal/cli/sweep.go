@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -17,10 +18,12 @@ import (
 func sweepCommand(e *env) *ucli.Command {
 	return withUsageErrors(&ucli.Command{
 		Name:  "sweep",
-		Usage: "find and remove what killed machine-image bakes left behind",
+		Usage: "find and remove what killed machine-image bakes and launches left behind",
 		Description: "Finds builder instances, key pairs, security groups and unfinished AMIs\n" +
 			"(tagged bakery:bake-id but without a bake key) whose bake showed no sign of\n" +
-			"life (creation or heartbeat) for --older-than, in every region the recipes\n" +
+			"life (creation or heartbeat) for --older-than, and launch templates of\n" +
+			"bakery launches that no Auto Scaling group launches from, created at least\n" +
+			"--older-than ago, in every region the recipes\n" +
 			"in ./recipes name and the AWS config's region (or the --region ones, or\n" +
 			"--all-regions). It prints the plan; with --yes it removes them. A finished\n" +
 			"AMI, and an AMI still being created or copied, is never touched.",
@@ -83,8 +86,9 @@ func sweepCommand(e *env) *ucli.Command {
 
 // recipeRegions returns every region the machine images of the recipes in
 // ./recipes may have AMIs in (build, copy and stage regions; fallback for
-// a block that names no region). Recipes that do not load are passed
-// over: sweep cleans up after any bake, whatever the recipes say now.
+// a block that names no region), and their fleets' regions. Recipes that
+// do not load are passed over: sweep cleans up after any bake, whatever
+// the recipes say now.
 func (e *env) recipeRegions(c *ucli.Context, fallback string) []string {
 	files, _ := filepath.Glob(filepath.Join("recipes", "*.bake.hcl"))
 	opts := recipes.Options{Vars: map[string]string{}, Env: e.environ, Now: e.now}
@@ -97,6 +101,9 @@ func (e *env) recipeRegions(c *ucli.Context, fallback string) []string {
 		}
 		for _, m := range r.MachineImages {
 			out = append(out, amiRegions(r, m, fallback)...)
+		}
+		for _, f := range r.Fleets {
+			out = append(out, cmp.Or(f.Region, fallback))
 		}
 	}
 	slices.Sort(out)
