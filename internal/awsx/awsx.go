@@ -6,6 +6,7 @@
 package awsx
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/smithy-go/logging"
+	"github.com/aws/smithy-go/middleware"
 )
 
 // EndpointEnv names the environment variable that, when set, overrides the
@@ -153,6 +155,12 @@ func Load(ctx context.Context, opts ...Option) (aws.Config, error) {
 	if endpoint != "" {
 		cfg.BaseEndpoint = aws.String(endpoint)
 	}
+	// Every call goes through the verbs' permissions (permissions.go).
+	env := func(k string) string { return cmp.Or(o.getenv(k), os.Getenv(k)) }
+	mw := permissions{strict: env(StrictEnv) == "1", record: &recorder{path: env(RecordEnv)}}
+	cfg.APIOptions = append(cfg.APIOptions, func(st *middleware.Stack) error {
+		return st.Initialize.Add(mw, middleware.After)
+	})
 	// Fail once, clearly, rather than on every call with the SDK's chain
 	// of provider errors.
 	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -124,10 +125,41 @@ func EnabledRegions(ctx context.Context, c RegionsAPI) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing the account's regions: %w", ExplainError(err))
 	}
+	// Credentials are good in one partition only (aws, aws-cn,
+	// aws-us-gov): keep the regions of the one asked (an emulator lists
+	// them all).
+	home := ""
+	if rc, ok := c.(interface{ Options() ec2.Options }); ok {
+		home = rc.Options().Region
+	}
 	regions := make([]string, 0, len(out.Regions))
 	for _, r := range out.Regions {
-		regions = append(regions, aws.ToString(r.RegionName))
+		name := aws.ToString(r.RegionName)
+		if home == "" || Partition(name) == Partition(home) {
+			regions = append(regions, name)
+		}
 	}
 	slices.Sort(regions)
 	return regions, nil
+}
+
+// Partition returns the AWS partition of region: aws-cn for the China
+// regions, aws-us-gov for GovCloud, aws-iso* for the isolated regions,
+// else aws.
+func Partition(region string) string {
+	switch {
+	case strings.HasPrefix(region, "cn-"):
+		return "aws-cn"
+	case strings.HasPrefix(region, "us-gov-"):
+		return "aws-us-gov"
+	case strings.HasPrefix(region, "us-isob-"):
+		return "aws-iso-b"
+	case strings.HasPrefix(region, "us-iso-"):
+		return "aws-iso"
+	case strings.HasPrefix(region, "eu-isoe-"):
+		return "aws-iso-e"
+	case strings.HasPrefix(region, "us-isof-"):
+		return "aws-iso-f"
+	}
+	return "aws"
 }

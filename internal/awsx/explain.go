@@ -59,7 +59,8 @@ func ExplainError(err error) error {
 		return nil
 	}
 	var done *explainedError
-	if errors.As(err, &done) {
+	var denied *PermissionError
+	if errors.As(err, &done) || errors.As(err, &denied) {
 		return err
 	}
 	action := "an AWS API"
@@ -121,8 +122,30 @@ func explainCode(code, action string) string {
 // them: ec2:DescribeImages, autoscaling:CreateAutoScalingGroup.
 func iamAction(service, operation string) string {
 	prefix := strings.ToLower(strings.ReplaceAll(service, " ", ""))
+	if p, ok := iamPrefixes[prefix]; ok {
+		prefix = p
+	}
+	if a, ok := iamOperations[prefix+":"+operation]; ok {
+		return a
+	}
 	if prefix == "" {
 		return operation
 	}
 	return prefix + ":" + operation
+}
+
+// iamPrefixes are the IAM prefixes that differ from the SDK's service ID
+// (lower case, without spaces).
+var iamPrefixes = map[string]string{
+	"elasticloadbalancingv2": "elasticloadbalancing",
+}
+
+// iamOperations are the operations IAM authorizes under another action's
+// name.
+var iamOperations = map[string]string{
+	"s3:ListObjectsV2": "s3:ListBucket",
+	"s3:ListObjects":   "s3:ListBucket",
+	"s3:HeadBucket":    "s3:ListBucket",
+	"s3:HeadObject":    "s3:GetObject",
+	"s3:DeleteObjects": "s3:DeleteObject",
 }

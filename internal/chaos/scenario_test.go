@@ -28,6 +28,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/bakery-sh/bakery/internal/faultproxy"
+	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/mototest"
 	"github.com/bakery-sh/bakery/internal/sshtest"
 )
@@ -269,6 +270,8 @@ retain {
 		"BAKERY_POLL_INTERVAL=50ms",
 		"NO_COLOR=1",
 	}
+	// Every call is checked against its verb's IAM policy.
+	w.env = append(w.env, awsx.StrictEnv+"=1", awsx.RecordEnv+"="+os.Getenv(awsx.RecordEnv))
 	w.snapshots0 = map[string]bool{}
 	for _, region := range regions {
 		for _, s := range w.snapshotIDs(region) {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/bakery-sh/bakery/bake"
 	"github.com/bakery-sh/bakery/catalog"
+	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/mototest"
 	"github.com/bakery-sh/bakery/internal/sshtest"
 )
@@ -86,7 +87,8 @@ func awsEnv(t *testing.T, moto *mototest.Server) []string {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
-	return []string{"BAKERY_AWS_ENDPOINT=" + moto.URL, "BAKERY_HOME=" + t.TempDir()}
+	// Every call is checked against its verb's IAM policy.
+	return []string{"BAKERY_AWS_ENDPOINT=" + moto.URL, "BAKERY_HOME=" + t.TempDir(), awsx.StrictEnv + "=1"}
 }
 
 // leftovers lists what a bake could leak in region and was not there in

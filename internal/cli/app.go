@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bakery-sh/bakery/internal/awsx"
+
 	ucli "github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
@@ -282,6 +284,7 @@ func newApp(e *env) *ucli.App {
 			outdatedCommand(e),
 			serveCommand(e),
 			sweepCommand(e),
+			iamPolicyCommand(e),
 			retireCommand(e),
 			validateCommand(e),
 			fmtCommand(e),
@@ -301,6 +304,17 @@ func newApp(e *env) *ucli.App {
 	return app
 }
 
+// commandVerbs maps each command that calls AWS to the verb whose IAM
+// policy covers it (bakery iam-policy VERB).
+var commandVerbs = map[string]awsx.Verb{
+	"bake": awsx.VerbBake, "adopt": awsx.VerbAdopt,
+	"promote": awsx.VerbPromote, "revoke": awsx.VerbPromote, "unrevoke": awsx.VerbPromote, "approve": awsx.VerbPromote,
+	"launch": awsx.VerbLaunch, "rollback": awsx.VerbLaunch,
+	"retire": awsx.VerbRetire, "sweep": awsx.VerbSweep,
+	"status": awsx.VerbStatus, "history": awsx.VerbStatus, "outdated": awsx.VerbStatus, "fleets": awsx.VerbStatus,
+	"serve": awsx.VerbStatus, "sbom": awsx.VerbStatus, "provenance": awsx.VerbStatus,
+}
+
 // withUsageErrors makes flag errors of a command exit with code 2, and
 // adds the global flags so they may also follow the command name.
 // It also notes, before the command runs, what its JSON error document
@@ -311,6 +325,11 @@ func withUsageErrors(cmd *ucli.Command) *ucli.Command {
 	cmd.Before = func(c *ucli.Context) error {
 		if e, ok := c.App.Metadata["env"].(*env); ok {
 			e.beforeCommand(c)
+		}
+		if v, ok := commandVerbs[cmd.Name]; ok {
+			// Its AWS calls are checked against, and explained by, the
+			// verb's IAM policy (awsx.Permissions).
+			c.Context = awsx.WithVerb(c.Context, v)
 		}
 		if before != nil {
 			return before(c)

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/bakery-sh/bakery/catalog"
+	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/mototest"
 	"github.com/bakery-sh/bakery/promote"
 )
@@ -261,6 +262,8 @@ func freshProcessEnv(t *testing.T, moto *mototest.Server, extra ...string) []str
 		"AWS_CONFIG_FILE=" + filepath.Join(t.TempDir(), "none"),
 		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(t.TempDir(), "none"),
 		"BAKERY_AWS_ENDPOINT=" + moto.URL,
+		awsx.StrictEnv + "=1", // every call is checked against its verb's IAM policy
+		awsx.RecordEnv + "=" + os.Getenv(awsx.RecordEnv),
 	}, extra...)
 }
 

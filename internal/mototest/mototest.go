@@ -156,6 +156,10 @@ func Run(m *testing.M) int {
 	return code
 }
 
+// Log returns the end of the server's output (its last 16 KiB): what to
+// read when it answers a call with an internal error.
+func (s *Server) Log() string { return s.log.String() }
+
 // StartupTime is how long the server took from exec to its first answer.
 func (s *Server) StartupTime() time.Duration { return s.startup }
 
