@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/catalog/ledger"
@@ -455,5 +459,60 @@ func TestUnrecorded(t *testing.T) {
 	got := ledger.Unrecorded([]catalog.Event{same, otherStage, later, otherArtifact}, []catalog.Event{rec})
 	if want := []catalog.Event{otherStage, later, otherArtifact}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Unrecorded = %+v, want %+v", got, want)
+	}
+}
+
+// TestAppendSendsWhatALockedBucketNeeds captures the HTTP requests of
+// Append, PutDocument and the locks: a bucket whose policy denies puts of
+// events, index entries and documents without If-None-Match, and whose
+// Object Lock needs a checksum on every put (README: History that cannot
+// be quietly rewritten), accepts each of them. moto enforces neither
+// rule.
+func TestAppendSendsWhatALockedBucketNeeds(t *testing.T) {
+	b := newBucket(t)
+	var mu sync.Mutex
+	var puts []http.Header
+	cfg := b.cfg.Copy()
+	cfg.APIOptions = append(slices.Clone(cfg.APIOptions), func(st *middleware.Stack) error {
+		return st.Finalize.Add(middleware.FinalizeMiddlewareFunc("capture",
+			func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+				if req, ok := in.Request.(*smithyhttp.Request); ok && req.Method == http.MethodPut {
+					mu.Lock()
+					puts = append(puts, req.Header.Clone())
+					mu.Unlock()
+				}
+				return next.HandleFinalize(ctx, in)
+			}), middleware.After)
+	})
+	l := b.ledgerWith(t, cfg)
+	appendN(t, l, 2)
+	if _, err := l.PutDocument(context.Background(), "web", []byte(`{"spdxVersion":"SPDX-2.3"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if len(puts) != 5 {
+		t.Fatalf("%d PUT requests for 2 events and a document, want 5 (2 links, 2 index entries, the document)", len(puts))
+	}
+	// A lock is written with If-None-Match, renewed with If-Match.
+	le, err := l.Acquire(context.Background(), "web", "prod", "alice", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Renew(context.Background(), le); err != nil {
+		t.Fatal(err)
+	}
+	if len(puts) != 7 {
+		t.Fatalf("%d PUT requests after a lock and its renewal, want 7", len(puts))
+	}
+	for i, h := range puts {
+		checksum := h.Get("Content-MD5") != ""
+		for k := range h {
+			checksum = checksum || strings.HasPrefix(strings.ToLower(k), "x-amz-checksum-")
+		}
+		if !checksum {
+			t.Errorf("PUT %d headers %v: want a checksum (Content-MD5 or x-amz-checksum-*)", i, h)
+		}
+		if h.Get("If-None-Match") != "*" && i < 6 {
+			t.Errorf("PUT %d headers %v: want If-None-Match: *", i, h)
+		}
 	}
 }

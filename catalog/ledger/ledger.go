@@ -43,6 +43,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bakery-sh/bakery/catalog"
@@ -292,15 +293,18 @@ const maxAppendRaces = 64
 
 // putOnce writes body at key only if no object is there (If-None-Match:
 // *), sending it again after a 409 conflict. A 412 (the object is
-// there) is returned as is.
+// there) is returned as is. The put carries a SHA-256 checksum, which a
+// bucket with Object Lock requires (the SDK sends none by itself on some
+// transports).
 func (l *Ledger) putOnce(ctx context.Context, key string, body []byte) error {
 	for try := 0; ; try++ {
 		_, err := l.client.PutObject(ctx, &s3.PutObjectInput{
-			Bucket:      aws.String(l.bucket),
-			Key:         aws.String(key),
-			Body:        bytes.NewReader(body),
-			ContentType: aws.String("application/json"),
-			IfNoneMatch: aws.String("*"),
+			Bucket:            aws.String(l.bucket),
+			Key:               aws.String(key),
+			Body:              bytes.NewReader(body),
+			ContentType:       aws.String("application/json"),
+			IfNoneMatch:       aws.String("*"),
+			ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256,
 		})
 		if isConflict(err) && try < maxConflictRetries {
 			continue
