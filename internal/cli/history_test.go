@@ -63,6 +63,20 @@ func TestHistoryVerify(t *testing.T) {
 		t.Errorf("history --verify --output json (every recipe of the file) = %+v; want intact, 2 chained, the bake on the images only", doc)
 	}
 
+	// Every recipe of ./recipes: base's catalog block names the ledger,
+	// plain has none: base's verdict, and a failure naming plain.
+	project := t.TempDir()
+	writeFiles(t, project, map[string]string{
+		"recipes/base.bake.hcl":  ledgerAMIRecipe(fmt.Sprintf("catalog {\n  bucket = %q\n  prefix = \"team\"\n}\n", bucket)),
+		"recipes/plain.bake.hcl": strings.Replace(ledgerAMIRecipe(""), `recipe "base"`, `recipe "plain"`, 1),
+	})
+	t.Chdir(project)
+	r = run(t, env, "history", "--verify")
+	if r.code != exitFailure || !strings.Contains(r.stdout, "base: s3://"+bucket+"/team: 2 event(s) chained") || strings.Contains(r.stdout, "plain") ||
+		!strings.Contains(r.stderr, "plain has no ledger") || strings.Contains(r.stderr, "base has") {
+		t.Errorf("history --verify of every recipe, one without a ledger: exit %d, want 1 with base's verdict and a failure naming plain\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+
 	// Someone with s3:PutObject rewrites the promotion to dev.
 	s3c := awsx.NewS3(moto.Config(t, "us-east-1"), "")
 	ctx := context.Background()
