@@ -12,7 +12,7 @@
 // written with a conditional put (If-None-Match: *), so that nothing is
 // ever overwritten and two runners appending at once end with one chain;
 // it records the digest of the link before it, so that Verify finds any
-// event edited or deleted since (Verify). An index entry per event,
+// event edited or deleted since. An index entry per event,
 // PREFIX/RECIPE/index/<number>-<sha256 of the event>, lets a retry of the
 // same event find it and never record it twice. Events written before
 // the chain existed (PREFIX/RECIPE/events/<unix-nanos>-<16 hex>.json) are
