@@ -1,16 +1,12 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/bakery-sh/bakery/internal/awsx"
 )
@@ -50,22 +46,10 @@ func (l *Ledger) PutDocument(ctx context.Context, recipe string, data []byte) (s
 	if err != nil {
 		return "", err
 	}
-	for try := 0; ; try++ {
-		_, err = l.client.PutObject(ctx, &s3.PutObjectInput{
-			Bucket:      aws.String(l.bucket),
-			Key:         aws.String(key),
-			Body:        bytes.NewReader(data),
-			ContentType: aws.String("application/json"),
-			IfNoneMatch: aws.String("*"),
-		})
-		switch {
-		case err == nil, isPreconditionFailed(err):
-			return digest, nil // 412: there already, and its name is its content's digest
-		case isConflict(err) && try < maxConflictRetries:
-			continue
-		}
+	if err := l.putOnce(ctx, key, data); err != nil && !isPreconditionFailed(err) {
 		return "", fmt.Errorf("storing a document of %s in %s (s3://%s/%s): %w", recipe, l, l.bucket, key, awsx.ExplainError(err))
 	}
+	return digest, nil // 412: there already, and its name is its content's digest
 }
 
 // Document reads the document of recipe's images with digest, checking

@@ -3,11 +3,14 @@ package ledger_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -115,7 +118,7 @@ func (f *fakeS3) DeleteObject(_ context.Context, in *s3.DeleteObjectInput, _ ...
 
 // TestAppendRetriesAConditionalConflict: S3 answers 409 when another
 // conditional write to the key is in flight; Append sends the same put
-// again, and a later 412 (the other write was this very event) is success.
+// again.
 func TestAppendRetriesAConditionalConflict(t *testing.T) {
 	f := newFakeS3()
 	l, err := ledger.New(f, "acme-ledger", "bakery")
@@ -126,8 +129,8 @@ func TestAppendRetriesAConditionalConflict(t *testing.T) {
 	if err := l.Append(context.Background(), event(t0, catalog.ActionPromote, "1.0.0")); err != nil {
 		t.Fatalf("Append after two 409s: %v", err)
 	}
-	if f.puts != 3 || len(f.objects) != 1 {
-		t.Errorf("%d puts and %d objects, want 3 puts and 1 object", f.puts, len(f.objects))
+	if f.puts != 4 || len(f.objects) != 2 {
+		t.Errorf("%d puts and %d objects, want 4 puts (two refused, the link, its index entry) and 2 objects", f.puts, len(f.objects))
 	}
 	f.conflicts = 10
 	if err := l.Append(context.Background(), event(t0.Add(time.Hour), catalog.ActionPromote, "1.0.1")); err == nil {
@@ -169,5 +172,61 @@ func TestEventsBoundsItsReads(t *testing.T) {
 	}
 	if f.maxFlight > 3 {
 		t.Errorf("%d reads were in flight at once, want at most 3", f.maxFlight)
+	}
+}
+
+// racingS3 is a fakeS3 where another runner's event takes each link's
+// place just before a put of this runner reaches it, races times.
+type racingS3 struct {
+	*fakeS3
+	races  int
+	bodies [][]byte // what the other runner wrote
+}
+
+func (r *racingS3) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	if k := aws.ToString(in.Key); r.races > 0 && strings.Contains(k, "/events/") {
+		r.races--
+		body, _ := json.Marshal(map[string]any{"time": t0.Add(time.Duration(r.races) * time.Second), "action": "promote", "recipe": "web",
+			"version": fmt.Sprintf("2.0.%d", r.races), "seq": len(r.bodies) + 1})
+		r.mu.Lock()
+		r.objects[k], r.etags[k] = body, fmt.Sprintf(`"other-%d"`, r.races)
+		r.mu.Unlock()
+		r.bodies = append(r.bodies, body)
+	}
+	return r.fakeS3.PutObject(ctx, in, opts...)
+}
+
+// TestAppendTakesTheNextNumberAfterARace: each time another runner's
+// event takes the number Append tries (412), Append links its event
+// after that one, at the next number; after too many lost races it
+// gives up saying to try again, having overwritten nothing.
+func TestAppendTakesTheNextNumberAfterARace(t *testing.T) {
+	f := &racingS3{fakeS3: newFakeS3(), races: 3}
+	l, _ := ledger.New(f, "acme-ledger", "bakery")
+	if err := l.Append(context.Background(), event(t0, catalog.ActionPromote, "1.0.0")); err != nil {
+		t.Fatal(err)
+	}
+	var lk struct {
+		Seq     int64  `json:"seq"`
+		Prev    string `json:"prev"`
+		Version string `json:"version"`
+	}
+	if err := json.Unmarshal(f.objects["bakery/web/events/00000000004.json"], &lk); err != nil {
+		t.Fatalf("link 4: %v", err)
+	}
+	if sum := sha256.Sum256(f.bodies[2]); lk.Seq != 4 || lk.Version != "1.0.0" || lk.Prev != "sha256:"+hex.EncodeToString(sum[:]) {
+		t.Errorf("after 3 lost races the event is %+v; want link 4 of 1.0.0 after the third winner's", lk)
+	}
+	for i, body := range f.bodies {
+		if k := fmt.Sprintf("bakery/web/events/%011d.json", i+1); !bytes.Equal(f.objects[k], body) {
+			t.Errorf("%s was overwritten", k)
+		}
+	}
+
+	f = &racingS3{fakeS3: newFakeS3(), races: 1000}
+	l, _ = ledger.New(f, "acme-ledger", "bakery")
+	err := l.Append(context.Background(), event(t0, catalog.ActionPromote, "1.0.0"))
+	if err == nil || !strings.Contains(err.Error(), "try again") {
+		t.Errorf("Append losing every race: %v, want an error saying to try again", err)
 	}
 }

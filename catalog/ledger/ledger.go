@@ -4,13 +4,19 @@
 // tags, so older events are pruned from it). There is still no bakery
 // server: S3 is the engine many runners share.
 //
-// The ledger is append-only. Each event is one object,
+// The ledger is append-only. Each event is one object, a link of its
+// recipe's chain,
 //
-//	PREFIX/RECIPE/events/<unix-nanos>-<sha256 of the event, 16 hex>.json
+//	PREFIX/RECIPE/events/<sequence number, 11 digits>.json
 //
-// written with a conditional put (If-None-Match: *), so that a retry of
-// the same event never records it twice, and nothing is ever
-// overwritten. A lock is a lease object,
+// written with a conditional put (If-None-Match: *), so that nothing is
+// ever overwritten and two runners appending at once end with one chain;
+// it records the digest of the link before it, so that Verify finds any
+// event edited or deleted since. An index entry per event,
+// PREFIX/RECIPE/index/<number>-<sha256 of the event>, lets a retry of the
+// same event find it and never record it twice. Events written before
+// the chain existed (PREFIX/RECIPE/events/<unix-nanos>-<16 hex>.json) are
+// still read, as the chain's unverifiable prefix. A lock is a lease object,
 //
 //	PREFIX/RECIPE/locks/STAGE.json  {holder, acquired, expires, purpose}
 //
@@ -25,9 +31,6 @@ package ledger
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +43,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bakery-sh/bakery/catalog"
@@ -191,28 +195,20 @@ func (l *Ledger) key(parts ...string) string {
 // eventsPrefix is where recipe's events are, with a trailing "/".
 func (l *Ledger) eventsPrefix(recipe string) string { return l.key(recipe, "events") + "/" }
 
-// encodeEvent returns the object body of ev (its JSON) and its key name
-// within the events folder: the time in Unix nanoseconds, zero-padded so
-// that keys sort by time, and a short hash of the body, so that two
-// events at the same instant are two objects and the same event is one.
-func encodeEvent(ev catalog.Event) (name string, body []byte, err error) {
-	ev.Time = ev.Time.UTC()
-	body, err = json.Marshal(ev)
-	if err != nil {
-		return "", nil, err
-	}
-	sum := sha256.Sum256(body)
-	return fmt.Sprintf("%019d-%s.json", max(0, ev.Time.UnixNano()), hex.EncodeToString(sum[:8])), body, nil
-}
-
 // maxConflictRetries is how many times a conditional write is sent again
 // after S3 answers 409 ConditionalRequestConflict (another conditional
 // write to the same key was in flight).
 const maxConflictRetries = 3
 
-// Append records ev under its recipe: one object, written only if it is
-// not there yet, so that appending the same event again (a retry after a
-// lost answer) changes nothing. ev needs a recipe and a time.
+// Append records ev under its recipe as the next link of the recipe's
+// chain (see the package documentation): an object written only if it
+// is not there yet, holding the digest of the link before it. Appending
+// the same event again (a retry after a lost answer, or a rerun of a
+// promotion) changes nothing: the event is found by its index entry, or,
+// when a crash came between the link and its index entry, among the
+// links that have none. When another runner took the sequence number
+// first, Append reads its link and takes the next number. ev needs a
+// recipe and a time.
 func (l *Ledger) Append(ctx context.Context, ev catalog.Event) error {
 	if err := checkRecipe(ev.Recipe); err != nil {
 		return fmt.Errorf("appending a %s event to %s: %w", ev.Action, l, err)
@@ -220,29 +216,121 @@ func (l *Ledger) Append(ctx context.Context, ev catalog.Event) error {
 	if ev.Time.IsZero() {
 		return fmt.Errorf("appending a %s event of %s@%s to %s: the event has no time", ev.Action, ev.Recipe, ev.Version, l)
 	}
-	name, body, err := encodeEvent(ev)
+	what := fmt.Sprintf("appending a %s event of %s@%s to %s", ev.Action, ev.Recipe, ev.Version, l)
+	ev.Time = ev.Time.UTC()
+	id, err := eventID(ev)
 	if err != nil {
-		return fmt.Errorf("appending a %s event of %s@%s to %s: encoding it: %w", ev.Action, ev.Recipe, ev.Version, l, err)
+		return fmt.Errorf("%s: encoding it: %w", what, err)
 	}
-	key := l.eventsPrefix(ev.Recipe) + name
-	for try := 0; ; try++ {
-		_, err = l.client.PutObject(ctx, &s3.PutObjectInput{
-			Bucket:      aws.String(l.bucket),
-			Key:         aws.String(key),
-			Body:        bytes.NewReader(body),
-			ContentType: aws.String("application/json"),
-			IfNoneMatch: aws.String("*"),
-		})
+	st, err := l.scan(ctx, ev.Recipe)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if st.recorded(id, ev.Time) {
+		return nil
+	}
+	// Links without an index entry: a crash between a link and its
+	// entry (or an append in flight). One of them may be this event.
+	var head []byte
+	for _, seq := range st.unindexed() {
+		body, err := l.readLink(ctx, ev.Recipe, seq)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if lk, err := decodeLink(body); err == nil && lk.id == id {
+			return l.putIndex(ctx, ev.Recipe, seq, id, what)
+		}
+		if seq == st.maxSeq {
+			head = body
+		}
+	}
+	seq, prev := st.maxSeq+1, ""
+	switch {
+	case st.maxSeq > 0 && head == nil:
+		if head, err = l.readLink(ctx, ev.Recipe, st.maxSeq); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		prev = digestOf(head)
+	case st.maxSeq > 0:
+		prev = digestOf(head)
+	case len(st.old) > 0:
+		// The first link seals the events written before the chain.
+		if prev, err = l.seal(ctx, ev.Recipe, st.old); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	for race := 0; ; race++ {
+		body, err := encodeLink(ev, seq, prev)
+		if err != nil {
+			return fmt.Errorf("%s: encoding it: %w", what, err)
+		}
+		key := l.linkKey(ev.Recipe, seq)
+		err = l.putOnce(ctx, key, body)
 		switch {
-		case err == nil, isPreconditionFailed(err):
-			// 412: the object is there. Its name holds the hash of
-			// this very content: it is this event, appended before.
-			return nil
-		case isConflict(err) && try < maxConflictRetries:
+		case err == nil:
+			return l.putIndex(ctx, ev.Recipe, seq, id, what)
+		case !isPreconditionFailed(err):
+			return fmt.Errorf("%s (s3://%s/%s): %w", what, l.bucket, key, awsx.ExplainError(err))
+		case race >= maxAppendRaces:
+			return fmt.Errorf("%s: %d other events took the next place in the chain first; try again", what, race+1)
+		}
+		// 412: the place is taken, by this very event (the answer of
+		// an earlier try was lost) or by another runner's.
+		other, err := l.readLink(ctx, ev.Recipe, seq)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if lk, err := decodeLink(other); err == nil && lk.id == id {
+			return l.putIndex(ctx, ev.Recipe, seq, id, what)
+		}
+		seq, prev = seq+1, digestOf(other)
+	}
+}
+
+// maxAppendRaces is how many times Append takes the next sequence number
+// because another runner's event took the one it tried.
+const maxAppendRaces = 64
+
+// putOnce writes body at key only if no object is there (If-None-Match:
+// *), sending it again after a 409 conflict. A 412 (the object is
+// there) is returned as is. The put carries a SHA-256 checksum, which a
+// bucket with Object Lock requires (the SDK sends none by itself on some
+// transports).
+func (l *Ledger) putOnce(ctx context.Context, key string, body []byte) error {
+	for try := 0; ; try++ {
+		_, err := l.client.PutObject(ctx, &s3.PutObjectInput{
+			Bucket:            aws.String(l.bucket),
+			Key:               aws.String(key),
+			Body:              bytes.NewReader(body),
+			ContentType:       aws.String("application/json"),
+			IfNoneMatch:       aws.String("*"),
+			ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256,
+		})
+		if isConflict(err) && try < maxConflictRetries {
 			continue
 		}
-		return fmt.Errorf("appending a %s event of %s@%s to %s (s3://%s/%s): %w", ev.Action, ev.Recipe, ev.Version, l, l.bucket, key, awsx.ExplainError(err))
+		return err
 	}
+}
+
+// putIndex writes the index entry of the event id at seq: an empty
+// object, written once.
+func (l *Ledger) putIndex(ctx context.Context, recipe string, seq int64, id, what string) error {
+	key := l.indexKey(recipe, seq, id)
+	if err := l.putOnce(ctx, key, nil); err != nil && !isPreconditionFailed(err) {
+		return fmt.Errorf("%s: indexing it (s3://%s/%s): %w", what, l.bucket, key, awsx.ExplainError(err))
+	}
+	return nil
+}
+
+// readLink reads the link at seq of recipe's chain.
+func (l *Ledger) readLink(ctx context.Context, recipe string, seq int64) ([]byte, error) {
+	key := l.linkKey(recipe, seq)
+	body, _, err := l.get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("reading event s3://%s/%s: %w", l.bucket, key, err)
+	}
+	return body, nil
 }
 
 // Events returns every event of recipe's images in the ledger, oldest
@@ -254,21 +342,14 @@ func (l *Ledger) Events(ctx context.Context, recipe string) ([]catalog.Event, er
 		return nil, fmt.Errorf("reading the history of %s from %s: %w", recipe, l, err)
 	}
 	prefix := l.eventsPrefix(recipe)
-	in := &s3.ListObjectsV2Input{Bucket: aws.String(l.bucket), Prefix: aws.String(prefix)}
-	if l.o.pageSize > 0 {
-		in.MaxKeys = aws.Int32(l.o.pageSize)
+	all, err := l.list(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing the history of %s in %s: %w", recipe, l, err)
 	}
 	var keys []string
-	p := s3.NewListObjectsV2Paginator(l.client, in)
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("listing the history of %s in %s: %w", recipe, l, awsx.ExplainError(err))
-		}
-		for _, obj := range page.Contents {
-			if k := aws.ToString(obj.Key); strings.HasSuffix(k, ".json") {
-				keys = append(keys, k)
-			}
+	for _, k := range all {
+		if strings.HasSuffix(k, ".json") {
+			keys = append(keys, k)
 		}
 	}
 	slices.Sort(keys)
@@ -281,18 +362,19 @@ func (l *Ledger) Events(ctx context.Context, recipe string) ([]catalog.Event, er
 			if err != nil {
 				return fmt.Errorf("reading event s3://%s/%s of %s: %w", l.bucket, k, recipe, err)
 			}
-			if err := json.Unmarshal(body, &evs[i]); err != nil {
+			lk, err := decodeLink(body)
+			if err != nil {
 				return fmt.Errorf("reading event s3://%s/%s of %s: it is not an event (%v): the ledger is append-only and written by bakery alone; move the object out of %s", l.bucket, k, recipe, err, prefix)
 			}
-			evs[i].Time = evs[i].Time.UTC()
+			evs[i] = lk.Event
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	// The keys start with the time, zero-padded: sorted by key is sorted
-	// by time. Sort again anyway, should an object be named otherwise.
+	// Links are in the order they were appended, which two runners'
+	// clocks need not agree with: sort by time.
 	slices.SortStableFunc(evs, func(a, b catalog.Event) int { return a.Time.Compare(b.Time) })
 	return evs, nil
 }

@@ -119,11 +119,11 @@ func event(t time.Time, action, version string) catalog.Event {
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
 
-// TestAppendTwiceIsOneObject appends the same event twice, as a retry
-// after a lost answer does: the second conditional put is refused with
-// 412 by S3 (moto enforces If-None-Match), which Append takes for
-// success, and the ledger holds the event once. Another event at the
-// same instant is an object of its own.
+// TestAppendTwiceIsOneObject appends the same event twice, as a rerun
+// of a promotion does: the first Append writes the chain's first link
+// and its index entry, each with If-None-Match: *; the second finds the
+// event in the index and writes nothing. Another event at the same
+// instant is a link of its own.
 func TestAppendTwiceIsOneObject(t *testing.T) {
 	b := newBucket(t)
 	var rec calls
@@ -136,11 +136,11 @@ func TestAppendTwiceIsOneObject(t *testing.T) {
 		}
 	}
 	keys := b.keys(t, "bakery/web/events/")
-	if len(keys) != 1 {
-		t.Fatalf("the ledger holds %d objects after appending one event twice, want 1: %v", len(keys), keys)
+	if want := []string{"bakery/web/events/00000000001.json"}; !reflect.DeepEqual(keys, want) {
+		t.Fatalf("the ledger holds %v after appending one event twice, want %v", keys, want)
 	}
-	if want := fmt.Sprintf("bakery/web/events/%019d-", t0.UnixNano()); !strings.HasPrefix(keys[0], want) || !strings.HasSuffix(keys[0], ".json") {
-		t.Errorf("key %s, want %s<hash>.json", keys[0], want)
+	if idx := b.keys(t, "bakery/web/index/"); len(idx) != 1 || !strings.HasPrefix(idx[0], "bakery/web/index/00000000001-") {
+		t.Errorf("index entries %v, want one for link 1", idx)
 	}
 	for _, in := range rec.in {
 		if put, ok := in.(*s3.PutObjectInput); ok && aws.ToString(put.IfNoneMatch) != "*" {
@@ -148,7 +148,7 @@ func TestAppendTwiceIsOneObject(t *testing.T) {
 		}
 	}
 	if n := rec.count("PutObject"); n != 2 {
-		t.Errorf("%d PutObject calls, want 2", n)
+		t.Errorf("%d PutObject calls, want 2 (the link and its index entry, once)", n)
 	}
 
 	other := ev

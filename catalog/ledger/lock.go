@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/bakery-sh/bakery/internal/awsx"
 )
@@ -290,10 +291,11 @@ func (l *Ledger) put(ctx context.Context, key string, le *Lease, ifMatch string)
 		return err
 	}
 	in := &s3.PutObjectInput{
-		Bucket:      aws.String(l.bucket),
-		Key:         aws.String(key),
-		Body:        bytes.NewReader(body),
-		ContentType: aws.String("application/json"),
+		Bucket:            aws.String(l.bucket),
+		Key:               aws.String(key),
+		Body:              bytes.NewReader(body),
+		ContentType:       aws.String("application/json"),
+		ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256, // Object Lock needs one
 	}
 	if ifMatch == "" {
 		in.IfNoneMatch = aws.String("*")

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"cmp"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -293,16 +292,25 @@ func historyCommand(e *env) *ucli.Command {
 	return withUsageErrors(&ucli.Command{
 		Name:      "history",
 		Usage:     "list every bake, promotion, demotion and revocation of a recipe, newest first",
-		ArgsUsage: "RECIPE",
+		ArgsUsage: "RECIPE | --verify [RECIPE]",
 		Description: "The history is read from the images themselves. An AMI keeps only its\n" +
 			"most recent events (it has at most 50 tags); with a ledger (a catalog\n" +
 			"block in the recipe, or BAKERY_LEDGER) the full history is read from it\n" +
-			"and merged in. Without one, history says how many older events are gone.",
-		Flags: recipeFlags(),
+			"and merged in. Without one, history says how many older events are gone.\n\n" +
+			"--verify checks the ledger's chain of the recipe (of every recipe when none\n" +
+			"is named): an event edited, deleted or missing since it was written is\n" +
+			"reported, one per line, and history exits 3. Events written before the\n" +
+			"chain and events on the images alone are listed as unverifiable.",
+		Flags: append(recipeFlags(),
+			&ucli.BoolFlag{Name: "verify", Usage: "check that no event of the ledger was edited or deleted since it was written (exit 3 if one was)"},
+		),
 		Action: func(c *ucli.Context) error {
 			g, err := readGlobals(c)
 			if err != nil {
 				return err
+			}
+			if c.Bool("verify") {
+				return e.verifyHistory(c, g)
 			}
 			if c.NArg() != 1 {
 				return usagef("history takes one RECIPE, for example: bakery history web")
@@ -324,23 +332,11 @@ func historyCommand(e *env) *ucli.Command {
 // serves) for r: the events on its images, with the retire events that
 // outlive a container version and, with a ledger, the full history.
 func (s *session) historyDoc(r *recipes.Recipe) (historyDoc, error) {
-	all, err := s.loadCatalog([]*recipes.Recipe{r})
+	events, arts, err := s.imageHistory(r)
 	if err != nil {
 		return historyDoc{}, err
 	}
-	doc := historyDoc{Recipe: r.Name, Events: promote.History(all[0])}
-	// A retired container version's retire event outlives it.
-	for _, a := range all[0] {
-		if rs, ok := a.Store.(interface {
-			RetiredEvents(context.Context) ([]catalog.Event, error)
-		}); ok {
-			evs, err := rs.RetiredEvents(s.c.Context)
-			if err != nil {
-				return historyDoc{}, err
-			}
-			doc.Events = promote.MergeHistory(doc.Events, evs)
-		}
-	}
+	doc := historyDoc{Recipe: r.Name, Events: events}
 	l, err := s.ledger(r)
 	if err != nil {
 		return historyDoc{}, err
@@ -352,7 +348,7 @@ func (s *session) historyDoc(r *recipes.Recipe) (historyDoc, error) {
 		}
 		doc.Events, doc.Ledger = promote.MergeHistory(doc.Events, kept), l.String()
 	} else {
-		doc.Pruned = promote.Pruned(all[0])
+		doc.Pruned = promote.Pruned(arts)
 	}
 	if doc.Events == nil {
 		doc.Events = []catalog.Event{}

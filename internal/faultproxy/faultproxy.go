@@ -25,7 +25,8 @@
 //     forwarded, and Describe* list answers leave them out.
 //   - StaleReads answers a DescribeImages call with tag filters with the
 //     answer an identical call got a moment ago.
-//   - LoseAnswer lets a call take effect and then drops its answer.
+//   - LoseAnswer lets a call take effect and then drops its answer. S3
+//     calls are named as the SDK names them (PutObject, GetObject, ...).
 //   - InternalError answers a fraction of the calls with HTTP 500.
 //   - Latency holds a fraction of the calls for a while before
 //     forwarding them.
@@ -358,7 +359,52 @@ func parseRequest(r *http.Request, body []byte) request {
 		}
 	}
 	req.action = req.params.Get("Action")
+	if req.action == "" && req.service == "s3" {
+		req.action = s3Action(r)
+	}
 	return req
+}
+
+// s3Action names the S3 REST call r makes (path-style, as bakery's S3
+// clients address an endpoint override): PutObject, GetObject,
+// ListObjectsV2, ... S3 names its calls by method and path, not by an
+// Action parameter.
+func s3Action(r *http.Request) string {
+	object := strings.Contains(strings.Trim(r.URL.Path, "/"), "/")
+	q := r.URL.Query()
+	switch r.Method {
+	case http.MethodPut:
+		switch {
+		case !object:
+			return "CreateBucket"
+		case r.Header.Get("X-Amz-Copy-Source") != "":
+			return "CopyObject"
+		}
+		return "PutObject"
+	case http.MethodGet:
+		switch {
+		case object:
+			return "GetObject"
+		case q.Get("list-type") == "2":
+			return "ListObjectsV2"
+		}
+		return "ListObjects"
+	case http.MethodHead:
+		if object {
+			return "HeadObject"
+		}
+		return "HeadBucket"
+	case http.MethodDelete:
+		if object {
+			return "DeleteObject"
+		}
+		return "DeleteBucket"
+	case http.MethodPost:
+		if q.Has("delete") {
+			return "DeleteObjects"
+		}
+	}
+	return ""
 }
 
 // credentialScope returns the region and service of a SigV4
