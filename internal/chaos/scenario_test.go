@@ -27,8 +27,8 @@ import (
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/bakery-sh/bakery/internal/faultproxy"
 	"github.com/bakery-sh/bakery/internal/awsx"
+	"github.com/bakery-sh/bakery/internal/faultproxy"
 	"github.com/bakery-sh/bakery/internal/mototest"
 	"github.com/bakery-sh/bakery/internal/sshtest"
 )
