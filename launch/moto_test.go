@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
@@ -733,4 +734,43 @@ func TestAnInterruptAfterTheNewGroupServesUndoesNothing(t *testing.T) {
 		t.Errorf("interrupted after the commit: %v", err)
 	}
 	w.requireOnly("web-prod-v001:disabled", "web-prod-v002:serving")
+}
+
+// refuseDelete is an Auto Scaling client that refuses to delete groups.
+type refuseDelete struct{ fleet.AutoScaling }
+
+func (refuseDelete) DeleteAutoScalingGroup(context.Context, *autoscaling.DeleteAutoScalingGroupInput, ...func(*autoscaling.Options)) (*autoscaling.DeleteAutoScalingGroupOutput, error) {
+	return nil, errors.New("refused by the test")
+}
+
+// A launch whose new group fails the gate and then cannot be deleted
+// (a permission missing, AWS failing) keeps that group's launch template:
+// deleting it would leave a group that can neither scale nor be rolled
+// back to (the IAM proof found it, with autoscaling:DeleteAutoScalingGroup
+// missing from a later probe's policy). sweep removes the template once
+// the group is gone.
+func TestATemplateStaysWithAGroupItsLaunchCouldNotDelete(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.serving(w.launcher())
+	clients := fleet.ClientsFromConfig(w.cfg)
+	as := clients.AutoScaling
+	clients.AutoScaling = func(r string) fleet.AutoScaling { return refuseDelete{as(r)} }
+	inv := fleet.New(clients, fleet.WithPollInterval(time.Millisecond), fleet.WithClock(w.clock))
+	h := &hookHealth{real: inv, first: func(g fleet.Group) {
+		if _, err := w.ec2.StopInstances(context.Background(), &ec2.StopInstancesInput{InstanceIds: []string{g.Instances[0].ID}}); err != nil {
+			t.Error(err)
+		}
+	}}
+	images := func(string) launch.Images { return w.ec2 }
+	l := launch.New(inv, images, w.store, launch.WithClock(w.clock), launch.WithPollInterval(time.Second), launch.WithHealth(h))
+	_, err := w.launch(l, launch.Request{})
+	if err == nil || !strings.Contains(err.Error(), "refused by the test") {
+		t.Fatalf("launch = %v, want the gate's failure and the refused deletion", err)
+	}
+	g := w.group("web-prod-v002")
+	out, err := w.ec2.DescribeLaunchTemplates(context.Background(), &ec2.DescribeLaunchTemplatesInput{LaunchTemplateIds: []string{g.TemplateID}})
+	if err != nil || len(out.LaunchTemplates) != 1 {
+		t.Errorf("the launch template %s of web-prod-v002, which still exists, is gone: %v", g.TemplateID, err)
+	}
 }

@@ -202,8 +202,13 @@ func (s *templateStep) Run(ctx context.Context, st *state, _ progress.Step) erro
 	return nil
 }
 
+// Cleanup deletes the template when no group was created from it. Once
+// one was, the group's cleanup owns it: fleet.Inventory.Delete deletes
+// it with the group, and a group that could not be deleted (or is kept
+// for debugging) keeps its template, which it needs to scale or be
+// rolled back to.
 func (s *templateStep) Cleanup(ctx context.Context, st *state, failed bool) error {
-	if !failed || st.committed || st.template.ID == "" || st.res.Failed != "" {
+	if !failed || st.committed || st.template.ID == "" || st.res.Failed != "" || st.created {
 		return nil
 	}
 	return s.l.inv.DeleteTemplate(ctx, st.region, st.template.ID)

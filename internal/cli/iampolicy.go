@@ -58,6 +58,9 @@ func iamPolicyCommand(e *env) *ucli.Command {
 			}
 			if name != "" || c.String("file") != "" {
 				rs, err := e.findRecipes(c, g, name)
+				if err != nil && name != "" {
+					return fmt.Errorf("%q is no verb (%s), so it was taken for a recipe: %w", name, strings.Join(verbNames(), ", "), err)
+				}
 				if err != nil {
 					return err
 				}
