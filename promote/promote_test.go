@@ -15,6 +15,7 @@ import (
 type fakeStore struct {
 	promoted []string
 	revoked  []string
+	recorded []catalog.Event
 	fail     error
 }
 
@@ -31,6 +32,13 @@ func (f *fakeStore) Revoke(_ context.Context, e catalog.Entry, _ catalog.Event) 
 	return nil
 }
 func (f *fakeStore) Unrevoke(context.Context, catalog.Entry, catalog.Event) error { return nil }
+func (f *fakeStore) Record(_ context.Context, _ catalog.Entry, ev catalog.Event) error {
+	if f.fail != nil {
+		return f.fail
+	}
+	f.recorded = append(f.recorded, ev)
+	return nil
+}
 
 var (
 	t0     = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
