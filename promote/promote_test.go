@@ -3,6 +3,7 @@ package promote
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,19 @@ func entry(version string, in map[string]time.Time) catalog.Entry {
 	return e
 }
 
+// ann and bob are two IAM users.
+var (
+	ann = Identity{Name: "arn:aws:iam::123456789012:user/ann", Verified: true}
+	bob = Identity{Name: "arn:aws:iam::123456789012:user/bob", Verified: true}
+)
+
+// approved returns e with an approve event for stage by who at at.
+func approved(e catalog.Entry, stage string, who Identity, at time.Time) catalog.Entry {
+	e.Events = append(slices.Clone(e.Events), catalog.Event{Time: at, Action: catalog.ActionApprove, Recipe: "web", Version: e.Version,
+		Stage: stage, Actor: who.Name, Unverified: !who.Verified})
+	return e
+}
+
 func art(name string, es ...catalog.Entry) *Artifact {
 	return &Artifact{Kind: "ami", Name: name, Store: &fakeStore{}, Entries: es}
 }
@@ -84,17 +98,17 @@ func TestCheck(t *testing.T) {
 		{name: "unknown stage", arts: []*Artifact{art("web", entry("1.0.0", nil))}, req: Request{Version: "1.0.0", To: "qa"}, wantErr: `unknown stage "qa"; the recipe's stages are dev → staging → prod`},
 		{name: "unknown version", arts: []*Artifact{art("web", entry("1.0.0", nil))}, req: Request{Version: "9.9.9", To: "dev"}, wantErr: "has no version 9.9.9; known versions: 1.0.0"},
 		{name: "revoked, even forced", arts: []*Artifact{art("web", revoked)}, req: Request{Version: "1.0.0", To: "dev", Force: true, Reason: "x"}, wantErr: "is revoked (CVE-2026-1)"},
-		{name: "skipping a stage", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"dev": t0}))}, req: Request{Version: "1.0.0", To: "prod", ApprovedBy: "ann"}, now: t0, wantErr: "is not in staging, the stage before prod"},
+		{name: "skipping a stage", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"dev": t0}))}, req: Request{Version: "1.0.0", To: "prod"}, now: t0, wantErr: "is not in staging, the stage before prod"},
 		{name: "soak not met", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"dev": t0}))}, req: Request{Version: "1.0.0", To: "staging"}, now: t0.Add(2 * time.Hour), wantErr: "has been in dev for 2h0m0s; staging needs 24h0m0s (gate min_soak): wait until 2026-11-26T12:00:00Z"},
 		{name: "soak met", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"dev": t0}))}, req: Request{Version: "1.0.0", To: "staging"}, now: t0.Add(25 * time.Hour)},
-		{name: "approval missing", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"staging": t0}))}, req: Request{Version: "1.0.0", To: "prod"}, now: t0, wantErr: "prod requires approval (gate require_approval): pass --approved-by NAME"},
-		{name: "approval given", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"staging": t0}))}, req: Request{Version: "1.0.0", To: "prod", ApprovedBy: "ann"}, now: t0},
+		{name: "approval missing", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"staging": t0}))}, req: Request{Version: "1.0.0", To: "prod", Promoter: bob}, now: t0, wantErr: "prod requires approval (gate require_approval) and web@1.0.0 has no approval for prod: run `bakery approve web@1.0.0 --for prod` as someone other than you (arn:aws:iam::123456789012:user/bob)"},
+		{name: "approval given", arts: []*Artifact{art("web", approved(entry("1.0.0", map[string]time.Time{"staging": t0}), "prod", ann, t0))}, req: Request{Version: "1.0.0", To: "prod", Promoter: bob}, now: t0},
 		{name: "force needs a reason", arts: []*Artifact{art("web", entry("1.0.0", nil))}, req: Request{Version: "1.0.0", To: "prod", Force: true}, wantErr: "--force needs --reason"},
 		{name: "force overrides order and gates", arts: []*Artifact{art("web", entry("1.0.0", nil))}, req: Request{Version: "1.0.0", To: "prod", Force: true, Reason: "hotfix"}, now: t0, forced: true},
 		{name: "already there is a no-op", arts: []*Artifact{art("web", inProd)}, req: Request{Version: "2.0.0", To: "prod"}, now: t0, noop: true},
 		{name: "in the stage with another holder is not a no-op (a killed promotion left it)", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"dev": t0}), entry("2.0.0", map[string]time.Time{"dev": t0.Add(time.Hour)}))}, req: Request{Version: "2.0.0", To: "dev"}, now: t0},
 		{name: "in the stage, unfinished, is not a no-op", arts: []*Artifact{art("web", unfinished)}, req: Request{Version: "2.0.0", To: "dev"}, now: t0},
-		{name: "in the stage but missing a stage region is not a no-op", arts: []*Artifact{art("web", entry("3.0.0", map[string]time.Time{"prod": t0}))}, req: Request{Version: "3.0.0", To: "prod", ApprovedBy: "ann"}, now: t0},
+		{name: "in the stage but missing a stage region is not a no-op", arts: []*Artifact{art("web", approved(entry("3.0.0", map[string]time.Time{"prod": t0}), "prod", ann, t0))}, req: Request{Version: "3.0.0", To: "prod", Promoter: bob}, now: t0},
 		{name: "every artifact is checked", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"dev": t0})), art("worker", entry("1.0.0", nil))}, req: Request{Version: "1.0.0", To: "staging"}, now: t0.Add(48 * time.Hour), wantErr: "ami worker is not in dev"},
 	}
 	for _, tc := range cases {
