@@ -104,8 +104,8 @@ func glob(pattern, s string) bool {
 	return strings.HasSuffix(s, parts[len(parts)-1])
 }
 
-// validFor is how long an approval under g counts.
-func (g Gate) validFor() time.Duration {
+// ValidFor is how long an approval under g counts.
+func (g Gate) ValidFor() time.Duration {
 	if g.ApprovalValidFor > 0 {
 		return g.ApprovalValidFor
 	}
@@ -114,10 +114,14 @@ func (g Gate) validFor() time.Duration {
 
 // whom says who may approve under g, for messages.
 func (g Gate) whom(promoter Identity) string {
-	if len(g.Approvers) > 0 {
-		return fmt.Sprintf("as an AWS identity matching the stage's approvers (%s), not yours (%s)", strings.Join(g.Approvers, ", "), promoter)
+	you := promoter.Name
+	if !promoter.Verified {
+		you += ", unverified"
 	}
-	return fmt.Sprintf("as someone other than you (%s)", promoter)
+	if len(g.Approvers) > 0 {
+		return fmt.Sprintf("as an AWS identity matching the stage's approvers (%s), not yours (%s)", strings.Join(g.Approvers, ", "), you)
+	}
+	return fmt.Sprintf("as someone other than you (%s)", you)
 }
 
 // approval finds the approval of e (version req.Version) for req.To that
@@ -157,8 +161,8 @@ func approval(e catalog.Entry, req Request, g Gate, now time.Time) (catalog.Even
 			why = fmt.Sprintf("%s is by the promoter (four eyes: someone else must approve)", what)
 		case ev.Time.After(now):
 			why = fmt.Sprintf("%s is in the future (check the clocks)", what)
-		case now.Sub(ev.Time) > g.validFor():
-			why = fmt.Sprintf("%s expired at %s (approvals count for %s, gate approval_valid_for)", what, ev.Time.Add(g.validFor()).UTC().Format(time.RFC3339), g.validFor())
+		case now.Sub(ev.Time) > g.ValidFor():
+			why = fmt.Sprintf("%s expired at %s (approvals count for %s, gate approval_valid_for)", what, ev.Time.Add(g.ValidFor()).UTC().Format(time.RFC3339), g.ValidFor())
 		case len(g.Approvers) > 0 && !by.Verified:
 			why = fmt.Sprintf("%s is by an unverified name, and approvers accepts verified AWS identities only", what)
 		case len(g.Approvers) > 0 && !slices.ContainsFunc(g.Approvers, func(p string) bool { return MatchApprover(p, by) }):

@@ -161,14 +161,11 @@ type Gate struct {
 	// identity other than the promoter's.
 	Approvers []string `json:"approvers,omitempty"`
 	// ApprovalValidFor is how long an approval counts after it was
-	// recorded; 0 means DefaultApprovalValidFor. The recipe writes a
-	// duration as for MinSoak ("7d", "36h").
+	// recorded; 0 means the default, 7 days (promote's
+	// DefaultApprovalValidFor). The recipe writes a duration as for
+	// MinSoak ("7d", "36h").
 	ApprovalValidFor time.Duration `json:"approval_valid_for,omitempty"`
 }
-
-// DefaultApprovalValidFor is how long an approval counts when a gate
-// does not say (approval_valid_for): seven days.
-const DefaultApprovalValidFor = 7 * 24 * time.Hour
 
 // Container is an evaluated container block: one OCI image to bake.
 type Container struct {
