@@ -387,7 +387,7 @@ func (e *env) writeHistory(g globals, doc historyDoc) error {
 			reason = "FORCED: " + reason
 		}
 		if ev.ApprovedBy != "" {
-			reason = strings.TrimSpace(reason + " (approved by " + ev.ApprovedBy + ")")
+			reason = strings.TrimSpace(reason + " (approved by " + shortActor(ev.ApprovedBy) + ")")
 		}
 		actor := shortActor(ev.Actor)
 		if ev.Unverified {
