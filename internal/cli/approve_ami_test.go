@@ -171,3 +171,38 @@ func TestApprovalsOfAMIs(t *testing.T) {
 		t.Errorf("status does not mark the forced promotion:\n%s", text)
 	}
 }
+
+// TestApprovalsWithLedger: with a ledger the approval of an AMI is in it
+// (history outlives the tags), and even a recipe of containers only then
+// approves as the verified AWS caller, whatever $BAKERY_ACTOR says.
+func TestApprovalsWithLedger(t *testing.T) {
+	bin := bakeryBinary(t)
+	moto := mototest.Start(t)
+	env := awsEnv(t, moto)
+	ci := callerARN(t, moto)
+	bucket, l := ledgerBucket(t, moto)
+	withLedger := append(env[:len(env):len(env)], "BAKERY_LEDGER=s3://"+bucket+"/team", "BAKERY_ACTOR=ann")
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"base.bake.hcl": ledgerAMIRecipe("stage \"prod\" {\n  gate {\n    require_approval = true\n  }\n}\n")})
+	recipe := filepath.Join(dir, "base.bake.hcl")
+	bakeJSON(t, env, recipe)
+	carol, asCarol := assumeRole(t, moto, "release-managers", "carol")
+	if r := runBinary(t, bin, freshProcessEnv(t, moto, append(asCarol, "BAKERY_LEDGER=s3://"+bucket+"/team")...), "approve", "-f", recipe, "base@1.0.0", "--for", "prod"); r.code != 0 {
+		t.Fatalf("approving with a ledger: exit %d\n%s", r.code, r.stderr)
+	}
+	evs, err := l.Events(context.Background(), "base")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := findEvents(evs, catalog.ActionApprove, "1.0.0", "prod"); len(a) != 1 || a[0].Actor != carol || a[0].Unverified || a[0].Artifact != "base" {
+		t.Errorf("approve events in the ledger = %+v, want carol's", a)
+	}
+
+	hello := approvalRecipe(t, "")
+	withLedger = append(withLedger, "BAKERY_HOME="+t.TempDir())
+	bakeJSON(t, withLedger, hello)
+	r := mustRun(t, withLedger, "--output", "json", "approve", "hello@1.0.0", "--for", "prod", "-f", hello)
+	if !strings.Contains(r.stdout, `"approver":"`+ci+`"`) || strings.Contains(r.stdout, "unverified") {
+		t.Errorf("a container approval with AWS in use printed %s, want %s, verified", r.stdout, ci)
+	}
+}
