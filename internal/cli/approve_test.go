@@ -56,7 +56,7 @@ func TestApprovalsOfContainerImages(t *testing.T) {
 	refused(t0, "bob", 1, `unknown stage "qa"; the recipe's stages are dev → staging → prod`, "approve", "hello@1.0.0", "--for", "qa")
 	refused(t0, "bob", 1, "container hello is revoked (CVE-2026-9); a revoked image cannot be approved", "approve", "hello@1.2.0", "--for", "prod")
 	refused(t0, "bob", exitUsage, "--for STAGE", "approve", "hello@1.0.0")
-	refused(t0, "ann", exitUsage, "--approved-by is gone: a name on the command line proves nothing. The approver runs `bakery approve hello@1.0.0 --for prod`",
+	refused(t0, "ann", exitUsage, "--approved-by is gone (a name on the command line proves nothing): the approver runs `bakery approve hello@1.0.0 --for prod`",
 		"promote", "hello@1.0.0", "--to", "prod", "--approved-by", "bob")
 
 	// An approval of another version does not count.

@@ -78,7 +78,7 @@ func promoteCommand(e *env) *ucli.Command {
 				return usagef("promote needs the target stage: --to STAGE")
 			}
 			if c.IsSet("approved-by") {
-				return usagef("--approved-by is gone: a name on the command line proves nothing. The approver runs `bakery approve %s@%s --for %s` with their own credentials, then you promote without --approved-by", name, version, c.String("to"))
+				return usagef("--approved-by is gone (a name on the command line proves nothing): the approver runs `bakery approve %s@%s --for %s` with their own credentials, then you promote without --approved-by", name, version, c.String("to"))
 			}
 			if c.Bool("force") && strings.TrimSpace(c.String("reason")) == "" {
 				return usagef("promote --force needs --reason \"...\": say why the stage order or gates are overridden (it is recorded in the history)")
