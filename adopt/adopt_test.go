@@ -37,6 +37,7 @@ func (versions) Promote(context.Context, catalog.Entry, catalog.StageSpec, catal
 }
 func (versions) Revoke(context.Context, catalog.Entry, catalog.Event) error   { return nil }
 func (versions) Unrevoke(context.Context, catalog.Entry, catalog.Event) error { return nil }
+func (versions) Record(context.Context, catalog.Entry, catalog.Event) error   { return nil }
 
 func TestRunRefusesAVersionAnotherArtifactHas(t *testing.T) {
 	rec := &recorder{}

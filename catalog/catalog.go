@@ -168,6 +168,11 @@ const (
 	// into the catalog as a version of a recipe (bakery adopt); its
 	// Reason says where it came from.
 	ActionAdopt = "adopt"
+	// ActionApprove is an approval of the version for a stage whose gate
+	// requires one (bakery approve): its Stage is the stage, its Actor
+	// the approver, Unverified set when that identity is only a name.
+	// It changes nothing on the image; promote reads it.
+	ActionApprove = "approve"
 )
 
 // BakeKeyUnknown is the bake key of an adopted image: bakery did not bake
@@ -202,8 +207,14 @@ type Event struct {
 	Reason string `json:"reason,omitempty"`
 	// Forced is true when gates or stage order were overridden (--force).
 	Forced bool `json:"forced,omitempty"`
-	// ApprovedBy is who approved a gated promotion (--approved-by).
+	// ApprovedBy is, on a promotion into a stage that requires approval,
+	// the identity whose approve event let it through.
 	ApprovedBy string `json:"approved_by,omitempty"`
+	// Unverified is true when Actor is a name nobody checked ($BAKERY_ACTOR,
+	// a registry user name, $USER) rather than a verified AWS caller
+	// identity. Only approve events set it: an unverified approval never
+	// satisfies a gate's approvers.
+	Unverified bool `json:"unverified,omitempty"`
 }
 
 // StageEntry says since when, and by whom, an image has been in a stage.
@@ -291,6 +302,10 @@ type Store interface {
 	Revoke(ctx context.Context, e Entry, ev Event) error
 	// Unrevoke lifts e's revocation, recording ev.
 	Unrevoke(ctx context.Context, e Entry, ev Event) error
+	// Record adds ev, an event that changes nothing on the image (an
+	// approval, a launch), to e's history. Recording the same event
+	// again (same action, stage and time) changes nothing.
+	Record(ctx context.Context, e Entry, ev Event) error
 }
 
 // ErrSuperseded is returned, wrapped, by a Store's Promote when another

@@ -21,8 +21,15 @@ type Gate struct {
 	// MinSoak is the minimum time the image must have spent in the
 	// previous stage.
 	MinSoak time.Duration
-	// RequireApproval demands an approver (--approved-by).
+	// RequireApproval demands an approval of the version for the stage
+	// (bakery approve) by another principal than the promoter's.
 	RequireApproval bool
+	// Approvers, when set, are the ARN patterns an approval's identity
+	// must match (see MatchApprover).
+	Approvers []string
+	// ApprovalValidFor is how long an approval counts; 0 means
+	// DefaultApprovalValidFor.
+	ApprovalValidFor time.Duration
 }
 
 // Stage is one stage of a recipe with what it requires.
@@ -57,10 +64,13 @@ type Request struct {
 	Force bool
 	// Reason is recorded in the history.
 	Reason string
-	// ApprovedBy satisfies a require_approval gate.
-	ApprovedBy string
-	// Actor is who promotes (AWS caller, registry user or $USER).
+	// Actor is who promotes (AWS caller, registry user or $USER), as
+	// the promote event records it.
 	Actor string
+	// Promoter is the promoter's identity, for the four-eyes rule of a
+	// stage that requires approval: no approval by the same principal
+	// counts. Needed only for such a stage.
+	Promoter Identity
 }
 
 // Move is what a promotion does to one artifact.
@@ -147,7 +157,7 @@ func Check(stages []string, specs map[string]Stage, arts []*Artifact, req Reques
 		Spec:    st.Spec,
 		Event: catalog.Event{
 			Time: now.UTC(), Action: catalog.ActionPromote, Recipe: req.Recipe, Version: req.Version,
-			Stage: req.To, Actor: req.Actor, Reason: req.Reason, Forced: req.Force, ApprovedBy: req.ApprovedBy,
+			Stage: req.To, Actor: req.Actor, Reason: req.Reason, Forced: req.Force,
 		},
 	}
 	var problems []string
@@ -176,8 +186,8 @@ func Check(stages []string, specs map[string]Stage, arts []*Artifact, req Reques
 			}
 		}
 	}
-	if st.Gate.RequireApproval && strings.TrimSpace(req.ApprovedBy) == "" && !p.NoOp() {
-		problems = append(problems, fmt.Sprintf("%s requires approval (gate require_approval): pass --approved-by NAME", req.To))
+	if st.Gate.RequireApproval {
+		problems = append(problems, p.approvals(st.Gate, now)...)
 	}
 	switch {
 	case len(problems) > 0 && !req.Force:
@@ -188,6 +198,32 @@ func Check(stages []string, specs map[string]Stage, arts []*Artifact, req Reques
 		}
 	}
 	return p, nil
+}
+
+// approvals checks, for every artifact that moves, that its image has an
+// approval letting the promoter into the stage (see approval), and
+// records in p's event whose approval it is. It returns what is missing,
+// once when every artifact misses the same.
+func (p *Plan) approvals(g Gate, now time.Time) []string {
+	var msgs, byArt []string
+	for _, m := range p.Moves {
+		if m.NoOp {
+			continue
+		}
+		ev, why := approval(m.Entry, p.Request, g, now)
+		if why != "" {
+			msgs = append(msgs, why)
+			byArt = append(byArt, fmt.Sprintf("%s %s: %s", m.Artifact.Kind, m.Artifact.Name, why))
+			continue
+		}
+		if p.Event.ApprovedBy == "" {
+			p.Event.ApprovedBy = ev.Actor
+		}
+	}
+	if len(msgs) > 0 && p.Event.ApprovedBy == "" && len(slices.Compact(slices.Clone(msgs))) == 1 {
+		return msgs[:1] // every artifact misses the same approval
+	}
+	return byArt
 }
 
 // soleHolder reports whether version is the only one of es in stage. A

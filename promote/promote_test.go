@@ -3,6 +3,7 @@ package promote
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 type fakeStore struct {
 	promoted []string
 	revoked  []string
+	recorded []catalog.Event
 	fail     error
 }
 
@@ -31,6 +33,13 @@ func (f *fakeStore) Revoke(_ context.Context, e catalog.Entry, _ catalog.Event) 
 	return nil
 }
 func (f *fakeStore) Unrevoke(context.Context, catalog.Entry, catalog.Event) error { return nil }
+func (f *fakeStore) Record(_ context.Context, _ catalog.Entry, ev catalog.Event) error {
+	if f.fail != nil {
+		return f.fail
+	}
+	f.recorded = append(f.recorded, ev)
+	return nil
+}
 
 var (
 	t0     = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -49,6 +58,19 @@ func entry(version string, in map[string]time.Time) catalog.Entry {
 		e.Stages[s] = catalog.StageEntry{Since: since, By: "ci"}
 	}
 	e.Locations = []catalog.Location{{Where: "us-east-1", ID: "ami-1"}}
+	return e
+}
+
+// ann and bob are two IAM users.
+var (
+	ann = Identity{Name: "arn:aws:iam::123456789012:user/ann", Verified: true}
+	bob = Identity{Name: "arn:aws:iam::123456789012:user/bob", Verified: true}
+)
+
+// approved returns e with an approve event for stage by who at at.
+func approved(e catalog.Entry, stage string, who Identity, at time.Time) catalog.Entry {
+	e.Events = append(slices.Clone(e.Events), catalog.Event{Time: at, Action: catalog.ActionApprove, Recipe: "web", Version: e.Version,
+		Stage: stage, Actor: who.Name, Unverified: !who.Verified})
 	return e
 }
 
@@ -76,17 +98,17 @@ func TestCheck(t *testing.T) {
 		{name: "unknown stage", arts: []*Artifact{art("web", entry("1.0.0", nil))}, req: Request{Version: "1.0.0", To: "qa"}, wantErr: `unknown stage "qa"; the recipe's stages are dev → staging → prod`},
 		{name: "unknown version", arts: []*Artifact{art("web", entry("1.0.0", nil))}, req: Request{Version: "9.9.9", To: "dev"}, wantErr: "has no version 9.9.9; known versions: 1.0.0"},
 		{name: "revoked, even forced", arts: []*Artifact{art("web", revoked)}, req: Request{Version: "1.0.0", To: "dev", Force: true, Reason: "x"}, wantErr: "is revoked (CVE-2026-1)"},
-		{name: "skipping a stage", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"dev": t0}))}, req: Request{Version: "1.0.0", To: "prod", ApprovedBy: "ann"}, now: t0, wantErr: "is not in staging, the stage before prod"},
+		{name: "skipping a stage", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"dev": t0}))}, req: Request{Version: "1.0.0", To: "prod"}, now: t0, wantErr: "is not in staging, the stage before prod"},
 		{name: "soak not met", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"dev": t0}))}, req: Request{Version: "1.0.0", To: "staging"}, now: t0.Add(2 * time.Hour), wantErr: "has been in dev for 2h0m0s; staging needs 24h0m0s (gate min_soak): wait until 2026-11-26T12:00:00Z"},
 		{name: "soak met", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"dev": t0}))}, req: Request{Version: "1.0.0", To: "staging"}, now: t0.Add(25 * time.Hour)},
-		{name: "approval missing", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"staging": t0}))}, req: Request{Version: "1.0.0", To: "prod"}, now: t0, wantErr: "prod requires approval (gate require_approval): pass --approved-by NAME"},
-		{name: "approval given", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"staging": t0}))}, req: Request{Version: "1.0.0", To: "prod", ApprovedBy: "ann"}, now: t0},
+		{name: "approval missing", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"staging": t0}))}, req: Request{Version: "1.0.0", To: "prod", Promoter: bob}, now: t0, wantErr: "prod requires approval (gate require_approval) and web@1.0.0 has no approval for prod: run `bakery approve web@1.0.0 --for prod` as someone other than you (arn:aws:iam::123456789012:user/bob)"},
+		{name: "approval given", arts: []*Artifact{art("web", approved(entry("1.0.0", map[string]time.Time{"staging": t0}), "prod", ann, t0))}, req: Request{Version: "1.0.0", To: "prod", Promoter: bob}, now: t0},
 		{name: "force needs a reason", arts: []*Artifact{art("web", entry("1.0.0", nil))}, req: Request{Version: "1.0.0", To: "prod", Force: true}, wantErr: "--force needs --reason"},
 		{name: "force overrides order and gates", arts: []*Artifact{art("web", entry("1.0.0", nil))}, req: Request{Version: "1.0.0", To: "prod", Force: true, Reason: "hotfix"}, now: t0, forced: true},
 		{name: "already there is a no-op", arts: []*Artifact{art("web", inProd)}, req: Request{Version: "2.0.0", To: "prod"}, now: t0, noop: true},
 		{name: "in the stage with another holder is not a no-op (a killed promotion left it)", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"dev": t0}), entry("2.0.0", map[string]time.Time{"dev": t0.Add(time.Hour)}))}, req: Request{Version: "2.0.0", To: "dev"}, now: t0},
 		{name: "in the stage, unfinished, is not a no-op", arts: []*Artifact{art("web", unfinished)}, req: Request{Version: "2.0.0", To: "dev"}, now: t0},
-		{name: "in the stage but missing a stage region is not a no-op", arts: []*Artifact{art("web", entry("3.0.0", map[string]time.Time{"prod": t0}))}, req: Request{Version: "3.0.0", To: "prod", ApprovedBy: "ann"}, now: t0},
+		{name: "in the stage but missing a stage region is not a no-op", arts: []*Artifact{art("web", approved(entry("3.0.0", map[string]time.Time{"prod": t0}), "prod", ann, t0))}, req: Request{Version: "3.0.0", To: "prod", Promoter: bob}, now: t0},
 		{name: "every artifact is checked", arts: []*Artifact{art("web", entry("1.0.0", map[string]time.Time{"dev": t0})), art("worker", entry("1.0.0", nil))}, req: Request{Version: "1.0.0", To: "staging"}, now: t0.Add(48 * time.Hour), wantErr: "ami worker is not in dev"},
 	}
 	for _, tc := range cases {

@@ -49,8 +49,21 @@ type VersionStatus struct {
 	// TaintedBy names revoked images this version was baked from
 	// ("recipe@version"); a tainted image should be rebaked.
 	TaintedBy []string `json:"tainted_by,omitempty"`
+	// Forced maps each stage the version is in by a forced promotion
+	// (--force: stage order or gates overridden) to that promotion.
+	Forced map[string]ForcedPromotion `json:"forced,omitempty"`
 	// Artifacts are the version's images.
 	Artifacts []ArtifactState `json:"artifacts"`
+}
+
+// ForcedPromotion is a promotion that overrode stage order or gates
+// (promote --force --reason), as its event records it.
+type ForcedPromotion struct {
+	// Time is when it happened; By is who forced it.
+	Time time.Time `json:"time"`
+	By   string    `json:"by"`
+	// Reason is the reason given.
+	Reason string `json:"reason"`
 }
 
 // RecipeStatus is the versions × stages view of one recipe.
@@ -129,6 +142,7 @@ func Status(recipe string, stages []string, arts []*Artifact, revoked []RevokedI
 			v.Artifacts = append(v.Artifacts, ArtifactState{Kind: a.Kind, Name: a.Name, Reference: e.Reference, Digest: e.Digest, Locations: e.Locations,
 				BaseName: e.BaseName, BaseDigest: e.BaseDigest})
 		}
+		v.Forced = forcedInto(v.Stages, es)
 		rs.Versions = append(rs.Versions, v)
 	}
 	sort.SliceStable(rs.Versions, func(i, j int) bool {
@@ -139,6 +153,32 @@ func Status(recipe string, stages []string, arts []*Artifact, revoked []RevokedI
 		return a.Created.After(b.Created)
 	})
 	return rs
+}
+
+// forcedInto returns, for each of stages, the promotion that put the
+// version there when it was forced: of the artifacts' promote events into
+// the stage, the newest (the one that holds it) is forced. Nil when none
+// is.
+func forcedInto(stages map[string]catalog.StageEntry, es []catalog.Entry) map[string]ForcedPromotion {
+	var out map[string]ForcedPromotion
+	for stage := range stages {
+		var newest *catalog.Event
+		for _, e := range es {
+			for i := range e.Events {
+				ev := &e.Events[i]
+				if ev.Action == catalog.ActionPromote && ev.Stage == stage && (newest == nil || !ev.Time.Before(newest.Time)) {
+					newest = ev
+				}
+			}
+		}
+		if newest != nil && newest.Forced {
+			if out == nil {
+				out = map[string]ForcedPromotion{}
+			}
+			out[stage] = ForcedPromotion{Time: newest.Time, By: newest.Actor, Reason: newest.Reason}
+		}
+	}
+	return out
 }
 
 // bakedAt is when e was baked: its newest bake event, else its creation

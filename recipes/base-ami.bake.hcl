@@ -33,8 +33,9 @@ machine_image "base" {
 }
 
 # Production is shared with the production workload account as well (the
-# key's policy must grant it too) and needs an approver:
-# bakery promote base@1.0.0 --to prod --approved-by NAME.
+# key's policy must grant it too) and needs someone else's approval first:
+# bakery approve base@1.0.0 --for prod (by another AWS identity than the
+# promoter's; approvers = [...] in the gate would say whose).
 stage "prod" {
   accounts = ["111122223333", "444455556666"]
   gate {

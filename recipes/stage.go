@@ -27,6 +27,8 @@ var gateSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "min_soak"},
 		{Name: "require_approval"},
+		{Name: "approvers"},
+		{Name: "approval_valid_for"},
 	},
 }
 
@@ -191,8 +193,48 @@ func (s *state) decodeGate(b *hcl.Block, st *Stage, r *Recipe) Gate {
 			g.RequireApproval = v
 		}
 	}
+	if attr := attrs["approvers"]; attr != nil {
+		if list, ranges, ok := s.stringList(attr); ok {
+			for i, a := range list {
+				if !approverRE.MatchString(a) {
+					s.add(&hcl.Diagnostic{
+						Severity: hcl.DiagError,
+						Summary:  fmt.Sprintf("invalid approver %q", a),
+						Detail:   `approvers lists the AWS identity ARNs that may approve, "*" matching any characters: "arn:aws:iam::123456789012:role/release-managers" (a role; its assumed-role sessions match too), "arn:aws:iam::123456789012:user/ann", or "arn:aws:sts::*:assumed-role/release/*".`,
+						Subject:  ranges[i].Ptr(),
+					})
+					continue
+				}
+				g.Approvers = append(g.Approvers, a)
+			}
+			if len(list) == 0 {
+				s.attrError(attr, "empty approvers", "An empty list would let nobody approve: list at least one ARN pattern, or remove approvers to let any identity other than the promoter approve.")
+			}
+		}
+	}
+	if attr := attrs["approval_valid_for"]; attr != nil {
+		if d, ok := s.days(attr, "7d", "never valid"); ok {
+			if d == 0 {
+				s.attrError(attr, fmt.Sprintf("invalid duration %q", "0s"), `approval_valid_for is how long an approval counts; "0s" would make every approval expire at once: write a positive duration such as "7d" or "36h", or remove it for the default, 7d.`)
+			} else {
+				g.ApprovalValidFor = d
+			}
+		}
+	}
+	if !g.RequireApproval {
+		for _, n := range []string{"approvers", "approval_valid_for"} {
+			if attr := attrs[n]; attr != nil {
+				s.attrError(attr, fmt.Sprintf("%s without require_approval", n),
+					fmt.Sprintf("%s applies to the approvals a stage requires, and stage %q requires none: add require_approval = true to the gate block, or remove %s.", n, st.Name, n))
+			}
+		}
+	}
 	return g
 }
+
+// approverRE is an approver ARN pattern: arn:PARTITION:iam or sts (or
+// *), an empty region, an account (or pattern) and a resource.
+var approverRE = regexp.MustCompile(`^arn:[a-z*-]+:(iam|sts|\*)::[0-9*]+:[^\s]+$`)
 
 // days evaluates attr as a duration that is not negative: a Go duration
 // ("24h", "90m") in which "d" counts days of 24 hours ("7d", "1d12h").

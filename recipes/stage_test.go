@@ -47,8 +47,10 @@ stage "prod" {
   regions            = ["eu-west-1", "us-west-2"]
   region_kms_key_ids = { "eu-west-1" = "alias/web-eu", "us-west-2" = "alias/web-us" }
   gate {
-    min_soak         = "1d12h"
-    require_approval = true
+    min_soak           = "1d12h"
+    require_approval   = true
+    approvers          = ["arn:aws:iam::123456789012:role/release-managers", "arn:aws:sts::*:assumed-role/release/*"]
+    approval_valid_for = "2d"
   }
 }
 `
@@ -61,7 +63,9 @@ stage "prod" {
 		"staging": {Name: "staging", Accounts: []string{"111122223333", "444455556666"}, Regions: []string{"eu-west-1"},
 			RegionKMSKeyIDs: map[string]string{"eu-west-1": "alias/web-eu"},
 			Repository:      "127.0.0.1:5000/team/web", Gate: Gate{MinSoak: 48 * time.Hour}},
-		"prod": {Name: "prod", Regions: []string{"eu-west-1", "us-west-2"}, Gate: Gate{MinSoak: 36 * time.Hour, RequireApproval: true},
+		"prod": {Name: "prod", Regions: []string{"eu-west-1", "us-west-2"}, Gate: Gate{MinSoak: 36 * time.Hour, RequireApproval: true,
+			Approvers:        []string{"arn:aws:iam::123456789012:role/release-managers", "arn:aws:sts::*:assumed-role/release/*"},
+			ApprovalValidFor: 48 * time.Hour},
 			RegionKMSKeyIDs: map[string]string{"eu-west-1": "alias/web-eu", "us-west-2": "alias/web-us"}},
 	}
 	if len(r.StageSpecs) != len(want) {
@@ -111,7 +115,7 @@ stage "prod" {
 	if qa == nil {
 		t.Fatal(`Stage("qa") = nil; want the default spec of a stage without a block`)
 	}
-	if qa.Name != "qa" || qa.Accounts != nil || qa.Regions != nil || qa.Repository != "" || qa.Gate != (Gate{}) {
+	if qa.Name != "qa" || qa.Accounts != nil || qa.Regions != nil || qa.Repository != "" || !reflect.DeepEqual(qa.Gate, Gate{}) {
 		t.Errorf(`Stage("qa") = %+v, want only the name set`, *qa)
 	}
 	if got, want := qa.Pos("regions"), p+":16:21"; got != want {
@@ -138,7 +142,7 @@ func TestStageLookupsWithoutBlocks(t *testing.T) {
 			t.Errorf("StageIndex(%q) = %d, want %d", name, got, i)
 		}
 		st := r.Stage(name)
-		if st == nil || st.Name != name || st.Repository != "" || st.Gate != (Gate{}) {
+		if st == nil || st.Name != name || st.Repository != "" || !reflect.DeepEqual(st.Gate, Gate{}) {
 			t.Errorf("Stage(%q) = %+v", name, st)
 		}
 	}
@@ -268,13 +272,13 @@ stage "dev" {
 // TestExampleStages checks the stage blocks of the example recipes.
 func TestExampleStages(t *testing.T) {
 	web := mustLoad(t, "web-ami.bake.hcl", Options{})
-	if st := web.Stage("dev"); st == nil || st.Gate != (Gate{}) || st.Regions != nil {
+	if st := web.Stage("dev"); st == nil || !reflect.DeepEqual(st.Gate, Gate{}) || st.Regions != nil {
 		t.Errorf("web dev = %+v, want the default spec", st)
 	}
-	if st := web.Stage("staging"); st == nil || st.Gate != (Gate{MinSoak: time.Hour}) {
+	if st := web.Stage("staging"); st == nil || !reflect.DeepEqual(st.Gate, Gate{MinSoak: time.Hour}) {
 		t.Errorf("web staging = %+v", st)
 	}
-	if st := web.Stage("prod"); st == nil || st.Gate != (Gate{RequireApproval: true}) ||
+	if st := web.Stage("prod"); st == nil || !reflect.DeepEqual(st.Gate, Gate{RequireApproval: true}) ||
 		!reflect.DeepEqual(st.Regions, []string{"eu-west-1", "us-west-2"}) || st.Accounts != nil {
 		t.Errorf("web prod = %+v", st)
 	}
@@ -283,7 +287,7 @@ func TestExampleStages(t *testing.T) {
 	if len(base.StageSpecs) != 1 {
 		t.Errorf("base StageSpecs = %v, want prod only", base.StageSpecs)
 	}
-	if st := base.Stage("prod"); st == nil || st.Gate != (Gate{RequireApproval: true}) ||
+	if st := base.Stage("prod"); st == nil || !reflect.DeepEqual(st.Gate, Gate{RequireApproval: true}) ||
 		!reflect.DeepEqual(st.Accounts, []string{"111122223333", "444455556666"}) {
 		t.Errorf("base prod = %+v", st)
 	}

@@ -150,9 +150,21 @@ type Gate struct {
 	// a Go duration ("24h", "90m") or days ("1d", "7d", "1d12h"); the
 	// first stage has no previous stage, so its MinSoak is always 0.
 	MinSoak time.Duration `json:"min_soak,omitempty"`
-	// RequireApproval makes promotion into this stage name who approved
-	// it (bakery promote --approved-by).
+	// RequireApproval makes promotion into this stage need an approval
+	// of the version for the stage (bakery approve) by another identity
+	// than the promoter's, recorded at most ApprovalValidFor ago.
 	RequireApproval bool `json:"require_approval,omitempty"`
+	// Approvers, when set, are the AWS identity ARN patterns ("*"
+	// matches any run of characters) of whom an approval counts, such as
+	// "arn:aws:iam::123456789012:role/release-managers" (which an
+	// assumed-role session of that role matches too). Empty: any
+	// identity other than the promoter's.
+	Approvers []string `json:"approvers,omitempty"`
+	// ApprovalValidFor is how long an approval counts after it was
+	// recorded; 0 means the default, 7 days (promote's
+	// DefaultApprovalValidFor). The recipe writes a duration as for
+	// MinSoak ("7d", "36h").
+	ApprovalValidFor time.Duration `json:"approval_valid_for,omitempty"`
 }
 
 // Container is an evaluated container block: one OCI image to bake.

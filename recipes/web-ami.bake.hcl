@@ -14,8 +14,8 @@ recipe "web" {
 
 # What each stage asks of an image; dev has no block, so no gate. An image
 # spends at least an hour in dev before it may enter staging. Entering prod
-# needs an approver (bakery promote web@1.0.0 --to prod --approved-by NAME)
-# and puts the AMI in both regions the web tier serves from.
+# needs someone else's approval (bakery approve web@1.0.0 --for prod, then
+# bakery promote web@1.0.0 --to prod by another identity) and puts the AMI in both regions the web tier serves from.
 stage "staging" {
   gate {
     min_soak = "1h"

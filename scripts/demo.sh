@@ -54,16 +54,28 @@ step "$bakery" bake recipes/base-ami.bake.hcl
 step "$bakery" -q --output json bake -var version=1.1.0 recipes/base-ami.bake.hcl
 step "$bakery" sweep --region us-east-1 --region eu-west-1
 
+# A release manager: a session of the release-managers role (assumed in
+# moto, which needs no such role), so that bakery sees another verified AWS
+# identity than the demo's own. as_release_manager runs a command as them.
+read -r rm_key rm_secret rm_token < <("$venv/bin/python" -c '
+import sys, boto3
+c = boto3.client("sts", endpoint_url=sys.argv[1], region_name="us-east-1").assume_role(
+    RoleArn="arn:aws:iam::123456789012:role/release-managers", RoleSessionName="carol")["Credentials"]
+print(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])' "$BAKERY_AWS_ENDPOINT")
+as_release_manager() { AWS_ACCESS_KEY_ID="$rm_key" AWS_SECRET_ACCESS_KEY="$rm_secret" AWS_SESSION_TOKEN="$rm_token" "$@"; }
+
 # Promotion moves the same AMI through the stages (dev → staging → prod):
 # it tags, copies and shares; it never rebakes. The verbs find the recipe by
 # name in ./recipes.
 step "$bakery" promote base@1.0.0 --to dev
-# Refused on purpose: 1.1.0 was never in staging, and prod needs an approver.
+# Refused on purpose: 1.1.0 was never in staging, and prod needs an approval.
 # `|| true` keeps `set -e` from ending the demo on the expected refusal.
 step "$bakery" promote base@1.1.0 --to prod || true
 step "$bakery" promote base@1.0.0 --to staging
-step "$bakery" promote base@1.0.0 --to prod --approved-by "release manager"
-step "$bakery" promote base@1.0.0 --to prod --approved-by "release manager"
+# prod needs someone else's approval (four eyes): the release manager's.
+step as_release_manager "$bakery" approve base@1.0.0 --for prod --reason "reviewed the staging soak"
+step "$bakery" promote base@1.0.0 --to prod
+step "$bakery" promote base@1.0.0 --to prod
 step "$bakery" status base
 step "$bakery" history base
 
@@ -73,7 +85,8 @@ step "$bakery" history base
 step "$bakery" launch base --stage prod
 step "$bakery" promote base@1.1.0 --to dev
 step "$bakery" promote base@1.1.0 --to staging
-step "$bakery" promote base@1.1.0 --to prod --approved-by "release manager"
+step as_release_manager "$bakery" approve base@1.1.0 --for prod
+step "$bakery" promote base@1.1.0 --to prod
 step "$bakery" launch base --stage prod
 step "$bakery" fleets base
 step "$bakery" rollback base --stage prod

@@ -42,7 +42,8 @@ const (
 	//
 	//	v1;ACTION;STAGE;ACTOR;FLAGS;APPROVED-BY;REASON
 	//
-	// where FLAGS is "f" for a forced event and empty otherwise, % and ;
+	// where FLAGS holds "f" for a forced event and "u" for an unverified
+	// actor (catalog.Event.Unverified), empty otherwise, % and ;
 	// in STAGE, ACTOR and APPROVED-BY are percent-escaped, and REASON
 	// runs unescaped to the end of the value. A value longer than
 	// MaxTagValue characters loses the end of its reason, replaced by
@@ -137,7 +138,10 @@ const (
 func encodeEvent(ev catalog.Event) string {
 	flags := ""
 	if ev.Forced {
-		flags = "f"
+		flags += "f"
+	}
+	if ev.Unverified {
+		flags += "u"
 	}
 	head := func(stage, actor, approver string) string {
 		return strings.Join([]string{eventFormat, ev.Action, stage, actor, flags, approver, ""}, ";")
@@ -172,6 +176,7 @@ func decodeEvent(key, value string) (catalog.Event, error) {
 		Stage:      unescapeField(parts[2]),
 		Actor:      unescapeField(parts[3]),
 		Forced:     strings.Contains(parts[4], "f"),
+		Unverified: strings.Contains(parts[4], "u"),
 		ApprovedBy: unescapeField(parts[5]),
 		Reason:     parts[6],
 	}, nil

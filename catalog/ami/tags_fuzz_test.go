@@ -149,14 +149,15 @@ func FuzzAMITags(f *testing.F) {
 // MaxTagValue; and any value under an event tag key decodes or errs
 // without panicking.
 func FuzzEventTag(f *testing.F) {
-	f.Add(int64(1772446272123456789), uint8(1), "prod", "arn:aws:iam::123456789012:user/alice", true, "bob", "ship it; now")
-	f.Add(int64(0), uint8(3), "", "a;b%c d", false, "x;y", "ünïcödé; 100% ;;")
-	f.Add(int64(-1), uint8(4), strings.Repeat("s", 115), strings.Repeat("a;", 150), false, strings.Repeat("b", 300), "why")
-	f.Add(int64(42), uint8(3), "", "alice", false, "", strings.Repeat("é", 400))
+	f.Add(int64(1772446272123456789), uint8(1), "prod", "arn:aws:iam::123456789012:user/alice", true, false, "bob", "ship it; now")
+	f.Add(int64(0), uint8(3), "", "a;b%c d", false, false, "x;y", "ünïcödé; 100% ;;")
+	f.Add(int64(-1), uint8(4), strings.Repeat("s", 115), strings.Repeat("a;", 150), false, true, strings.Repeat("b", 300), "why")
+	f.Add(int64(42), uint8(3), "", "alice", false, false, "", strings.Repeat("é", 400))
+	f.Add(int64(7), uint8(8), "prod", "ann;u", true, true, "", "looks good")
 	actions := []string{catalog.ActionBake, catalog.ActionPromote, catalog.ActionDemote, catalog.ActionRevoke,
-		catalog.ActionUnrevoke, catalog.ActionLaunch, catalog.ActionRollback, catalog.ActionRetire}
+		catalog.ActionUnrevoke, catalog.ActionLaunch, catalog.ActionRollback, catalog.ActionRetire, catalog.ActionApprove}
 
-	f.Fuzz(func(t *testing.T, nanos int64, action uint8, stage, actor string, forced bool, approver, reason string) {
+	f.Fuzz(func(t *testing.T, nanos int64, action uint8, stage, actor string, forced, unverified bool, approver, reason string) {
 		key := eventTagNanos(nanos)
 		// Any value a human may have put there.
 		for _, v := range []string{reason, stage + ";" + actor, "v1;" + reason} {
@@ -166,7 +167,7 @@ func FuzzEventTag(f *testing.F) {
 			return // EC2 tags are UTF-8
 		}
 		ev := catalog.Event{Time: time.Unix(0, nanos).UTC(), Action: actions[int(action)%len(actions)],
-			Stage: stage, Actor: actor, Forced: forced, ApprovedBy: approver, Reason: reason}
+			Stage: stage, Actor: actor, Forced: forced, Unverified: unverified, ApprovedBy: approver, Reason: reason}
 		v := encodeEvent(ev)
 		if n := utf8.RuneCountInString(v); n > MaxTagValue {
 			t.Fatalf("%q has %d characters, more than %d", v, n, MaxTagValue)

@@ -18,6 +18,8 @@ func TestEventRoundTrip(t *testing.T) {
 		{Action: catalog.ActionDemote, Stage: "prod", Actor: "dave", Reason: "replaced by 2.0.0"},
 		{Action: catalog.ActionRevoke, Actor: "a;b%c d", ApprovedBy: "x;y", Reason: "ünïcödé; 100% ;;"},
 		{Action: catalog.ActionUnrevoke},
+		{Action: catalog.ActionApprove, Stage: "prod", Actor: "ann", Unverified: true, Reason: "reviewed"},
+		{Action: catalog.ActionApprove, Stage: "prod", Actor: "arn:aws:sts::123456789012:assumed-role/release/ann"},
 	} {
 		ev.Time = when
 		key, value := eventTag(ev.Time), encodeEvent(ev)
@@ -31,6 +33,9 @@ func TestEventRoundTrip(t *testing.T) {
 	}
 	if got := encodeEvent(catalog.Event{Action: "promote", Stage: "prod", Actor: "alice", Forced: true, ApprovedBy: "bob", Reason: "r"}); got != "v1;promote;prod;alice;f;bob;r" {
 		t.Errorf("encoding = %q", got)
+	}
+	if got := encodeEvent(catalog.Event{Action: "approve", Stage: "prod", Actor: "ann", Unverified: true}); got != "v1;approve;prod;ann;u;;" {
+		t.Errorf("encoding an unverified approval = %q", got)
 	}
 	for _, bad := range []struct{ key, value string }{
 		{"bakery:event:1", "v2;promote;prod;a;;;"},

@@ -44,6 +44,9 @@ const (
 	AnnotationEventForced = "dev.bakery.event.forced"
 	// AnnotationEventApprovedBy is who approved a gated promotion.
 	AnnotationEventApprovedBy = "dev.bakery.event.approved-by"
+	// AnnotationEventUnverified is "true" when the actor is a name nobody
+	// checked (catalog.Event.Unverified).
+	AnnotationEventUnverified = "dev.bakery.event.unverified"
 	// AnnotationEventRepository is, on a promote event, the registry
 	// repository holding the stage tag when it is not the image's own.
 	AnnotationEventRepository = "dev.bakery.event.repository"
@@ -96,6 +99,9 @@ func (e event) annotations() map[string]string {
 	if e.Forced {
 		a[AnnotationEventForced] = "true"
 	}
+	if e.Unverified {
+		a[AnnotationEventUnverified] = "true"
+	}
 	return a
 }
 
@@ -118,6 +124,7 @@ func parseEvent(d v1.Descriptor) (event, bool) {
 		return event{}, false
 	}
 	forced, _ := strconv.ParseBool(a[AnnotationEventForced])
+	unverified, _ := strconv.ParseBool(a[AnnotationEventUnverified])
 	return event{
 		Event: catalog.Event{
 			Time:       t.UTC(),
@@ -127,6 +134,7 @@ func parseEvent(d v1.Descriptor) (event, bool) {
 			Reason:     a[AnnotationEventReason],
 			Forced:     forced,
 			ApprovedBy: a[AnnotationEventApprovedBy],
+			Unverified: unverified,
 		},
 		Repository: a[AnnotationEventRepository],
 		Digest:     d.Digest,

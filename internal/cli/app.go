@@ -272,6 +272,7 @@ func newApp(e *env) *ucli.App {
 			bakeCommand(e),
 			adoptCommand(e),
 			promoteCommand(e),
+			approveCommand(e),
 			launchCommand(e),
 			fleetsCommand(e),
 			rollbackCommand(e),

@@ -219,7 +219,8 @@ func stages(r *recipes.Recipe) map[string]promote.Stage {
 		st := r.Stage(name)
 		out[name] = promote.Stage{
 			Spec: catalog.StageSpec{Name: name, Accounts: st.Accounts, Regions: st.Regions, Repository: st.Repository, KMSKeyIDs: st.RegionKMSKeyIDs},
-			Gate: promote.Gate{MinSoak: st.Gate.MinSoak, RequireApproval: st.Gate.RequireApproval},
+			Gate: promote.Gate{MinSoak: st.Gate.MinSoak, RequireApproval: st.Gate.RequireApproval,
+				Approvers: st.Gate.Approvers, ApprovalValidFor: st.Gate.ApprovalValidFor},
 		}
 	}
 	return out

@@ -19,14 +19,17 @@ import (
 
 // promotion is the JSON document promote prints.
 type promotion struct {
-	Recipe  string   `json:"recipe"`
-	Version string   `json:"version"`
-	Stage   string   `json:"stage"`
-	NoOp    bool     `json:"noop"`
-	Forced  bool     `json:"forced"`
-	Actor   string   `json:"actor"`
-	Checks  []string `json:"checks,omitempty"`
-	Moved   []string `json:"moved"`
+	Recipe  string `json:"recipe"`
+	Version string `json:"version"`
+	Stage   string `json:"stage"`
+	NoOp    bool   `json:"noop"`
+	Forced  bool   `json:"forced"`
+	Actor   string `json:"actor"`
+	// ApprovedBy is whose approval let the promotion into a stage that
+	// requires one through.
+	ApprovedBy string   `json:"approved_by,omitempty"`
+	Checks     []string `json:"checks,omitempty"`
+	Moved      []string `json:"moved"`
 	// BrokenLock is the lease --break-lock broke, if there was one.
 	BrokenLock *ledger.Lease `json:"broken_lock,omitempty"`
 }
@@ -37,8 +40,9 @@ func promoteCommand(e *env) *ucli.Command {
 		Usage:     "move a baked image into a stage, without rebuilding it",
 		ArgsUsage: "RECIPE@VERSION --to STAGE",
 		Description: "Promotes every artifact of RECIPE@VERSION into STAGE: only from the stage\n" +
-			"before it (or into the first), after the stage's gates (min_soak,\n" +
-			"require_approval). AMIs are tagged, shared with the stage's accounts and\n" +
+			"before it (or into the first), after the stage's gates (min_soak;\n" +
+			"require_approval: an approval of the version for STAGE by someone else,\n" +
+			"see bakery approve). AMIs are tagged, shared with the stage's accounts and\n" +
 			"copied to its regions; container images are copied by digest to the\n" +
 			"stage's repository (tagged VERSION there too; images baked into the local\n" +
 			"layout are pushed from it) and the stage tag is moved. The version that held the\n" +
@@ -53,7 +57,9 @@ func promoteCommand(e *env) *ucli.Command {
 			&ucli.StringFlag{Name: "to", Usage: "the target `STAGE` (required)"},
 			&ucli.BoolFlag{Name: "force", Usage: "override stage order and gates (needs --reason; never a revocation)"},
 			&ucli.StringFlag{Name: "reason", Usage: "why; recorded in the history"},
-			&ucli.StringFlag{Name: "approved-by", Usage: "who approved (satisfies require_approval)"},
+			// --approved-by NAME once satisfied require_approval with any
+			// name; it is refused now, with what to do instead.
+			&ucli.StringFlag{Name: "approved-by", Hidden: true},
 			&ucli.BoolFlag{Name: "break-lock", Usage: "first break the ledger's lock on the stage, held by a runner that is gone (needs a ledger)"},
 		),
 		Action: func(c *ucli.Context) error {
@@ -70,6 +76,9 @@ func promoteCommand(e *env) *ucli.Command {
 			}
 			if c.String("to") == "" {
 				return usagef("promote needs the target stage: --to STAGE")
+			}
+			if c.IsSet("approved-by") {
+				return usagef("--approved-by is gone (a name on the command line proves nothing): the approver runs `bakery approve %s@%s --for %s` with their own credentials, then you promote without --approved-by", name, version, c.String("to"))
 			}
 			if c.Bool("force") && strings.TrimSpace(c.String("reason")) == "" {
 				return usagef("promote --force needs --reason \"...\": say why the stage order or gates are overridden (it is recorded in the history)")
@@ -103,12 +112,18 @@ func promoteCommand(e *env) *ucli.Command {
 				return err
 			}
 			req := promote.Request{Recipe: r.Name, Version: version, To: c.String("to"), Force: c.Bool("force"),
-				Reason: c.String("reason"), ApprovedBy: c.String("approved-by"), Actor: s.actor()}
+				Reason: c.String("reason"), Actor: s.actor()}
+			if st := r.Stage(req.To); st != nil && st.Gate.RequireApproval {
+				// Four eyes: the approval must be someone else's.
+				if req.Promoter, err = s.identity(r); err != nil {
+					return err
+				}
+			}
 			plan, err := promote.Check(r.Stages, stages(r), arts, req, e.now())
 			if err != nil {
 				return err
 			}
-			doc := promotion{Recipe: r.Name, Version: version, Stage: req.To, NoOp: plan.NoOp(), Forced: req.Force, Actor: req.Actor, Checks: plan.Checks, Moved: []string{}}
+			doc := promotion{Recipe: r.Name, Version: version, Stage: req.To, NoOp: plan.NoOp(), Forced: req.Force, Actor: req.Actor, ApprovedBy: plan.Event.ApprovedBy, Checks: plan.Checks, Moved: []string{}}
 			if lk != nil {
 				doc.BrokenLock = lk.broken
 			}
@@ -135,7 +150,11 @@ func promoteCommand(e *env) *ucli.Command {
 				fmt.Fprintf(e.stdout, "%s@%s is already in %s: nothing to do\n", r.Name, version, req.To)
 				return nil
 			}
-			fmt.Fprintf(e.stdout, "promoted %s@%s to %s (%d artifact(s)) as %s\n", r.Name, version, req.To, len(doc.Moved), req.Actor)
+			approved := ""
+			if doc.ApprovedBy != "" {
+				approved = ", approved by " + doc.ApprovedBy
+			}
+			fmt.Fprintf(e.stdout, "promoted %s@%s to %s (%d artifact(s)) as %s%s\n", r.Name, version, req.To, len(doc.Moved), req.Actor, approved)
 			return nil
 		},
 	})

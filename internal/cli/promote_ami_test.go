@@ -389,10 +389,18 @@ func TestPromoteAMIThroughStagesRevokeAndReadFromAnotherProcess(t *testing.T) {
 		}
 	}
 
-	// prod needs an approver; with one it copies to us-west-2 and shares
-	// every AMI and snapshot with the prod account.
-	refusedAMI(t, moto, env, fail, "prod requires approval (gate require_approval): pass --approved-by NAME", "promote", "-f", recipe, "base@1.0.0", "--to", "prod")
-	promoteTo("1.0.0", "prod", "--approved-by", "release manager")
+	// prod needs someone else's approval; with one it copies to
+	// us-west-2 and shares every AMI and snapshot with the prod account.
+	refusedAMI(t, moto, env, fail, "prod requires approval (gate require_approval) and base@1.0.0 has no approval for prod: run `bakery approve base@1.0.0 --for prod` as someone other than you ("+actor+")", "promote", "-f", recipe, "base@1.0.0", "--to", "prod")
+	manager, asManager := assumeRole(t, moto, "release-managers", "carol")
+	approve := func(version string) {
+		t.Helper()
+		if r := runBinary(t, bin, freshProcessEnv(t, moto, asManager...), "approve", "-f", recipe, "base@"+version, "--for", "prod"); r.code != 0 {
+			t.Fatalf("approving %s for prod: exit %d\n%s", version, r.code, r.stderr)
+		}
+	}
+	approve("1.0.0")
+	promoteTo("1.0.0", "prod")
 	all = readAMIs(t, moto)
 	requireInStage(t, all, "1.0.0", "prod", actor, promoteAMIRegions...)
 	for _, a := range amisOf(all, "1.0.0") {
@@ -406,7 +414,7 @@ func TestPromoteAMIThroughStagesRevokeAndReadFromAnotherProcess(t *testing.T) {
 		}
 	}
 	before := readAMIs(t, moto)
-	if r := promoteTo("1.0.0", "prod", "--approved-by", "release manager"); r.stdout != "base@1.0.0 is already in prod: nothing to do\n" {
+	if r := promoteTo("1.0.0", "prod"); r.stdout != "base@1.0.0 is already in prod: nothing to do\n" {
 		t.Errorf("promoting again printed %q", r.stdout)
 	}
 	if after := readAMIs(t, moto); !reflect.DeepEqual(before, after) {
@@ -417,7 +425,8 @@ func TestPromoteAMIThroughStagesRevokeAndReadFromAnotherProcess(t *testing.T) {
 	// leaves each of them in turn.
 	promoteTo("1.1.0", "dev")
 	promoteTo("1.1.0", "staging")
-	promoteTo("1.1.0", "prod", "--approved-by", "release manager")
+	approve("1.1.0")
+	promoteTo("1.1.0", "prod")
 	all = readAMIs(t, moto)
 	for _, stage := range []string{"dev", "staging", "prod"} {
 		requireInStage(t, all, "1.1.0", stage, actor, promoteAMIRegions...)
@@ -455,7 +464,7 @@ func TestPromoteAMIThroughStagesRevokeAndReadFromAnotherProcess(t *testing.T) {
 	}
 	h := decodeHistory(t, r.stdout)
 	promoted := findEvents(h.Events, catalog.ActionPromote, "1.1.0", "prod")
-	if len(promoted) != 1 || promoted[0].Actor != actor || promoted[0].ApprovedBy != "release manager" || promoted[0].Kind != "ami" || promoted[0].Artifact != "base" {
+	if len(promoted) != 1 || promoted[0].Actor != actor || promoted[0].ApprovedBy != manager || promoted[0].Kind != "ami" || promoted[0].Artifact != "base" {
 		t.Errorf("promotion of 1.1.0 to prod in history: %+v", promoted)
 	} else if !promoted[0].Time.Equal(v11.Stages["prod"].Since) {
 		t.Errorf("1.1.0 entered prod at %v by status, at %v by history", v11.Stages["prod"].Since, promoted[0].Time)
@@ -475,8 +484,13 @@ func TestPromoteAMIThroughStagesRevokeAndReadFromAnotherProcess(t *testing.T) {
 			t.Errorf("bake of %s in history: %+v", v, b)
 		}
 	}
-	if len(h.Events) != 2+3+3+3 {
-		t.Errorf("history has %d events, want 2 bakes, 6 promotions, 3 demotions: %+v", len(h.Events), h.Events)
+	for _, v := range []string{"1.0.0", "1.1.0"} {
+		if a := findEvents(h.Events, catalog.ActionApprove, v, "prod"); len(a) != 1 || a[0].Actor != manager || a[0].Unverified {
+			t.Errorf("approval of %s for prod in history: %+v", v, a)
+		}
+	}
+	if len(h.Events) != 2+3+3+3+2 {
+		t.Errorf("history has %d events, want 2 bakes, 6 promotions, 3 demotions, 2 approvals: %+v", len(h.Events), h.Events)
 	}
 
 	// An image baked from 1.0.0's AMI, in the same ./recipes.
@@ -571,8 +585,13 @@ func TestConcurrentAMIPromotionsLeaveOneVersionInProd(t *testing.T) {
 		}
 	}
 	args := map[string][]string{
-		"1.0.0": {"promote", "-f", recipe, "base@1.0.0", "--to", "prod", "--approved-by", "x", "--force", "--reason", "hotfix"},
-		"1.1.0": {"promote", "-f", recipe, "base@1.1.0", "--to", "prod", "--approved-by", "x"},
+		"1.0.0": {"promote", "-f", recipe, "base@1.0.0", "--to", "prod", "--force", "--reason", "hotfix"},
+		"1.1.0": {"promote", "-f", recipe, "base@1.1.0", "--to", "prod"},
+	}
+	// 1.1.0 goes in with a release manager's approval.
+	_, asManager := assumeRole(t, moto, "release-managers", "carol")
+	if r := runBinary(t, bin, freshProcessEnv(t, moto, asManager...), "approve", "-f", recipe, "base@1.1.0", "--for", "prod"); r.code != 0 {
+		t.Fatalf("approving 1.1.0 for prod: exit %d\n%s", r.code, r.stderr)
 	}
 	cmds := map[string]*exec.Cmd{}
 	outs := map[string]*bytes.Buffer{}

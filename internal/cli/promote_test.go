@@ -100,10 +100,11 @@ stage "prod" {
 	// --force --reason overrides the soak gate and is recorded.
 	mustRun(t, env, "promote", "hello@1.0.0", "--to", "staging", "--force", "--reason", "hotfix for INC-7", "-f", recipe)
 	r := run(t, env, "promote", "hello@1.0.0", "--to", "prod", "-f", recipe)
-	if r.code != 1 || !strings.Contains(r.stderr, "--approved-by") {
+	if r.code != 1 || !strings.Contains(r.stderr, "run `bakery approve hello@1.0.0 --for prod` as someone other than you (ann, unverified)") {
 		t.Fatalf("prod without approval: exit %d %q", r.code, r.stderr)
 	}
-	mustRun(t, env, "promote", "hello@1.0.0", "--to", "prod", "--approved-by", "bob", "-f", recipe)
+	mustRun(t, []string{"BAKERY_HOME=" + home, "BAKERY_ACTOR=bob"}, "approve", "hello@1.0.0", "--for", "prod", "-f", recipe)
+	mustRun(t, env, "promote", "hello@1.0.0", "--to", "prod", "-f", recipe)
 	if r := mustRun(t, env, "promote", "hello@1.0.0", "--to", "prod", "-f", recipe); !strings.Contains(r.stdout, "already in prod: nothing to do") {
 		t.Errorf("second promotion: %q", r.stdout)
 	}
@@ -136,15 +137,18 @@ stage "prod" {
 	for _, ev := range doc.Events {
 		got = append(got, ev.Action+" "+ev.Version+" "+ev.Stage)
 	}
-	want := "promote 1.0.0 prod|promote 1.0.0 staging|promote 1.0.0 dev"
+	want := "promote 1.0.0 prod|approve 1.0.0 prod|promote 1.0.0 staging|promote 1.0.0 dev"
 	if !strings.HasPrefix(strings.Join(got, "|"), want) {
 		t.Errorf("history = %v, want it to start with %s", got, want)
 	}
-	if ev := doc.Events[1]; !ev.Forced || ev.Reason != "hotfix for INC-7" || ev.Actor != "ann" {
+	if ev := doc.Events[2]; !ev.Forced || ev.Reason != "hotfix for INC-7" || ev.Actor != "ann" {
 		t.Errorf("forced event = %+v", ev)
 	}
+	if ev := doc.Events[1]; ev.Actor != "bob" || !ev.Unverified {
+		t.Errorf("approve event = %+v, want bob's, unverified", ev)
+	}
 	if ev := doc.Events[0]; ev.ApprovedBy != "bob" {
-		t.Errorf("approved event = %+v", ev)
+		t.Errorf("promote event = %+v, want approved by bob", ev)
 	}
 
 	// Revocation: out of every stage, no promotion until unrevoked.

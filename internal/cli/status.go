@@ -239,6 +239,11 @@ func printStatus(w io.Writer, d statusDoc) {
 			notes = append(notes, "REVOKED: "+v.RevokeReason)
 		}
 		for _, s := range d.Stages {
+			if f, ok := v.Forced[s]; ok {
+				notes = append(notes, fmt.Sprintf("FORCED into %s: %s", s, f.Reason))
+			}
+		}
+		for _, s := range d.Stages {
 			if v.Stages[s].Unfinished {
 				notes = append(notes, fmt.Sprintf("UNFINISHED: the promotion to %s stopped part way: promote %s@%s --to %s again", s, d.Recipe, v.Version, s))
 			}
@@ -378,10 +383,14 @@ func (e *env) writeHistory(g globals, doc historyDoc) error {
 			reason = "FORCED: " + reason
 		}
 		if ev.ApprovedBy != "" {
-			reason = strings.TrimSpace(reason + " (approved by " + ev.ApprovedBy + ")")
+			reason = strings.TrimSpace(reason + " (approved by " + shortActor(ev.ApprovedBy) + ")")
+		}
+		actor := shortActor(ev.Actor)
+		if ev.Unverified {
+			actor += " (unverified)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s %s\t%s\t%s\n", ev.Time.UTC().Format(time.RFC3339), ev.Action, ev.Version,
-			orDash(ev.Stage), ev.Kind, ev.Artifact, shortActor(ev.Actor), reason)
+			orDash(ev.Stage), ev.Kind, ev.Artifact, actor, reason)
 	}
 	return tw.Flush()
 }

@@ -539,3 +539,19 @@ func TestHistoryPathEscapes(t *testing.T) {
 		t.Errorf("historyPath = %q", got)
 	}
 }
+
+// TestHistoryPageMarksUnverifiedApprovals: an approval by a name nobody
+// verified says so, as bakery history does.
+func TestHistoryPageMarksUnverifiedApprovals(t *testing.T) {
+	src := sample()
+	h := src.history["app"]
+	h.Events = append([]catalog.Event{
+		{Time: t0, Action: catalog.ActionApprove, Recipe: "app", Version: "1.0.0", Stage: "prod", Actor: "carol", Unverified: true},
+		{Time: t0.Add(-time.Minute), Action: catalog.ActionApprove, Recipe: "app", Version: "1.0.0", Stage: "prod", Actor: "arn:aws:iam::1:user/dave"},
+	}, h.Events...)
+	src.history["app"] = h
+	_, body := get(t, newServer(t, src), "/history?recipe=app")
+	if !strings.Contains(body, `>carol</a> (unverified)</td>`) || strings.Count(body, "(unverified)") != 1 {
+		t.Errorf("/history does not mark carol's approval, and only hers, as unverified:\n%s", body)
+	}
+}
