@@ -29,6 +29,7 @@ import (
 
 	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/faultproxy"
+	"github.com/bakery-sh/bakery/internal/lifecycletest"
 	"github.com/bakery-sh/bakery/internal/mototest"
 	"github.com/bakery-sh/bakery/internal/sshtest"
 )
@@ -203,49 +204,8 @@ func newWorld(t *testing.T, bin string, moto *mototest.Server, sshd *sshtest.Ser
 	sshd.AuthorizeKey(sshPub)
 	target := t.TempDir()
 	files := map[string]string{
-		"id_ed25519": string(pem.EncodeToMemory(block)),
-		"recipes/web.bake.hcl": fmt.Sprintf(`variable "version" {
-  type    = string
-  default = "1.0.0"
-}
-
-recipe "web" {
-  version = var.version
-  stages  = ["dev", "staging", "prod"]
-}
-
-machine_image "web" {
-  region               = "us-east-1"
-  regions              = ["eu-west-1"]
-  share_with           = ["111122223333"]
-  kms_key_id           = "arn:aws:kms:us-east-1:%[6]s:key/11111111-2222-3333-4444-555555555555"
-  region_kms_key_ids   = { "eu-west-1" = "arn:aws:kms:eu-west-1:%[6]s:key/66666666-7777-8888-9999-000000000000" }
-  source_ami_ssm       = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
-  ssh_host             = %[1]q
-  ssh_port             = %[2]d
-  ssh_username         = %[3]q
-  ssh_private_key_file = "../id_ed25519"
-  ssh_timeout          = "20s"
-  provision "shell" {
-    inline = ["echo baked > %[4]s/web-$VERSION"]
-    env    = { VERSION = var.version }
-  }
-}
-
-fleet "prod" {
-  instance_type    = "t3.small"
-  min_size         = 1
-  max_size         = 2
-  desired_capacity = 1
-  target_groups    = [%[5]q]
-  healthy_timeout  = "2m"
-}
-
-retain {
-  keep_last     = 1
-  keep_previous = 1
-}
-`, sshd.Host, sshd.Port, sshd.User, target, tg, w.account),
+		"id_ed25519":           string(pem.EncodeToMemory(block)),
+		"recipes/web.bake.hcl": lifecycletest.Recipe(sshd, target, tg, w.account),
 	}
 	for name, content := range files {
 		p := filepath.Join(w.dir, name)
