@@ -187,6 +187,9 @@ func (s *Server) startOnce(bin, hostKey, logLevel string, penalties bool) error 
 	if err != nil {
 		return fmt.Errorf("finding a free port: %w", err)
 	}
+	if err := os.MkdirAll(s.home(), 0o700); err != nil {
+		return fmt.Errorf("making the sessions' home: %w", err)
+	}
 	config := filepath.Join(s.dir, "sshd_config")
 	if err := os.WriteFile(config, []byte(s.config(port, hostKey, logLevel, penalties)), 0o600); err != nil {
 		return fmt.Errorf("writing sshd_config: %w", err)
@@ -215,6 +218,9 @@ func (s *Server) startOnce(bin, hostKey, logLevel string, penalties bool) error 
 	return nil
 }
 
+// home is the HOME of the server's sessions: an empty folder.
+func (s *Server) home() string { return filepath.Join(s.dir, "home") }
+
 // config returns the sshd_config: public-key logins for s.User only,
 // everything in s.dir.
 func (s *Server) config(port int, hostKey, logLevel string, penalties bool) string {
@@ -234,7 +240,11 @@ func (s *Server) config(port int, hostKey, logLevel string, penalties bool) stri
 	line("StrictModes no")
 	line("AllowUsers %s", s.User)
 	line("Subsystem sftp internal-sftp")
-	line("SetEnv %s=%s", SessionEnv, s.token)
+	// A home of its own: the shell of a session reads no dotfiles of the
+	// machine's (a ~/.bashrc that prints, say pyenv's rehash warnings when
+	// two sessions start at once, would mix into a provisioner's output).
+	// sshd reads only the first SetEnv line, so both go on it.
+	line("SetEnv %s=%s HOME=%s", SessionEnv, s.token, quoteConfig(s.home()))
 	line("LogLevel %s", logLevel)
 	if penalties {
 		// OpenSSH 9.8+ refuses a source address for a while after failed

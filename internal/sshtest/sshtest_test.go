@@ -66,6 +66,13 @@ func TestSSHServerRunsCommandsAsTheTestUser(t *testing.T) {
 	if got := strings.TrimSpace(run(t, c, "id -u")); got != strconv.Itoa(os.Getuid()) {
 		t.Errorf("id -u = %q, want %d (the user running the tests)", got, os.Getuid())
 	}
+	// The session's home is the server's own, empty: the machine's
+	// dotfiles (which may print) stay out of what commands write.
+	if home, _ := os.UserHomeDir(); home != "" {
+		if got := strings.TrimSpace(run(t, c, `echo "$HOME"; ls -A "$HOME"`)); got == home || strings.Contains(got, "\n") || !strings.HasSuffix(got, "/home") {
+			t.Errorf("a session's HOME and its files: %q, want an empty folder of the server's, not %s", got, home)
+		}
+	}
 
 	if _, err := dial(srv, late); err == nil {
 		t.Fatal("logged in with a key that is not authorized yet")
