@@ -67,6 +67,9 @@ func iamPolicyCommand(e *env) *ucli.Command {
 				if len(rs) != 1 {
 					return usagef("%d recipes found: name one (bakery iam-policy VERB... RECIPE)", len(rs))
 				}
+				if r := rs[0]; len(r.MachineImages) == 0 && len(r.Fleets) == 0 && r.Catalog == nil && e.getenv(LedgerEnv) == "" {
+					return fmt.Errorf("recipe %s has no machine_image, fleet or ledger: bakery makes no AWS call for it, so it needs no IAM policy", r.Name)
+				}
 				if scope, err = e.policyScope(rs[0], scope.Account); err != nil {
 					return err
 				}

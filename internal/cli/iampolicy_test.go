@@ -71,6 +71,10 @@ fleet "prod" {
 	if slices.ContainsFunc(doc.Statement, func(s awsx.Statement) bool { return strings.HasPrefix(s.Sid, "BakeryLedger") }) {
 		t.Errorf("a recipe without a ledger got S3 statements: %s", r.stdout)
 	}
+	writeFiles(t, dir, map[string]string{"hello.bake.hcl": "recipe \"hello\" {\n  version = \"1.0.0\"\n  stages  = [\"dev\"]\n}\n\ncontainer \"hello\" {\n  base = \"scratch\"\n  layer {\n    source      = \"app/\"\n    destination = \"/app/\"\n  }\n}\n", "app/a": "a"})
+	if r := run(t, nil, "iam-policy", "-f", filepath.Join(dir, "hello.bake.hcl")); r.code != 1 || !strings.Contains(r.stderr, "needs no IAM policy") {
+		t.Errorf("a recipe that calls no AWS: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	if r := run(t, nil, "iam-policy", "bakee"); r.code != 1 || !strings.Contains(r.stderr, `"bakee" is no verb (bake, promote, launch`) {
 		t.Errorf("an unknown verb or recipe: exit %d\n%s", r.code, r.stderr)
 	}
