@@ -174,16 +174,16 @@ func approval(e catalog.Entry, req Request, g Gate, now time.Time) (catalog.Even
 			refused = append(refused, why)
 		}
 	}
-	todo := fmt.Sprintf("run `bakery approve %s --for %s` %s", ref, req.To, g.whom(req.Promoter))
+	remedy := fmt.Sprintf("run `bakery approve %s --for %s` %s", ref, req.To, g.whom(req.Promoter))
 	if len(refused) == 0 {
 		msg := fmt.Sprintf("%s requires approval (gate require_approval) and %s has no approval for %s", req.To, ref, req.To)
 		if len(otherStages) > 0 {
 			msg += fmt.Sprintf(" (only for %s)", strings.Join(otherStages, ", "))
 		}
-		return catalog.Event{}, msg + ": " + todo
+		return catalog.Event{}, msg + ": " + remedy
 	}
 	return catalog.Event{}, fmt.Sprintf("%s requires approval (gate require_approval) and no approval of %s for %s counts: %s; %s",
-		req.To, ref, req.To, strings.Join(refused, "; "), todo)
+		req.To, ref, req.To, strings.Join(refused, "; "), remedy)
 }
 
 // Approval is an approval asked for: bakery approve.
