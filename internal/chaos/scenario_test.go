@@ -60,7 +60,7 @@ const (
 // the others), which would make a seed take minutes.
 func faultOptions(seed uint64, account string) []faultproxy.Option {
 	return []faultproxy.Option{
-		faultproxy.WithSeed(seed), faultproxy.WithAccount(account),
+		faultproxy.WithSeed(seed), faultproxy.WithAccount(account), faultproxy.ApplyCopyTags(),
 		faultproxy.Throttle(0.02),
 		faultproxy.Unavailable(0.04),
 		faultproxy.InternalError(0.04),

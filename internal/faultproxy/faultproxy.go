@@ -71,6 +71,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -111,6 +112,7 @@ type Proxy struct {
 	cache       map[string]cachedAnswer
 	tokens      map[string]cachedAnswer // successful answers by ClientToken
 	asgs        map[string]bool         // Auto Scaling groups created, by account, region and name
+	copyTags    bool                    // ApplyCopyTags
 	calls       []Call
 }
 
@@ -275,6 +277,15 @@ func ResetAfter(p float64, actions ...string) Option {
 func StaleDescribes(p float64, d time.Duration, actions ...string) Option {
 	return func(px *Proxy) { px.staleAny = append(px.staleAny, rateRule{p: p, d: d, actions: actions}) }
 }
+
+// ApplyCopyTags makes CopyImage tag its copy as EC2 does: EC2 applies a
+// CopyImage's TagSpecifications to the new AMI as it creates it, so a
+// copy is never without its tags, while moto 5.2.5 ignores them (and a
+// process killed between CopyImage and its own CreateTags would leave,
+// on moto only, an AMI no tag names). The proxy tags the copy in moto
+// before it answers, faults included (a lost answer loses the answer,
+// not the tags).
+func ApplyCopyTags() Option { return func(p *Proxy) { p.copyTags = true } }
 
 // Start starts a Proxy in front of target (a moto_server URL such as
 // mototest.Server.URL) and closes it when the test ends.
@@ -547,6 +558,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if status/100 == 2 && req.ec2() && req.action == "CopyImage" && p.copyTags {
+		if err := p.tagCopy(r, req, answer); err != nil {
+			call.Fault, call.Code = FaultFailed, err.Error()
+			p.log(call)
+			http.Error(w, "faultproxy: tagging the copy in moto: "+err.Error(), http.StatusBadGateway)
+			return
+		}
+	}
 	p.mu.Lock()
 	ok := status/100 == 2
 	if ok && req.ec2() && p.freshFor > 0 {
@@ -798,4 +817,63 @@ func writeError(w http.ResponseWriter, req request, status int, code, msg string
 	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("x-amzn-RequestId", reqID)
 	writeAnswer(w, status, w.Header(), body.Bytes())
+}
+
+// imageIDRE finds the id of the AMI a CopyImage answer names.
+var imageIDRE = regexp.MustCompile(`<imageId>(ami-[0-9a-f]+)</imageId>`)
+
+// tagCopy writes, in moto, the image tags of a CopyImage request on the
+// copy its answer names (see ApplyCopyTags), with a CreateTags signed as
+// the request was (moto takes the account and region from it).
+func (p *Proxy) tagCopy(r *http.Request, req request, answer []byte) error {
+	m := imageIDRE.FindSubmatch(answer)
+	if m == nil {
+		return fmt.Errorf("no image id in the CopyImage answer")
+	}
+	form := url.Values{"Action": {"CreateTags"}, "Version": {req.params.Get("Version")}, "ResourceId.1": {string(m[1])}}
+	n := 0
+	for i := 1; ; i++ {
+		spec := fmt.Sprintf("TagSpecification.%d.", i)
+		rt := req.params.Get(spec + "ResourceType")
+		if rt == "" {
+			break
+		}
+		if rt != "image" {
+			continue
+		}
+		for j := 1; ; j++ {
+			k := req.params.Get(fmt.Sprintf("%sTag.%d.Key", spec, j))
+			if k == "" {
+				break
+			}
+			n++
+			form.Set(fmt.Sprintf("Tag.%d.Key", n), k)
+			form.Set(fmt.Sprintf("Tag.%d.Value", n), req.params.Get(fmt.Sprintf("%sTag.%d.Value", spec, j)))
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	u := *p.target
+	u.Path = singleJoin(p.target.Path, r.URL.Path)
+	out, err := http.NewRequestWithContext(r.Context(), http.MethodPost, u.String(), strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	for _, h := range []string{"Authorization", "X-Amz-Date", "X-Amz-Security-Token", accountHeader} {
+		if v := r.Header.Get(h); v != "" {
+			out.Header.Set(h, v)
+		}
+	}
+	out.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+	resp, err := p.client.Do(out)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("CreateTags answered %d: %s", resp.StatusCode, body)
+	}
+	return nil
 }
