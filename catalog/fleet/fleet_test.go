@@ -17,6 +17,7 @@ import (
 
 	"github.com/bakery-sh/bakery/catalog"
 	"github.com/bakery-sh/bakery/catalog/fleet"
+	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/mototest"
 )
 
@@ -77,6 +78,16 @@ func newWorldIn(t *testing.T, moto *mototest.Server, account string) world {
 	}
 	tg, err := w.elb.CreateTargetGroup(ctx, &elb.CreateTargetGroupInput{Name: aws.String("web"), Protocol: elbtypes.ProtocolEnumHttp,
 		Port: aws.Int32(80), VpcId: vpcs.Vpcs[0].VpcId, TargetType: elbtypes.TargetTypeEnumInstance})
+	if awsx.ErrorCode(err) == "DuplicateTargetGroupName" {
+		// The SDK retried a create whose first answer a loaded moto never
+		// sent (a CI run met it): the account is the test's own, so the
+		// group is the one that first try made.
+		tg2, derr := w.elb.DescribeTargetGroups(ctx, &elb.DescribeTargetGroupsInput{Names: []string{"web"}})
+		if derr == nil && len(tg2.TargetGroups) == 1 {
+			w.tg = aws.ToString(tg2.TargetGroups[0].TargetGroupArn)
+			return w
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
