@@ -3,9 +3,6 @@ package chaos_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"maps"
 	mrand "math/rand/v2"
@@ -25,7 +22,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
-	"golang.org/x/crypto/ssh"
 
 	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/faultproxy"
@@ -192,30 +188,7 @@ func newWorld(t *testing.T, bin string, moto *mototest.Server, sshd *sshtest.Ser
 	w.proxy = faultproxy.Start(t, moto.URL, faultOptions(seed, w.account)...)
 	tg := w.targetGroup()
 
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPub, _ := ssh.NewPublicKey(pub)
-	sshd.AuthorizeKey(sshPub)
-	target := t.TempDir()
-	files := map[string]string{
-		"id_ed25519":           string(pem.EncodeToMemory(block)),
-		"recipes/web.bake.hcl": lifecycletest.Recipe(sshd, target, tg, w.account),
-	}
-	for name, content := range files {
-		p := filepath.Join(w.dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	lifecycletest.WriteProject(t, w.dir, sshd, t.TempDir(), tg, w.account)
 	w.env = []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + t.TempDir(),

@@ -4,10 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net/http"
 	"os"
@@ -24,7 +21,6 @@ import (
 	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"golang.org/x/crypto/ssh"
 
 	"github.com/bakery-sh/bakery/internal/awsx"
 	"github.com/bakery-sh/bakery/internal/lifecycletest"
@@ -75,29 +71,7 @@ func newProof(t *testing.T) *proof {
 		t.Fatal(err)
 	}
 
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPub, _ := ssh.NewPublicKey(pub)
-	sshd.AuthorizeKey(sshPub)
-	files := map[string]string{
-		"id_ed25519":           string(pem.EncodeToMemory(block)),
-		"recipes/web.bake.hcl": lifecycletest.Recipe(sshd, t.TempDir(), aws.ToString(tg.TargetGroups[0].TargetGroupArn), account),
-	}
-	for name, content := range files {
-		path := filepath.Join(p.dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	lifecycletest.WriteProject(t, p.dir, sshd, t.TempDir(), aws.ToString(tg.TargetGroups[0].TargetGroupArn), account)
 	p.base = []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + t.TempDir(),

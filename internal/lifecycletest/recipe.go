@@ -5,10 +5,51 @@
 package lifecycletest
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/bakery-sh/bakery/internal/sshtest"
 )
+
+// WriteProject writes the lifecycle project into dir: a fresh SSH key
+// (as id_ed25519, authorized on sshd) and recipes/web.bake.hcl (see
+// Recipe).
+func WriteProject(t testing.TB, dir string, sshd *sshtest.Server, target, targetGroup, account string) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshd.AuthorizeKey(sshPub)
+	files := map[string]string{
+		"id_ed25519":           string(pem.EncodeToMemory(block)),
+		"recipes/web.bake.hcl": Recipe(sshd, target, targetGroup, account),
+	}
+	for name, content := range files {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 // Recipe returns recipes/web.bake.hcl for a project whose folder holds the
 // private key sshd accepts as id_ed25519: the provisioner writes
