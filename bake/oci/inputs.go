@@ -489,7 +489,7 @@ func hashInputJobs(ctx context.Context, jobs []inputJob, workers int) error {
 // hashInputFile computes j.sum, checking that the file still has the
 // size it had when the layer was listed.
 func hashInputFile(ctx context.Context, j *inputJob, buf []byte) error {
-	f, err := os.Open(j.path)
+	f, err := openInput(j.path)
 	if err != nil {
 		return fmt.Errorf("hashing layer input %s: %w", j.name, err)
 	}

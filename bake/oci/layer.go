@@ -349,7 +349,7 @@ func (w *layerWriter) writeEntries(entries []layerEntry) error {
 // writeFile writes the content of a regular file, which must still have
 // the size it was listed with.
 func (w *layerWriter) writeFile(e layerEntry) error {
-	f, err := os.Open(e.src)
+	f, err := openInput(e.src)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", e.src, err)
 	}
