@@ -246,7 +246,11 @@ type layerWriter struct {
 	diff  hash.Hash
 	tar   *tarSink
 	tw    *tar.Writer
-	buf   []byte
+	// buf is copyN's buffer, made when first needed: a layer of files
+	// and folders reads straight into the compressor's blocks.
+	buf []byte
+	// probe receives the byte that shows a file grew after it was listed.
+	probe [1]byte
 	// inputs, when not nil, receives a job with the content hash
 	// (inputHash) of every regular file written.
 	inputs    *inputPlan
@@ -272,7 +276,6 @@ func newLayerWriter(ctx context.Context, f *os.File, epoch time.Time, step progr
 		diff:  diff,
 		tar:   ts,
 		tw:    tar.NewWriter(ts),
-		buf:   make([]byte, layerBufSize),
 	}
 }
 
@@ -364,7 +367,7 @@ func (w *layerWriter) writeFile(e layerEntry) error {
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", e.src, err)
 	}
-	if m, _ := f.Read(w.buf[:1]); m > 0 {
+	if m, _ := f.Read(w.probe[:]); m > 0 {
 		return errChanged(e.src)
 	}
 	if w.inputs != nil {
@@ -420,6 +423,9 @@ func (w *layerWriter) readFile(r io.Reader, n int64) error {
 // chunks of the writer's buffer. It returns io.ErrUnexpectedEOF if r
 // ends early.
 func (w *layerWriter) copyN(r io.Reader, n int64) error {
+	if w.buf == nil {
+		w.buf = make([]byte, layerBufSize)
+	}
 	for n > 0 {
 		chunk := w.buf
 		if int64(len(chunk)) > n {
@@ -455,6 +461,12 @@ func (w *layerWriter) close() (diffID, digest v1.Hash, size int64, err error) {
 	}
 	if err := w.comp.Close(); err != nil {
 		return v1.Hash{}, v1.Hash{}, 0, err
+	}
+	// The disk starts on the last bytes too, so that the fsync before the
+	// layer enters the layout has less to wait for.
+	if s := w.sink; s.writeback != nil && s.n > s.synced {
+		s.writeback(s.synced, s.n-s.synced)
+		s.synced = s.n
 	}
 	diffID = sha256Hash(w.diff)
 	digest = sha256Hash(w.sink.h)
