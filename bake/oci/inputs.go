@@ -175,7 +175,14 @@ func layerEntries(ctx context.Context, l *recipes.Layer) ([]layerEntry, error) {
 }
 
 // walkLayerDir lists everything under the layer's source folder, placed
-// under dst. Symlinks are not followed, except the source itself.
+// under dst. Symlinks are not followed, except the source itself. The
+// caller sorts the entries.
+//
+// Listing stats every file, and nothing else of the bake can start
+// before it ends: a few goroutines read the folders at once, each
+// listing a subfolder itself when no other goroutine is free. Of several
+// errors, the one at the first path in byte order is reported, whatever
+// the goroutines' timing.
 func walkLayerDir(ctx context.Context, l *recipes.Layer, dst string, uid, gid int) ([]layerEntry, error) {
 	root := l.Path
 	if fi, err := os.Lstat(root); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
@@ -183,47 +190,121 @@ func walkLayerDir(ctx context.Context, l *recipes.Layer, dst string, uid, gid in
 			return nil, fmt.Errorf("reading layer source %s: %w", l.Source, err)
 		}
 	}
-	var es []layerEntry
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	w := &dirWalker{ctx: ctx, l: l, dst: dst, uid: uid, gid: gid, sem: make(chan struct{}, walkGoroutines)}
+	w.wg.Add(1)
+	w.walk(root, "")
+	w.wg.Wait()
+	if w.err != nil {
+		return nil, w.err
+	}
+	return w.entries, nil
+}
+
+// walkGoroutines bounds the goroutines listing a layer's folders, besides
+// the one that started the walk.
+const walkGoroutines = 3
+
+// dirWalker lists a layer's source folder (see walkLayerDir).
+type dirWalker struct {
+	ctx      context.Context
+	l        *recipes.Layer
+	dst      string
+	uid, gid int
+	sem      chan struct{} // a token for each goroutine walking a subfolder
+	wg       sync.WaitGroup
+
+	mu      sync.Mutex
+	entries []layerEntry
+	err     error
+	errPath string
+}
+
+// walk lists the folder dir, at rel (slash-separated, "" for the source
+// itself) under the source, and everything below it.
+func (w *dirWalker) walk(dir, rel string) {
+	defer w.wg.Done()
+	if err := w.ctx.Err(); err != nil {
+		w.fail(dir, fmt.Errorf("reading layer source %s: %w", w.l.Source, err))
+		return
+	}
+	ds, err := os.ReadDir(dir)
+	if err != nil {
+		w.fail(dir, fmt.Errorf("reading layer source %s: %w", w.l.Source, err))
+		return
+	}
+	sep := string(filepath.Separator)
+	if strings.HasSuffix(dir, sep) {
+		sep = ""
+	}
+	es := make([]layerEntry, 0, len(ds))
+	for _, d := range ds {
+		p := dir + sep + d.Name()
+		r := d.Name()
+		if rel != "" {
+			r = rel + "/" + r
+		}
+		e, err := w.entry(p, r, d)
 		if err != nil {
-			return fmt.Errorf("reading layer source %s: %w", l.Source, err)
+			w.fail(p, err)
+			return
 		}
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("reading layer source %s: %w", l.Source, err)
+		es = append(es, e)
+		if e.typ != tar.TypeDir {
+			continue
 		}
-		if p == root {
-			return nil
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return fmt.Errorf("reading layer source %s: %w", l.Source, err)
-		}
-		name := joinName(dst, filepath.ToSlash(rel))
-		switch t := d.Type(); {
-		case t.IsDir():
-			es = append(es, layerEntry{name: name + "/", typ: tar.TypeDir, mode: 0o755, uid: uid, gid: gid})
-		case t&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return fmt.Errorf("reading layer source %s: %w", l.Source, err)
-			}
-			es = append(es, layerEntry{name: name, typ: tar.TypeSymlink, mode: 0o777, uid: uid, gid: gid, link: filepath.ToSlash(target)})
-		case t.IsRegular():
-			fi, err := d.Info()
-			if err != nil {
-				return fmt.Errorf("reading layer source %s: %w", l.Source, err)
-			}
-			// A hard link is written as another regular file.
-			es = append(es, layerEntry{
-				name: name, typ: tar.TypeReg, mode: layerFileMode(l, int64(fi.Mode().Perm())),
-				uid: uid, gid: gid, size: fi.Size(), src: p,
-			})
+		w.wg.Add(1)
+		select {
+		case w.sem <- struct{}{}:
+			go func() {
+				defer func() { <-w.sem }()
+				w.walk(p, r)
+			}()
 		default:
-			return fmt.Errorf("reading layer source %s: %s is %s: a layer holds only regular files, folders and symlinks; remove it from the source folder", l.Source, p, describeMode(t))
+			w.walk(p, r)
 		}
-		return nil
-	})
-	return es, err
+	}
+	w.mu.Lock()
+	w.entries = append(w.entries, es...)
+	w.mu.Unlock()
+}
+
+// fail records err at path p, keeping the error of the first path in
+// byte order. The other folders are still listed: one of them may hold an
+// earlier path that fails too.
+func (w *dirWalker) fail(p string, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil || p < w.errPath {
+		w.err, w.errPath = err, p
+	}
+}
+
+// entry is the layer entry of d, found at p, at rel under the source.
+func (w *dirWalker) entry(p, rel string, d fs.DirEntry) (layerEntry, error) {
+	l, uid, gid := w.l, w.uid, w.gid
+	name := joinName(w.dst, rel)
+	switch t := d.Type(); {
+	case t.IsDir():
+		return layerEntry{name: name + "/", typ: tar.TypeDir, mode: 0o755, uid: uid, gid: gid}, nil
+	case t&fs.ModeSymlink != 0:
+		target, err := os.Readlink(p)
+		if err != nil {
+			return layerEntry{}, fmt.Errorf("reading layer source %s: %w", l.Source, err)
+		}
+		return layerEntry{name: name, typ: tar.TypeSymlink, mode: 0o777, uid: uid, gid: gid, link: filepath.ToSlash(target)}, nil
+	case t.IsRegular():
+		fi, err := d.Info()
+		if err != nil {
+			return layerEntry{}, fmt.Errorf("reading layer source %s: %w", l.Source, err)
+		}
+		// A hard link is written as another regular file.
+		return layerEntry{
+			name: name, typ: tar.TypeReg, mode: layerFileMode(l, int64(fi.Mode().Perm())),
+			uid: uid, gid: gid, size: fi.Size(), src: p,
+		}, nil
+	default:
+		return layerEntry{}, fmt.Errorf("reading layer source %s: %s is %s: a layer holds only regular files, folders and symlinks; remove it from the source folder", l.Source, p, describeMode(t))
+	}
 }
 
 // describeMode names a file type for error messages.
