@@ -342,6 +342,11 @@ func TestZstdLayer(t *testing.T) {
 	if n := bytes.Count(raw, []byte{0x28, 0xb5, 0x2f, 0xfd}); n < 2 {
 		t.Errorf("%d zstd frame magics, want one per MiB", n)
 	}
+	// No content checksum (bit 2 of the frame header descriptor, after
+	// the magic): the layer digest covers the bytes already.
+	if raw[4]&0x04 != 0 {
+		t.Errorf("the first frame's header descriptor %#x asks for a content checksum", raw[4])
+	}
 	// go-containerregistry reads it back (its validate.Layer knows gzip only).
 	rc, err := b.Layer().Uncompressed()
 	if err != nil {
