@@ -41,7 +41,8 @@ test: deps vet
 ## Go fuzzes one target per run. A crash is written to PKG/testdata/fuzz/TARGET/ (commit it:
 ## plain `go test` replays it); the corpus grown along the way stays in Go's cache.
 FUZZ_TARGETS   := recipes:FuzzLoad bake/oci:FuzzTarballLayer catalog/ami:FuzzAMITags \
-                  catalog/ami:FuzzEventTag catalog/ami:FuzzMarkTag catalog/oci:FuzzLayoutIndex
+                  catalog/ami:FuzzEventTag catalog/ami:FuzzMarkTag catalog/oci:FuzzLayoutIndex \
+                  internal/sbom/intoto:FuzzEncodeStatement
 FUZZTIME       ?= 10m
 FUZZTIME_SHORT ?= 5s
 # Inputs that find new code are minimised for at most this long (Go's default, 60s, would eat short runs).

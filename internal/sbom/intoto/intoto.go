@@ -4,8 +4,6 @@
 package intoto
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 )
 
@@ -119,12 +117,9 @@ func Build(in Input) ([]byte, error) {
 	if in.InvocationID != "" {
 		st.Predicate.RunDetails.Metadata = &BuildMetadata{InvocationID: in.InvocationID}
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(st); err != nil {
+	out, err := encodeStatement(st)
+	if err != nil {
 		return nil, fmt.Errorf("encoding the provenance statement: %w", err)
 	}
-	return buf.Bytes(), nil
+	return out, nil
 }
