@@ -142,8 +142,14 @@ func (s attestStep) sbom(st *buildState, digest v1.Hash) ([]byte, error) {
 func (s attestStep) provenance(st *buildState, digest v1.Hash) ([]byte, error) {
 	p := st.plan
 	r := p.recipe
+	dir := filepath.Clean(r.Dir)
 	rel := func(path string) string {
 		if r.Dir != "" {
+			// The common case, a clean path inside the recipe's folder,
+			// without filepath.Rel's work for each of many files.
+			if x, ok := strings.CutPrefix(path, dir+string(filepath.Separator)); ok && x != "" && filepath.Clean(path) == path && dir != "." {
+				return filepath.ToSlash(x)
+			}
 			if x, err := filepath.Rel(r.Dir, path); err == nil && !strings.HasPrefix(x, "..") {
 				return filepath.ToSlash(x)
 			}
