@@ -301,16 +301,25 @@ func run(ctx context.Context, o options) error {
 		if timed {
 			what = fmt.Sprintf("run %d/%d", i-o.warmup+1, o.n)
 		}
+		// The warm-up runs (or, with none, the first timed run) measure
+		// peak RSS; the others run without the bench polling /proc (see
+		// command.NoRSS).
+		probe := !timed || (o.warmup == 0 && i == 0)
+		cmd := func(c command) command {
+			c.NoRSS = !probe
+			return c
+		}
 		keep := func(key string, s sample) {
 			if timed {
 				all[key].Samples = append(all[key].Samples, s)
 			}
+			all[key].ProbeRSSKiB = max(all[key].ProbeRSSKiB, s.MaxRSSKiB)
 		}
 
 		// (a') full bake with zstd layers into a fresh, empty BAKERY_HOME
 		// (and a fresh user cache dir).
 		logf("%s: bakery full bake, zstd", what)
-		s, zstdBake, err := fullBake(ctx, bakeZstd, homeZstd, xdgCache)
+		s, zstdBake, err := fullBake(ctx, cmd(bakeZstd), homeZstd, xdgCache)
 		if err != nil {
 			return fmt.Errorf("full bake, zstd: %w", err)
 		}
@@ -324,7 +333,7 @@ func run(ctx context.Context, o options) error {
 			cmd command
 		}{{mZstdNoSBOM, bakeZstdNoSBOM}, {mFullNoSBOM, bakeNoSBOM}} {
 			logf("%s: bakery full bake, %s", what, all[nb.key].Label)
-			s, _, err := fullBake(ctx, nb.cmd, homeNoSBOM, xdgCache)
+			s, _, err := fullBake(ctx, cmd(nb.cmd), homeNoSBOM, xdgCache)
 			if err != nil {
 				return fmt.Errorf("full bake, sbom = false: %w", err)
 			}
@@ -333,7 +342,7 @@ func run(ctx context.Context, o options) error {
 
 		// (a) full bake into a fresh, empty BAKERY_HOME (and a fresh user cache dir).
 		logf("%s: bakery full bake", what)
-		s, full, err := fullBake(ctx, bake, home, xdgCache)
+		s, full, err := fullBake(ctx, cmd(bake), home, xdgCache)
 		if err != nil {
 			return fmt.Errorf("full bake: %w", err)
 		}
@@ -342,7 +351,7 @@ func run(ctx context.Context, o options) error {
 
 		// (b) no-op rebake of the same inputs into the same home.
 		logf("%s: bakery no-op rebake", what)
-		s, out, err := runTimed(ctx, bake, true)
+		s, out, err := runTimed(ctx, cmd(bake), true)
 		if err != nil {
 			return err
 		}
@@ -361,7 +370,7 @@ func run(ctx context.Context, o options) error {
 
 		// (c) sha256sum over every input file, sequential, as a user would.
 		logf("%s: sha256sum", what)
-		s, _, err = runTimed(ctx, sha, false)
+		s, _, err = runTimed(ctx, cmd(sha), false)
 		if err != nil {
 			return err
 		}
@@ -378,7 +387,7 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		logf("%s: crane append", what)
-		s, _, err = runTimed(ctx, craneCmd, false)
+		s, _, err = runTimed(ctx, cmd(craneCmd), false)
 		if err != nil {
 			return err
 		}
@@ -390,7 +399,7 @@ func run(ctx context.Context, o options) error {
 			c   command
 		}{{mFolder1, folder1}, {mFolder4, folder4}} {
 			logf("%s: bakery folder bake, %s", what, f.c.Args[3]+" "+f.c.Args[4])
-			s, err := folderBake(ctx, f.c, homeFolder)
+			s, err := folderBake(ctx, cmd(f.c), homeFolder)
 			if err != nil {
 				return fmt.Errorf("folder bake: %w", err)
 			}

@@ -77,6 +77,28 @@ func TestPeakRSSIsTheChildsOwn(t *testing.T) {
 	runtime.KeepAlive(held)
 }
 
+// TestTimedRunsDoNotMeasureMemory: a command with NoRSS runs without the
+// /proc poller (which wakes every 5 ms on the cores a bake keeps busy)
+// and reports no peak RSS at all, not ru_maxrss's figure, which holds the
+// bench's own memory.
+func TestTimedRunsDoNotMeasureMemory(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := runTimed(context.Background(), command{Args: []string{self, "-test.run=^$"}, Env: []string{"BENCH_TEST_HOLD_MIB=64"}, NoRSS: true}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.MaxRSSKiB != 0 || s.Wall <= 0 {
+		t.Errorf("a NoRSS run reports peak RSS %d KiB and wall time %v, want 0 and the time", s.MaxRSSKiB, s.Wall)
+	}
+	ser := &series{Samples: []sample{s}, ProbeRSSKiB: 70 << 10}
+	if got := ser.peakRSSKiB(); got != 70<<10 {
+		t.Errorf("peak RSS of a series whose warm-up measured 70 MiB = %d KiB", got)
+	}
+}
+
 // TestSeededAMIsReadAsBakeryWroteThem: the seeded tags are bakery's own:
 // catalog/ami's lifecycle store reads every version in the three regions,
 // the stage holders (the newest version in dev, the newest tenth in
