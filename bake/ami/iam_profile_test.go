@@ -86,7 +86,7 @@ func TestBakeWithMissingInstanceProfileFailsNamingTheAttribute(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = b.Build(ctx, p)
-	wantErrContains(t, err, "web.bake.hcl:10:26", `instance profile "no-such-profile"`, "iam:PassRole")
+	wantErrContains(t, err, "web.bake.hcl:10:26", `instance profile "no-such-profile"`, "iam:PassRole", "bakery iam-policy bake -f RECIPE --role ROLE")
 	e.assertNoLeftovers("us-east-1")
 }
 

@@ -62,7 +62,7 @@ func (launchStep) Run(ctx context.Context, st *bakeState, _ progress.Step) error
 	out, err := c.RunInstances(ctx, in)
 	if err != nil {
 		if profileError(m, err) {
-			return fmt.Errorf("%s: launching the builder in %s with instance profile %q: %w; check that the profile exists in this account (aws iam get-instance-profile --instance-profile-name %s) and that the baking identity has iam:PassRole on its role",
+			return fmt.Errorf("%s: launching the builder in %s with instance profile %q: %w; check that the profile exists in this account (aws iam get-instance-profile --instance-profile-name %s) and that the baking identity has iam:PassRole on its role (bakery iam-policy bake -f RECIPE --role ROLE prints the policy with it)",
 				m.Pos("iam_instance_profile"), region, m.IAMInstanceProfile, awsx.ExplainError(err), m.IAMInstanceProfile)
 		}
 		return fmt.Errorf("launching the builder (%s from %s) in %s: %w", instanceType(m), p.SourceAMI, region, awsx.ExplainError(err))

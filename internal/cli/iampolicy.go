@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -22,12 +23,15 @@ func iamPolicyCommand(e *env) *ucli.Command {
 			"the verbs need (default: every verb): " + strings.Join(verbNames(), ", ") + ".\n" +
 			"With a recipe (-f FILE, or RECIPE found in ./recipes), it is narrowed to\n" +
 			"the recipe: resources bakery changes must carry its bakery:recipe tag,\n" +
-			"regions are the recipe's, iam:PassRole names its instance profiles' roles,\n" +
+			"regions are the recipe's, iam:PassRole names its instance profiles' roles\n" +
+			"(taken to be named as the profiles, as the console makes them; --role names\n" +
+			"them when they are not: aws iam get-instance-profile shows a profile's role),\n" +
 			"KMS actions its keys, and S3 actions its ledger's prefix. The actions come\n" +
 			"from the same table every AWS call is checked against (BAKERY_IAM_STRICT=1).",
 		ArgsUsage: "[VERB...] [RECIPE]",
 		Flags: append(recipeFlags(),
 			&ucli.StringFlag{Name: "account", Usage: "the AWS account `ID` the ARNs name (default: any, \"*\")"},
+			&ucli.StringSliceFlag{Name: "role", Usage: "the `ROLE` (name or ARN) that iam:PassRole names, for bake and launch, instead of roles named as the recipe's instance profiles (repeatable)"},
 		),
 		Action: func(c *ucli.Context) error {
 			g, err := readGlobals(c)
@@ -74,9 +78,21 @@ func iamPolicyCommand(e *env) *ucli.Command {
 					return err
 				}
 			}
+			roles := c.StringSlice("role")
+			for _, r := range roles {
+				if !roleRE.MatchString(r) {
+					return usagef("--role %q is no IAM role name or ARN (like web-role or arn:aws:iam::123456789012:role/web-role)", r)
+				}
+			}
+			if len(roles) > 0 {
+				scope.Roles = slices.Compact(slices.Sorted(slices.Values(roles)))
+			}
 			doc, err := awsx.Policy(verbs, scope)
 			if err != nil {
 				return usagef("%v", err)
+			}
+			if len(roles) > 0 && !slices.ContainsFunc(doc.Statement, func(st awsx.Statement) bool { return slices.Contains(st.Action, "iam:PassRole") }) {
+				return usagef("--role names the roles bake and launch pass to EC2, and %s pass none: drop --role or add bake or launch", verbList(verbs))
 			}
 			enc := json.NewEncoder(e.stdout)
 			enc.SetIndent("", "  ")
@@ -145,4 +161,16 @@ func (e *env) policyScope(r *recipes.Recipe, account string) (awsx.PolicyScope, 
 	slices.Sort(s.KMSKeys)
 	s.KMSKeys = slices.Compact(s.KMSKeys)
 	return s, nil
+}
+
+// roleRE matches an IAM role name or role ARN (with a path or not).
+var roleRE = regexp.MustCompile(`^([\w+=,.@-]{1,64}|arn:aws[a-z-]*:iam::[0-9]{12}:role/([\x21-\x7e]+/)?[\w+=,.@-]{1,64})$`)
+
+// verbList names verbs for a message.
+func verbList(verbs []awsx.Verb) string {
+	names := make([]string, len(verbs))
+	for i, v := range verbs {
+		names[i] = string(v)
+	}
+	return strings.Join(names, ", ")
 }

@@ -68,6 +68,28 @@ fleet "prod" {
 	if got := want["BakeryKMSByAlias"].Condition["ForAnyValue:StringEquals"]["kms:ResourceAliases"]; !reflect.DeepEqual(got, []string{"alias/x", "alias/x-eu", "alias/x-us"}) {
 		t.Errorf("KMS aliases = %v", got)
 	}
+	// A profile whose role has another name: --role names it.
+	r = mustRun(t, nil, "iam-policy", "launch", "-f", filepath.Join(dir, "base.bake.hcl"), "--account", "123456789012", "--role", "web-role", "--role", "arn:aws:iam::123456789012:role/ops/builder")
+	var withRole awsx.PolicyDocument
+	if err := json.Unmarshal([]byte(r.stdout), &withRole); err != nil {
+		t.Fatalf("not a policy document: %v\n%s", err, r.stdout)
+	}
+	i := slices.IndexFunc(withRole.Statement, func(s awsx.Statement) bool { return s.Sid == "BakeryPassRole" })
+	if i < 0 || !reflect.DeepEqual(withRole.Statement[i].Resource, []string{"arn:aws:iam::123456789012:role/ops/builder", "arn:aws:iam::123456789012:role/web-role"}) {
+		t.Errorf("PassRole with --role: %s", r.stdout)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"iam-policy", "status", "--role", "web-role"}, "status pass none"},
+		{[]string{"iam-policy", "launch", "--role", "web role"}, `--role "web role" is no IAM role name or ARN`},
+		{[]string{"iam-policy", "launch", "--role", "arn:aws:iam::123:role/x"}, "is no IAM role name or ARN"},
+	} {
+		if r := run(t, nil, tc.args...); r.code != 2 || !strings.Contains(r.stderr, tc.want) || r.stdout != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want usage error %q", tc.args, r.code, r.stdout, r.stderr, tc.want)
+		}
+	}
 	if slices.ContainsFunc(doc.Statement, func(s awsx.Statement) bool { return strings.HasPrefix(s.Sid, "BakeryLedger") }) {
 		t.Errorf("a recipe without a ledger got S3 statements: %s", r.stdout)
 	}
