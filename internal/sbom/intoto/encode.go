@@ -197,23 +197,20 @@ func (w *jsonWriter) descriptor(depth int, d ResourceDescriptor) {
 		n++
 		w.key(depth+1, k)
 	}
+	str := func(k, v string) {
+		if v != "" {
+			member(k)
+			w.str(v)
+		}
+	}
 	w.open('{')
-	if d.Name != "" {
-		member("name")
-		w.str(d.Name)
-	}
-	if d.URI != "" {
-		member("uri")
-		w.str(d.URI)
-	}
+	str("name", d.Name)
+	str("uri", d.URI)
 	if len(d.Digest) > 0 {
 		member("digest")
 		w.strings(depth+1, d.Digest)
 	}
-	if d.MediaType != "" {
-		member("mediaType")
-		w.str(d.MediaType)
-	}
+	str("mediaType", d.MediaType)
 	if len(d.Annotations) > 0 {
 		member("annotations")
 		w.value(depth+1, d.Annotations)

@@ -64,15 +64,7 @@ func TestEncodeStatementIsWhatEncodingJSONWrites(t *testing.T) {
 		"nil subject and parameters": {},
 	}
 	for name, st := range cases {
-		t.Run(name, func(t *testing.T) {
-			got, err := encodeStatement(st)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := reference(t, st); !bytes.Equal(got, want) {
-				t.Errorf("encodeStatement differs from encoding/json:\ngot:\n%s\nwant:\n%s", got, want)
-			}
-		})
+		t.Run(name, func(t *testing.T) { assertEncodedAsEncodingJSON(t, st) })
 	}
 }
 
@@ -95,14 +87,21 @@ func FuzzEncodeStatement(f *testing.F) {
 			Dependencies:       []ResourceDescriptor{{Name: name, URI: uri, Digest: map[string]string{alg: digest, param: uri}, MediaType: param}},
 			BakeryVersion:      param, InvocationID: digest,
 		})
-		got, err := encodeStatement(st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := reference(t, st); !bytes.Equal(got, want) {
-			t.Errorf("encodeStatement differs from encoding/json:\ngot:\n%s\nwant:\n%s", got, want)
-		}
+		assertEncodedAsEncodingJSON(t, st)
 	})
+}
+
+// assertEncodedAsEncodingJSON fails t unless encodeStatement writes st
+// byte for byte as encoding/json does.
+func assertEncodedAsEncodingJSON(t *testing.T, st Statement) {
+	t.Helper()
+	got, err := encodeStatement(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := reference(t, st); !bytes.Equal(got, want) {
+		t.Errorf("encodeStatement differs from encoding/json:\ngot:\n%s\nwant:\n%s", got, want)
+	}
 }
 
 func BenchmarkBuildStatementOf2040Files(b *testing.B) {
