@@ -237,7 +237,14 @@ func (w *dirWalker) walk(dir, rel string) {
 		sep = ""
 	}
 	es := make([]layerEntry, 0, len(ds))
-	for _, d := range ds {
+	for i, d := range ds {
+		if i%256 == 255 {
+			// A folder of many files stops soon after an interrupt too.
+			if err := w.ctx.Err(); err != nil {
+				w.fail(dir, fmt.Errorf("reading layer source %s: %w", w.l.Source, err))
+				return
+			}
+		}
 		p := dir + sep + d.Name()
 		r := d.Name()
 		if rel != "" {

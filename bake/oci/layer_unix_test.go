@@ -3,12 +3,15 @@
 package oci
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 )
@@ -99,5 +102,35 @@ func TestListingFindsWhatWalkDirFinds(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("listing:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// countdownCtx is a context that is cancelled from its nth Err call on.
+type countdownCtx struct {
+	context.Context
+	n atomic.Int32
+}
+
+func (c *countdownCtx) Err() error {
+	if c.n.Add(-1) <= 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// Listing a folder of many files checks for an interrupt as it goes, not
+// only when it opens the folder.
+func TestListingStopsInsideALargeFolder(t *testing.T) {
+	root := t.TempDir()
+	for i := range 600 {
+		if err := os.WriteFile(filepath.Join(root, fmt.Sprintf("f%04d", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := &countdownCtx{Context: t.Context()}
+	ctx.n.Store(2) // the check when the folder is opened passes, the next fails
+	_, err := walkLayerDir(ctx, dirLayer(root, "/app/"), "app", 0, 0)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("listing 600 files with the context cancelled after the folder was opened: %v, want context.Canceled", err)
 	}
 }
