@@ -46,14 +46,7 @@ func approveCommand(e *env) *ucli.Command {
 			&ucli.StringFlag{Name: "reason", Usage: "why; recorded in the history"},
 		),
 		Action: func(c *ucli.Context) error {
-			g, err := readGlobals(c)
-			if err != nil {
-				return err
-			}
-			if c.NArg() != 1 {
-				return usagef("approve takes one RECIPE@VERSION, for example: bakery approve web@1.4.2 --for prod")
-			}
-			rname, version, err := parseRef(c.Args().First())
+			g, rname, version, err := oneRef(c, "approve", " --for prod")
 			if err != nil {
 				return err
 			}

@@ -42,14 +42,7 @@ func documentCommand(e *env, k documentKind) *ucli.Command {
 			&ucli.StringFlag{Name: "artifact", Usage: "the container or machine_image `NAME` (needed when the recipe has several)"},
 		),
 		Action: func(c *ucli.Context) error {
-			g, err := readGlobals(c)
-			if err != nil {
-				return err
-			}
-			if c.NArg() != 1 {
-				return usagef("%s takes one RECIPE@VERSION, for example: bakery %s web@1.4.2", k.command, k.command)
-			}
-			name, version, err := parseRef(c.Args().First())
+			g, name, version, err := oneRef(c, k.command, "")
 			if err != nil {
 				return err
 			}

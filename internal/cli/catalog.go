@@ -35,6 +35,20 @@ func parseRef(s string) (recipe, version string, err error) {
 	return recipe, version, nil
 }
 
+// oneRef reads the global flags and the one RECIPE@VERSION argument of
+// the verb named verb; example is the rest of a command line that uses
+// it (after "bakery VERB web@1.4.2"), for the usage error.
+func oneRef(c *ucli.Context, verb, example string) (g globals, recipe, version string, err error) {
+	if g, err = readGlobals(c); err != nil {
+		return g, "", "", err
+	}
+	if c.NArg() != 1 {
+		return g, "", "", usagef("%s takes one RECIPE@VERSION, for example: bakery %s web@1.4.2%s", verb, verb, example)
+	}
+	recipe, version, err = parseRef(c.Args().First())
+	return g, recipe, version, err
+}
+
 // findRecipes loads the recipe named name (every recipe when name is
 // empty) from -f FILE or ./recipes/*.bake.hcl, all of it checked; see
 // findRecipesIn.

@@ -63,14 +63,7 @@ func promoteCommand(e *env) *ucli.Command {
 			&ucli.BoolFlag{Name: "break-lock", Usage: "first break the ledger's lock on the stage, held by a runner that is gone (needs a ledger)"},
 		),
 		Action: func(c *ucli.Context) error {
-			g, err := readGlobals(c)
-			if err != nil {
-				return err
-			}
-			if c.NArg() != 1 {
-				return usagef("promote takes one RECIPE@VERSION, for example: bakery promote web@1.4.2 --to prod")
-			}
-			name, version, err := parseRef(c.Args().First())
+			g, name, version, err := oneRef(c, "promote", " --to prod")
 			if err != nil {
 				return err
 			}
@@ -285,14 +278,7 @@ func revokeCommand(e *env, revoke bool) *ucli.Command {
 			&ucli.StringFlag{Name: "reason", Usage: reason},
 		),
 		Action: func(c *ucli.Context) error {
-			g, err := readGlobals(c)
-			if err != nil {
-				return err
-			}
-			if c.NArg() != 1 {
-				return usagef("%s takes one RECIPE@VERSION, for example: bakery %s %s", name, name, strings.Replace(args, "RECIPE@VERSION", "web@1.4.2", 1))
-			}
-			rname, version, err := parseRef(c.Args().First())
+			g, rname, version, err := oneRef(c, name, strings.TrimPrefix(args, "RECIPE@VERSION"))
 			if err != nil {
 				return err
 			}
