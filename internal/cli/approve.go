@@ -54,13 +54,7 @@ func approveCommand(e *env) *ucli.Command {
 			if stage == "" {
 				return usagef("approve needs the stage it approves for: --for STAGE")
 			}
-			rs, err := e.catalogRecipes(c, g, rname)
-			if err != nil {
-				return err
-			}
-			r := rs[0]
-			s := &session{e: e, c: c}
-			arts, err := s.artifacts(r)
+			r, s, arts, err := e.openRecipe(c, g, rname)
 			if err != nil {
 				return err
 			}

@@ -142,6 +142,21 @@ func (s *session) awsWithFallback(r *recipes.Recipe, fallback string) (aws.Confi
 	return cfg, nil
 }
 
+// openRecipe loads the recipe named name for a verb that works on its
+// catalog, and opens the catalog of every artifact of it.
+func (e *env) openRecipe(c *ucli.Context, g globals, name string) (*recipes.Recipe, *session, []*promote.Artifact, error) {
+	rs, err := e.catalogRecipes(c, g, name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	s := &session{e: e, c: c}
+	arts, err := s.artifacts(rs[0])
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return rs[0], s, arts, nil
+}
+
 // artifacts opens the catalog of every artifact of r.
 func (s *session) artifacts(r *recipes.Recipe) ([]*promote.Artifact, error) {
 	var arts []*promote.Artifact

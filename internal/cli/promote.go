@@ -76,13 +76,7 @@ func promoteCommand(e *env) *ucli.Command {
 			if c.Bool("force") && strings.TrimSpace(c.String("reason")) == "" {
 				return usagef("promote --force needs --reason \"...\": say why the stage order or gates are overridden (it is recorded in the history)")
 			}
-			rs, err := e.catalogRecipes(c, g, name)
-			if err != nil {
-				return err
-			}
-			r := rs[0]
-			s := &session{e: e, c: c}
-			arts, err := s.artifacts(r)
+			r, s, arts, err := e.openRecipe(c, g, name)
 			if err != nil {
 				return err
 			}
@@ -285,12 +279,7 @@ func revokeCommand(e *env, revoke bool) *ucli.Command {
 			if revoke && strings.TrimSpace(c.String("reason")) == "" {
 				return usagef("revoke needs a reason: give a --reason \"...\" (it is recorded in the history and shown by status)")
 			}
-			rs, err := e.catalogRecipes(c, g, rname)
-			if err != nil {
-				return err
-			}
-			s := &session{e: e, c: c}
-			arts, err := s.artifacts(rs[0])
+			r, s, arts, err := e.openRecipe(c, g, rname)
 			if err != nil {
 				return err
 			}
@@ -303,22 +292,22 @@ func revokeCommand(e *env, revoke bool) *ucli.Command {
 					state = "already revoked"
 				}
 				if g.json {
-					return json.NewEncoder(e.stdout).Encode(map[string]any{"recipe": rs[0].Name, "version": version, "revoked": revoke, "noop": true})
+					return json.NewEncoder(e.stdout).Encode(map[string]any{"recipe": r.Name, "version": version, "revoked": revoke, "noop": true})
 				}
-				fmt.Fprintf(e.stdout, "%s@%s is %s: nothing to do\n", rs[0].Name, version, state)
+				fmt.Fprintf(e.stdout, "%s@%s is %s: nothing to do\n", r.Name, version, state)
 				return nil
 			}
 			apply := promote.Unrevoke
 			if revoke {
 				apply = promote.Revoke
 			}
-			if err := apply(c.Context, arts, rs[0].Name, version, c.String("reason"), s.actor(), e.now()); err != nil {
+			if err := apply(c.Context, arts, r.Name, version, c.String("reason"), s.actor(), e.now()); err != nil {
 				return err
 			}
 			if g.json {
-				return json.NewEncoder(e.stdout).Encode(map[string]any{"recipe": rs[0].Name, "version": version, "revoked": revoke, "noop": false})
+				return json.NewEncoder(e.stdout).Encode(map[string]any{"recipe": r.Name, "version": version, "revoked": revoke, "noop": false})
 			}
-			fmt.Fprintf(e.stdout, "%sd %s@%s\n", name, rs[0].Name, version)
+			fmt.Fprintf(e.stdout, "%sd %s@%s\n", name, r.Name, version)
 			return nil
 		},
 	})
