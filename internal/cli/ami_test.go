@@ -3,10 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -20,7 +17,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
-	"golang.org/x/crypto/ssh"
 
 	"github.com/bakery-sh/bakery/bake"
 	"github.com/bakery-sh/bakery/catalog"
@@ -36,18 +32,8 @@ func amiProject(t *testing.T, sshd *sshtest.Server, shell string) (recipe, targe
 	t.Helper()
 	dir := t.TempDir()
 	target = t.TempDir()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPub, _ := ssh.NewPublicKey(pub)
-	sshd.AuthorizeKey(sshPub)
 	writeFiles(t, dir, map[string]string{
-		"id_ed25519":      string(pem.EncodeToMemory(block)),
+		"id_ed25519":      sshd.NewAuthorizedKey(),
 		"site/index.html": "<h1>web</h1>\n",
 		"web.bake.hcl": fmt.Sprintf(`recipe "web" {
   version = "1.0.0"

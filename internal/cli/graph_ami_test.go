@@ -1,15 +1,10 @@
 package cli
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/bakery-sh/bakery/internal/mototest"
 	"github.com/bakery-sh/bakery/internal/sshtest"
@@ -45,18 +40,8 @@ func TestBakeFolderAMIOnLinkedAMI(t *testing.T) {
 	sshd := sshtest.Start(t)
 	env := awsEnv(t, moto)
 	dir := t.TempDir()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPub, _ := ssh.NewPublicKey(pub)
-	sshd.AuthorizeKey(sshPub)
 	writeFiles(t, dir, map[string]string{
-		"id_ed25519":          string(pem.EncodeToMemory(block)),
+		"id_ed25519":          sshd.NewAuthorizedKey(),
 		"a-web.bake.hcl":      amiRecipe(sshd, "web", `source_ami = "recipe:hardened"`),
 		"b-hardened.bake.hcl": amiRecipe(sshd, "hardened", `source_ami_ssm = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"`),
 	})

@@ -5,15 +5,10 @@
 package lifecycletest
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/bakery-sh/bakery/internal/sshtest"
 )
@@ -23,21 +18,8 @@ import (
 // Recipe).
 func WriteProject(t testing.TB, dir string, sshd *sshtest.Server, target, targetGroup, account string) {
 	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshd.AuthorizeKey(sshPub)
 	files := map[string]string{
-		"id_ed25519":           string(pem.EncodeToMemory(block)),
+		"id_ed25519":           sshd.NewAuthorizedKey(),
 		"recipes/web.bake.hcl": Recipe(sshd, target, targetGroup, account),
 	}
 	for name, content := range files {

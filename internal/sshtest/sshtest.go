@@ -177,6 +177,27 @@ func (s *Server) AuthorizeKey(pub ssh.PublicKey) {
 	}
 }
 
+// NewAuthorizedKey makes a new ed25519 key, lets it log in as User, and
+// returns its private key in OpenSSH PEM form (what a recipe's
+// ssh_private_key_file holds).
+func (s *Server) NewAuthorizedKey() string {
+	s.t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		s.t.Fatalf("sshtest: making a key: %v", err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		s.t.Fatalf("sshtest: making a key: %v", err)
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		s.t.Fatalf("sshtest: making a key: %v", err)
+	}
+	s.AuthorizeKey(sshPub)
+	return string(pem.EncodeToMemory(block))
+}
+
 // Log returns what sshd has logged so far (the last 64 KiB).
 func (s *Server) Log() string { return s.log.String() }
 

@@ -84,6 +84,18 @@ func TestSSHServerRunsCommandsAsTheTestUser(t *testing.T) {
 	}
 	c2.Close()
 
+	// A key made by NewAuthorizedKey logs in from its PEM, as a recipe's
+	// ssh_private_key_file does.
+	made, err := ssh.ParsePrivateKey([]byte(srv.NewAuthorizedKey()))
+	if err != nil {
+		t.Fatalf("NewAuthorizedKey's PEM: %v", err)
+	}
+	c3, err := dial(srv, made)
+	if err != nil {
+		t.Fatalf("logging in with a key from NewAuthorizedKey: %v\n%s", err, srv.Log())
+	}
+	c3.Close()
+
 	if _, err := dial(srv, stranger); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
 		t.Errorf("logging in with an unknown key: err = %v, want an authentication failure", err)
 	}
