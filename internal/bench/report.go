@@ -22,6 +22,7 @@ type report struct {
 	Bakery       bakeryFigures `json:"bakery"`
 	BakeryZstd   bakeryFigures `json:"bakery_zstd"`
 	Crane        craneFigures  `json:"crane"`
+	Floor        floorFigures  `json:"floor"`
 	Checks       []check       `json:"checks"`
 	Commands     []string      `json:"commands"`
 }
@@ -146,6 +147,9 @@ func (r *report) writeText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "machine:  %s/%s, %s (sha_ni: %v), %s\n", m.GOOS, m.GOARCH, orUnknown(m.CPU), m.SHANI, m.GoVersion)
 	fmt.Fprintf(w, "cpus:     nproc %s, NumCPU %d, GOMAXPROCS %d (%s)\n", orUnknown(m.Nproc), m.NumCPU, m.GOMAXPROCS, env)
+	if m.GODEBUG != "" {
+		fmt.Fprintf(w, "godebug:  GODEBUG=%s in the environment, inherited by bakery, crane and the floor's timings\n", m.GODEBUG)
+	}
 	fmt.Fprintf(w, "load avg: %s at start, %s at end (other work on the machine skews every tool alike; runs are interleaved)\n",
 		orUnknown(m.LoadAvgStart), orUnknown(m.LoadAvgEnd))
 	reused := "generated this run"
@@ -186,8 +190,10 @@ func (r *report) writeText(w io.Writer) {
 	tw.Flush()
 	fmt.Fprintf(w, "(info: by median user+sys CPU instead of wall time, bakery full / crane = %.2fx, zstd %.2fx; sbom = false %.2fx, zstd %.2fx; bakery no-op / sha256sum = %.2fx)\n",
 		r.cpuRatio(mFull, mCrane), r.cpuRatio(mZstd, mCrane), r.cpuRatio(mFullNoSBOM, mCrane), r.cpuRatio(mZstdNoSBOM, mCrane), r.cpuRatio(mNoop, mSHA))
-	fmt.Fprintf(w, "(info: CPU %s, sha_ni %v: sha256 runs twice in bakery (diffID, digest; the bake key hashes inputs with BLAKE3) as in crane)\n\n",
+	fmt.Fprintf(w, "(info: CPU %s, sha_ni %v: sha256 runs twice in bakery (diffID, digest; the bake key hashes inputs with BLAKE3) as in crane)\n",
 		orUnknown(m.CPU), m.SHANI)
+	r.writeFloor(w)
+	fmt.Fprintln(w)
 
 	for _, b := range []bakeryFigures{r.Bakery, r.BakeryZstd} {
 		stable := "yes"
@@ -209,6 +215,39 @@ func (r *report) writeText(w io.Writer) {
 	fmt.Fprintln(w, "       peak RSS is measured in the warm-up runs (polling /proc every 5 ms), never in the timed ones.")
 }
 
+// writeFloor writes the floor (see floorFigures) and how the zstd,
+// sbom = false bake and crane compare with it.
+func (r *report) writeFloor(w io.Writer) {
+	f := r.Floor
+	if f.FloorS == 0 {
+		return
+	}
+	var bake, crane float64
+	for _, m := range r.Measurements {
+		switch m.Key {
+		case mZstdNoSBOM:
+			bake = m.MedianS
+		case mCrane:
+			crane = m.MedianS
+		}
+	}
+	fmt.Fprintf(w, "(floor: what a zstd, sbom = false bake cannot leave out, each part alone in one goroutine: reading and BLAKE3 of the inputs %s,\n",
+		fmtDur(f.ReadBLAKE3S))
+	fmt.Fprintf(w, "        zstd at its fastest of the tar %s, sha256 of the tar %s and of the layer %s; spread over %d CPUs %s, plus a process start %s:\n",
+		fmtDur(f.ZstdS), fmtDur(f.SHA256TarS), fmtDur(f.SHA256LayerS), f.CPUs,
+		fmtDur((f.ReadBLAKE3S+f.ZstdS+f.SHA256TarS+f.SHA256LayerS)/float64(max(f.CPUs, 1))), fmtDur(f.StartS))
+	fmt.Fprintf(w, "        %s = %.2fx crane; the bake takes %.2fx this floor, which leaves out writing the layer and listing the inputs)\n",
+		fmtDur(f.FloorS), ratio(f.FloorS, crane), ratio(bake, f.FloorS))
+}
+
+// ratio is a / b, or 0 when b is 0.
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
 // cpuRatio is the ratio of the median user+sys CPU times of two measurements.
 func (r *report) cpuRatio(a, b string) float64 {
 	var x, y float64
@@ -220,10 +259,7 @@ func (r *report) cpuRatio(a, b string) float64 {
 			y = m.CPUMedianS
 		}
 	}
-	if y == 0 {
-		return 0
-	}
-	return x / y
+	return ratio(x, y)
 }
 
 func orUnknown(s string) string {
