@@ -37,10 +37,13 @@ type floorFigures struct {
 	FloorS float64 `json:"floor_s"`
 }
 
-// total sums the parts into FloorS.
-func (f *floorFigures) total() {
-	f.FloorS = (f.ReadBLAKE3S+f.ZstdS+f.SHA256TarS+f.SHA256LayerS)/float64(max(f.CPUs, 1)) + f.StartS
+// spread is the four parts, in seconds, spread over the CPUs.
+func (f *floorFigures) spread() float64 {
+	return (f.ReadBLAKE3S + f.ZstdS + f.SHA256TarS + f.SHA256LayerS) / float64(max(f.CPUs, 1))
 }
+
+// total sets FloorS.
+func (f *floorFigures) total() { f.FloorS = f.spread() + f.StartS }
 
 // floorParts is one timing of each part of floorFigures but the start.
 type floorParts struct {

@@ -222,20 +222,12 @@ func (r *report) writeFloor(w io.Writer) {
 	if f.FloorS == 0 {
 		return
 	}
-	var bake, crane float64
-	for _, m := range r.Measurements {
-		switch m.Key {
-		case mZstdNoSBOM:
-			bake = m.MedianS
-		case mCrane:
-			crane = m.MedianS
-		}
-	}
+	bake, crane := r.find(mZstdNoSBOM).MedianS, r.find(mCrane).MedianS
 	fmt.Fprintf(w, "(floor: what a zstd, sbom = false bake cannot leave out, each part alone in one goroutine: reading and BLAKE3 of the inputs %s,\n",
 		fmtDur(f.ReadBLAKE3S))
 	fmt.Fprintf(w, "        zstd at its fastest of the tar %s, sha256 of the tar %s and of the layer %s; spread over %d CPUs %s, plus a process start %s:\n",
 		fmtDur(f.ZstdS), fmtDur(f.SHA256TarS), fmtDur(f.SHA256LayerS), f.CPUs,
-		fmtDur((f.ReadBLAKE3S+f.ZstdS+f.SHA256TarS+f.SHA256LayerS)/float64(max(f.CPUs, 1))), fmtDur(f.StartS))
+		fmtDur(f.spread()), fmtDur(f.StartS))
 	fmt.Fprintf(w, "        %s = %.2fx crane; the bake takes %.2fx this floor, which leaves out writing the layer and listing the inputs)\n",
 		fmtDur(f.FloorS), ratio(f.FloorS, crane), ratio(bake, f.FloorS))
 }
@@ -250,16 +242,17 @@ func ratio(a, b float64) float64 {
 
 // cpuRatio is the ratio of the median user+sys CPU times of two measurements.
 func (r *report) cpuRatio(a, b string) float64 {
-	var x, y float64
+	return ratio(r.find(a).CPUMedianS, r.find(b).CPUMedianS)
+}
+
+// find returns the measurement with key, or a zero one.
+func (r *report) find(key string) measurement {
 	for _, m := range r.Measurements {
-		switch m.Key {
-		case a:
-			x = m.CPUMedianS
-		case b:
-			y = m.CPUMedianS
+		if m.Key == key {
+			return m
 		}
 	}
-	return ratio(x, y)
+	return measurement{}
 }
 
 func orUnknown(s string) string {
