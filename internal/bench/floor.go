@@ -92,7 +92,6 @@ func measureFloor(dir string, files []string, tarStream, layer []byte) (floorPar
 	start = time.Now()
 	sum = sha256.Sum256(layer)
 	p.shaLayer = time.Since(start)
-	_ = sum
 	return p, nil
 }
 
